@@ -1,0 +1,1 @@
+"""Reading and writing weights: HF safetensors folders and Orbax checkpoints."""

@@ -1,0 +1,234 @@
+"""Hugging Face Gemma-3 safetensors folders ⇄ jaxsteer params.
+
+Loading streams one tensor at a time into preallocated stacked arrays of the target dtype, so peak
+host memory stays near one copy of the model; each stacked array is then placed on its device (or
+sharding) and the host copy dropped. Weights keep the checkpoint's ``[out, in]`` layout, so no
+transpose is ever materialised. Only safetensors are read; pickled ``.bin`` files are refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import ml_dtypes
+import numpy as np
+
+from jaxsteer.checkpoint.safetensors_io import SafetensorsFile, write_safetensors
+from jaxsteer.config import GemmaConfig
+from jaxsteer.errors import CheckpointError, ConfigError, OfflineError
+from jaxsteer.model.model import Model, resolve_dtype
+from jaxsteer.model.transformer import layer_shapes
+
+PREFIXES = ("model.language_model.", "language_model.model.", "model.")
+DROPPED = ("vision_tower.", "multi_modal_projector.", "model.vision_tower.", "model.multi_modal_projector.")
+_LAYER = re.compile(r"layers\.(\d+)\.(.+)\.weight$")
+_HF_LAYER_NAMES = {
+    "input_layernorm": "input_layernorm",
+    "self_attn.q_proj": "q_proj",
+    "self_attn.k_proj": "k_proj",
+    "self_attn.v_proj": "v_proj",
+    "self_attn.o_proj": "o_proj",
+    "self_attn.q_norm": "q_norm",
+    "self_attn.k_norm": "k_norm",
+    "post_attention_layernorm": "post_attention_layernorm",
+    "pre_feedforward_layernorm": "pre_feedforward_layernorm",
+    "mlp.gate_proj": "gate_proj",
+    "mlp.up_proj": "up_proj",
+    "mlp.down_proj": "down_proj",
+    "post_feedforward_layernorm": "post_feedforward_layernorm",
+}
+_JS_LAYER_NAMES = {v: k for k, v in _HF_LAYER_NAMES.items()}
+
+
+def resolve_folder(path_or_hub_id: str | os.PathLike) -> str:
+    """A local folder, or a hub snapshot when the id is not a path and the hub is reachable."""
+    source = os.fspath(path_or_hub_id)
+    if os.path.isdir(source):
+        return source
+    if os.path.exists(source):
+        raise CheckpointError(f"{source} is a file; pass the checkpoint folder that holds config.json")
+    if source.count("/") != 1 or source.startswith((".", "/")):
+        raise CheckpointError(f"no checkpoint folder at {source}")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return snapshot_download(source, allow_patterns=["*.json", "*.safetensors", "tokenizer*", "*.model"])
+    except Exception as e:  # offline, gated, or unknown id: all one line for the user
+        raise OfflineError(
+            f"cannot fetch {source!r} from the Hugging Face hub ({type(e).__name__}); "
+            "pass a local checkpoint folder instead"
+        ) from None
+
+
+def weight_files(folder: str) -> list[str]:
+    index = os.path.join(folder, "model.safetensors.index.json")
+    if os.path.isfile(index):
+        try:
+            with open(index, encoding="utf-8") as f:
+                shards = sorted(set(json.load(f)["weight_map"].values()))
+        except (OSError, json.JSONDecodeError, KeyError) as e:
+            raise CheckpointError(f"cannot read {index}: {e}") from None
+        missing = [s for s in shards if not os.path.isfile(os.path.join(folder, s))]
+        if missing:
+            raise CheckpointError(f"{folder} lacks shard(s) named in its index: {', '.join(missing[:3])}")
+        return [os.path.join(folder, s) for s in shards]
+    files = sorted(f for f in os.listdir(folder) if f.endswith(".safetensors"))
+    if not files:
+        pickled = [f for f in os.listdir(folder) if f.endswith((".bin", ".pt", ".pth", ".ckpt"))]
+        hint = f" (found {pickled[0]}: only safetensors are loaded, never pickle)" if pickled else ""
+        raise CheckpointError(f"no .safetensors weights in {folder}{hint}")
+    return [os.path.join(folder, f) for f in files]
+
+
+def _target_name(name: str) -> tuple[str, int | None] | None:
+    """Map an HF tensor name to (param name, layer) or None for weights we drop."""
+    if name.startswith(DROPPED) or name.startswith("lm_head"):
+        return None
+    for prefix in PREFIXES:
+        if name.startswith(prefix):
+            name = name[len(prefix) :]
+            break
+    if name == "embed_tokens.weight":
+        return "embed", None
+    if name == "norm.weight":
+        return "final_norm", None
+    m = _LAYER.match(name)
+    if m and m.group(2) in _HF_LAYER_NAMES:
+        return _HF_LAYER_NAMES[m.group(2)], int(m.group(1))
+    return None
+
+
+def load_params(
+    folder: str,
+    config: GemmaConfig,
+    dtype=jnp.bfloat16,
+    vocab_rows: int | None = None,
+    sharding: Callable[[str, tuple[int, ...]], jax.sharding.Sharding] | None = None,
+) -> dict:
+    """Read every tensor of a Gemma-3 checkpoint into the stacked params pytree.
+
+    ``vocab_rows`` keeps only the first rows of the embedding (e.g. 262144 drops the 64 image-token
+    rows of multimodal checkpoints); ``sharding(name, shape)`` places each array (e.g. on a mesh).
+    """
+    np_dtype = np.dtype(ml_dtypes.bfloat16) if jnp.dtype(dtype) == jnp.bfloat16 else np.dtype(np.float32)
+    rows = config.vocab_size if vocab_rows is None else int(vocab_rows)
+    expected = {"embed": (config.vocab_size, config.hidden_size), "final_norm": (config.hidden_size,)}
+    shapes = layer_shapes(config)
+    host = {"embed": np.empty((rows, config.hidden_size), np_dtype), "final_norm": np.empty(expected["final_norm"], np_dtype)}
+    host.update({k: np.empty((config.num_layers, *s), np_dtype) for k, s in shapes.items()})
+    seen: set[tuple[str, int | None]] = set()
+    for path in weight_files(folder):
+        with SafetensorsFile(path) as f:
+            for name in f.names():
+                target = _target_name(name)
+                if target is None:
+                    continue
+                key, layer = target
+                if layer is not None and layer >= config.num_layers:
+                    raise CheckpointError(f"tensor {name} is for layer {layer} of a {config.num_layers}-layer config")
+                want = expected[key] if layer is None else shapes[key]
+                got = f.shape(name)
+                if got != want:
+                    raise CheckpointError(f"tensor {name} has shape {got}, expected {want} from config.json")
+                value = f.get(name)
+                if key == "embed":
+                    host[key][:] = value[:rows]
+                elif layer is None:
+                    host[key][:] = value
+                else:
+                    host[key][layer] = value
+                seen.add(target)
+    needed = {("embed", None), ("final_norm", None)}
+    needed |= {(k, i) for k in shapes for i in range(config.num_layers)}
+    missing = sorted(needed - seen, key=lambda t: (t[1] or -1, t[0]))
+    if missing:
+        names = [hf_name(k, i) for k, i in missing[:3]]
+        raise CheckpointError(f"{folder} is missing {len(missing)} tensor(s), e.g. {', '.join(names)}")
+
+    def place(name, array):
+        out = jax.device_put(array, sharding(name, array.shape) if sharding else None)
+        host[name] = None  # drop the host copy before the next array is placed
+        return out
+
+    layers = {k: place(k, host[k]) for k in shapes}
+    return {"embed": place("embed", host["embed"]), "final_norm": place("final_norm", host["final_norm"]), "layers": layers}
+
+
+def hf_name(key: str, layer: int | None, prefix: str = "model.") -> str:
+    if key == "embed":
+        return f"{prefix}embed_tokens.weight"
+    if key == "final_norm":
+        return f"{prefix}norm.weight"
+    return f"{prefix}layers.{layer}.{_JS_LAYER_NAMES[key]}.weight"
+
+
+def load_tokenizer(folder: str):
+    """The checkpoint's tokenizer when it ships one (never with remote code)."""
+    if not any(os.path.isfile(os.path.join(folder, f)) for f in ("tokenizer.json", "tokenizer.model")):
+        return None
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+
+
+def load_pretrained(
+    path_or_hub_id: str | os.PathLike,
+    dtype="bfloat16",
+    vocab_rows: int | None = None,
+    sharding: Callable | None = None,
+    tokenizer: bool = True,
+) -> Model:
+    """Load a Gemma-3 (text or multimodal) checkpoint from a folder or hub id into a ``Model``."""
+    target = resolve_dtype(dtype)
+    folder = resolve_folder(path_or_hub_id)
+    config = GemmaConfig.from_hf(folder)
+    if vocab_rows is not None and not 0 < vocab_rows <= config.vocab_size:
+        raise ConfigError(f"vocab_rows={vocab_rows} must be in 1..{config.vocab_size}")
+    params = load_params(folder, config, target, vocab_rows, sharding)
+    if vocab_rows is not None:
+        config = config.replace(vocab_size=int(vocab_rows))
+    tok = load_tokenizer(folder) if tokenizer else None
+    return Model(config=config, params=params, tokenizer=tok, source=os.fspath(path_or_hub_id))
+
+
+def save_pretrained(model: Model, folder: str | os.PathLike, dtype=None, overwrite: bool = False) -> str:
+    """Write an HF-compatible ``Gemma3ForCausalLM`` folder (config.json + model.safetensors [+ tokenizer]).
+
+    The folder appears whole or not at all: it is written beside the target and renamed into place.
+    """
+    folder = os.fspath(folder)
+    if os.path.exists(folder) and not overwrite:
+        raise CheckpointError(f"{folder} already exists (pass overwrite=True to replace it)")
+    parent = os.path.dirname(os.path.abspath(folder))
+    os.makedirs(parent, exist_ok=True)
+    out_dtype = model.dtype if dtype is None else resolve_dtype(dtype)
+    np_dtype = np.dtype(ml_dtypes.bfloat16) if jnp.dtype(out_dtype) == jnp.bfloat16 else np.dtype(np.float32)
+    tmp = tempfile.mkdtemp(dir=parent, prefix=".tmp-")
+    try:
+        tensors = {hf_name("embed", None): np.asarray(model.params["embed"]).astype(np_dtype)}
+        tensors[hf_name("final_norm", None)] = np.asarray(model.params["final_norm"]).astype(np_dtype)
+        for key, stacked in model.params["layers"].items():
+            host = np.asarray(stacked).astype(np_dtype)
+            for i in range(model.config.num_layers):
+                tensors[hf_name(key, i)] = host[i]
+        write_safetensors(os.path.join(tmp, "model.safetensors"), tensors, {"format": "pt"})
+        hf_config = model.config.to_hf_dict()
+        hf_config["torch_dtype"] = "bfloat16" if np_dtype != np.float32 else "float32"
+        with open(os.path.join(tmp, "config.json"), "w", encoding="utf-8") as f:
+            json.dump(hf_config, f, indent=2)
+        if model.tokenizer is not None:
+            model.tokenizer.save_pretrained(tmp)
+        if os.path.exists(folder):
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder

@@ -1,0 +1,114 @@
+"""A small, strict safetensors reader/writer over ``mmap`` (bf16 through ``ml_dtypes``).
+
+Written here rather than taken from ``safetensors.numpy`` because that cannot hold bfloat16 and
+because a checkpoint loader must stream one tensor at a time and name a truncated file precisely.
+Format: 8-byte little-endian header length, a JSON header ``{name: {dtype, shape, data_offsets}}``
+(offsets relative to the end of the header), then the raw little-endian data.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import struct
+import tempfile
+
+import ml_dtypes
+import numpy as np
+
+from jaxsteer.errors import CheckpointError
+
+_DTYPES = {
+    "F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": ml_dtypes.bfloat16,
+    "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_,
+}
+_NAMES = {np.dtype(v): k for k, v in _DTYPES.items()}
+
+
+class SafetensorsFile:
+    """Lazily readable tensors of one ``.safetensors`` file; ``get`` returns a read-only view."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.fspath(path)
+        try:
+            self._file = open(self.path, "rb")
+            size = os.fstat(self._file.fileno()).st_size
+            if size < 8:
+                raise CheckpointError(f"{self.path} is truncated: {size} bytes, not a safetensors file")
+            (header_len,) = struct.unpack("<Q", self._file.read(8))
+            if header_len > size - 8:
+                raise CheckpointError(f"{self.path} is truncated or not safetensors (header of {header_len} bytes)")
+            header = json.loads(self._file.read(header_len))
+        except OSError as e:
+            raise CheckpointError(f"cannot read {self.path}: {e.strerror or e}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise CheckpointError(f"{self.path} has an unreadable safetensors header") from None
+        self.metadata = header.pop("__metadata__", None) or {}
+        self._header = header
+        self._start = 8 + header_len
+        end = max((int(t["data_offsets"][1]) for t in header.values()), default=0)
+        if self._start + end > size:
+            raise CheckpointError(
+                f"{self.path} is truncated: tensors need {self._start + end} bytes, the file has {size}"
+            )
+        self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ) if size else None
+
+    def names(self) -> list[str]:
+        return list(self._header)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self._header[name]["shape"])
+
+    def get(self, name: str) -> np.ndarray:
+        info = self._header[name]
+        if info["dtype"] not in _DTYPES:
+            raise CheckpointError(f"{self.path}: tensor {name} has unsupported dtype {info['dtype']}")
+        dtype = np.dtype(_DTYPES[info["dtype"]])
+        begin, end = (int(x) for x in info["data_offsets"])
+        count = int(np.prod(info["shape"], dtype=np.int64))
+        if end - begin != count * dtype.itemsize:
+            raise CheckpointError(f"{self.path}: tensor {name} has {end - begin} bytes for shape {info['shape']}")
+        return np.frombuffer(self._map, dtype=dtype, count=count, offset=self._start + begin).reshape(info["shape"])
+
+    def close(self) -> None:
+        # Views handed out by ``get`` may still be alive; dropping the map lets the GC unmap it
+        # once they are gone (closing it now would raise BufferError).
+        self._map = None
+        self._file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def write_safetensors(path: str | os.PathLike, tensors: dict[str, np.ndarray], metadata: dict | None = None):
+    """Write atomically (temporary file, then ``os.replace``); tensors keep their dtype."""
+    path = os.fspath(path)
+    header, offset, arrays = {}, 0, []
+    for name, value in tensors.items():
+        arr = np.ascontiguousarray(np.asarray(value))
+        if arr.dtype not in _NAMES:
+            raise CheckpointError(f"cannot store tensor {name} of dtype {arr.dtype} in safetensors")
+        header[name] = {"dtype": _NAMES[arr.dtype], "shape": list(arr.shape), "data_offsets": [offset, offset + arr.nbytes]}
+        offset += arr.nbytes
+        arrays.append(arr)
+    if metadata:
+        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+    blob = json.dumps(header, separators=(",", ":")).encode()
+    blob += b" " * (-len(blob) % 8)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".safetensors")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(struct.pack("<Q", len(blob)))
+            f.write(blob)
+            for arr in arrays:
+                f.write(arr.tobytes())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise

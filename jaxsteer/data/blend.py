@@ -1,0 +1,295 @@
+"""BLEnD: short-answer cultural questions per country, their human annotations, and the MCQ file.
+
+Localization (the y axis of the transfer–localization plane) is BLEnD short-answer accuracy, so this
+module joins each question (``{Country}_questions.csv``) with its annotations (``{Country}_data.json``)
+by ``ID`` and applies BLEnD's validity rule: a question is skipped when annotators mostly could not
+answer it (``no-answer + not-applicable >= 3`` or ``idk >= 5``) or when it has no annotated answer.
+The multiple-choice file is loaded as released; scoring it by log-likelihood is our variant, not BLEnD's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from jaxsteer.data.files import (
+    PathLike,
+    as_int,
+    is_hub_id,
+    load_hub,
+    locate,
+    read_json,
+    read_table,
+    require_rows,
+)
+from jaxsteer.data.languages import LANGUAGES, blend_country, normalize_country
+from jaxsteer.errors import DataError
+
+HUB_ID = "nayeon212/BLEnD"
+QUESTION_COLUMNS: tuple[str, ...] = ("ID", "Topic", "Source", "Question", "Translation")
+MC_COLUMNS: tuple[str, ...] = ("MCQID", "ID", "country", "prompt", "choices", "choice_countries", "answer_idx")
+ANNOTATION_KEYS: tuple[str, ...] = ("annotations", "idks")
+
+SKIP_NO_ANSWER = 3  # skip when no-answer + not-applicable >= 3 (BLEnD paper)
+SKIP_IDK = 5  # skip when idk >= 5
+
+
+@dataclasses.dataclass(frozen=True)
+class IdkCounts:
+    """How many annotators could not answer: "I don't know", no answer, or "not applicable"."""
+
+    idk: int = 0
+    no_answer: int = 0
+    not_applicable: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class BlendAnswer:
+    """One aggregated annotated answer: its local and English spellings and how many annotators gave it."""
+
+    answers: tuple[str, ...]
+    en_answers: tuple[str, ...]
+    count: int
+
+
+@dataclasses.dataclass(frozen=True)
+class BlendQuestion:
+    """A BLEnD short-answer question joined with its annotations (answers ordered by count, descending)."""
+
+    id: str
+    country: str  # BLEnD spelling, e.g. "South_Korea"
+    lang: str | None  # ISO code of the local language, None for countries outside the language table
+    topic: str
+    question: str  # in the local language, naming the country
+    question_en: str
+    annotations: tuple[BlendAnswer, ...] = ()
+    idk_counts: IdkCounts = IdkCounts()
+    source: str = ""
+
+    @property
+    def answers_local(self) -> tuple[str, ...]:
+        return tuple(a for ann in self.annotations for a in ann.answers)
+
+    @property
+    def answers_en(self) -> tuple[str, ...]:
+        return tuple(a for ann in self.annotations for a in ann.en_answers)
+
+    @property
+    def skipped(self) -> bool:
+        """BLEnD's rule: too few annotators could answer, or no annotated answer at all."""
+        return should_skip(self.idk_counts, len(self.annotations))
+
+
+@dataclasses.dataclass(frozen=True)
+class BlendMCQuestion:
+    """A row of BLEnD's multiple-choice file; ``answer`` is the 0-based index into ``choices``."""
+
+    mcq_id: str
+    id: str
+    country: str
+    prompt: str
+    letters: tuple[str, ...]
+    choices: tuple[str, ...]
+    choice_countries: tuple[str, ...]
+    answer: int
+
+    @property
+    def answer_letter(self) -> str:
+        return self.letters[self.answer]
+
+
+def should_skip(idk_counts: IdkCounts | Mapping[str, Any], n_annotations: int | None = None) -> bool:
+    """True when BLEnD excludes the question from scoring.
+
+    ``no-answer + not-applicable >= 3`` or ``idk >= 5``; also when ``n_annotations`` is given and zero.
+    """
+    counts = idk_counts if isinstance(idk_counts, IdkCounts) else parse_idks(idk_counts, "idks")
+    if counts.no_answer + counts.not_applicable >= SKIP_NO_ANSWER or counts.idk >= SKIP_IDK:
+        return True
+    return n_annotations is not None and n_annotations == 0
+
+
+def parse_idks(raw: Mapping[str, Any] | None, where: str) -> IdkCounts:
+    """``{idk, no-answer, not-applicable}`` (missing keys count 0; other keys are ignored)."""
+    raw = raw or {}
+    if not isinstance(raw, Mapping):
+        raise DataError(f"{where}: idks must be an object with idk, no-answer, not-applicable")
+    return IdkCounts(
+        idk=as_int(raw.get("idk", 0), f"{where} idk"),
+        no_answer=as_int(raw.get("no-answer", 0), f"{where} no-answer"),
+        not_applicable=as_int(raw.get("not-applicable", 0), f"{where} not-applicable"),
+    )
+
+
+def parse_annotations(raw: Sequence[Mapping[str, Any]], where: str) -> tuple[BlendAnswer, ...]:
+    """Aggregated answers sorted by count (descending, stable), each with its local and English forms."""
+    if not isinstance(raw, (list, tuple)):
+        raise DataError(f"{where}: annotations must be a list of {{answers, en_answers, count}}")
+    out = []
+    for j, ann in enumerate(raw):
+        at = f"{where} annotation {j}"
+        if not isinstance(ann, Mapping) or "count" not in ann:
+            raise DataError(f"{at}: expected an object with answers, en_answers, count")
+        out.append(
+            BlendAnswer(
+                answers=tuple(str(a) for a in ann.get("answers") or ()),
+                en_answers=tuple(str(a) for a in ann.get("en_answers") or ()),
+                count=as_int(ann["count"], f"{at} count"),
+            )
+        )
+    return tuple(sorted(out, key=lambda a: -a.count))
+
+
+def load_blend(
+    source: PathLike,
+    country: str,
+    *,
+    annotations: PathLike | None = None,
+    include_skipped: bool = True,
+) -> list[BlendQuestion]:
+    """BLEnD questions of one country (BLEnD name or language code) joined with annotations by ``ID``.
+
+    ``source`` is a data root, the ``{Country}_questions.csv`` file (annotations are then looked up in
+    ``../annotations/{Country}_data.json`` unless ``annotations`` is given), or the hub id. Questions
+    without annotations are kept with no answers (and count as skipped).
+    """
+    country = blend_country(country)
+    lang = _country_lang(country)
+    if is_hub_id(source):
+        rows = load_hub(str(source), "short-answer-questions", country, required=QUESTION_COLUMNS)
+        where = f"hub dataset {source} ({country})"
+        raw_ann = {str(r["ID"]): r for r in load_hub(str(source), "annotations", country, required=("ID",))}
+    else:
+        qpath = locate(source, [f"blend/questions/{country}_questions.csv", f"questions/{country}_questions.csv"],
+                       f"BLEnD questions for {country}")
+        where = str(qpath)
+        rows = read_table(qpath, required=QUESTION_COLUMNS)
+        apath = Path(annotations) if annotations is not None else _annotation_path(source, qpath, country)
+        raw_ann = read_json(apath)
+        if not isinstance(raw_ann, dict):
+            raise DataError(f"{apath}: expected a JSON object keyed by question ID")
+    require_rows(rows, where)
+    out: list[BlendQuestion] = []
+    for i, row in enumerate(rows):
+        qid = str(row["ID"]).strip()
+        if not qid:
+            raise DataError(f"{where} row {i}: empty ID")
+        ann = raw_ann.get(qid) or {}
+        at = f"{country} annotation {qid!r}"
+        ann_list = ann.get("annotations") or []
+        if isinstance(ann_list, str):  # hub rows may carry JSON strings
+            ann_list = json.loads(ann_list)
+        idks = ann.get("idks")
+        if isinstance(idks, str):
+            idks = json.loads(idks)
+        q = BlendQuestion(
+            id=qid,
+            country=country,
+            lang=lang,
+            topic=str(row["Topic"]),
+            question=str(row["Question"]),
+            question_en=str(row["Translation"]),
+            annotations=parse_annotations(ann_list, at),
+            idk_counts=parse_idks(idks, at),
+            source=str(row["Source"]),
+        )
+        if include_skipped or not q.skipped:
+            out.append(q)
+    return out
+
+
+def load_blend_mc(source: PathLike, country: str | None = None) -> list[BlendMCQuestion]:
+    """Rows of BLEnD's ``mc_questions_file.csv`` (all countries, or one: BLEnD name or language code)."""
+    if is_hub_id(source):
+        rows = load_hub(str(source), "multiple-choice-questions", "test", required=MC_COLUMNS)
+        where = f"hub dataset {source} (multiple-choice-questions)"
+    else:
+        path = locate(source, ["blend/mc_questions_file", "mc_questions_file"], "BLEnD multiple-choice file")
+        where = str(path)
+        rows = read_table(path, required=MC_COLUMNS)
+    require_rows(rows, where)
+    wanted = blend_country(country) if country is not None else None
+    out = []
+    for i, row in enumerate(rows):
+        row_country = normalize_country(str(row["country"]))
+        if wanted is not None and row_country != wanted:
+            continue
+        at = f"{where} row {i} (MCQID {row['MCQID']!r})"
+        choices = _json_object(row["choices"], f"{at} choices")
+        countries = _json_object(row["choice_countries"], f"{at} choice_countries") if row["choice_countries"] else {}
+        letters = tuple(sorted(choices))
+        answer = str(row["answer_idx"]).strip()
+        if answer.isdigit() and answer not in letters:
+            index = int(answer)
+        elif answer in letters:
+            index = letters.index(answer)
+        else:
+            raise DataError(f"{at}: answer_idx {row['answer_idx']!r} is not one of {', '.join(letters)}")
+        if not 0 <= index < len(letters):
+            raise DataError(f"{at}: answer_idx {row['answer_idx']!r} is out of range for {len(letters)} choices")
+        out.append(
+            BlendMCQuestion(
+                mcq_id=str(row["MCQID"]),
+                id=str(row["ID"]),
+                country=row_country,
+                prompt=str(row["prompt"]),
+                letters=letters,
+                choices=tuple(str(choices[k]) for k in letters),
+                choice_countries=tuple(normalize_country(str(countries.get(k, ""))) for k in letters),
+                answer=index,
+            )
+        )
+    if not out:
+        raise DataError(f"{where}: no multiple-choice rows for country {wanted!r}")
+    return out
+
+
+def scorable(questions: Sequence[BlendQuestion]) -> list[BlendQuestion]:
+    """The questions that BLEnD scores (those not skipped)."""
+    return [q for q in questions if not q.skipped]
+
+
+def _annotation_path(source: PathLike, qpath: Path, country: str) -> Path:
+    root = Path(source)
+    candidates = [root / "blend" / "annotations", root / "annotations", qpath.parent.parent / "annotations",
+                  qpath.parent]
+    for folder in candidates:
+        if (folder / f"{country}_data.json").is_file():
+            return folder / f"{country}_data.json"
+    raise DataError(f"BLEnD annotations for {country}: {country}_data.json not found next to {qpath}")
+
+
+def _json_object(text: Any, where: str) -> dict[str, Any]:
+    if isinstance(text, dict):
+        return text
+    try:
+        value = json.loads(str(text))
+    except json.JSONDecodeError:
+        raise DataError(f"{where}: {str(text)[:60]!r} is not a JSON object") from None
+    if not isinstance(value, dict) or not value:
+        raise DataError(f"{where}: expected a non-empty JSON object letter -> text")
+    return value
+
+
+def _country_lang(country: str) -> str | None:
+    for lang in LANGUAGES.values():
+        if lang.blend_country == country:
+            return lang.code
+    return None
+
+
+__all__ = [
+    "BlendAnswer",
+    "BlendMCQuestion",
+    "BlendQuestion",
+    "IdkCounts",
+    "load_blend",
+    "load_blend_mc",
+    "parse_annotations",
+    "parse_idks",
+    "scorable",
+    "should_skip",
+]

@@ -1,0 +1,1 @@
+"""The Gemma-3 text decoder as pure functions over a params pytree."""

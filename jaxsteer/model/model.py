@@ -1,0 +1,147 @@
+"""The public face of the decoder: ``Model`` (config + params) and ``forward`` with its input checks.
+
+Checks run in Python on concrete inputs (and are skipped, but for shapes, under ``jit``/``vmap``)
+so that a user mistake is a one-line ``InputError`` rather than silent garbage: out-of-range ids
+gather a clipped row in XLA instead of failing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxsteer.config import GemmaConfig
+from jaxsteer.errors import InputError
+from jaxsteer.model.attention import resolve_impl
+from jaxsteer.model.transformer import ForwardOutput, Params, forward_core, init_params
+from jaxsteer.steering.plan import Steering
+
+_DTYPES = {"bfloat16": jnp.bfloat16, "bf16": jnp.bfloat16, "float32": jnp.float32, "fp32": jnp.float32}
+
+
+def resolve_dtype(dtype: Any):
+    """``"bfloat16"``/``"float32"`` (or the jnp types); fp16 is refused: Gemma's residual overflows it."""
+    name = jnp.dtype(dtype).name if not isinstance(dtype, str) else dtype.lower()
+    if name in ("float16", "fp16", "half"):
+        raise InputError("float16 is not supported: Gemma-3's residual stream overflows it; use bfloat16")
+    if name not in _DTYPES:
+        raise InputError(f"dtype {dtype!r}: expected bfloat16 or float32")
+    return _DTYPES[name]
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+    """A Gemma-3 decoder: its config, its params pytree and (when loaded from a folder) a tokenizer."""
+
+    config: GemmaConfig
+    params: Params
+    tokenizer: Any = None
+    source: str | None = None
+
+    @classmethod
+    def random(cls, config: GemmaConfig, seed: int = 0, dtype="float32", norm_std: float = 0.0) -> Model:
+        params = init_params(config, jax.random.PRNGKey(seed), resolve_dtype(dtype), norm_std)
+        return cls(config=config, params=params, source=f"random(seed={seed})")
+
+    @property
+    def dtype(self):
+        return self.params["embed"].dtype
+
+
+def _concrete(x) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
+def check_tokens(config: GemmaConfig, input_ids, attention_mask=None) -> tuple[jax.Array, jax.Array | None]:
+    input_ids = jnp.asarray(input_ids)
+    if input_ids.ndim != 2:
+        raise InputError(f"input_ids must be [batch, time], got shape {tuple(input_ids.shape)}")
+    if not jnp.issubdtype(input_ids.dtype, jnp.integer):
+        raise InputError(f"input_ids must be integers, got {input_ids.dtype}")
+    if input_ids.shape[1] == 0:
+        raise InputError("input_ids is empty along time")
+    if _concrete(input_ids):
+        ids = np.asarray(input_ids)
+        bad = ids[(ids < 0) | (ids >= config.vocab_size)]
+        if bad.size:
+            raise InputError(f"token id {int(bad[0])} is outside the vocabulary (0..{config.vocab_size - 1})")
+    if attention_mask is not None:
+        attention_mask = jnp.asarray(attention_mask)
+        if attention_mask.shape != input_ids.shape:
+            raise InputError(
+                f"attention_mask has shape {tuple(attention_mask.shape)}, expected {tuple(input_ids.shape)}"
+            )
+        attention_mask = attention_mask.astype(jnp.int32)
+        if _concrete(attention_mask) and not np.all(np.asarray(attention_mask).sum(1) > 0):
+            raise InputError("attention_mask has a row with no real token")
+    return input_ids.astype(jnp.int32), attention_mask
+
+
+def _logits_request(logits_at, batch: int):
+    if logits_at is None or (isinstance(logits_at, str) and logits_at == "all"):
+        return "all", None
+    if isinstance(logits_at, str):
+        if logits_at not in ("last", "none"):
+            raise InputError(f"logits_at={logits_at!r}: expected None, 'all', 'last', 'none' or an index array")
+        return logits_at, None
+    index = jnp.asarray(logits_at, jnp.int32)
+    if index.ndim == 0 or index.shape[0] != batch:
+        raise InputError(f"logits_at index array has shape {tuple(index.shape)}, expected [{batch}] or [{batch}, K]")
+    return "index", index
+
+
+def forward(
+    model: Model,
+    input_ids,
+    attention_mask=None,
+    steering: Steering | None = None,
+    return_hidden: bool = False,
+    logits_at=None,
+    positions=None,
+    impl: str = "auto",
+) -> ForwardOutput:
+    """Run the decoder.
+
+    Args:
+      input_ids: ``[B, T]`` token ids (left padding allowed).
+      attention_mask: ``[B, T]`` 1 for real tokens; positions then count real tokens only.
+      steering: a ``Steering`` plan; ``None`` runs the plain model.
+      return_hidden: also return ``[L+1, B, T, D]`` fp32 hidden states (``[0]`` scaled embeddings,
+        ``[l+1]`` the output of block ``l`` including its steering delta, not normed).
+      logits_at: ``None``/``"all"`` → ``[B, T, V]``; ``"last"`` → ``[B, V]`` at each row's last real
+        token; an index array ``[B]`` or ``[B, K]`` → logits there; ``"none"`` → no head at all.
+      impl: attention kernel, ``"auto"`` | ``"xla"`` | ``"cudnn"``.
+    """
+    config = model.config
+    input_ids, attention_mask = check_tokens(config, input_ids, attention_mask)
+    if steering is not None:
+        steering.validate(config)
+        if steering.gamma.ndim != 1:
+            raise InputError(
+                f"gamma has sweep axes {tuple(steering.gamma.shape[:-1])}: vmap over them or use jaxsteer.sweep"
+            )
+        if steering.scope == "mask" and steering.mask.shape != input_ids.shape:
+            raise InputError(
+                f"steering mask has shape {tuple(steering.mask.shape)}, expected {tuple(input_ids.shape)}"
+            )
+    mode, index = _logits_request(logits_at, input_ids.shape[0])
+    if positions is not None:
+        positions = jnp.asarray(positions, jnp.int32)
+        if positions.shape != input_ids.shape:
+            raise InputError(f"positions have shape {tuple(positions.shape)}, expected {tuple(input_ids.shape)}")
+    return forward_core(
+        model.params,
+        input_ids,
+        attention_mask,
+        positions,
+        steering,
+        index,
+        config=config,
+        return_hidden=bool(return_hidden),
+        logits_mode=mode,
+        impl=resolve_impl(impl, model.dtype),
+    )

@@ -1,0 +1,5 @@
+"""Steering vectors: the plan pytree, extraction, sweeps, analysis and vector files."""
+
+from jaxsteer.steering.plan import Steering
+
+__all__ = ["Steering"]
