@@ -8,4 +8,13 @@ from jaxsteer.model.decode import generate
 from jaxsteer.model.model import Model, forward
 from jaxsteer.steering.plan import Steering
 
-__all__ = ["GemmaConfig", "Model", "Steering", "forward", "generate", "load_pretrained", "save_pretrained", "__version__"]
+__all__ = [
+    "GemmaConfig",
+    "Model",
+    "Steering",
+    "forward",
+    "generate",
+    "load_pretrained",
+    "save_pretrained",
+    "__version__",
+]

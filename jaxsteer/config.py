@@ -56,15 +56,11 @@ class GemmaConfig:
             if int(getattr(self, field)) <= 0:
                 raise ConfigError(f"config {field}={getattr(self, field)} must be positive")
         if self.num_heads % self.num_kv_heads:
-            raise ConfigError(
-                f"num_heads={self.num_heads} is not a multiple of num_kv_heads={self.num_kv_heads}"
-            )
+            raise ConfigError(f"num_heads={self.num_heads} is not a multiple of num_kv_heads={self.num_kv_heads}")
         if self.head_dim % 2:
             raise ConfigError(f"head_dim={self.head_dim} must be even for rotary embeddings")
         if len(self.layer_types) != self.num_layers:
-            raise ConfigError(
-                f"layer_types has {len(self.layer_types)} entries for {self.num_layers} layers"
-            )
+            raise ConfigError(f"layer_types has {len(self.layer_types)} entries for {self.num_layers} layers")
         unknown = set(self.layer_types) - {SLIDING, FULL}
         if unknown:
             raise ConfigError(f"unknown layer type(s) {sorted(unknown)}; expected {SLIDING!r} or {FULL!r}")

@@ -121,7 +121,10 @@ def load_params(
     rows = config.vocab_size if vocab_rows is None else int(vocab_rows)
     expected = {"embed": (config.vocab_size, config.hidden_size), "final_norm": (config.hidden_size,)}
     shapes = layer_shapes(config)
-    host = {"embed": np.empty((rows, config.hidden_size), np_dtype), "final_norm": np.empty(expected["final_norm"], np_dtype)}
+    host = {
+        "embed": np.empty((rows, config.hidden_size), np_dtype),
+        "final_norm": np.empty(expected["final_norm"], np_dtype),
+    }
     host.update({k: np.empty((config.num_layers, *s), np_dtype) for k, s in shapes.items()})
     seen: set[tuple[str, int | None]] = set()
     for path in weight_files(folder):
@@ -158,7 +161,11 @@ def load_params(
         return out
 
     layers = {k: place(k, host[k]) for k in shapes}
-    return {"embed": place("embed", host["embed"]), "final_norm": place("final_norm", host["final_norm"]), "layers": layers}
+    return {
+        "embed": place("embed", host["embed"]),
+        "final_norm": place("final_norm", host["final_norm"]),
+        "layers": layers,
+    }
 
 
 def hf_name(key: str, layer: int | None, prefix: str = "model.") -> str:

@@ -20,8 +20,16 @@ import numpy as np
 from jaxsteer.errors import CheckpointError
 
 _DTYPES = {
-    "F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": ml_dtypes.bfloat16,
-    "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_,
+    "F64": np.float64,
+    "F32": np.float32,
+    "F16": np.float16,
+    "BF16": ml_dtypes.bfloat16,
+    "I64": np.int64,
+    "I32": np.int32,
+    "I16": np.int16,
+    "I8": np.int8,
+    "U8": np.uint8,
+    "BOOL": np.bool_,
 }
 _NAMES = {np.dtype(v): k for k, v in _DTYPES.items()}
 
@@ -32,7 +40,7 @@ class SafetensorsFile:
     def __init__(self, path: str | os.PathLike):
         self.path = os.fspath(path)
         try:
-            self._file = open(self.path, "rb")
+            self._file = open(self.path, "rb")  # noqa: SIM115 (kept open for the mmap)
             size = os.fstat(self._file.fileno()).st_size
             if size < 8:
                 raise CheckpointError(f"{self.path} is truncated: {size} bytes, not a safetensors file")
@@ -92,7 +100,11 @@ def write_safetensors(path: str | os.PathLike, tensors: dict[str, np.ndarray], m
         arr = np.ascontiguousarray(np.asarray(value))
         if arr.dtype not in _NAMES:
             raise CheckpointError(f"cannot store tensor {name} of dtype {arr.dtype} in safetensors")
-        header[name] = {"dtype": _NAMES[arr.dtype], "shape": list(arr.shape), "data_offsets": [offset, offset + arr.nbytes]}
+        header[name] = {
+            "dtype": _NAMES[arr.dtype],
+            "shape": list(arr.shape),
+            "data_offsets": [offset, offset + arr.nbytes],
+        }
         offset += arr.nbytes
         arrays.append(arr)
     if metadata:

@@ -26,9 +26,7 @@ def resolve_impl(impl: str, dtype) -> str:
     return "cudnn" if on_gpu and jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16) else "xla"
 
 
-def causal_mask(
-    t: int, key_valid: Bool[Array, "B S"] | None, window: int | None
-) -> Bool[Array, "B T T"]:
+def causal_mask(t: int, key_valid: Bool[Array, "B S"] | None, window: int | None) -> Bool[Array, "B T T"]:
     """Query i sees key j iff j ≤ i, the key is not padding and (for a window W) i − W < j."""
     i = jnp.arange(t)[:, None]
     j = jnp.arange(t)[None, :]
@@ -76,8 +74,14 @@ def self_attention(
 
         def call(local_window):
             return jax.nn.dot_product_attention(
-                q, k, v, mask=mask, scale=config.attn_scale, is_causal=True,
-                local_window_size=local_window, implementation="cudnn",
+                q,
+                k,
+                v,
+                mask=mask,
+                scale=config.attn_scale,
+                is_causal=True,
+                local_window_size=local_window,
+                implementation="cudnn",
             )
 
         if window >= t:  # the window cannot bite: one kernel for every layer

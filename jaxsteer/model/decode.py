@@ -46,9 +46,7 @@ def _pick(logits: Float[Array, "B V"], key, temperature: float, top_k: int | Non
     return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
 
 
-@functools.partial(
-    jax.jit, static_argnames=("config", "max_new_tokens", "temperature", "top_k", "eos_ids", "impl")
-)
+@functools.partial(jax.jit, static_argnames=("config", "max_new_tokens", "temperature", "top_k", "eos_ids", "impl"))
 def generate_core(
     params,
     input_ids: Int[Array, "B T"],
@@ -80,8 +78,14 @@ def generate_core(
     deltas, steer_mask = steer(positions, jnp.arange(t))
     ctx = make_context(config, positions, attention_mask, steer_mask)
     h, (ks, vs) = run_layers(
-        params["layers"], embed(params, input_ids, config), ctx, flags, deltas,
-        config=config, impl=impl, collect=lambda h, kv: kv,
+        params["layers"],
+        embed(params, input_ids, config),
+        ctx,
+        flags,
+        deltas,
+        config=config,
+        impl=impl,
+        collect=lambda h, kv: kv,
     )
     pad = [(0, 0), (0, 0), (0, max_new_tokens), (0, 0), (0, 0)]
     cache_k, cache_v = jnp.pad(ks, pad), jnp.pad(vs, pad)
@@ -182,9 +186,16 @@ def generate(
             )
     eos = default_eos_ids(config) if eos_token_id is None else tuple(jnp.atleast_1d(jnp.asarray(eos_token_id)).tolist())
     out = generate_core(
-        model.params, input_ids, attention_mask, steering, jax.random.PRNGKey(seed),
-        config=config, max_new_tokens=int(max_new_tokens), temperature=float(temperature),
-        top_k=None if top_k is None else int(top_k), eos_ids=tuple(int(e) for e in eos),
+        model.params,
+        input_ids,
+        attention_mask,
+        steering,
+        jax.random.PRNGKey(seed),
+        config=config,
+        max_new_tokens=int(max_new_tokens),
+        temperature=float(temperature),
+        top_k=None if top_k is None else int(top_k),
+        eos_ids=tuple(int(e) for e in eos),
         impl=resolve_impl(impl, model.dtype),
     )
     return (out.tokens, out.lengths) if return_lengths else out.tokens

@@ -125,9 +125,7 @@ def forward(
                 f"gamma has sweep axes {tuple(steering.gamma.shape[:-1])}: vmap over them or use jaxsteer.sweep"
             )
         if steering.scope == "mask" and steering.mask.shape != input_ids.shape:
-            raise InputError(
-                f"steering mask has shape {tuple(steering.mask.shape)}, expected {tuple(input_ids.shape)}"
-            )
+            raise InputError(f"steering mask has shape {tuple(steering.mask.shape)}, expected {tuple(input_ids.shape)}")
     mode, index = _logits_request(logits_at, input_ids.shape[0])
     if positions is not None:
         positions = jnp.asarray(positions, jnp.int32)

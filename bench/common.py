@@ -1,0 +1,92 @@
+"""Shared pieces of the GPU benchmarks: configs, FLOP counts, timing, and running the HF anchor.
+
+Each benchmark runs the HF anchor (``bench/anchors/``, a copy of ``../shared/bench``) in a
+subprocess first — JAX preallocates most of the GPU, so the two never share a process — and then
+jaxsteer on the same card, and prints both with their ratio.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+
+from jaxsteer.config import preset
+from jaxsteer.model.model import Model
+from jaxsteer.model.transformer import init_params
+
+PEAK = 790e12  # H100 SXM dense bf16, the figure the anchors use
+STEER_LAYERS = {"1b": (13, 20), "4b": (14, 20), "12b": (20, 28), "27b": (26, 36), "tiny": (2, 5)}
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def flops_per_token(cfg, seq: int) -> tuple[float, float]:
+    """Forward FLOPs per token of the blocks (causal attention at mean context S/2) and of the head."""
+    d, L, H, KV, hd, F, V = (
+        cfg.hidden_size,
+        cfg.num_layers,
+        cfg.num_heads,
+        cfg.num_kv_heads,
+        cfg.head_dim,
+        cfg.intermediate_size,
+        cfg.vocab_size,
+    )
+    per_layer = d * H * hd * 2 + d * KV * hd * 2 + 3 * d * F
+    attn = 2 * 2 * H * hd * (seq / 2)
+    return 2 * per_layer * L + attn * L, 2 * d * V
+
+
+def random_model(name: str, dtype=jnp.bfloat16, seed: int = 0) -> Model:
+    cfg = preset(name)
+    params = jax.jit(lambda k: init_params(cfg, k, dtype))(jax.random.PRNGKey(seed))
+    jax.block_until_ready(params)
+    return Model(config=cfg, params=params, source=f"random {name}")
+
+
+def timed(fn, reps: int = 8, warm: int = 2) -> float:
+    """Median wall time of ``fn()`` (which must block until its result is ready)."""
+    for _ in range(warm):
+        fn()
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    times.sort()
+    return times[len(times) // 2]
+
+
+def compile_seconds(jitted, *args, **kwargs) -> float:
+    t = time.perf_counter()
+    jitted.lower(*args, **kwargs).compile()
+    return time.perf_counter() - t
+
+
+def run_anchor(script: str, specs: list[str], out_dir: str) -> list[dict]:
+    """Run an HF anchor script in a subprocess; returns its JSON rows ([] when torch/GPU is missing)."""
+    path = os.path.join(HERE, "anchors", script)
+    if not os.path.exists(path):
+        print(f"[anchor] {path} missing: copy ../shared/bench/*.py into bench/anchors/", flush=True)
+        return []
+    proc = subprocess.run([sys.executable, path, *specs, "--out", out_dir], capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(f"[anchor] {script} failed:\n{proc.stderr[-3000:]}", flush=True)
+        return []
+    name = os.path.splitext(script)[0] + ".json"
+    with open(os.path.join(out_dir, name)) as f:
+        return json.load(f)
+
+
+def environment() -> dict:
+    dev = jax.devices()[0]
+    return {
+        "jax": jax.__version__,
+        "device": getattr(dev, "device_kind", str(dev)),
+        "backend": jax.default_backend(),
+        "date": time.strftime("%Y-%m-%d"),
+    }

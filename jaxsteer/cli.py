@@ -1,0 +1,52 @@
+"""``jaxsteer`` command line: one sub-command per module in ``jaxsteer.commands``.
+
+A user mistake (any ``JaxsteerError``) prints one line and exits with status 2; results are
+written atomically, so an interrupted or failed command leaves no partial file behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from jaxsteer.errors import JaxsteerError
+
+COMMANDS = ("demo", "info", "generate", "extract", "sweep", "steer", "analyze", "eval", "plane", "train")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from jaxsteer import __version__
+
+    parser = argparse.ArgumentParser(prog="jaxsteer", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"jaxsteer {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"jaxsteer.commands.{name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"jaxsteer.commands.{name}":
+                continue  # a command not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except JaxsteerError as e:
+        print(f"jaxsteer {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"jaxsteer {args.command}: interrupted; no partial results were written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

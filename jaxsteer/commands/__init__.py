@@ -1,0 +1,1 @@
+"""Sub-commands of the ``jaxsteer`` CLI: each module defines ``register(subparsers)``."""

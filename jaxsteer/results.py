@@ -1,0 +1,106 @@
+"""Result files: atomic writes and the provenance block every result carries.
+
+Nothing partial is ever written: each file goes to a temporary name in the same folder and is
+renamed into place. Every JSON result has a ``provenance`` entry saying what produced it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+_PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "transformers", "numpy")
+
+
+def atomic_write(path: str | os.PathLike, data: str | bytes) -> str:
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> str:
+    return atomic_write(path, json.dumps(obj, indent=2, ensure_ascii=False, default=_jsonable) + "\n")
+
+
+def write_csv(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]], columns: list[str] | None = None) -> str:
+    rows = list(rows)
+    columns = columns or (list(rows[0]) if rows else [])
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return atomic_write(path, buf.getvalue())
+
+
+def _jsonable(x):
+    import numpy as np
+
+    if isinstance(x, np.generic):
+        return x.item()
+    if hasattr(x, "tolist"):
+        return x.tolist()
+    return str(x)
+
+
+def git_commit() -> str | None:
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        out = subprocess.run(
+            ["git", "-C", here, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in _PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return found
+
+
+def provenance(model=None, seed: int | None = None, command: str | None = None, **extra: Any) -> dict[str, Any]:
+    """Who made a result: model and config hash, code version and commit, libraries, device, seed, date."""
+    import jax
+
+    import jaxsteer
+
+    info: dict[str, Any] = {
+        "jaxsteer": jaxsteer.__version__,
+        "git_commit": git_commit(),
+        "libraries": library_versions(),
+        "python": platform.python_version(),
+        "device": str(getattr(jax.devices()[0], "device_kind", jax.devices()[0].platform)),
+        "backend": jax.default_backend(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "seed": seed,
+        "command": command,
+    }
+    if model is not None:
+        info["model"] = {"source": model.source, "name": model.config.name, "config_hash": model.config.config_hash()}
+    info.update(extra)
+    return info
