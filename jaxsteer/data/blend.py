@@ -30,7 +30,15 @@ from jaxsteer.errors import DataError
 
 HUB_ID = "nayeon212/BLEnD"
 QUESTION_COLUMNS: tuple[str, ...] = ("ID", "Topic", "Source", "Question", "Translation")
-MC_COLUMNS: tuple[str, ...] = ("MCQID", "ID", "country", "prompt", "choices", "choice_countries", "answer_idx")
+MC_COLUMNS: tuple[str, ...] = (
+    "MCQID",
+    "ID",
+    "country",
+    "prompt",
+    "choices",
+    "choice_countries",
+    "answer_idx",
+)
 ANNOTATION_KEYS: tuple[str, ...] = ("annotations", "idks")
 
 SKIP_NO_ANSWER = 3  # skip when no-answer + not-applicable >= 3 (BLEnD paper)
@@ -163,8 +171,11 @@ def load_blend(
         where = f"hub dataset {source} ({country})"
         raw_ann = {str(r["ID"]): r for r in load_hub(str(source), "annotations", country, required=("ID",))}
     else:
-        qpath = locate(source, [f"blend/questions/{country}_questions.csv", f"questions/{country}_questions.csv"],
-                       f"BLEnD questions for {country}")
+        qpath = locate(
+            source,
+            [f"blend/questions/{country}_questions", f"questions/{country}_questions"],
+            f"BLEnD questions for {country}",
+        )
         where = str(qpath)
         rows = read_table(qpath, required=QUESTION_COLUMNS)
         apath = Path(annotations) if annotations is not None else _annotation_path(source, qpath, country)
@@ -179,12 +190,10 @@ def load_blend(
             raise DataError(f"{where} row {i}: empty ID")
         ann = raw_ann.get(qid) or {}
         at = f"{country} annotation {qid!r}"
-        ann_list = ann.get("annotations") or []
-        if isinstance(ann_list, str):  # hub rows may carry JSON strings
-            ann_list = json.loads(ann_list)
-        idks = ann.get("idks")
-        if isinstance(idks, str):
-            idks = json.loads(idks)
+        if not isinstance(ann, Mapping):
+            raise DataError(f"{at}: expected an object with annotations and idks")
+        ann_list = _decoded(ann.get("annotations") or [], f"{at} annotations")
+        idks = _decoded(ann.get("idks"), f"{at} idks")
         q = BlendQuestion(
             id=qid,
             country=country,
@@ -219,7 +228,9 @@ def load_blend_mc(source: PathLike, country: str | None = None) -> list[BlendMCQ
             continue
         at = f"{where} row {i} (MCQID {row['MCQID']!r})"
         choices = _json_object(row["choices"], f"{at} choices")
-        countries = _json_object(row["choice_countries"], f"{at} choice_countries") if row["choice_countries"] else {}
+        countries = (
+            _json_object(row["choice_countries"], f"{at} choice_countries") if row["choice_countries"] else {}
+        )
         letters = tuple(sorted(choices))
         answer = str(row["answer_idx"]).strip()
         if answer.isdigit() and answer not in letters:
@@ -229,7 +240,9 @@ def load_blend_mc(source: PathLike, country: str | None = None) -> list[BlendMCQ
         else:
             raise DataError(f"{at}: answer_idx {row['answer_idx']!r} is not one of {', '.join(letters)}")
         if not 0 <= index < len(letters):
-            raise DataError(f"{at}: answer_idx {row['answer_idx']!r} is out of range for {len(letters)} choices")
+            raise DataError(
+                f"{at}: answer_idx {row['answer_idx']!r} is out of range for {len(letters)} choices"
+            )
         out.append(
             BlendMCQuestion(
                 mcq_id=str(row["MCQID"]),
@@ -254,12 +267,26 @@ def scorable(questions: Sequence[BlendQuestion]) -> list[BlendQuestion]:
 
 def _annotation_path(source: PathLike, qpath: Path, country: str) -> Path:
     root = Path(source)
-    candidates = [root / "blend" / "annotations", root / "annotations", qpath.parent.parent / "annotations",
-                  qpath.parent]
+    candidates = [
+        root / "blend" / "annotations",
+        root / "annotations",
+        qpath.parent.parent / "annotations",
+        qpath.parent,
+    ]
     for folder in candidates:
         if (folder / f"{country}_data.json").is_file():
             return folder / f"{country}_data.json"
     raise DataError(f"BLEnD annotations for {country}: {country}_data.json not found next to {qpath}")
+
+
+def _decoded(value: Any, where: str) -> Any:
+    """Hub rows may carry nested fields as JSON strings; local JSON files carry them as objects."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        raise DataError(f"{where}: {value[:60]!r} is not valid JSON") from None
 
 
 def _json_object(text: Any, where: str) -> dict[str, Any]:

@@ -65,8 +65,11 @@ def load_flores(source: PathLike, code: str, split: str = "dev") -> list[FloresS
         if sid in seen:
             raise DataError(f"{where} row {i}: duplicate id {sid}")
         seen.add(sid)
-        out.append(FloresSentence(sid, code, str(row["sentence"]), str(row.get("domain", "")),
-                                  str(row.get("topic", ""))))
+        out.append(
+            FloresSentence(
+                sid, code, str(row["sentence"]), str(row.get("domain", "")), str(row.get("topic", ""))
+            )
+        )
     return out
 
 
@@ -89,8 +92,11 @@ def align(src: list[FloresSentence], tgt: list[FloresSentence], *, strict: bool 
             f"FLORES {src[0].code} has {len(src)} sentences and {tgt[0].code} has {len(tgt)}: ids only in "
             f"{src[0].code} {only_src[:5]}, only in {tgt[0].code} {only_tgt[:5]}"
         )
-    pairs = [ParallelPair(s.id, s.code, tgt[0].code, s.sentence, by_id[s.id].sentence)
-             for s in sorted(src, key=lambda s: s.id) if s.id in by_id]
+    pairs = [
+        ParallelPair(s.id, s.code, tgt[0].code, s.sentence, by_id[s.id].sentence)
+        for s in sorted(src, key=lambda s: s.id)
+        if s.id in by_id
+    ]
     if not pairs:
         raise DataError(f"FLORES {src[0].code} and {tgt[0].code} share no sentence id")
     return pairs

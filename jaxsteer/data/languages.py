@@ -67,7 +67,7 @@ LANGUAGES: dict[str, Language] = {
             blend_country="South_Korea",
             country_en=("South Korea", "Republic of Korea", "Korea"),
             country_local=("대한민국", "한국", "남한"),
-            your_country=("당신의 나라", "당신 나라", "여러분의 나라", "귀하의 나라", "귀국"),
+            your_country=("당신의 나라", "당신 나라", "여러분의 나라", "귀하의 나라"),
         ),
         Language(
             code="es",

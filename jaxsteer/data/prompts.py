@@ -83,18 +83,26 @@ class BlendInstruction:
 
 BLEND_INSTRUCTIONS: dict[str, BlendInstruction] = {
     "en": BlendInstruction(
-        "Read the following question and provide a single answer without any explanations.", "Question: ", "Answer:"
+        "Read the following question and provide a single answer without any explanations.",
+        "Question: ",
+        "Answer:",
     ),
     "zh": BlendInstruction("阅读以下问题并仅提供一个答案，无需任何解释。", "问题：", "答案："),
     "ko": BlendInstruction("다음 질문을 읽고 설명 없이 단 하나의 답변만을 제공하시오.", "질문: ", "답변:"),
     "es": BlendInstruction(
-        "Lee la siguiente pregunta y contesta con una sola respuesta sin explicaciones.", "Pregunta: ", "Respuesta:"
+        "Lee la siguiente pregunta y contesta con una sola respuesta sin explicaciones.",
+        "Pregunta: ",
+        "Respuesta:",
     ),
     "id": BlendInstruction(
-        "Bacalah pertanyaan berikut dan berikan satu jawaban tanpa penjelasan apa pun.", "Pertanyaan: ", "Jawaban:"
+        "Bacalah pertanyaan berikut dan berikan satu jawaban tanpa penjelasan apa pun.",
+        "Pertanyaan: ",
+        "Jawaban:",
     ),
     "el": BlendInstruction(
-        "Διάβασε την ακόλουθη ερώτηση και δώσε μία μόνο απάντηση χωρίς καμία εξήγηση.", "Ερώτηση: ", "Απάντηση:"
+        "Διάβασε την ακόλουθη ερώτηση και δώσε μία μόνο απάντηση χωρίς καμία εξήγηση.",
+        "Ερώτηση: ",
+        "Απάντηση:",
     ),
     "fa": BlendInstruction("سوال زیر را بخوانید و یک پاسخ بدون هیچ توضیحی ارائه دهید.", "سوال: ", "جواب:"),
 }
@@ -116,7 +124,9 @@ def blend_prompt(
     tokenizer: Any = None,
 ) -> str:
     """The generation prompt for a BLEnD short-answer question, optionally chat-templated."""
-    return apply_chat(blend_text(question, lang, local_instruction=local_instruction), tokenizer, chat_template)
+    return apply_chat(
+        blend_text(question, lang, local_instruction=local_instruction), tokenizer, chat_template
+    )
 
 
 # --- EN/XX pairs ----------------------------------------------------------------------------------

@@ -60,7 +60,11 @@ def generate_core(
     top_k: int | None,
     eos_ids: tuple[int, ...],
     impl: str,
+    split_layers: tuple | None = None,
 ) -> GenerateOutput:
+    """Prefill + decode loop. ``split_layers`` (one weight pytree per layer) selects the unrolled
+    decode step, which reads each layer's weights and cache in place; without it the step scans the
+    stacked weights, whose per-layer dynamic slices XLA copies (2.6× slower when memory-bound)."""
     b, t = input_ids.shape
     total = t + max_new_tokens
     prompt_len = jnp.sum(attention_mask, axis=1)
@@ -88,17 +92,16 @@ def generate_core(
         collect=lambda h, kv: kv,
     )
     pad = [(0, 0), (0, 0), (0, max_new_tokens), (0, 0), (0, 0)]
-    cache_k, cache_v = jnp.pad(ks, pad), jnp.pad(vs, pad)
+    cache = (jnp.pad(ks, pad), jnp.pad(vs, pad))
+    if split_layers is not None:
+        cache = tuple((cache[0][i], cache[1][i]) for i in range(config.num_layers))
     key, sub = jax.random.split(key)
     first = _pick(unembed(params, h[:, -1], config), sub, temperature, top_k)
     is_eos = lambda tok: jnp.isin(tok, jnp.asarray(eos_ids))  # noqa: E731
     tokens = jnp.full((b, max_new_tokens), config.pad_token_id, jnp.int32).at[:, 0].set(first)
 
     # --- decode: token `step` (at index t + step) goes in, token `step + 1` comes out ---------------
-    def layer_step(carry, xs, ctx, visible_global, visible_local):
-        h = carry
-        p, flag, delta, kc, vc = xs
-
+    def one_layer(p, h, ctx, flag, delta, kc, vc, visible_global, visible_local):
         def attend(q, k, v):
             visible = jnp.where(flag, visible_global, visible_local)
             return cached_attention(q, k, v, kc, vc, visible, config.attn_scale)
@@ -108,8 +111,28 @@ def generate_core(
             h = h + jnp.where(ctx.steer_mask[..., None], delta[:, None, :], 0.0)  # the steering line
         return h, kv
 
+    def scanned_layers(h, ctx, deltas, cache, index, vis_g, vis_l):
+        def step(h, xs):
+            p, flag, delta, kc, vc = xs
+            return one_layer(p, h, ctx, flag, delta, kc, vc, vis_g, vis_l)
+
+        h, (k_new, v_new) = jax.lax.scan(step, h, (params["layers"], flags, deltas, *cache))
+        update = functools.partial(jax.lax.dynamic_update_slice_in_dim, start_index=index, axis=2)
+        return h, (update(cache[0], k_new), update(cache[1], v_new))
+
+    def unrolled_layers(h, ctx, deltas, cache, index, vis_g, vis_l):
+        new_cache = []
+        for i, (p, (kc, vc)) in enumerate(zip(split_layers, cache)):
+            delta = None if deltas is None else deltas[i]
+            h, (k, v) = one_layer(p, h, ctx, config.is_global[i], delta, kc, vc, vis_g, vis_l)
+            update = functools.partial(jax.lax.dynamic_update_slice_in_dim, start_index=index, axis=1)
+            new_cache.append((update(kc, k), update(vc, v)))
+        return h, tuple(new_cache)
+
+    layers_fn = scanned_layers if split_layers is None else unrolled_layers
+
     def body(state):
-        step, tokens, cache_k, cache_v, done, key = state
+        step, tokens, cache, done, key = state
         index = t + step
         pos = prompt_len[:, None] + step
         cos, sin = rope_tables(pos, config)
@@ -118,23 +141,20 @@ def generate_core(
         before = (jnp.arange(total) < index)[None] & key_valid
         window = (pos - full_positions) < config.sliding_window
         h = embed(params, jax.lax.dynamic_slice_in_dim(tokens, step, 1, axis=1), config)
-        fn = functools.partial(layer_step, ctx=ctx, visible_global=before, visible_local=before & window)
-        h, (k_new, v_new) = jax.lax.scan(fn, h, (params["layers"], flags, deltas, cache_k, cache_v))
-        cache_k = jax.lax.dynamic_update_slice_in_dim(cache_k, k_new, index, axis=2)
-        cache_v = jax.lax.dynamic_update_slice_in_dim(cache_v, v_new, index, axis=2)
+        h, cache = layers_fn(h, ctx, deltas, cache, index, before, before & window)
         key, sub = jax.random.split(key)
         nxt = _pick(unembed(params, h[:, 0], config), sub, temperature, top_k)
         done = done | is_eos(tokens[:, step])
         nxt = jnp.where(done, config.pad_token_id, nxt)
         tokens = jax.lax.dynamic_update_slice_in_dim(tokens, nxt[:, None], step + 1, axis=1)
-        return step + 1, tokens, cache_k, cache_v, done, key
+        return step + 1, tokens, cache, done, key
 
     def cond(state):
         step, tokens, *_ = state
-        done = state[4] | is_eos(tokens[:, step])
+        done = state[3] | is_eos(tokens[:, step])
         return (step < max_new_tokens - 1) & ~jnp.all(done)
 
-    state = (jnp.int32(0), tokens, cache_k, cache_v, jnp.zeros((b,), bool), key)
+    state = (jnp.int32(0), tokens, cache, jnp.zeros((b,), bool), key)
     _, tokens, *_ = jax.lax.while_loop(cond, body, state)
     eos_at = jnp.where(is_eos(tokens), jnp.arange(max_new_tokens), max_new_tokens)
     lengths = jnp.minimum(jnp.min(eos_at, axis=1) + 1, max_new_tokens)
@@ -160,11 +180,15 @@ def generate(
     eos_token_id: int | tuple[int, ...] | None = None,
     impl: str = "auto",
     return_lengths: bool = False,
+    decode_layout: str = "auto",
 ):
     """Generate ``max_new_tokens`` new tokens ``[B, N]`` (greedy at ``temperature=0``; left-pad prompts).
 
     Rows that reach an EOS are filled with the pad id afterwards; ``return_lengths=True`` also
-    returns how many tokens each row produced (EOS included).
+    returns how many tokens each row produced (EOS included). ``decode_layout``: ``"unrolled"`` gives
+    the decode step its own copy of each layer's weights (one extra weight copy on the device for the
+    call; memory-bound decoding runs ~2.6× faster), ``"scan"`` reads the stacked weights, ``"auto"``
+    unrolls when the device has room for the copy.
     """
     config = model.config
     input_ids, attention_mask = check_tokens(config, input_ids, attention_mask)
@@ -185,6 +209,10 @@ def generate(
                 f"{(input_ids.shape[0], total)} (prompt + new tokens)"
             )
     eos = default_eos_ids(config) if eos_token_id is None else tuple(jnp.atleast_1d(jnp.asarray(eos_token_id)).tolist())
+    if decode_layout not in ("auto", "scan", "unrolled"):
+        raise InputError(f"decode_layout={decode_layout!r}: expected auto, scan or unrolled")
+    unroll = decode_layout == "unrolled" or (decode_layout == "auto" and _room_for_layer_copy(model.params))
+    split = _split_layers(model.params["layers"], config.num_layers) if unroll else None
     out = generate_core(
         model.params,
         input_ids,
@@ -197,5 +225,22 @@ def generate(
         top_k=None if top_k is None else int(top_k),
         eos_ids=tuple(int(e) for e in eos),
         impl=resolve_impl(impl, model.dtype),
+        split_layers=split,
     )
     return (out.tokens, out.lengths) if return_lengths else out.tokens
+
+
+@functools.partial(jax.jit, static_argnames=("num_layers",))
+def _split_layers(layers, num_layers: int) -> tuple:
+    return tuple(jax.tree.map(lambda a, i=i: a[i], layers) for i in range(num_layers))
+
+
+def _room_for_layer_copy(params) -> bool:
+    """True when the device can hold a second copy of the layer weights (always on CPU)."""
+    leaves = jax.tree.leaves(params["layers"])
+    device = next(iter(leaves[0].devices()))
+    stats = device.memory_stats() if device.platform != "cpu" else None
+    if not stats or "bytes_limit" not in stats:
+        return True
+    need = sum(x.nbytes for x in leaves)
+    return stats["bytes_limit"] - stats.get("bytes_in_use", 0) > 1.25 * need

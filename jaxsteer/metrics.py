@@ -1,0 +1,321 @@
+"""Numbers of the transfer–localization plane: BLEnD soft match, accuracy, Δ tables and quadrants.
+
+Pure Python/NumPy on already-computed responses and scores, so every number in a report can be checked
+by hand. Conventions: accuracy is in percent (0–100); Δ = accuracy(method) − accuracy(unaligned base) in
+percentage points, per language, then averaged over languages (PAPER.md "Evaluation"); with several
+seeds a cell is the mean over seeds and the spread is their sample standard deviation.
+
+BLEnD short-answer scoring follows the BLEnD paper: skip questions that annotators could not answer,
+and count a response correct if any annotated answer, local or English, occurs in it. We match after
+Unicode normalisation, case folding and whitespace/hyphen folding instead of BLEnD's per-language
+lemmatisers (none of which is a dependency here); numeric answers must match a whole number ("5" does
+not match "15").
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from jaxsteer.errors import DataError
+
+if TYPE_CHECKING:
+    from jaxsteer.data.blend import BlendQuestion
+
+QUADRANTS: tuple[str, ...] = ("desirable", "transfer_only", "localization_only", "degraded")
+"""Quadrant names: desirable (Δx > 0, Δy ≥ 0), transfer_only (Δx > 0, Δy < 0: cultural erasure),
+localization_only (Δx ≤ 0, Δy ≥ 0), degraded (Δx ≤ 0, Δy < 0)."""
+
+# --- BLEnD soft exact match ----------------------------------------------------------------------
+_FOLD = str.maketrans({"ي": "ی", "ى": "ی", "ك": "ک", "ة": "ه", "ـ": "", "\u200d": "", "\u200c": " "})
+_COMBINING = re.compile("[\u0300-\u036f\u064b-\u065f\u0670]")  # Latin/Greek accents, Arabic harakat
+_SPACE = re.compile(r"[\s\-\u2010-\u2015_]+")
+
+
+def normalize_answer(text: str) -> str:
+    """Casefolded NFC text without accents or Arabic vowel marks; runs of spaces and hyphens → one space."""
+    text = unicodedata.normalize("NFKC", str(text)).translate(_FOLD)
+    text = _COMBINING.sub("", unicodedata.normalize("NFD", text))
+    text = unicodedata.normalize("NFC", text).casefold()
+    return _SPACE.sub(" ", text).strip()
+
+
+def answer_in_response(answer: str, response: str) -> bool:
+    """True when the normalised ``answer`` occurs in the normalised ``response``."""
+    a, r = normalize_answer(answer), normalize_answer(response)
+    if not a:
+        return False
+    if a.isdigit():
+        return re.search(rf"(?<!\d){re.escape(a)}(?!\d)", r) is not None
+    return a in r
+
+
+def blend_soft_match(response: str, answers_local: Iterable[str], answers_en: Iterable[str]) -> bool:
+    """BLEnD's soft exact match: any annotated answer (local script or English) occurs in ``response``."""
+    if not response or not str(response).strip():
+        return False
+    return any(answer_in_response(a, response) for a in (*answers_local, *answers_en))
+
+
+@dataclasses.dataclass(frozen=True)
+class BlendScore:
+    accuracy: float  # percent of scored questions answered correctly
+    n_scored: int
+    n_skipped: int
+    n_missing: int  # scored questions without a response (counted wrong, as BLEnD does)
+    correct: Mapping[str, bool]
+
+
+def blend_accuracy(responses: Mapping[str, str], questions: Sequence[BlendQuestion]) -> BlendScore:
+    """BLEnD short-answer accuracy of ``responses`` (question id → text) over the non-skipped questions."""
+    correct: dict[str, bool] = {}
+    skipped = missing = 0
+    for q in questions:
+        if q.skipped:
+            skipped += 1
+            continue
+        response = responses.get(q.id)
+        missing += response is None
+        correct[q.id] = response is not None and blend_soft_match(response, q.answers_local, q.answers_en)
+    if not correct:
+        raise DataError(f"no BLEnD question left to score ({skipped} of {len(questions)} skipped)")
+    return BlendScore(accuracy(list(correct.values())), len(correct), skipped, missing, correct)
+
+
+# --- accuracy --------------------------------------------------------------------------------------
+def accuracy(correct: Sequence[bool | int | float]) -> float:
+    """Percentage of true entries (0–100)."""
+    if len(correct) == 0:
+        raise DataError("cannot compute accuracy of zero examples")
+    return 100.0 * float(np.mean(np.asarray(correct, dtype=np.float64)))
+
+
+def argmax_accuracy(scores: Sequence[Sequence[float]], answers: Sequence[int]) -> float:
+    """Multiple-choice accuracy (%) from per-option scores (e.g. log-likelihoods); ties go to the first."""
+    if len(scores) != len(answers):
+        raise DataError(f"{len(scores)} score rows for {len(answers)} answers")
+    return accuracy([int(np.argmax(s)) == int(a) for s, a in zip(scores, answers)])
+
+
+def mean_spread(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value) over seeds."""
+    if len(values) == 0:
+        raise DataError("cannot average zero values")
+    arr = np.asarray(values, dtype=np.float64)
+    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+
+
+# --- results and Δ -------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class MethodResult:
+    """Per-language accuracy (%) of one method and one seed, with the provenance that makes Δ valid."""
+
+    method: str
+    scores: Mapping[str, float]
+    config_hash: str | None = None
+    base_model: str | None = None  # the unaligned model the method starts from
+    seed: int | None = None
+    source: str = ""
+
+
+def load_result(path: str | os.PathLike) -> MethodResult:
+    """A result JSON: ``method``, ``accuracy`` ({lang: %}; ``scores`` also accepted), ``config_hash``,
+    ``base_model`` and ``seed``, at top level or under ``provenance``."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise DataError(f"no such result file {str(path)!r}") from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: invalid JSON at line {e.lineno} ({e.msg})") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a JSON object with method and accuracy")
+    prov = data.get("provenance") or {}
+    scores = data.get("accuracy", data.get("scores"))
+    if not isinstance(scores, dict) or not scores:
+        raise DataError(f"{path}: missing 'accuracy' (an object language -> accuracy in percent)")
+    method = data.get("method") or prov.get("method")
+    if not method:
+        raise DataError(f"{path}: missing 'method'")
+    seed = data.get("seed", prov.get("seed"))
+    try:
+        values = {str(k): float(v) for k, v in scores.items()}
+    except (TypeError, ValueError):
+        raise DataError(f"{path}: 'accuracy' values must be numbers (percent)") from None
+    return MethodResult(
+        method=str(method),
+        scores=values,
+        config_hash=data.get("config_hash", prov.get("config_hash")),
+        base_model=data.get("base_model", prov.get("base_model")),
+        seed=int(seed) if seed is not None else None,
+        source=str(path),
+    )
+
+
+def check_comparable(result: MethodResult, base: MethodResult) -> None:
+    """Raise ``DataError`` when ``result`` was not produced from the same model/config as ``base``."""
+    name = result.source or result.method
+    for field in ("config_hash", "base_model"):
+        mine, theirs = getattr(result, field), getattr(base, field)
+        if mine is not None and theirs is not None and mine != theirs:
+            raise DataError(
+                f"{name}: {field} {mine!r} differs from the base's {theirs!r} ({base.source or base.method}); "
+                "Δ is only defined against the same model"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class DeltaTable:
+    """Δ (points) per method and language, their mean over languages, and the spread over seeds."""
+
+    langs: tuple[str, ...]
+    delta: Mapping[str, Mapping[str, float]]  # method -> lang -> mean Δ over seeds
+    mean: Mapping[str, float]  # method -> mean over seeds of the language-averaged Δ
+    spread: Mapping[str, Mapping[str, float]]  # method -> lang -> std over seeds
+    mean_spread: Mapping[str, float]
+    n_seeds: Mapping[str, int]
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        return tuple(self.delta)
+
+    def _with_sd(self) -> bool:
+        return any(n > 1 for n in self.n_seeds.values())
+
+    def to_csv(self, precision: int = 2) -> str:
+        """CSV text: method, one column per language, mean (and ``*_sd`` columns with several seeds)."""
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        header = ["method", *self.langs, "mean"]
+        sd = self._with_sd()
+        writer.writerow(header + ([f"{c}_sd" for c in header[1:]] + ["n_seeds"] if sd else []))
+        for m in self.methods:
+            row = [
+                m,
+                *(f"{self.delta[m][lang]:.{precision}f}" for lang in self.langs),
+                f"{self.mean[m]:.{precision}f}",
+            ]
+            if sd:
+                row += [f"{self.spread[m][lang]:.{precision}f}" for lang in self.langs]
+                row += [f"{self.mean_spread[m]:.{precision}f}", str(self.n_seeds[m])]
+            writer.writerow(row)
+        return out.getvalue()
+
+    def to_markdown(self, precision: int = 2) -> str:
+        """Markdown table with signed cells (``+1.23``, or ``+1.23 ± 0.40`` with several seeds)."""
+        sd = self._with_sd()
+
+        def cell(value: float, spread: float) -> str:
+            return f"{value:+.{precision}f}" + (f" ± {spread:.{precision}f}" if sd else "")
+
+        lines = [
+            "| method | " + " | ".join((*self.langs, "mean")) + " |",
+            "|---|" + "---:|" * (len(self.langs) + 1),
+        ]
+        for m in self.methods:
+            cells = [cell(self.delta[m][lang], self.spread[m][lang]) for lang in self.langs]
+            cells.append(cell(self.mean[m], self.mean_spread[m]))
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        return "\n".join(lines) + "\n"
+
+
+ResultLike = MethodResult | Mapping[str, float]
+
+
+def delta_table(
+    results_by_method: Mapping[str, ResultLike | Sequence[ResultLike]],
+    base: str | ResultLike | Sequence[ResultLike] = "base",
+    langs: Sequence[str] | None = None,
+) -> DeltaTable:
+    """Δ of every method against ``base`` (a key of ``results_by_method``, or the base result(s) itself).
+
+    A method's value is one result or a list of results over seeds; a plain mapping lang → accuracy is a
+    result without provenance. Languages default to the base's; every method must cover all of them.
+    Results whose ``config_hash``/``base_model`` differ from the base's raise ``DataError``.
+    """
+    if isinstance(base, str):
+        if base not in results_by_method:
+            raise DataError(f"base {base!r} is not among the methods {', '.join(results_by_method)}")
+        base_runs = _runs(base, results_by_method[base])
+        methods = {k: v for k, v in results_by_method.items() if k != base}
+    else:
+        base_runs = _runs("base", base)
+        methods = dict(results_by_method)
+    langs = tuple(langs) if langs is not None else tuple(base_runs[0].scores)
+    base_acc = {lang: mean_spread([_score(r, lang) for r in base_runs])[0] for lang in langs}
+    delta, mean, spread, mean_sd, n_seeds = {}, {}, {}, {}, {}
+    for name, value in methods.items():
+        runs = _runs(name, value)
+        for r in runs:
+            check_comparable(r, base_runs[0])
+        per_seed = [{lang: _score(r, lang) - base_acc[lang] for lang in langs} for r in runs]
+        delta[name], spread[name] = {}, {}
+        for lang in langs:
+            delta[name][lang], spread[name][lang] = mean_spread([d[lang] for d in per_seed])
+        mean[name], mean_sd[name] = mean_spread(
+            [float(np.mean([d[lang] for lang in langs])) for d in per_seed]
+        )
+        n_seeds[name] = len(runs)
+    return DeltaTable(langs, delta, mean, spread, mean_sd, n_seeds)
+
+
+def _runs(name: str, value: Any) -> list[MethodResult]:
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not items:
+        raise DataError(f"method {name!r} has no results")
+    return [v if isinstance(v, MethodResult) else MethodResult(name, dict(v)) for v in items]
+
+
+def _score(result: MethodResult, lang: str) -> float:
+    if lang not in result.scores:
+        raise DataError(f"{result.source or result.method}: no accuracy for language {lang!r}")
+    value = float(result.scores[lang])
+    if not math.isfinite(value):
+        raise DataError(f"{result.source or result.method}: accuracy for {lang!r} is {value}")
+    return value
+
+
+# --- the plane ----------------------------------------------------------------------------------
+def quadrant(dx: float, dy: float) -> str:
+    """Quadrant of a point (see :data:`QUADRANTS`); the desirable one is Δx > 0 and Δy ≥ 0."""
+    if dx > 0:
+        return "desirable" if dy >= 0 else "transfer_only"
+    return "localization_only" if dy >= 0 else "degraded"
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanePoint:
+    """One method on the plane: x = ΔGMMLU, y = ΔBLEnD (points), with spreads over seeds."""
+
+    method: str
+    dx: float
+    dy: float
+    dx_err: float = 0.0
+    dy_err: float = 0.0
+
+    @property
+    def quadrant(self) -> str:
+        return quadrant(self.dx, self.dy)
+
+
+def plane_points(gmmlu: DeltaTable, blend: DeltaTable) -> list[PlanePoint]:
+    """Points of the methods present in both tables (language-averaged Δ), in ``gmmlu``'s order."""
+    missing = [m for m in gmmlu.methods if m not in blend.mean] + [
+        m for m in blend.methods if m not in gmmlu.mean
+    ]
+    if missing:
+        raise DataError(f"method(s) {', '.join(missing)} lack a GMMLU or a BLEnD result")
+    return [
+        PlanePoint(m, gmmlu.mean[m], blend.mean[m], gmmlu.mean_spread[m], blend.mean_spread[m])
+        for m in gmmlu.methods
+    ]

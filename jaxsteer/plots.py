@@ -1,0 +1,128 @@
+"""Figures of jaxsteer's reports, written as PNG and SVG with matplotlib's Agg backend (no display needed).
+
+Each plotting function takes already-computed numbers (see :mod:`jaxsteer.metrics`), writes both formats
+atomically (temporary file, then rename: a crash never leaves half a figure) and returns the paths.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from jaxsteer.errors import DataError
+
+
+def _figure_libs():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _point(p: Any) -> tuple[str, float, float, float, float]:
+    """(label, x, y, x_err, y_err) from a PlanePoint-like object, a mapping, or a tuple."""
+    if isinstance(p, Mapping):
+        label = p.get("method", p.get("label", ""))
+        vals = (p.get("dx", p.get("x")), p.get("dy", p.get("y")), p.get("dx_err", 0.0), p.get("dy_err", 0.0))
+    elif isinstance(p, Sequence) and not isinstance(p, str):
+        label, *rest = p
+        vals = (*rest, 0.0, 0.0)[:4] if len(rest) >= 2 else (None, None, 0.0, 0.0)
+    else:
+        label = getattr(p, "method", getattr(p, "label", ""))
+        vals = (
+            getattr(p, "dx", None),
+            getattr(p, "dy", None),
+            getattr(p, "dx_err", 0.0),
+            getattr(p, "dy_err", 0.0),
+        )
+    if vals[0] is None or vals[1] is None:
+        raise DataError(f"plane point {p!r} lacks x/y (expected method, dx, dy[, dx_err, dy_err])")
+    x, y, xe, ye = (float(v or 0.0) for v in vals)
+    return str(label), x, y, xe, ye
+
+
+def _save(fig: Any, base: Path, fmt: str) -> Path:
+    out = base.with_name(base.name + f".{fmt}")
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=f".{fmt}")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight")
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out
+
+
+def plot_plane(
+    points: Iterable[Any],
+    out_path_without_ext: str | os.PathLike,
+    title: str = "Transfer–localization plane",
+    *,
+    xlabel: str = "ΔGMMLU (points)",
+    ylabel: str = "ΔBLEnD (points)",
+) -> tuple[Path, Path]:
+    """Scatter one labelled point per method on the ΔGMMLU × ΔBLEnD plane; write ``.png`` and ``.svg``.
+
+    Quadrant lines are drawn at x = 0 and y = 0 and the desirable quadrant (x > 0, y ≥ 0) is shaded;
+    error bars are drawn for points with a non-zero ``dx_err``/``dy_err``. ``points`` are
+    :class:`~jaxsteer.metrics.PlanePoint` objects, mappings with ``method, dx, dy[, dx_err, dy_err]``
+    or tuples ``(method, dx, dy[, dx_err, dy_err])``. Returns (png path, svg path).
+    """
+    pts = [_point(p) for p in points]
+    if not pts:
+        raise DataError("plot_plane needs at least one point")
+    base = Path(out_path_without_ext)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    plt = _figure_libs()
+    xs = [abs(x) + xe for _, x, _, xe, _ in pts]
+    ys = [abs(y) + ye for _, _, y, _, ye in pts]
+    xlim, ylim = max(max(xs) * 1.25, 1.0), max(max(ys) * 1.25, 1.0)
+    fig, ax = plt.subplots(figsize=(6.0, 5.0))
+    try:
+        ax.add_patch(
+            plt.Rectangle(
+                (0, 0),
+                xlim,
+                ylim,
+                color="tab:green",
+                alpha=0.12,
+                lw=0,
+                zorder=0,
+                label="desirable (Δx > 0, Δy ≥ 0)",
+            )
+        )
+        ax.axhline(0.0, color="0.3", lw=0.9, zorder=1)
+        ax.axvline(0.0, color="0.3", lw=0.9, zorder=1)
+        cmap = plt.get_cmap("tab10")
+        for i, (label, x, y, xe, ye) in enumerate(pts):
+            color = cmap(i % 10)
+            if xe or ye:
+                ax.errorbar(
+                    x,
+                    y,
+                    xerr=xe or None,
+                    yerr=ye or None,
+                    fmt="none",
+                    ecolor=color,
+                    elinewidth=1,
+                    capsize=3,
+                    zorder=2,
+                )
+            ax.scatter([x], [y], color=color, s=40, zorder=3, edgecolors="black", linewidths=0.5)
+            ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=9, zorder=4)
+        ax.set_xlim(-xlim, xlim)
+        ax.set_ylim(-ylim, ylim)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.legend(loc="lower left", fontsize=8, frameon=False)
+        ax.grid(True, lw=0.3, alpha=0.5)
+        return _save(fig, base, "png"), _save(fig, base, "svg")
+    finally:
+        plt.close(fig)

@@ -1,0 +1,185 @@
+"""Model-side scoring: multiple-choice log-likelihoods and steered short-answer generation.
+
+Multiple choice follows lm-evaluation-harness: the score of option ``c`` is the summed log-likelihood
+of its continuation after the context. For single-letter continuations (Global-MMLU's " A" … " D")
+that is one forward per question with logits at the last prompt position only; longer
+continuations (``continuation_logprobs``) read logits at just the continuation positions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxsteer.errors import InputError
+from jaxsteer.model.decode import generate
+from jaxsteer.model.model import Model, forward
+from jaxsteer.steering.plan import Steering
+
+
+def single_token_ids(tokenizer, continuations: Sequence[str]) -> tuple[int, ...]:
+    """Token id of each continuation (e.g. ``" A"``); each must be exactly one token."""
+    ids = []
+    for text in continuations:
+        toks = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(toks) != 1:
+            raise InputError(f"continuation {text!r} is {len(toks)} tokens for this tokenizer; expected exactly 1")
+        ids.append(int(toks[0]))
+    return tuple(ids)
+
+
+@functools.lru_cache(maxsize=None)
+def option_logprob_fn(option_ids: tuple[int, ...]):
+    """``logits [..., V] → log p(option) [..., K]``; cached so sweeps reuse one compiled tail."""
+    index = np.asarray(option_ids, np.int32)
+
+    def fn(logits):
+        return jnp.take(jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1), index, axis=-1)
+
+    return fn
+
+
+def _bucket(n: int, multiple: int = 16) -> int:
+    return max(multiple, -(-n // multiple) * multiple)
+
+
+def batches(ids: np.ndarray, mask: np.ndarray, batch_size: int):
+    """Yield ``(slice, ids, mask)`` with the time axis trimmed and bucketed and the rows padded to ``batch_size``."""
+    for lo in range(0, len(ids), batch_size):
+        bi, bm = ids[lo : lo + batch_size], mask[lo : lo + batch_size]
+        keep = bm.any(axis=0)
+        bi, bm = bi[:, keep], bm[:, keep]
+        width, rows = _bucket(bi.shape[1]), batch_size
+        pi = np.zeros((rows, width), np.int32)
+        pm = np.zeros((rows, width), np.int32)
+        pi[: len(bi), width - bi.shape[1] :] = bi
+        pm[: len(bi), width - bi.shape[1] :] = bm
+        pm[len(bi) :, -1] = 1  # filler rows: one dummy token, results dropped
+        yield slice(lo, lo + len(bi)), pi, pm
+
+
+@dataclasses.dataclass(frozen=True)
+class MCResult:
+    logprobs: np.ndarray  # [N, K]
+    predictions: np.ndarray  # [N]
+    correct: np.ndarray  # [N] bool
+
+    @property
+    def accuracy(self) -> float:
+        return float(np.mean(self.correct)) if len(self.correct) else float("nan")
+
+
+def score_multiple_choice(
+    model: Model,
+    ids: np.ndarray,
+    mask: np.ndarray,
+    option_ids: Sequence[int],
+    answers: Sequence[int],
+    steering: Steering | None = None,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> MCResult:
+    """``acc`` of single-token options: argmax of log p(option | prompt), one forward per question."""
+    answers = np.asarray(answers)
+    if len(ids) != len(answers):
+        raise InputError(f"{len(ids)} prompts but {len(answers)} answers")
+    if len(ids) == 0:
+        raise InputError("no questions to score")
+    if np.any((answers < 0) | (answers >= len(option_ids))):
+        raise InputError(f"answer index outside 0..{len(option_ids) - 1}")
+    fn = option_logprob_fn(tuple(int(i) for i in option_ids))
+    out = np.zeros((len(ids), len(option_ids)), np.float32)
+    bar = _bar(len(ids), progress, "score MC")
+    for rows, bi, bm in batches(np.asarray(ids), np.asarray(mask), batch_size):
+        logits = forward(model, bi, bm, steering=steering, logits_at="last").logits
+        out[rows] = np.asarray(fn(logits))[: rows.stop - rows.start]
+        if bar is not None:
+            bar.update(rows.stop - rows.start)
+    if bar is not None:
+        bar.close()
+    pred = out.argmax(-1)
+    return MCResult(logprobs=out, predictions=pred, correct=pred == answers)
+
+
+def continuation_logprobs(
+    model: Model,
+    contexts: Sequence[Sequence[int]],
+    continuations: Sequence[Sequence[int]],
+    steering: Steering | None = None,
+    batch_size: int = 16,
+) -> np.ndarray:
+    """Summed log p(continuation | context) for token-id lists (logits only at continuation positions)."""
+    if len(contexts) != len(continuations):
+        raise InputError(f"{len(contexts)} contexts but {len(continuations)} continuations")
+    if any(len(c) == 0 for c in continuations):
+        raise InputError("an empty continuation has no log-likelihood")
+    seqs = [list(a) + list(b) for a, b in zip(contexts, continuations)]
+    width = max(len(s) for s in seqs)
+    k = max(len(c) for c in continuations)
+    ids = np.zeros((len(seqs), width), np.int32)
+    mask = np.zeros_like(ids)
+    for i, s in enumerate(seqs):
+        ids[i, width - len(s) :] = s
+        mask[i, width - len(s) :] = 1
+    out = np.zeros(len(seqs), np.float64)
+    for rows, bi, bm in batches(ids, mask, batch_size):
+        n, t = rows.stop - rows.start, bi.shape[1]
+        index = np.full((bi.shape[0], k), t - 1, np.int32)
+        targets = np.zeros((bi.shape[0], k), np.int32)
+        valid = np.zeros((bi.shape[0], k), bool)
+        for j, cont in enumerate(continuations[rows]):
+            m = len(cont)
+            # logits at position p predict token p+1: the continuation occupies the last m slots
+            index[j, :m] = np.arange(t - m - 1, t - 1)
+            targets[j, :m] = cont
+            valid[j, :m] = True
+        logits = forward(model, bi, bm, steering=steering, logits_at=index).logits
+        logp = np.asarray(jax.nn.log_softmax(logits, axis=-1))
+        picked = np.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
+        out[rows] = np.where(valid, picked, 0.0).sum(-1)[:n]
+    return out
+
+
+def generate_answers(
+    model: Model,
+    tokenizer,
+    prompts: Sequence[str],
+    max_new_tokens: int = 32,
+    steering: Steering | None = None,
+    chat: bool = False,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> list[str]:
+    """Greedy answers to text prompts (left-padded batches, steering by absolute position)."""
+    from jaxsteer.tokens import decode_new, encode_batch
+
+    answers: list[str] = []
+    bar = _bar(len(prompts), progress, "generate")
+    for lo in range(0, len(prompts), batch_size):
+        part = list(prompts[lo : lo + batch_size])
+        n = len(part)
+        part += [part[-1]] * (batch_size - n)  # constant batch shape: one compile
+        ids, mask = encode_batch(tokenizer, part, chat=chat)
+        width = _bucket(ids.shape[1])
+        ids = np.pad(ids, ((0, 0), (width - ids.shape[1], 0)))
+        mask = np.pad(mask, ((0, 0), (width - mask.shape[1], 0)))
+        tokens = generate(model, ids, max_new_tokens, mask, steering=steering)
+        answers += decode_new(tokenizer, tokens, model.config)[:n]
+        if bar is not None:
+            bar.update(n)
+    if bar is not None:
+        bar.close()
+    return answers
+
+
+def _bar(total: int, enabled: bool, desc: str):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="q", leave=False)

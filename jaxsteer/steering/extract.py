@@ -1,0 +1,229 @@
+"""Contrastive extraction of steering vectors at every layer in one forward pass per batch.
+
+Each batch runs the decoder once and keeps, per layer, only the activation at the read position
+(the last real prompt token, or the masked mean over real tokens) — ``[L, B, D]``, never
+``[L, B, T, D]``. Difference-of-means vectors are accumulated as streaming sums, so memory is
+``O(L·D)`` whatever the number of pairs. The PCA variants need the per-pair activations and keep
+them on the host (``N × L × D`` floats: 100 pairs of a 12B model is ~74 MB).
+
+Methods (``v[l]`` is added to block ``l``'s output):
+  - ``mean_diff``: ``mean(h⁺) − mean(h⁻)`` (the paper's EN and LOC vectors).
+  - ``pca_diff``: first principal component of the centred pair differences ``h⁺ − h⁻`` (repeng).
+  - ``pca_center``: first principal component of each pair centred on its own mean (repeng).
+  PCA directions are unit vectors scaled by the mean projection of ``h⁺ − h⁻`` onto them, with the
+  sign set so that positives project higher: comparable in size to ``mean_diff``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, Int
+
+from jaxsteer.config import GemmaConfig
+from jaxsteer.errors import InputError
+from jaxsteer.model.attention import resolve_impl
+from jaxsteer.model.model import Model, check_tokens
+from jaxsteer.model.transformer import (
+    default_positions,
+    embed,
+    gather_positions,
+    last_valid_index,
+    make_context,
+    run_layers,
+)
+
+METHODS = ("mean_diff", "pca_diff", "pca_center")
+READS = ("last", "mean")
+
+
+@functools.partial(jax.jit, static_argnames=("config", "read", "impl"))
+def layer_activations(
+    params, input_ids: Int[Array, "B T"], attention_mask: Int[Array, "B T"], *, config: GemmaConfig, read: str, impl: str
+) -> Float[Array, "L B D"]:
+    """fp32 output of every block at the read position; only ``[L, B, D]`` is ever stacked."""
+    shape = input_ids.shape
+    positions = default_positions(attention_mask, shape)
+    ctx = make_context(config, positions, attention_mask, None)
+    if read == "last":
+        index = last_valid_index(attention_mask, shape)
+        collect = lambda h, kv: gather_positions(h, index)  # noqa: E731
+    else:
+        weights = attention_mask.astype(jnp.float32) / jnp.sum(attention_mask, axis=1, keepdims=True)
+        collect = lambda h, kv: jnp.einsum("btd,bt->bd", h, weights)  # noqa: E731
+    flags = jnp.asarray(config.is_global)
+    _, acts = run_layers(
+        params["layers"], embed(params, input_ids, config), ctx, flags, config=config, impl=impl, collect=collect
+    )
+    return acts
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenPairs:
+    """Positive and negative prompts as left-padded token arrays (one row per pair, same order)."""
+
+    pos_ids: np.ndarray
+    pos_mask: np.ndarray
+    neg_ids: np.ndarray
+    neg_mask: np.ndarray
+
+    def __post_init__(self):
+        if len(self.pos_ids) == 0:
+            raise InputError("empty pair set: no positive/negative prompts to extract from")
+        if len(self.pos_ids) != len(self.neg_ids):
+            raise InputError(f"mismatched pairs: {len(self.pos_ids)} positive vs {len(self.neg_ids)} negative prompts")
+
+    @classmethod
+    def from_texts(cls, tokenizer, positives: Sequence[str], negatives: Sequence[str], chat: bool = False):
+        from jaxsteer.tokens import encode_batch
+
+        if len(positives) != len(negatives):
+            raise InputError(f"mismatched pairs: {len(positives)} positive vs {len(negatives)} negative texts")
+        if not positives:
+            raise InputError("empty pair set: no positive/negative texts to extract from")
+        pi, pm = encode_batch(tokenizer, list(positives), chat=chat)
+        ni, nm = encode_batch(tokenizer, list(negatives), chat=chat)
+        return cls(pi, pm, ni, nm)
+
+    def __len__(self) -> int:
+        return len(self.pos_ids)
+
+
+@dataclasses.dataclass(frozen=True)
+class Extraction:
+    """Vectors ``[L, D]`` plus what is needed to describe and normalise them."""
+
+    vectors: np.ndarray
+    method: str
+    read: str
+    num_pairs: int
+    mean_norm: np.ndarray  # [L] mean residual norm at the read position (positives and negatives)
+    pos_mean: np.ndarray  # [L, D]
+    neg_mean: np.ndarray  # [L, D]
+
+
+def _bucket(length: int, multiple: int = 16) -> int:
+    return max(multiple, -(-length // multiple) * multiple)
+
+
+def _padded(ids: np.ndarray, mask: np.ndarray, rows: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Left-pad to ``width`` and add all-padding rows (with one dummy real token) up to ``rows``."""
+    out_ids = np.zeros((rows, width), np.int32)
+    out_mask = np.zeros((rows, width), np.int32)
+    n, t = ids.shape
+    out_ids[:n, width - t :] = ids
+    out_mask[:n, width - t :] = mask
+    out_mask[n:, -1] = 1  # keeps filler rows valid; they are dropped from every sum
+    return out_ids, out_mask
+
+
+def iterate_activations(model: Model, ids: np.ndarray, mask: np.ndarray, batch_size: int, read: str, progress=None):
+    """Yield ``(acts [L, b, D] numpy, b)`` batch by batch; shapes are bucketed to limit recompiles."""
+    impl = resolve_impl("auto", model.dtype)
+    check_tokens(model.config, ids, mask)
+    for start in range(0, len(ids), batch_size):
+        bi, bm = ids[start : start + batch_size], mask[start : start + batch_size]
+        keep = bm.any(axis=0)  # drop columns that are padding in every row of this batch
+        bi, bm = bi[:, keep], bm[:, keep]
+        pi, pm = _padded(bi, bm, batch_size, _bucket(bi.shape[1]))
+        acts = layer_activations(model.params, pi, pm, config=model.config, read=read, impl=impl)
+        if progress is not None:
+            progress.update(len(bi))
+        yield np.asarray(acts[:, : len(bi)], np.float32), len(bi)
+
+
+def extract(
+    model: Model,
+    pairs: TokenPairs,
+    method: str = "mean_diff",
+    read: str = "last",
+    batch_size: int = 16,
+    progress: bool = True,
+) -> Extraction:
+    """Steering vectors for every layer from contrastive pairs (positive − negative)."""
+    if method not in METHODS:
+        raise InputError(f"extraction method {method!r}: expected one of {', '.join(METHODS)}")
+    if read not in READS:
+        raise InputError(f"read position {read!r}: expected one of {', '.join(READS)}")
+    if batch_size < 1:
+        raise InputError(f"batch_size={batch_size} must be positive")
+    cfg = model.config
+    sums = {"pos": np.zeros((cfg.num_layers, cfg.hidden_size)), "neg": np.zeros((cfg.num_layers, cfg.hidden_size))}
+    norm_sum = np.zeros(cfg.num_layers)
+    kept: dict[str, list[np.ndarray]] = {"pos": [], "neg": []}
+    bar = _progress(2 * len(pairs), progress, f"extract {method}")
+    for side, ids, mask in (("pos", pairs.pos_ids, pairs.pos_mask), ("neg", pairs.neg_ids, pairs.neg_mask)):
+        for acts, _ in iterate_activations(model, ids, mask, batch_size, read, bar):
+            sums[side] += acts.sum(axis=1, dtype=np.float64)
+            norm_sum += np.linalg.norm(acts, axis=-1).sum(axis=1)
+            if method != "mean_diff":
+                kept[side].append(acts)
+    if bar is not None:
+        bar.close()
+    n = len(pairs)
+    pos_mean, neg_mean = sums["pos"] / n, sums["neg"] / n
+    if method == "mean_diff":
+        vectors = pos_mean - neg_mean
+    else:
+        vectors = _pca_vectors(np.concatenate(kept["pos"], axis=1), np.concatenate(kept["neg"], axis=1), method)
+    vectors = vectors.astype(np.float32)
+    if not np.all(np.isfinite(vectors)):
+        raise InputError("extraction produced NaN/inf vectors (are the activations finite?)")
+    return Extraction(
+        vectors=vectors, method=method, read=read, num_pairs=n, mean_norm=(norm_sum / (2 * n)).astype(np.float32),
+        pos_mean=pos_mean.astype(np.float32), neg_mean=neg_mean.astype(np.float32),
+    )
+
+
+def _pca_vectors(pos: np.ndarray, neg: np.ndarray, method: str) -> np.ndarray:
+    """First principal component per layer, scaled by the mean projected difference, sign: positives higher."""
+    diffs = pos - neg  # [L, N, D]
+    if method == "pca_diff":
+        data = diffs - diffs.mean(axis=1, keepdims=True)
+    else:
+        center = (pos + neg) / 2
+        data = np.concatenate([pos - center, neg - center], axis=1)
+    _, _, vt = np.linalg.svd(data.astype(np.float64), full_matrices=False)
+    direction = vt[:, 0, :]  # [L, D], unit norm
+    scale = np.einsum("lnd,ld->l", diffs, direction) / diffs.shape[1]
+    return direction * scale[:, None]  # a negative mean projection flips the sign
+
+
+def normalise(extraction: Extraction, mode: str = "none") -> np.ndarray:
+    """``"none"`` or ``"unit_mean_norm"``: unit vectors scaled by the mean residual norm at each layer."""
+    if mode == "none":
+        return extraction.vectors
+    if mode != "unit_mean_norm":
+        raise InputError(f"normalisation {mode!r}: expected none or unit_mean_norm")
+    norms = np.linalg.norm(extraction.vectors, axis=-1, keepdims=True)
+    return (extraction.vectors / np.maximum(norms, 1e-12) * extraction.mean_norm[:, None]).astype(np.float32)
+
+
+def pool(extractions: Sequence[Extraction]) -> Extraction:
+    """Pooled-over-languages mean_diff vectors: means weighted by each group's number of pairs."""
+    if not extractions:
+        raise InputError("nothing to pool: no per-language extractions")
+    if any(e.method != "mean_diff" for e in extractions):
+        raise InputError("pooling needs mean_diff extractions (PCA directions do not average)")
+    w = np.array([e.num_pairs for e in extractions], np.float64)
+    pos = sum(wi * e.pos_mean for wi, e in zip(w, extractions)) / w.sum()
+    neg = sum(wi * e.neg_mean for wi, e in zip(w, extractions)) / w.sum()
+    norm = sum(wi * e.mean_norm for wi, e in zip(w, extractions)) / w.sum()
+    return Extraction(
+        vectors=(pos - neg).astype(np.float32), method="mean_diff", read=extractions[0].read,
+        num_pairs=int(w.sum()), mean_norm=norm.astype(np.float32), pos_mean=pos.astype(np.float32),
+        neg_mean=neg.astype(np.float32),
+    )
+
+
+def _progress(total: int, enabled: bool, desc: str):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="prompt", leave=False)

@@ -1,0 +1,193 @@
+"""γ × layer sweeps in one compiled call, sharing every layer below the first steered one.
+
+A grid is a stack of dense per-layer deltas ``[G, L, D]`` (one steering plan per grid point, any
+mix of layers, strengths and vectors). With ``s`` the lowest layer any grid point steers, blocks
+``0 … s−1`` run **once** on the ``B`` prompts; their output is tiled to ``C × B`` rows (a chunk of
+``C`` grid points) and blocks ``s … L−1`` run batched with each row's own deltas. The work is
+``s + G·(L − s)`` layer passes instead of ``G·L``, and the chunk size bounds memory. Every chunk
+reuses one compiled tail, padded with γ = 0 points where the grid does not fill it.
+
+``score_fn(logits)`` runs inside the compiled tail on ``[C, B, ...]`` logits (``logits_at`` as in
+``forward``) and returns per-grid-point values ``[C, ...]`` — so a 262k-wide vocabulary never leaves
+the device. ``jaxsteer.scoring`` has ready-made ones (multiple-choice log-likelihood).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from jaxsteer.errors import InputError
+from jaxsteer.model.attention import resolve_impl
+from jaxsteer.model.model import Model, check_tokens
+from jaxsteer.model.transformer import (
+    default_positions,
+    embed,
+    gather_positions,
+    last_valid_index,
+    make_context,
+    run_layers,
+    slice_layers,
+    unembed,
+)
+from jaxsteer.steering.plan import check_layer
+
+
+@dataclasses.dataclass(frozen=True)
+class Grid:
+    """Grid points: dense deltas ``[G, L, D]`` and one label dict per point (e.g. layer, gamma)."""
+
+    deltas: np.ndarray
+    labels: tuple[dict, ...]
+
+    def __post_init__(self):
+        if self.deltas.ndim != 3 or len(self.deltas) != len(self.labels):
+            raise InputError(f"grid deltas {self.deltas.shape} do not match {len(self.labels)} labels")
+        if len(self.labels) == 0:
+            raise InputError("empty sweep grid")
+        if not np.all(np.isfinite(self.deltas)):
+            raise InputError("sweep grid contains NaN or inf deltas")
+
+    @property
+    def first_steered_layer(self) -> int:
+        rows = np.flatnonzero(np.any(self.deltas != 0, axis=(0, 2)))
+        return int(rows[0]) if rows.size else self.deltas.shape[1]
+
+
+def layer_gamma_grid(
+    vectors: Float[Array, "L D"], layers: Sequence[int], gammas: Sequence[float], base: np.ndarray | None = None
+) -> Grid:
+    """Every (layer, γ): ``γ·vectors[layer]`` at that layer, on top of fixed ``base`` deltas ``[L, D]``."""
+    vectors = np.asarray(vectors, np.float32)
+    num_layers, width = vectors.shape
+    if not layers or not len(gammas):
+        raise InputError("a sweep needs at least one layer and one gamma")
+    deltas, labels = [], []
+    for layer, gamma in itertools.product(layers, gammas):
+        check_layer(layer, num_layers)
+        d = np.zeros((num_layers, width), np.float32) if base is None else np.array(base, np.float32)
+        d[layer] += np.float32(gamma) * vectors[layer]
+        deltas.append(d)
+        labels.append({"layer": int(layer), "gamma": float(gamma)})
+    return Grid(np.stack(deltas), tuple(labels))
+
+
+def pair_grid(
+    first: Float[Array, "L D"],
+    first_layers: Sequence[int],
+    first_gammas: Sequence[float],
+    second: Float[Array, "L D"],
+    second_layers: Sequence[int],
+    second_gammas: Sequence[float],
+) -> Grid:
+    """Two vectors at once (surgical steering): every (l1, γ1, l2, γ2) combination."""
+    first, second = np.asarray(first, np.float32), np.asarray(second, np.float32)
+    deltas, labels = [], []
+    for l1, g1, l2, g2 in itertools.product(first_layers, first_gammas, second_layers, second_gammas):
+        check_layer(l1, len(first))
+        check_layer(l2, len(second))
+        d = np.zeros_like(first)
+        d[l1] += np.float32(g1) * first[l1]
+        d[l2] += np.float32(g2) * second[l2]
+        deltas.append(d)
+        labels.append({"layer1": int(l1), "gamma1": float(g1), "layer2": int(l2), "gamma2": float(g2)})
+    return Grid(np.stack(deltas), tuple(labels))
+
+
+@functools.partial(jax.jit, static_argnames=("config", "stop", "impl"))
+def _prefix(params, input_ids, attention_mask, *, config, stop, impl):
+    shape = input_ids.shape
+    positions = default_positions(attention_mask, shape)
+    ctx = make_context(config, positions, attention_mask, None)
+    h = embed(params, input_ids, config)
+    flags = jnp.asarray(config.is_global[:stop])
+    h, _ = run_layers(slice_layers(params["layers"], 0, stop), h, ctx, flags, config=config, impl=impl)
+    return h
+
+
+@functools.partial(jax.jit, static_argnames=("config", "start", "impl", "score_fn", "logits_mode", "scope"))
+def _tail(params, h, attention_mask, deltas, logits_index, *, config, start, impl, score_fn, logits_mode, scope):
+    """Blocks ``start … L−1`` on ``C·B`` rows (grid-major), then the head and ``score_fn`` → ``[C, ...]``."""
+    chunk = deltas.shape[0]
+    b, t = attention_mask.shape
+    tile = lambda x: jnp.broadcast_to(x[None], (chunk, *x.shape)).reshape(chunk * x.shape[0], *x.shape[1:])  # noqa: E731
+    mask = tile(attention_mask)
+    positions = default_positions(mask, (chunk * b, t))
+    steer_mask = positions < jnp.sum(mask, axis=1, keepdims=True) if scope == "prompt" else jnp.ones((chunk * b, t), bool)
+    ctx = make_context(config, positions, mask, steer_mask)
+    row_deltas = jnp.repeat(jnp.swapaxes(deltas[:, start:], 0, 1), b, axis=1)  # [L−s, C·B, D]
+    flags = jnp.asarray(config.is_global[start:])
+    layers = slice_layers(params["layers"], start, config.num_layers)
+    out, _ = run_layers(layers, tile(h), ctx, flags, row_deltas, config=config, impl=impl)
+    if logits_mode == "last":
+        out = gather_positions(out, last_valid_index(mask, (chunk * b, t)))
+    elif logits_mode == "index":
+        out = gather_positions(out, tile(logits_index))
+    logits = unembed(params, out, config)
+    logits = logits.reshape(chunk, b, *logits.shape[1:])
+    return score_fn(logits)
+
+
+def run_grid(
+    model: Model,
+    input_ids,
+    attention_mask,
+    grid: Grid,
+    score_fn: Callable,
+    logits_at="last",
+    chunk_size: int = 8,
+    scope: str = "all",
+    progress: bool = True,
+) -> np.ndarray:
+    """Evaluate ``score_fn`` at every grid point; returns a numpy array ``[G, ...]``.
+
+    ``score_fn`` must be a traceable function of logits ``[C, B, ...]`` and is compiled into the tail:
+    pass the same function object across calls to reuse the compiled code.
+    """
+    cfg = model.config
+    input_ids, attention_mask = check_tokens(cfg, input_ids, attention_mask)
+    if attention_mask is None:
+        attention_mask = jnp.ones_like(input_ids)
+    if grid.deltas.shape[1:] != (cfg.num_layers, cfg.hidden_size):
+        raise InputError(f"grid deltas have shape {grid.deltas.shape[1:]}, expected ({cfg.num_layers}, {cfg.hidden_size})")
+    if scope not in ("all", "prompt"):
+        raise InputError(f"sweep scope {scope!r}: expected all or prompt (sweeps score prompts)")
+    if chunk_size < 1:
+        raise InputError(f"chunk_size={chunk_size} must be positive")
+    impl = resolve_impl("auto", model.dtype)
+    mode, index = ("last", None) if logits_at == "last" else ("index", jnp.asarray(logits_at, jnp.int32))
+    start = min(grid.first_steered_layer, cfg.num_layers - 1)
+    h = _prefix(model.params, input_ids, attention_mask, config=cfg, stop=start, impl=impl)
+    chunk = min(chunk_size, len(grid.labels))
+    outs = []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(grid.labels), desc="sweep", unit="point", leave=False)
+    for lo in range(0, len(grid.labels), chunk):
+        part = grid.deltas[lo : lo + chunk]
+        n = len(part)
+        if n < chunk:  # γ = 0 filler keeps one compiled shape
+            part = np.concatenate([part, np.zeros((chunk - n, *part.shape[1:]), np.float32)])
+        res = _tail(model.params, h, attention_mask, jnp.asarray(part), index, config=cfg, start=start, impl=impl,
+                    score_fn=score_fn, logits_mode=mode, scope=scope)
+        outs.append(np.asarray(res)[:n])
+        if bar is not None:
+            bar.update(n)
+    if bar is not None:
+        bar.close()
+    return np.concatenate(outs)
+
+
+def layer_passes(grid: Grid, num_layers: int) -> int:
+    """Block applications the shared-prefix sweep performs (``G·L`` for separate runs)."""
+    s = min(grid.first_steered_layer, num_layers - 1)
+    return s + len(grid.labels) * (num_layers - s)

@@ -1,0 +1,124 @@
+"""BLEnD questions, annotations, skip rule and the multiple-choice file."""
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from jaxsteer.data.blend import IdkCounts, load_blend, load_blend_mc, scorable, should_skip
+from jaxsteer.errors import DataError
+
+DATA = Path(__file__).parent / "fixtures" / "data"
+
+
+@pytest.mark.parametrize(
+    ("counts", "skipped"),
+    [
+        (IdkCounts(idk=4), False),
+        (IdkCounts(idk=5), True),
+        (IdkCounts(no_answer=1, not_applicable=1), False),
+        (IdkCounts(no_answer=1, not_applicable=2), True),
+        (IdkCounts(not_applicable=3), True),
+        (IdkCounts(no_answer=2, not_applicable=0, idk=4), False),
+    ],
+)
+def test_skip_rule_boundaries(counts, skipped):
+    assert should_skip(counts) is skipped
+
+
+def test_skip_rule_accepts_raw_idks_and_no_annotations():
+    assert should_skip({"idk": 0, "no-answer": 2, "not-applicable": 1})
+    assert not should_skip({"idk": 1})
+    assert should_skip({"idk": 0}, n_annotations=0)
+
+
+def test_questions_joined_with_annotations():
+    qs = load_blend(DATA, "South_Korea")
+    assert len(qs) == 20 and not any(q.skipped for q in qs)
+    q = qs[0]
+    assert (q.id, q.country, q.lang, q.topic) == ("Fx-en-01", "South_Korea", "ko", "Food")
+    assert q.question == "대한민국에서 가장 인기 있는 과일은 무엇인가요?"
+    assert q.question_en == "What is the most popular fruit in South Korea?"
+    assert q.answers_local == ("사과", "딸기", "귤") and q.answers_en == (
+        "apple",
+        "strawberry",
+        "tangerine",
+        "mandarin",
+    )
+    assert [a.count for a in q.annotations] == [2, 2, 1]
+    assert load_blend(DATA, "ko") == qs  # language code works as country
+
+
+def test_skipped_questions_per_country():
+    skipped = {
+        c: [q.id for q in load_blend(DATA, c) if q.skipped] for c in ("China", "Spain", "Greece", "Iran")
+    }
+    assert skipped == {
+        "China": ["Fx-ho-11", "Fx-ho-12"],
+        "Spain": ["Fx-wl-17"],
+        "Greece": ["Fx-ho-12", "Fx-wl-17"],
+        "Iran": ["Fx-ho-11", "Fx-ho-12"],
+    }
+    iran = load_blend(DATA, "Iran", include_skipped=False)
+    assert len(iran) == 18 and scorable(load_blend(DATA, "Iran")) == iran
+
+
+def test_annotations_sorted_by_count(tmp_path):
+    root = tmp_path
+    shutil.copytree(DATA / "blend", root / "blend")
+    path = root / "blend" / "annotations" / "Spain_data.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["Fx-en-01"]["annotations"].reverse()
+    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    assert load_blend(root, "Spain")[0].answers_en[:1] == ("orange",)
+
+
+def test_explicit_question_file_finds_annotations():
+    qfile = DATA / "blend" / "questions" / "Greece_questions.csv"
+    assert load_blend(qfile, "Greece") == load_blend(DATA, "Greece")
+
+
+def test_missing_annotation_file_and_columns(tmp_path):
+    (tmp_path / "blend" / "questions").mkdir(parents=True)
+    shutil.copy(DATA / "blend" / "questions" / "Spain_questions.csv", tmp_path / "blend" / "questions")
+    with pytest.raises(DataError, match="Spain_data.json not found"):
+        load_blend(tmp_path, "Spain")
+    (tmp_path / "blend" / "questions" / "Spain_questions.csv").write_text(",ID,Topic,Question\n0,a,Food,q\n")
+    with pytest.raises(DataError, match=r"Spain_questions.csv: missing column\(s\) Source, Translation"):
+        load_blend(tmp_path, "Spain")
+
+
+def test_bad_annotation_count(tmp_path):
+    shutil.copytree(DATA / "blend", tmp_path / "blend")
+    path = tmp_path / "blend" / "annotations" / "China_data.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["Fx-en-02"]["annotations"][0]["count"] = "three"
+    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    with pytest.raises(
+        DataError, match=r"China annotation 'Fx-en-02' annotation 0 count: 'three' is not an integer"
+    ):
+        load_blend(tmp_path, "China")
+
+
+def test_multiple_choice_file():
+    rows = load_blend_mc(DATA)
+    assert len(rows) == 6
+    kr = load_blend_mc(DATA, "ko")
+    assert len(kr) == 1 and kr[0].country == "South_Korea"
+    q = kr[0]
+    assert q.choices == ("green tea", "coffee", "sweet tea", "mountain tea") and q.answer == 1
+    assert q.answer_letter == "B" and q.choice_countries[1] == "South_Korea"
+    assert q.prompt.endswith("D. mountain tea\n\nAnswer:")
+
+
+def test_multiple_choice_bad_answer(tmp_path):
+    (tmp_path / "blend").mkdir()
+    with open(DATA / "blend" / "mc_questions_file.csv", encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f))
+    rows[1][-1] = "E"
+    with open(tmp_path / "blend" / "mc_questions_file.csv", "w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows(rows)
+    with pytest.raises(DataError, match=r"MCQID 'Fx-en-04_0'\): answer_idx 'E' is not one of A, B, C, D"):
+        load_blend_mc(tmp_path)

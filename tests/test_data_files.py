@@ -1,0 +1,103 @@
+"""Local-file reading: formats, column checks, sources and the offline hub."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from jaxsteer.data import files
+from jaxsteer.data.gmmlu import COLUMNS, load_gmmlu
+from jaxsteer.errors import DataError, OfflineError
+
+DATA = Path(__file__).parent / "fixtures" / "data"
+EN_TEST = DATA / "global_mmlu" / "en" / "test.csv"
+
+
+def test_csv_cells_stay_strings():
+    rows = files.read_table(EN_TEST, required=COLUMNS)
+    assert len(rows) == 24
+    assert rows[0]["sample_id"] == "elementary_mathematics/test/0"
+    assert rows[0]["option_b"] == "56" and isinstance(rows[0]["option_b"], str)
+    assert rows[5]["cultural_sensitivity_label"] == "-"  # not turned into NaN
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".jsonl", ".json"])
+def test_other_formats_load_the_same_questions(tmp_path, suffix):
+    rows = files.read_table(EN_TEST)
+    for row in rows:
+        row["is_annotated"] = row["is_annotated"] == "True"  # real bools, as in the hub's parquet
+    folder = tmp_path / "global_mmlu" / "en"
+    folder.mkdir(parents=True)
+    path = folder / f"test{suffix}"
+    if suffix == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist(rows), path)
+    elif suffix == ".jsonl":
+        path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n")
+    else:
+        path.write_text(json.dumps(rows, ensure_ascii=False))
+    assert load_gmmlu(tmp_path, "en", subset="all") == load_gmmlu(DATA, "en", subset="all")
+
+
+def test_csv_with_a_ragged_row(tmp_path):
+    path = tmp_path / "ragged.csv"
+    path.write_text("a,b\n1,2\n3\n")
+    with pytest.raises(DataError, match="ragged.csv line 3: 1 fields, the header has 2"):
+        files.read_table(path)
+
+
+def test_missing_columns_message_names_file_and_columns(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("sample_id,question,answer\nx/test/0,What?,A\n")
+    with pytest.raises(DataError) as e:
+        files.read_table(path, required=COLUMNS)
+    msg = str(e.value)
+    assert "bad.csv" in msg and "option_a" in msg and "is_annotated" in msg
+    assert "sample_id," not in msg.split("expected")[0]  # present columns are not reported missing
+    assert "\n" not in msg
+
+
+def test_jsonl_row_missing_a_column_is_caught(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"id": 1, "sentence": "a"}\n{"id": 2}\n')
+    with pytest.raises(DataError, match=r"rows.jsonl: missing column\(s\) sentence"):
+        files.read_table(path, required=("id", "sentence"))
+
+
+def test_bad_json_line_is_reported_with_line_number(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"id": 1}\n{"id": \n')
+    with pytest.raises(DataError, match="line 2"):
+        files.read_table(path)
+
+
+def test_locate_lists_tried_files(tmp_path):
+    with pytest.raises(DataError, match=r"global_mmlu/ko/test\.csv"):
+        load_gmmlu(tmp_path, "ko")
+    with pytest.raises(DataError, match="no such file or folder"):
+        load_gmmlu(tmp_path / "nowhere", "ko")
+
+
+def test_hub_id_offline_raises_data_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert files.is_hub_id("CohereLabs/Global-MMLU")
+    with pytest.raises(DataError, match="unreachable; pass a local file") as e:
+        load_gmmlu("CohereLabs/Global-MMLU", "ko")
+    assert isinstance(e.value, OfflineError)
+
+
+def test_paths_are_not_hub_ids(tmp_path):
+    assert not files.is_hub_id(str(tmp_path))
+    assert not files.is_hub_id("./data/x.csv") and not files.is_hub_id("data.csv")
+    assert not files.is_hub_id("a/b/c")
+
+
+def test_as_bool_and_as_int():
+    assert files.as_bool("True", "x") and not files.as_bool("false", "x") and files.as_bool(1, "x")
+    with pytest.raises(DataError, match="is_annotated: 'maybe' is not a boolean"):
+        files.as_bool("maybe", "is_annotated")
+    assert files.as_int("3", "c") == 3 and files.as_int(4.0, "c") == 4
+    with pytest.raises(DataError, match="not an integer"):
+        files.as_int("2.5", "count")

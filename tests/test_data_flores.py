@@ -1,0 +1,55 @@
+"""FLORES-200 parallel sentences aligned by id."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from jaxsteer.data.flores import load_flores, load_flores_pairs
+from jaxsteer.errors import DataError
+
+DATA = Path(__file__).parent / "fixtures" / "data"
+
+
+def test_pairs_by_iso_or_flores_code():
+    pairs = load_flores_pairs(DATA, "en", "kor_Hang")
+    assert len(pairs) == 12 and [p.id for p in pairs] == list(range(1, 13))
+    assert pairs[0].src.startswith("The museum opens") and pairs[0].tgt.startswith("박물관은")
+    assert (pairs[0].src_code, pairs[0].tgt_code) == ("eng_Latn", "kor_Hang")
+    assert load_flores_pairs(DATA, "eng_Latn", "ko") == pairs
+
+
+def test_alignment_is_by_id_not_position(tmp_path):
+    shutil.copytree(DATA / "flores", tmp_path / "flores")
+    path = tmp_path / "flores" / "dev" / "spa_Latn.jsonl"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    path.write_text("\n".join(reversed(lines)) + "\n", encoding="utf-8")
+    pairs = load_flores_pairs(tmp_path, "en", "es")
+    assert pairs[2].tgt == "El tren a la capital sale cada hora de la estación central."
+
+
+def test_missing_ids_are_an_error_unless_not_strict(tmp_path):
+    shutil.copytree(DATA / "flores", tmp_path / "flores")
+    path = tmp_path / "flores" / "dev" / "ell_Grek.jsonl"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    path.write_text("\n".join(lines[:-1]) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"ids only in eng_Latn \[12\]"):
+        load_flores_pairs(tmp_path, "en", "el")
+    assert len(load_flores_pairs(tmp_path, "en", "el", strict=False)) == 11
+
+
+def test_raw_release_layout(tmp_path):
+    folder = tmp_path / "flores200_dataset" / "dev"
+    folder.mkdir(parents=True)
+    for code in ("eng_Latn", "ind_Latn"):
+        rows = [json.loads(x) for x in (DATA / "flores" / "dev" / f"{code}.jsonl").read_text().splitlines()]
+        (folder / f"{code}.dev").write_text("\n".join(r["sentence"] for r in rows) + "\n", encoding="utf-8")
+    assert load_flores_pairs(tmp_path, "en", "id") == load_flores_pairs(DATA, "en", "id")
+
+
+def test_bad_split_and_missing_file(tmp_path):
+    with pytest.raises(DataError, match="unknown FLORES split 'train'"):
+        load_flores(DATA, "en", "train")
+    with pytest.raises(DataError, match="FLORES kor_Hang devtest"):
+        load_flores(DATA, "ko", "devtest")

@@ -1,0 +1,87 @@
+"""Global-MMLU loading, subsets and parallel ids."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from jaxsteer.data.gmmlu import align_parallel, load_gmmlu
+from jaxsteer.data.languages import DEFAULT_LANGUAGES
+from jaxsteer.errors import DataError
+
+DATA = Path(__file__).parent / "fixtures" / "data"
+
+
+def test_default_subset_is_annotated_culturally_agnostic():
+    qs = load_gmmlu(DATA, "ko")
+    assert len(qs) == 17 and all(q.label == "CA" and q.is_annotated for q in qs)
+    assert len(load_gmmlu(DATA, "ko", subset="CS")) == 5
+    assert len(load_gmmlu(DATA, "ko", subset="annotated")) == 22
+    assert len(load_gmmlu(DATA, "ko", subset="all")) == 24
+    assert len(load_gmmlu(DATA, "ko", split="dev", subset="all")) == 5
+
+
+def test_question_fields():
+    q = load_gmmlu(DATA, "zh")[0]
+    assert q.id == "elementary_mathematics/test/0" and q.lang == "zh"
+    assert q.question == "7乘以8等于多少？" and q.options == ("54", "56", "63", "64")
+    assert q.answer == 1 and q.answer_letter == "B" and q.subject == "elementary_mathematics"
+
+
+def test_sample_ids_and_answers_are_parallel_across_languages():
+    en = load_gmmlu(DATA, "en", subset="all")
+    for code in DEFAULT_LANGUAGES:
+        xx = load_gmmlu(DATA, code, subset="all")
+        assert [q.id for q in xx] == [q.id for q in en]
+        assert [q.answer for q in xx] == [q.answer for q in en]
+        assert [q.label for q in xx] == [q.label for q in en]
+        pairs = align_parallel(en, xx, strict=True)
+        assert all(e.id == x.id for e, x in pairs) and len(pairs) == 24
+
+
+def test_align_parallel_drops_or_rejects_orphans():
+    en = load_gmmlu(DATA, "en")[:-1]
+    ko = load_gmmlu(DATA, "ko")
+    assert len(align_parallel(en, ko)) == len(ko) - 1
+    with pytest.raises(DataError, match="1 ko question"):
+        align_parallel(en, ko, strict=True)
+
+
+def _copy_test_csv(tmp_path: Path, edit) -> Path:
+    folder = tmp_path / "global_mmlu" / "es"
+    folder.mkdir(parents=True)
+    text = (DATA / "global_mmlu" / "es" / "test.csv").read_text(encoding="utf-8")
+    (folder / "test.csv").write_text(edit(text), encoding="utf-8")
+    return tmp_path
+
+
+def test_answer_letter_e_names_the_row(tmp_path):
+    root = _copy_test_csv(tmp_path, lambda t: t.replace(",64,B,", ",64,E,", 1))
+    with pytest.raises(DataError) as e:
+        load_gmmlu(root, "es")
+    msg = str(e.value)
+    assert "row 0" in msg and "elementary_mathematics/test/0" in msg and "'E' is not one of A, B, C, D" in msg
+
+
+def test_missing_column_names_the_file(tmp_path):
+    root = _copy_test_csv(tmp_path, lambda t: t.replace("option_d,", "option_x,", 1))
+    with pytest.raises(DataError, match=r"test\.csv: missing column\(s\) option_d"):
+        load_gmmlu(root, "es")
+
+
+def test_empty_file_and_empty_subset(tmp_path):
+    root = _copy_test_csv(tmp_path, lambda t: t.splitlines()[0] + "\n")
+    with pytest.raises(DataError, match="no rows"):
+        load_gmmlu(root, "es")
+    shutil.rmtree(tmp_path / "global_mmlu")
+    root = _copy_test_csv(tmp_path, lambda t: t.replace(",CS,True", ",CA,True"))
+    assert load_gmmlu(root, "es", subset="CA")  # all CA now
+    with pytest.raises(DataError, match="no rows in subset 'CS'"):
+        load_gmmlu(root, "es", subset="CS")
+
+
+def test_unknown_language_and_subset():
+    with pytest.raises(DataError, match="unknown language 'xx'"):
+        load_gmmlu(DATA, "xx")
+    with pytest.raises(DataError, match="unknown Global-MMLU subset 'universal'"):
+        load_gmmlu(DATA, "ko", subset="universal")  # type: ignore[arg-type]

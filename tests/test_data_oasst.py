@@ -1,0 +1,62 @@
+"""OASST1 single-turn top-ranked pairs and OpenAssistantXX."""
+
+from pathlib import Path
+
+import pytest
+
+from jaxsteer.data.oasst import by_language, load_oasst1_pairs, load_oasst_xx, top_ranked_pairs
+from jaxsteer.errors import DataError
+
+DATA = Path(__file__).parent / "fixtures" / "data"
+
+
+def test_top_ranked_english_pairs():
+    pairs = load_oasst1_pairs(DATA)
+    assert [p.prompt for p in pairs] == [
+        "Can you explain what photosynthesis is in simple terms?",
+        "Give me three tips for sleeping better.",
+        "How do I convert Celsius to Fahrenheit?",
+    ]
+    # rank 0 child wins even when listed after rank 1; follow-up turns are ignored
+    assert pairs[1].response.startswith("1. Go to bed")
+    assert pairs[0].response.startswith("Photosynthesis is how plants")
+    assert all(p.prompt_en == p.prompt and p.lang == "en" for p in pairs)
+
+
+def test_language_filter_and_rank0_requirement():
+    es = load_oasst1_pairs(DATA, "es")
+    assert len(es) == 1 and es[0].prompt.startswith("¿Cuál es la diferencia") and es[0].prompt_en == ""
+    assert len(load_oasst1_pairs(DATA, None)) == 4
+    rows = [
+        {"message_id": "r", "parent_id": None, "role": "prompter", "lang": "en", "text": "hi", "rank": None},
+        {"message_id": "a", "parent_id": "r", "role": "assistant", "lang": "en", "text": "ok", "rank": 1},
+    ]
+    assert top_ranked_pairs(rows) == []
+    assert [p.response for p in top_ranked_pairs(rows, require_rank0=False)] == ["ok"]
+
+
+def test_deleted_and_unranked_messages_are_ignored():
+    ids = {p.prompt for p in load_oasst1_pairs(DATA)}
+    assert "Write a haiku about autumn." not in ids  # only an unranked and a deleted reply
+    assert "What is the tallest mountain in the world?" not in ids  # deleted root
+
+
+def test_openassistant_xx():
+    rows = load_oasst_xx(DATA)
+    assert len(rows) == 20
+    groups = by_language(rows)
+    assert {k: len(v) for k, v in groups.items()} == {"zh": 4, "ko": 4, "es": 3, "id": 3, "el": 3, "fa": 3}
+    ko = load_oasst_xx(DATA, ["ko"])
+    assert ko[0].prompt == "광합성이 무엇인지 쉽게 설명해 줄 수 있나요?"
+    assert ko[0].prompt_en == "Can you explain what photosynthesis is in simple terms?"
+    with pytest.raises(DataError, match="unknown language 'klingon'"):
+        load_oasst_xx(DATA, ["klingon"])
+
+
+def test_missing_column(tmp_path):
+    (tmp_path / "oasst").mkdir()
+    (tmp_path / "oasst" / "oasst_xx.jsonl").write_text(
+        '{"id": "1", "lang": "ko", "prompt": "p", "response": "r"}\n'
+    )
+    with pytest.raises(DataError, match=r"oasst_xx.jsonl: missing column\(s\) prompt_en, response_en"):
+        load_oasst_xx(tmp_path)

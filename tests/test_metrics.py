@@ -1,0 +1,199 @@
+"""BLEnD soft match, accuracy, Δ tables and quadrants on hand-computed numbers."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from jaxsteer.data.blend import load_blend
+from jaxsteer.errors import DataError
+from jaxsteer.metrics import (
+    MethodResult,
+    accuracy,
+    argmax_accuracy,
+    blend_accuracy,
+    blend_soft_match,
+    delta_table,
+    load_result,
+    mean_spread,
+    normalize_answer,
+    plane_points,
+    quadrant,
+)
+
+DATA = Path(__file__).parent / "fixtures" / "data"
+
+
+@pytest.mark.parametrize(
+    ("response", "local", "en", "expected"),
+    [
+        (
+            "한국에서 가장 인기 있는 과일은 사과입니다.",
+            ["사과"],
+            ["apple"],
+            True,
+        ),  # Korean, answer inside a sentence
+        ("딸기", ["사과"], ["apple"], False),
+        ("Kimchi", ["김치"], ["kimchi"], True),  # English answer in a Korean setting
+        ("我觉得是春节。", ["春节"], ["spring festival"], True),  # Chinese, no spaces
+        ("中秋节", ["春节"], ["spring festival"], False),
+        ("چاي", ["چای"], ["tea"], True),  # Persian: Arabic yeh folded to Persian yeh
+        ("قورمه سبزی با برنج", ["قورمه‌سبزی"], [], True),  # zero-width non-joiner vs space
+        ("ΜΟΥΣΑΚΑΣ, φυσικά", ["μουσακάς"], ["moussaka"], True),  # Greek: case and accent folded
+        ("Το σουβλάκι", ["μουσακάς"], ["moussaka"], False),
+        ("Creo que es el futbol", ["fútbol"], ["football"], True),  # Spanish accent folded
+        ("El   baloncesto", ["baloncesto"], [], True),
+        ("Son Heung Min", ["손흥민"], ["son heung-min"], True),  # hyphen vs space
+        ("15", ["5"], ["5"], False),  # numbers match whole numbers only
+        ("5세", ["5"], ["5"], True),
+        ("", ["사과"], ["apple"], False),
+    ],
+)
+def test_blend_soft_match(response, local, en, expected):
+    assert blend_soft_match(response, local, en) is expected
+
+
+def test_normalize_answer():
+    assert normalize_answer("  Tae-Kwon   DO ") == "tae kwon do"
+    assert normalize_answer("Ελλάδα") == "ελλαδα"
+    assert normalize_answer("대한민국") == "대한민국"  # Hangul survives decomposition
+
+
+def test_blend_accuracy_skips_and_missing():
+    qs = load_blend(DATA, "China")
+    scorable = [q for q in qs if not q.skipped]
+    responses = {q.id: q.answers_local[0] for q in scorable[:9]}
+    responses.update({q.id: "我不知道" for q in scorable[9:17]})  # last scorable question has no response
+    responses["Fx-ho-11"] = "苹果"  # skipped question: ignored even when right
+    score = blend_accuracy(responses, qs)
+    assert (score.n_scored, score.n_skipped, score.n_missing) == (18, 2, 1)
+    assert score.accuracy == pytest.approx(50.0)
+    assert "Fx-ho-11" not in score.correct
+
+
+def test_accuracy_helpers():
+    assert accuracy([True, False, True, True]) == pytest.approx(75.0)
+    assert argmax_accuracy([[0.1, 0.9, 0.0, 0.0], [0.5, 0.2, 0.1, 0.0]], [1, 2]) == pytest.approx(50.0)
+    with pytest.raises(DataError, match="zero examples"):
+        accuracy([])
+    assert mean_spread([2.0, 4.0]) == pytest.approx((3.0, 2**0.5))
+    assert mean_spread([7.0]) == (7.0, 0.0)
+
+
+BASE = {"zh": 50.0, "ko": 60.0}
+
+
+def test_delta_table_hand_numbers():
+    table = delta_table(
+        {
+            "base": BASE,
+            "MIST": {"zh": 55.0, "ko": 58.0},
+            "SUR": [{"zh": 52.0, "ko": 64.0}, {"zh": 54.0, "ko": 62.0}],
+        },
+        base="base",
+    )
+    assert table.methods == ("MIST", "SUR") and table.langs == ("zh", "ko")
+    assert table.delta["MIST"] == {"zh": 5.0, "ko": -2.0} and table.mean["MIST"] == 1.5
+    assert table.delta["SUR"] == {"zh": 3.0, "ko": 3.0} and table.mean["SUR"] == 3.0
+    assert table.spread["SUR"]["zh"] == pytest.approx(2**0.5) and table.mean_spread["SUR"] == 0.0
+    assert table.n_seeds == {"MIST": 1, "SUR": 2}
+
+
+def test_delta_table_strings():
+    table = delta_table({"MIST": {"zh": 55.0, "ko": 58.0}}, base=BASE)
+    assert table.to_csv() == "method,zh,ko,mean\nMIST,5.00,-2.00,1.50\n"
+    assert (
+        table.to_markdown()
+        == "| method | zh | ko | mean |\n|---|---:|---:|---:|\n| MIST | +5.00 | -2.00 | +1.50 |\n"
+    )
+    seeds = delta_table({"SUR": [{"zh": 52.0, "ko": 64.0}, {"zh": 54.0, "ko": 62.0}]}, base=BASE)
+    assert seeds.to_csv().splitlines() == [
+        "method,zh,ko,mean,zh_sd,ko_sd,mean_sd,n_seeds",
+        "SUR,3.00,3.00,3.00,1.41,1.41,0.00,2",
+    ]
+    assert "| SUR | +3.00 ± 1.41 | +3.00 ± 1.41 | +3.00 ± 0.00 |" in seeds.to_markdown()
+
+
+def test_delta_table_missing_language_and_base():
+    with pytest.raises(DataError, match="no accuracy for language 'ko'"):
+        delta_table({"MIST": {"zh": 55.0}}, base=BASE)
+    with pytest.raises(DataError, match="base 'unaligned' is not among the methods"):
+        delta_table({"MIST": BASE}, base="unaligned")
+
+
+def _write(path: Path, **data) -> Path:
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_results_from_a_different_model_are_rejected(tmp_path):
+    base = load_result(
+        _write(
+            tmp_path / "base.json",
+            method="base",
+            accuracy=BASE,
+            config_hash="abc123",
+            base_model="google/gemma-3-12b-it",
+            seed=0,
+        )
+    )
+    ok = load_result(
+        _write(
+            tmp_path / "mist.json",
+            method="MIST",
+            accuracy={"zh": 51.0, "ko": 61.0},
+            provenance={"config_hash": "abc123", "base_model": "google/gemma-3-12b-it"},
+        )
+    )
+    assert delta_table({"MIST": ok}, base=base).mean["MIST"] == 1.0
+    other = load_result(
+        _write(
+            tmp_path / "clo.json",
+            method="CLO",
+            accuracy=BASE,
+            config_hash="ffff0000",
+            base_model="google/gemma-3-12b-it",
+        )
+    )
+    with pytest.raises(DataError) as e:
+        delta_table({"CLO": other}, base=base)
+    msg = str(e.value)
+    assert "clo.json" in msg and "config_hash 'ffff0000' differs from the base's 'abc123'" in msg
+    wrong_model = MethodResult("SUR", BASE, config_hash="abc123", base_model="google/gemma-3-4b-it")
+    with pytest.raises(DataError, match="base_model 'google/gemma-3-4b-it' differs"):
+        delta_table({"SUR": wrong_model}, base=base)
+
+
+def test_load_result_errors(tmp_path):
+    with pytest.raises(DataError, match="no such result file"):
+        load_result(tmp_path / "none.json")
+    with pytest.raises(DataError, match="missing 'accuracy'"):
+        load_result(_write(tmp_path / "r.json", method="x"))
+
+
+@pytest.mark.parametrize(
+    ("dx", "dy", "name"),
+    [
+        (1.0, 0.0, "desirable"),
+        (0.5, 2.0, "desirable"),
+        (1.0, -0.1, "transfer_only"),
+        (0.0, 1.0, "localization_only"),
+        (-1.0, 0.0, "localization_only"),
+        (-1.0, -1.0, "degraded"),
+        (0.0, -0.5, "degraded"),
+    ],
+)
+def test_quadrant(dx, dy, name):
+    assert quadrant(dx, dy) == name
+
+
+def test_plane_points_from_two_tables():
+    gmmlu = delta_table({"MIST": {"zh": 55.0, "ko": 58.0}, "SUR": {"zh": 52.0, "ko": 64.0}}, base=BASE)
+    blend = delta_table({"MIST": {"zh": 45.0, "ko": 57.0}, "SUR": {"zh": 51.0, "ko": 60.0}}, base=BASE)
+    points = plane_points(gmmlu, blend)
+    assert [(p.method, p.dx, p.dy, p.quadrant) for p in points] == [
+        ("MIST", 1.5, -4.0, "transfer_only"),
+        ("SUR", 3.0, 0.5, "desirable"),
+    ]
+    with pytest.raises(DataError, match="SUR lack"):
+        plane_points(gmmlu, delta_table({"MIST": BASE}, base=BASE))
