@@ -96,8 +96,8 @@ def cached_attention(
     q: Float[Array, "B 1 H Dh"],
     k_self: Float[Array, "B 1 K Dh"],
     v_self: Float[Array, "B 1 K Dh"],
-    k_cache: Float[Array, "B S K Dh"],
-    v_cache: Float[Array, "B S K Dh"],
+    k_cache: Float[Array, "B K S Dh"],
+    v_cache: Float[Array, "B K S Dh"],
     cache_visible: Bool[Array, "B S"],
     scale: float,
 ) -> Float[Array, "B 1 H Dh"]:
@@ -108,9 +108,10 @@ def cached_attention(
     writes all layers' new entries with one in-place update.
     """
     b, _, h, dh = q.shape
-    kv = k_cache.shape[2]
+    kv = k_cache.shape[1]
     qg = q.reshape(b, kv, h // kv, dh)
-    s_cache = jnp.einsum("bkgd,bskd->bkgs", qg, k_cache, preferred_element_type=jnp.float32) * scale
+    # the cache is [B, K, S, Dh] so that both products are batched matmuls without a transpose
+    s_cache = jnp.einsum("bkgd,bksd->bkgs", qg, k_cache, preferred_element_type=jnp.float32) * scale
     s_cache = jnp.where(cache_visible[:, None, None, :], s_cache, _NEG)
     s_self = jnp.einsum("bkgd,bkd->bkg", qg, k_self[:, 0].astype(qg.dtype), preferred_element_type=jnp.float32)
     s_self = s_self * scale
@@ -118,7 +119,7 @@ def cached_attention(
     p_cache = jnp.exp(s_cache - top[..., None])
     p_self = jnp.exp(s_self - top)
     denom = jnp.sum(p_cache, axis=-1) + p_self
-    mixed = jnp.einsum("bkgs,bskd->bkgd", p_cache.astype(v_cache.dtype), v_cache, preferred_element_type=jnp.float32)
+    mixed = jnp.einsum("bkgs,bksd->bkgd", p_cache.astype(v_cache.dtype), v_cache, preferred_element_type=jnp.float32)
     mixed = mixed + p_self[..., None] * v_self[:, 0, :, None, :].astype(jnp.float32)
     out = (mixed / denom[..., None]).astype(q.dtype)
     return out.reshape(b, 1, h, dh)

@@ -91,8 +91,9 @@ def generate_core(
         impl=impl,
         collect=lambda h, kv: kv,
     )
-    pad = [(0, 0), (0, 0), (0, max_new_tokens), (0, 0), (0, 0)]
-    cache = (jnp.pad(ks, pad), jnp.pad(vs, pad))
+    pad = [(0, 0), (0, 0), (0, 0), (0, max_new_tokens), (0, 0)]
+    to_cache = lambda x: jnp.pad(jnp.swapaxes(x, 2, 3), pad)  # noqa: E731  [L, B, K, T + N, Dh]
+    cache = (to_cache(ks), to_cache(vs))
     if split_layers is not None:
         cache = tuple((cache[0][i], cache[1][i]) for i in range(config.num_layers))
     key, sub = jax.random.split(key)
@@ -117,16 +118,16 @@ def generate_core(
             return one_layer(p, h, ctx, flag, delta, kc, vc, vis_g, vis_l)
 
         h, (k_new, v_new) = jax.lax.scan(step, h, (params["layers"], flags, deltas, *cache))
-        update = functools.partial(jax.lax.dynamic_update_slice_in_dim, start_index=index, axis=2)
-        return h, (update(cache[0], k_new), update(cache[1], v_new))
+        update = functools.partial(jax.lax.dynamic_update_slice_in_dim, start_index=index, axis=3)
+        return h, (update(cache[0], jnp.swapaxes(k_new, 2, 3)), update(cache[1], jnp.swapaxes(v_new, 2, 3)))
 
     def unrolled_layers(h, ctx, deltas, cache, index, vis_g, vis_l):
         new_cache = []
         for i, (p, (kc, vc)) in enumerate(zip(split_layers, cache)):
             delta = None if deltas is None else deltas[i]
             h, (k, v) = one_layer(p, h, ctx, config.is_global[i], delta, kc, vc, vis_g, vis_l)
-            update = functools.partial(jax.lax.dynamic_update_slice_in_dim, start_index=index, axis=1)
-            new_cache.append((update(kc, k), update(vc, v)))
+            update = functools.partial(jax.lax.dynamic_update_slice_in_dim, start_index=index, axis=2)
+            new_cache.append((update(kc, jnp.swapaxes(k, 1, 2)), update(vc, jnp.swapaxes(v, 1, 2))))
         return h, tuple(new_cache)
 
     layers_fn = scanned_layers if split_layers is None else unrolled_layers
