@@ -45,3 +45,38 @@ def decode_new(tokenizer, tokens, config) -> list[str]:
             kept.append(t)
         out.append(tokenizer.decode(kept, skip_special_tokens=True))
     return out
+
+
+def train_bpe_tokenizer(
+    texts, folder: str, vocab_size: int = 2000, must_have: tuple[str, ...] = (" A", " B", " C", " D")
+):
+    """A small byte-level BPE tokenizer trained locally (tests, fixtures, offline experiments).
+
+    Special tokens follow Gemma's ids where they matter: ``<pad>`` 0, ``<eos>`` 1, ``<bos>`` 2,
+    ``<unk>`` 3. ``must_have`` strings are repeated in the training text so each becomes one token
+    (Global-MMLU's letter continuations). Returns a ``PreTrainedTokenizerFast`` saved to ``folder``.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<pad>", "<eos>", "<bos>", "<unk>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    boost = [" ".join(must_have) * 50] * 20
+    tok.train_from_iterator([*texts, *boost], trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="<pad>",
+        eos_token="<eos>",
+        bos_token="<bos>",
+        unk_token="<unk>",
+        padding_side="left",
+    )
+    fast.save_pretrained(folder)
+    return fast

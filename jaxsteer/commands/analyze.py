@@ -1,0 +1,62 @@
+"""``jaxsteer analyze``: how two vector sets relate across depth (cosine, S_PER, norms) and, with a model,
+the layer-wise PCA of the same questions in several languages (Global-MMLU vs BLEnD convergence)."""
+
+from __future__ import annotations
+
+import os
+
+from jaxsteer.commands._common import add_experiment_args, experiment_config
+
+
+def register(sub) -> None:
+    p = sub.add_parser("analyze", help="S_PER / cosine / norms by layer; layer-wise PCA across languages")
+    add_experiment_args(p)
+    p.add_argument("--a", help="first vector file (e.g. EN)")
+    p.add_argument("--b", help="second vector file (e.g. LOC)")
+    p.add_argument("--pca", action="store_true", help="layer-wise PCA of Global-MMLU and BLEnD queries (needs --model)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import numpy as np
+
+    from jaxsteer.errors import ConfigError
+    from jaxsteer.results import write_csv
+    from jaxsteer.steering import analysis, figures
+    from jaxsteer.steering.vectors_io import load_vectors
+
+    cfg, _ = experiment_config(args)
+    if not (args.a and args.b) and not args.pca:
+        raise ConfigError("nothing to analyse: pass --a and --b vector files, and/or --pca with a model")
+    if args.a and args.b:
+        a, b = load_vectors(args.a), load_vectors(args.b)
+        if a.vectors.shape != b.vectors.shape:
+            raise ConfigError(f"vector files differ in shape: {a.vectors.shape} vs {b.vectors.shape}")
+        cos = analysis.cosine_by_layer(a.vectors, b.vectors)
+        sper = analysis.sper_degrees(a.vectors, b.vectors)
+        na, nb = analysis.norms_by_layer(a.vectors), analysis.norms_by_layer(b.vectors)
+        rows = [
+            {
+                "layer": i,
+                "cosine": float(cos[i]),
+                "sper_degrees": float(sper[i]),
+                "norm_a": float(na[i]),
+                "norm_b": float(nb[i]),
+            }
+            for i in range(len(cos))
+        ]
+        write_csv(os.path.join(cfg.out, "sper.csv"), rows)
+        figures.plot_sper({f"{a.meta.kind or 'a'} vs {b.meta.kind or 'b'}": sper}, os.path.join(cfg.out, "sper"))
+        figures.plot_norms({a.meta.kind or "a": na, b.meta.kind or "b": nb}, os.path.join(cfg.out, "norms"))
+        print(f"S_PER by layer (degrees): {np.round(sper, 1).tolist()}")
+        print(f"wrote {cfg.out}/sper.csv, sper.png, norms.png")
+    if args.pca:
+        from jaxsteer.commands._common import load_model
+        from jaxsteer.experiment import Benchmarks
+        from jaxsteer.steering.pca import language_pca
+
+        model = load_model(cfg)
+        rows = language_pca(model, Benchmarks(cfg), cfg.out, progress=not args.quiet)
+        write_csv(os.path.join(cfg.out, "pca_convergence.csv"), rows)
+        print(f"wrote {cfg.out}/pca_convergence.csv, pca_gmmlu.png, pca_blend.png")
+    return 0

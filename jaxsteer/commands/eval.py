@@ -1,0 +1,57 @@
+"""``jaxsteer eval``: a model (optionally steered by vector files) on Global-MMLU and BLEnD, per language."""
+
+from __future__ import annotations
+
+from jaxsteer.commands._common import add_experiment_args, experiment_config
+
+
+def register(sub) -> None:
+    p = sub.add_parser("eval", help="evaluate a model on Global-MMLU and BLEnD (test split), optionally steered")
+    add_experiment_args(p)
+    p.add_argument("--method", default="base", help="name of this run in the result files (default: base)")
+    p.add_argument("--base-model", help="identity of the unaligned model the Δ refers to (default: this model)")
+    p.add_argument(
+        "--steer",
+        action="append",
+        metavar="FILE:LAYER:GAMMA",
+        help="add γ·v[layer] from a vector file (repeatable; e.g. en.safetensors:20:2)",
+    )
+    p.add_argument("--force", action="store_true", help="apply vectors made for another config hash")
+    p.set_defaults(func=run)
+
+
+def parse_steer(items, config, force: bool):
+    from jaxsteer.errors import ConfigError
+    from jaxsteer.steering.surgical import combined_steering
+    from jaxsteer.steering.vectors_io import check_compatible, load_vectors
+
+    parts = []
+    for item in items or []:
+        try:
+            path, layer, gamma = item.rsplit(":", 2)
+            layer, gamma = int(layer), float(gamma)
+        except ValueError:
+            raise ConfigError(f"--steer {item!r}: expected FILE:LAYER:GAMMA") from None
+        vset = load_vectors(path)
+        check_compatible(vset, config, force=force)
+        from jaxsteer.steering.plan import check_layer
+
+        check_layer(layer, config.num_layers)
+        parts.append((vset.vectors, layer, gamma))
+    return combined_steering(config, parts) if parts else None
+
+
+def run(args) -> int:
+    from jaxsteer.commands._common import load_model
+    from jaxsteer.evaluate import evaluate, write_eval
+    from jaxsteer.experiment import Benchmarks
+
+    cfg, _ = experiment_config(args)
+    model = load_model(cfg)
+    steering = parse_steer(args.steer, model.config, args.force)
+    result = evaluate(
+        model, Benchmarks(cfg), args.method, (lambda lang: steering) if steering else None, "test", not args.quiet
+    )
+    for path in write_eval(result, cfg.out, model, cfg, args.base_model, extra={"steer": args.steer or []}):
+        print(f"wrote {path}")
+    return 0

@@ -1,0 +1,48 @@
+"""``jaxsteer plane``: Δ tables and the transfer–localization plane from result files of ``jaxsteer eval``."""
+
+from __future__ import annotations
+
+import glob
+import os
+
+
+def register(sub) -> None:
+    p = sub.add_parser("plane", help="Δ tables (CSV, Markdown) and the transfer–localization plane (PNG, SVG)")
+    p.add_argument("results", nargs="+", help="folders holding {method}.gmmlu.json / {method}.blend.json")
+    p.add_argument("--base", default="base", help="method name of the unaligned reference (default: base)")
+    p.add_argument("--out", default="plane", help="output folder")
+    p.add_argument("--lang", action="append", help="restrict to these languages")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from jaxsteer import metrics
+    from jaxsteer.errors import DataError
+    from jaxsteer.plots import plot_plane
+    from jaxsteer.results import atomic_write, write_csv
+
+    runs: dict[str, dict[str, list]] = {"gmmlu": {}, "blend": {}}
+    for folder in args.results:
+        if not os.path.isdir(folder):
+            raise DataError(f"no results folder at {folder}")
+        for bench in runs:
+            for path in sorted(glob.glob(os.path.join(folder, f"*.{bench}.json"))):
+                result = metrics.load_result(path)
+                runs[bench].setdefault(result.method, []).append(result)
+    for bench, by_method in runs.items():
+        if args.base not in by_method:
+            raise DataError(f"no {bench} result for the base method {args.base!r} in {', '.join(args.results)}")
+    tables = {b: metrics.delta_table(runs[b], base=args.base, langs=args.lang) for b in runs}
+    os.makedirs(args.out, exist_ok=True)
+    for bench, table in tables.items():
+        atomic_write(os.path.join(args.out, f"delta_{bench}.csv"), table.to_csv())
+        atomic_write(os.path.join(args.out, f"delta_{bench}.md"), table.to_markdown())
+        print(f"Δ {bench} (points vs {args.base}):\n{table.to_markdown()}")
+    points = metrics.plane_points(tables["gmmlu"], tables["blend"])
+    write_csv(
+        os.path.join(args.out, "plane.csv"),
+        [{"method": p.method, "delta_gmmlu": p.dx, "delta_blend": p.dy, "quadrant": p.quadrant} for p in points],
+    )
+    png, svg = plot_plane(points, os.path.join(args.out, "plane"), title="Transfer–localization plane (Δ vs base)")
+    print(f"wrote {png}, {svg}, delta_gmmlu.md, delta_blend.md, plane.csv in {args.out}")
+    return 0

@@ -1,0 +1,32 @@
+"""``jaxsteer run``: the paper's whole experiment from one config (see ``configs/experiments/``)."""
+
+from __future__ import annotations
+
+from jaxsteer.commands._common import add_experiment_args, experiment_config
+
+
+def register(sub) -> None:
+    p = sub.add_parser("run", help="evaluate base and CLA models, steer (EN, LOC, SUR), draw the plane")
+    add_experiment_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from jaxsteer.errors import ConfigError
+    from jaxsteer.pipeline import run_experiment
+
+    cfg, extra = experiment_config(args, ("models", "steer"))
+    models = dict(extra.get("models") or {})
+    if not models and cfg.model:
+        models = {"base": cfg.model}
+    if "base" not in models:
+        raise ConfigError("config needs `models:` with a 'base' entry (or `model:` for the base alone)")
+    steer = tuple(extra.get("steer") or ("base",))
+    unknown = [s for s in steer if s not in models]
+    if unknown:
+        raise ConfigError(f"steer lists {unknown[0]!r}, which is not among models {', '.join(models)}")
+    out = run_experiment(cfg, models, steer, cfg.out, progress=not args.quiet)
+    print(out["plane"]["tables"]["gmmlu"].to_markdown())
+    print(out["plane"]["tables"]["blend"].to_markdown())
+    print(f"results in {cfg.out}/ (delta_*.md, plane.png, sper_by_layer.png)")
+    return 0

@@ -1,0 +1,88 @@
+"""``jaxsteer steer``: surgical steering (EN at l1 + LOC at l2) — select on Dev2, then generate or evaluate."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from jaxsteer.commands._common import add_experiment_args, experiment_config
+
+
+def register(sub) -> None:
+    p = sub.add_parser("steer", help="select SUR layers/γ on Dev2; then generate from prompts or evaluate on test")
+    add_experiment_args(p)
+    p.add_argument("--en", required=True, help="EN vector file")
+    p.add_argument("--loc", help="LOC vector file (omit for EN-only steering)")
+    p.add_argument("--prompt", action="append", help="generate from this prompt with the selected plan")
+    p.add_argument(
+        "--no-select", action="store_true", help="use the config's layers and γ (loc γ: first grid value > 0)"
+    )
+    p.add_argument("--evaluate", action="store_true", help="evaluate the plan on the test split")
+    p.add_argument("--force", action="store_true", help="apply vectors made for another config hash")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from jaxsteer.commands._common import load_model
+    from jaxsteer.evaluate import evaluate, write_eval
+    from jaxsteer.experiment import Benchmarks
+    from jaxsteer.results import provenance, write_json
+    from jaxsteer.steering.surgical import SurgicalPlan, plan_surgical, select_en
+    from jaxsteer.steering.vectors_io import check_compatible, load_vectors
+
+    cfg, _ = experiment_config(args)
+    model = load_model(cfg)
+    v_en = load_vectors(args.en)
+    check_compatible(v_en, model.config, force=args.force)
+    v_loc = load_vectors(args.loc) if args.loc else None
+    if v_loc is not None:
+        check_compatible(v_loc, model.config, force=args.force)
+    bench = Benchmarks(cfg)
+    en_default, loc_default = cfg.layers_for(model.config.num_layers)
+    plans = {}
+    for lang in cfg.languages:
+        if args.no_select:
+            loc_gamma = next((g for g in cfg.loc_gammas if g > 0), 0.0) if v_loc is not None else 0.0
+            plans[lang] = SurgicalPlan(lang, en_default, cfg.en_gamma, loc_default, loc_gamma, {})
+        elif v_loc is None:
+            layer, scores = select_en(model, bench, lang, v_en, not args.quiet)
+            plans[lang] = SurgicalPlan(lang, layer, cfg.en_gamma, loc_default, 0.0, scores)
+        else:
+            plans[lang] = plan_surgical(model, bench, lang, v_en, v_loc, not args.quiet)
+        p = plans[lang]
+        print(f"{lang}: EN layer {p.en_layer} γ={p.en_gamma}; LOC layer {p.loc_layer} γ={p.loc_gamma}")
+    which = "sur" if v_loc is not None else "en"
+    loc = v_loc if v_loc is not None else v_en
+    write_json(
+        os.path.join(cfg.out, "plan.json"),
+        {
+            "plans": {lang: dataclasses.asdict(p) for lang, p in plans.items()},
+            "en": args.en,
+            "loc": args.loc,
+            "provenance": provenance(model, seed=cfg.seed, command="jaxsteer steer"),
+        },
+    )
+    if args.prompt:
+        from jaxsteer.model.decode import generate
+        from jaxsteer.tokens import decode_new, encode_batch
+
+        steer = plans[cfg.languages[0]].steering(model.config, v_en, loc, which)
+        ids, mask = encode_batch(model.tokenizer, args.prompt, chat=cfg.chat)
+        for prompt, steered in (("plain", None), ("steered", steer)):
+            tokens = generate(model, ids, cfg.max_new_tokens, mask, steering=steered)
+            for text, out in zip(args.prompt, decode_new(model.tokenizer, tokens, model.config)):
+                print(f"[{prompt}] {text!r} -> {out!r}")
+    if args.evaluate:
+        method = "SUR" if v_loc is not None else "EN"
+        result = evaluate(
+            model,
+            bench,
+            method,
+            lambda lang: plans[lang].steering(model.config, v_en, loc, which),
+            "test",
+            not args.quiet,
+        )
+        for path in write_eval(result, cfg.out, model, cfg):
+            print(f"wrote {path}")
+    print(f"wrote {cfg.out}/plan.json")
+    return 0

@@ -1,0 +1,87 @@
+"""``jaxsteer sweep``: Global-MMLU accuracy over layers × γ for a vector file, in one compiled call per chunk."""
+
+from __future__ import annotations
+
+import os
+
+from jaxsteer.commands._common import add_experiment_args, experiment_config
+
+
+def register(sub) -> None:
+    p = sub.add_parser("sweep", help="sweep layers × γ of one vector on Dev2 (shared-prefix, batched)")
+    add_experiment_args(p)
+    p.add_argument("--vectors", required=True, help="vector file (.safetensors) from jaxsteer extract")
+    p.add_argument("--layers", help="comma-separated layers (default: the config's sweep_layers or all)")
+    p.add_argument("--gammas", help="comma-separated γ values (default: the config's sweep_gammas)")
+    p.add_argument("--part", default="dev2", choices=["dev1", "dev2", "test"])
+    p.add_argument("--force", action="store_true", help="apply a vector made for another config hash")
+    p.set_defaults(func=run)
+
+
+def _numbers(text, cast):
+    from jaxsteer.errors import ConfigError
+
+    try:
+        return [cast(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"cannot parse {text!r} as a comma-separated list") from None
+
+
+def run(args) -> int:
+    import numpy as np
+
+    from jaxsteer.commands._common import load_model
+    from jaxsteer.evaluate import gmmlu_inputs
+    from jaxsteer.experiment import Benchmarks
+    from jaxsteer.results import provenance, write_csv, write_json
+    from jaxsteer.scoring import option_logprob_fn
+    from jaxsteer.steering.figures import plot_sweep_heatmap
+    from jaxsteer.steering.sweep import layer_gamma_grid, layer_passes, run_grid
+    from jaxsteer.steering.vectors_io import check_compatible, load_vectors
+
+    cfg, _ = experiment_config(args)
+    model = load_model(cfg)
+    vset = load_vectors(args.vectors)
+    check_compatible(vset, model.config, force=args.force)
+    layers = _numbers(args.layers, int) if args.layers else list(cfg.sweep_layers or range(model.config.num_layers))
+    gammas = _numbers(args.gammas, float) if args.gammas else list(cfg.sweep_gammas)
+    grid = layer_gamma_grid(vset.vectors, layers, gammas)
+    bench = Benchmarks(cfg)
+    rows = []
+    for lang in cfg.languages:
+        ids, mask, option_ids, answers = gmmlu_inputs(model, bench, lang, args.part)
+        logp = run_grid(
+            model, ids, mask, grid, option_logprob_fn(option_ids), chunk_size=cfg.chunk_size, progress=not args.quiet
+        )
+        acc = (logp.argmax(-1) == answers[None]).mean(-1) * 100
+        rows += [{"lang": lang, **lab, "gmmlu_accuracy": float(a)} for lab, a in zip(grid.labels, acc)]
+    mean = {}
+    for r in rows:
+        mean.setdefault((r["layer"], r["gamma"]), []).append(r["gmmlu_accuracy"])
+    table = [{"layer": k[0], "gamma": k[1], "metric": float(np.mean(v))} for k, v in mean.items()]
+    best = max(table, key=lambda r: r["metric"])
+    write_csv(os.path.join(cfg.out, "sweep.csv"), rows)
+    write_json(
+        os.path.join(cfg.out, "sweep.json"),
+        {
+            "rows": rows,
+            "mean": table,
+            "best": best,
+            "layer_passes": layer_passes(grid, model.config.num_layers),
+            "vectors": os.path.abspath(args.vectors),
+            "part": args.part,
+            "provenance": provenance(model, seed=cfg.seed, command="jaxsteer sweep"),
+        },
+    )
+    baseline = next((r["metric"] for r in table if r["gamma"] == 0.0), None)
+    plot_sweep_heatmap(
+        [(r["layer"], r["gamma"], r["metric"]) for r in table],
+        os.path.join(cfg.out, "sweep_heatmap"),
+        baseline=baseline,
+        metric="Global-MMLU acc (%)",
+    )
+    print(
+        f"best: layer {best['layer']} γ={best['gamma']} → {best['metric']:.1f}% (mean over {', '.join(cfg.languages)})"
+    )
+    print(f"wrote {cfg.out}/sweep.csv, sweep.json, sweep_heatmap.png")
+    return 0

@@ -1,0 +1,133 @@
+"""Run a (possibly steered) model on Global-MMLU and BLEnD and write per-language result files.
+
+Global-MMLU is scored like lm-evaluation-harness (``acc``: argmax of the letter log-likelihoods after
+the prompt, one forward per question, logits at the last position only). BLEnD short answers are
+generated greedily and scored by BLEnD's soft exact match (any annotated answer, local or English, in
+the response; the skip rules drop unanswerable questions). The query is the decontextualised local
+question by default — the implicit cultural question the paper calls localization.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+
+import numpy as np
+
+from jaxsteer import metrics
+from jaxsteer.data import prompts
+from jaxsteer.errors import InputError
+from jaxsteer.experiment import Benchmarks, ExperimentConfig
+from jaxsteer.model.model import Model
+from jaxsteer.results import provenance, write_csv, write_json
+from jaxsteer.scoring import generate_answers, score_multiple_choice, single_token_ids
+from jaxsteer.steering.plan import Steering
+from jaxsteer.tokens import encode_batch
+
+SteeringFor = Callable[[str], Steering | None]
+
+
+def _tokenizer(model: Model):
+    if model.tokenizer is None:
+        raise InputError(f"model {model.source} has no tokenizer (tokenizer.json); evaluation needs one")
+    return model.tokenizer
+
+
+def gmmlu_accuracy(model: Model, bench: Benchmarks, lang: str, part: str, steering=None, progress=True) -> float:
+    tok = _tokenizer(model)
+    cfg = bench.cfg
+    questions = bench.gmmlu(lang, part)
+    chat = tok if cfg.chat else None
+    reqs = [prompts.mc_prompt(q, bool(chat), chat) for q in questions]
+    ids, mask = encode_batch(tok, [r.context for r in reqs])
+    option_ids = single_token_ids(tok, reqs[0].continuations)
+    result = score_multiple_choice(
+        model, ids, mask, option_ids, [r.answer for r in reqs], steering, cfg.batch_size, progress
+    )
+    return 100.0 * result.accuracy
+
+
+def gmmlu_inputs(model: Model, bench: Benchmarks, lang: str, part: str):
+    """Token arrays, option ids and answers of a language's questions (for sweeps)."""
+    tok = _tokenizer(model)
+    chat = tok if bench.cfg.chat else None
+    reqs = [prompts.mc_prompt(q, bool(chat), chat) for q in bench.gmmlu(lang, part)]
+    ids, mask = encode_batch(tok, [r.context for r in reqs])
+    return ids, mask, single_token_ids(tok, reqs[0].continuations), np.array([r.answer for r in reqs])
+
+
+def blend_accuracy(
+    model: Model, bench: Benchmarks, lang: str, part: str, steering=None, progress=True, responses_out=None
+) -> float:
+    tok = _tokenizer(model)
+    cfg = bench.cfg
+    items = bench.blend(lang, part)
+    chat = tok if cfg.chat else None
+    queries = [it.decontextualised if cfg.blend_eval == "decontextualised" else it.contextualised for it in items]
+    texts = [prompts.blend_prompt(q, lang, chat_template=bool(chat), tokenizer=chat) for q in queries]
+    answers = generate_answers(model, tok, texts, cfg.max_new_tokens, steering, False, cfg.batch_size, progress)
+    responses = {it.question.id: a for it, a in zip(items, answers)}
+    if responses_out is not None:
+        responses_out.update(responses)
+    return metrics.blend_accuracy(responses, [it.question for it in items]).accuracy
+
+
+@dataclasses.dataclass
+class EvalResult:
+    method: str
+    gmmlu: dict[str, float]
+    blend: dict[str, float]
+    responses: dict[str, dict[str, str]]
+
+
+def evaluate(
+    model: Model,
+    bench: Benchmarks,
+    method: str,
+    steering_for: SteeringFor | None = None,
+    part: str = "test",
+    progress: bool = True,
+) -> EvalResult:
+    """Accuracies (percent) per language on both benchmarks; ``steering_for(lang)`` steers each language."""
+    gm, bl, resp = {}, {}, {}
+    for lang in bench.cfg.languages:
+        steer = steering_for(lang) if steering_for else None
+        gm[lang] = gmmlu_accuracy(model, bench, lang, part, steer, progress)
+        resp[lang] = {}
+        bl[lang] = blend_accuracy(model, bench, lang, part, steer, progress, resp[lang])
+        if progress:
+            print(f"  {method:>18} {lang}: Global-MMLU {gm[lang]:5.1f}  BLEnD {bl[lang]:5.1f}", flush=True)
+    return EvalResult(method, gm, bl, resp)
+
+
+def write_eval(
+    result: EvalResult,
+    out_dir: str,
+    model: Model,
+    cfg: ExperimentConfig,
+    base_model: str | None = None,
+    extra: dict | None = None,
+) -> list[str]:
+    """``{method}.gmmlu.json`` / ``{method}.blend.json`` (the format ``jaxsteer plane`` reads), a CSV and the responses."""
+    prov = provenance(
+        model, seed=cfg.seed, command="jaxsteer eval", experiment=dataclasses.asdict(cfg), **(extra or {})
+    )
+    common = {
+        "method": result.method,
+        "config_hash": model.config.config_hash(),
+        "base_model": base_model or model.config.name,
+        "seed": cfg.seed,
+        "provenance": prov,
+    }
+    paths = []
+    for bench, scores in (("gmmlu", result.gmmlu), ("blend", result.blend)):
+        path = os.path.join(out_dir, f"{result.method}.{bench}.json")
+        paths.append(write_json(path, {**common, "benchmark": bench, "accuracy": scores}))
+    rows = [
+        {"method": result.method, "lang": lang, "gmmlu": result.gmmlu[lang], "blend": result.blend[lang]}
+        for lang in result.gmmlu
+    ]
+    paths.append(write_csv(os.path.join(out_dir, f"{result.method}.csv"), rows))
+    paths.append(write_json(os.path.join(out_dir, f"{result.method}.responses.json"), result.responses))
+    return paths

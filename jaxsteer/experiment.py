@@ -1,0 +1,182 @@
+"""One experiment's settings and the data they select: splits, benchmark items and contrastive pairs.
+
+``ExperimentConfig`` holds every choice of the paper's pipeline that the paper leaves open (each a
+named, documented default); ``configs/experiments/*.yaml`` set them and ``--set key=value`` overrides.
+``Benchmarks`` loads Global-MMLU and BLEnD for the chosen languages, applies the seeded Dev1/Dev2/test
+split, and builds the EN pairs (English vs XX query of the same question) and LOC pairs
+(contextualised vs decontextualised XX cultural question).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Sequence
+
+from jaxsteer.data import blend as blend_data
+from jaxsteer.data import decontext, gmmlu, prompts, splits
+from jaxsteer.data.languages import language
+from jaxsteer.errors import ConfigError, DataError
+
+PARTS = ("dev1", "dev2", "test")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """Settings of the steering/evaluation pipeline (defaults: ``../shared/PAPER.md``)."""
+
+    model: str = ""  # HF Gemma-3 folder (or hub id when online)
+    dtype: str = "bfloat16"
+    data: str = "tests/fixtures/data"  # data root in the layout of jaxsteer/data/files.py, or hub ids
+    blend_source: str = ""  # defaults to `data`
+    languages: tuple[str, ...] = ("zh", "ko", "es", "id", "el", "fa")
+    seed: int = 0
+    dev1: int = 100  # extraction pairs per language
+    dev2: int = 100  # layer/γ selection items per language
+    allow_small: bool = False  # fixtures: shrink to thirds when a language has < dev1 + dev2 + 1 items
+    gmmlu_subset: str = "CA"  # universal questions = annotated, culturally agnostic
+    gmmlu_split: str = "test"
+    chat: bool = False  # wrap prompts in the tokenizer's chat template
+    read: str = "last"  # extraction read position: last | mean
+    method: str = "mean_diff"  # mean_diff | pca_diff | pca_center
+    normalisation: str = "none"  # none | unit_mean_norm
+    pooled: bool = False  # one vector pooled over languages instead of one per language
+    batch_size: int = 16
+    en_layer: int = -1  # -1: 20/48 of the depth (layer 20 of Gemma-3-12B)
+    loc_layer: int = -1  # -1: 28/48 of the depth
+    en_gamma: float = 2.0
+    loc_gammas: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0)
+    select_layers: bool = False  # also sweep layers around the defaults on Dev2
+    layer_window: int = 2  # ± layers searched when select_layers
+    sweep_gammas: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0)
+    sweep_layers: tuple[int, ...] = ()  # empty: every layer
+    chunk_size: int = 8  # grid points per compiled sweep call
+    max_new_tokens: int = 24  # BLEnD short answers
+    blend_eval: str = "decontextualised"  # the implicit (localization) query; or "contextualised"
+    out: str = "results"
+
+    def __post_init__(self):
+        for lang in self.languages:
+            language(lang)
+        choices = {
+            "read": ("last", "mean"),
+            "method": ("mean_diff", "pca_diff", "pca_center"),
+            "normalisation": ("none", "unit_mean_norm"),
+            "gmmlu_subset": ("CA", "CS", "annotated", "all"),
+            "blend_eval": ("decontextualised", "contextualised"),
+        }
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ConfigError(f"config key {key}={getattr(self, key)!r}: expected one of {', '.join(allowed)}")
+        if self.batch_size < 1 or self.max_new_tokens < 1 or self.chunk_size < 1:
+            raise ConfigError("batch_size, max_new_tokens and chunk_size must be positive")
+
+    def layers_for(self, num_layers: int) -> tuple[int, int]:
+        """(EN layer, LOC layer): explicit values, or 20/48 and 28/48 of the depth."""
+        en = self.en_layer if self.en_layer >= 0 else round(20 / 48 * num_layers)
+        loc = self.loc_layer if self.loc_layer >= 0 else round(28 / 48 * num_layers)
+        for name, layer in (("en_layer", en), ("loc_layer", loc)):
+            if not 0 <= layer < num_layers:
+                raise ConfigError(f"{name}={layer} out of range for a {num_layers}-layer model")
+        return en, min(loc, num_layers - 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class BlendItem:
+    question: blend_data.BlendQuestion
+    contextualised: str
+    decontextualised: str
+
+
+class Benchmarks:
+    """Global-MMLU (universal) and BLEnD (cultural) items per language, split Dev1/Dev2/test by seed."""
+
+    def __init__(self, cfg: ExperimentConfig):
+        self.cfg = cfg
+        self._gmmlu: dict[str, list[gmmlu.MCQuestion]] = {}
+        self._blend: dict[str, list[BlendItem]] = {}
+        self.splits: dict[str, dict[str, splits.Split]] = {"gmmlu": {}, "blend": {}}
+
+    def _split(self, bench: str, lang: str, ids: Sequence[str]) -> splits.Split:
+        if lang not in self.splits[bench]:
+            c = self.cfg
+            self.splits[bench][lang] = splits.make_split(
+                ids, lang=f"{bench}/{lang}", seed=c.seed, dev1=c.dev1, dev2=c.dev2, allow_small=c.allow_small
+            )
+        return self.splits[bench][lang]
+
+    def gmmlu(self, lang: str, part: str) -> list[gmmlu.MCQuestion]:
+        if lang not in self._gmmlu:
+            self._gmmlu[lang] = gmmlu.load_gmmlu(self.cfg.data, lang, self.cfg.gmmlu_split, self.cfg.gmmlu_subset)
+        items = self._gmmlu[lang]
+        # one split per question id, shared by every language, so EN pairs and test sets line up
+        anchor = self.cfg.languages[0] if lang == "en" else lang
+        if anchor not in self._gmmlu:
+            self._gmmlu[anchor] = gmmlu.load_gmmlu(self.cfg.data, anchor, self.cfg.gmmlu_split, self.cfg.gmmlu_subset)
+        split = self._split("gmmlu", anchor, [q.id for q in self._gmmlu[anchor]])
+        wanted = set(split.part(part))
+        return [q for q in items if q.id in wanted]
+
+    def blend(self, lang: str, part: str) -> list[BlendItem]:
+        if lang not in self._blend:
+            source = self.cfg.blend_source or self.cfg.data
+            questions = [q for q in blend_data.load_blend(source, lang) if not q.skipped]
+            self._blend[lang] = [_blend_item(q, source) for q in questions]
+        items = self._blend[lang]
+        wanted = set(self._split("blend", lang, [it.question.id for it in items]).part(part))
+        return [it for it in items if it.question.id in wanted]
+
+    def en_pairs(self, lang: str, part: str = "dev1", tokenizer=None) -> list[tuple[str, str]]:
+        """(English query, XX query) of the same questions: positives are English."""
+        en = {q.id: q for q in self.gmmlu("en", part)} if lang != "en" else {}
+        xx = self.gmmlu(lang, part)
+        pairs = [(en[q.id], q) for q in xx if q.id in en]
+        if not pairs:
+            raise DataError(f"no parallel Global-MMLU questions between en and {lang} in {part}")
+        chat = tokenizer if self.cfg.chat else None
+        ctx = lambda q: prompts.mc_prompt(q, bool(chat), chat).context  # noqa: E731
+        return [(ctx(e), ctx(x)) for e, x in pairs]
+
+    def loc_pairs(self, lang: str, part: str = "dev1", tokenizer=None) -> list[tuple[str, str]]:
+        """(contextualised, decontextualised) XX cultural questions: positives name the country."""
+        chat = tokenizer if self.cfg.chat else None
+        fmt = lambda text: prompts.blend_prompt(text, lang, chat_template=bool(chat), tokenizer=chat)  # noqa: E731
+        items = self.blend(lang, part)
+        if not items:
+            raise DataError(f"no BLEnD questions for {lang} in {part}")
+        return [(fmt(it.contextualised), fmt(it.decontextualised)) for it in items]
+
+
+def _blend_item(q: blend_data.BlendQuestion, source: str) -> BlendItem:
+    """The two versions of a question: from ``blend/decontext/{Country}.jsonl`` when the data ships
+    them (the synthetic world does), else from the per-language rules of ``jaxsteer.data.decontext``."""
+    shipped = _shipped_decontext(source, q.country)
+    if q.id in shipped:
+        row = shipped[q.id]
+        return BlendItem(q, row["contextualised"], row["decontextualised"])
+    ctx, dec = decontext.context_pair(q.question, q.lang, q.country)
+    return BlendItem(q, ctx, dec)
+
+
+_SHIPPED: dict[tuple[str, str], dict] = {}
+
+
+def _shipped_decontext(source: str, country: str) -> dict:
+    key = (str(source), country)
+    if key not in _SHIPPED:
+        path = os.path.join(str(source), "blend", "decontext", f"{country}.jsonl")
+        rows = {}
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as f:
+                for n, line in enumerate(f, 1):
+                    if line.strip():
+                        try:
+                            row = json.loads(line)
+                            rows[str(row["id"])] = row
+                        except (json.JSONDecodeError, KeyError):
+                            raise DataError(
+                                f"{path} line {n}: expected {{id, contextualised, decontextualised}}"
+                            ) from None
+        _SHIPPED[key] = rows
+    return _SHIPPED[key]

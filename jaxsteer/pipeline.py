@@ -1,0 +1,150 @@
+"""The paper's experiment end to end: evaluate, extract, select, steer, compare on the plane.
+
+For the base model and each CLA model named in the config: evaluate it plain; for the models chosen
+for steering, extract EN and LOC vectors on Dev1, select layers/γ on Dev2, and evaluate EN-steering,
+LOC-steering, SUR and a random-vector control (same norms, same layers and γ as SUR) on the test
+split. Then write the per-language Δ tables against the base and the transfer–localization plane.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+
+from jaxsteer import metrics
+from jaxsteer.checkpoint.hf import load_pretrained
+from jaxsteer.errors import ConfigError
+from jaxsteer.evaluate import EvalResult, evaluate, write_eval
+from jaxsteer.experiment import Benchmarks, ExperimentConfig
+from jaxsteer.model.model import Model
+from jaxsteer.plots import plot_plane
+from jaxsteer.results import atomic_write, provenance, write_csv, write_json
+from jaxsteer.steering import analysis, figures
+from jaxsteer.steering.surgical import SurgicalPlan, combined_steering, extract_kind, plan_surgical, select_loc
+from jaxsteer.steering.vectors_io import save_vectors
+
+
+@dataclasses.dataclass
+class ModelReport:
+    name: str
+    results: dict[str, EvalResult]
+    plans: dict[str, SurgicalPlan]
+    sper: dict[str, np.ndarray]
+
+
+def steer_model(
+    model: Model, name: str, bench: Benchmarks, out_dir: str, progress: bool = True, base_model: str | None = None
+) -> ModelReport:
+    """Extraction, selection and the steered evaluations of one model (its plain evaluation excluded)."""
+    cfg = bench.cfg
+    langs = cfg.languages
+    print(f"[{name}] extracting EN and LOC vectors on Dev1 ({', '.join(langs)})", flush=True)
+    v_en = extract_kind(model, bench, "EN", langs, progress)
+    v_loc = extract_kind(model, bench, "LOC", langs, progress)
+    vec_dir = os.path.join(out_dir, "vectors", name)
+    for kind, sets in (("en", v_en), ("loc", v_loc)):
+        for lang, vset in sets.items():
+            save_vectors(os.path.join(vec_dir, f"{kind}_{lang}.safetensors"), vset)
+    key = (lambda lang: "pooled") if cfg.pooled and "pooled" in v_en else (lambda lang: lang)
+    print(f"[{name}] selecting layers and γ on Dev2", flush=True)
+    plans, loc_only = {}, {}
+    for lang in langs:
+        plans[lang] = plan_surgical(model, bench, lang, v_en[key(lang)], v_loc[key(lang)], progress)
+        layer, gamma, scores = select_loc(model, bench, lang, None, plans[lang].en_layer, v_loc[key(lang)], progress)
+        loc_only[lang] = (layer, gamma, scores)
+    write_json(
+        os.path.join(out_dir, f"{name}.plans.json"),
+        {
+            "sur": {lang: dataclasses.asdict(p) for lang, p in plans.items()},
+            "loc_only": {lang: {"layer": v[0], "gamma": v[1], "selection": v[2]} for lang, v in loc_only.items()},
+            "provenance": provenance(model, seed=cfg.seed, command="jaxsteer run (selection)"),
+        },
+    )
+    random_en = {lang: analysis.random_like(v_en[key(lang)].vectors, cfg.seed + 1) for lang in langs}
+    random_loc = {lang: analysis.random_like(v_loc[key(lang)].vectors, cfg.seed + 2) for lang in langs}
+
+    def plan_for(which):
+        def steering_for(lang):
+            p = plans[lang]
+            if which == "LOC":
+                layer, gamma, _ = loc_only[lang]
+                return combined_steering(model.config, [(v_loc[key(lang)].vectors, layer, gamma)])
+            if which == "random":
+                parts = [(random_en[lang], p.en_layer, p.en_gamma), (random_loc[lang], p.loc_layer, p.loc_gamma)]
+                return combined_steering(model.config, parts)
+            return p.steering(model.config, v_en[key(lang)], v_loc[key(lang)], which.lower())
+
+        return steering_for
+
+    results = {}
+    for which in ("EN", "LOC", "SUR", "random"):
+        method = f"{name}+{which}"
+        print(f"[{name}] evaluating {method} on test", flush=True)
+        results[method] = evaluate(model, bench, method, plan_for(which), "test", progress)
+        write_eval(results[method], out_dir, model, cfg, base_model, extra={"steering": which})
+    sper = {lang: analysis.sper_degrees(v_en[lang].vectors, v_loc[lang].vectors) for lang in langs}
+    return ModelReport(name, results, plans, sper)
+
+
+def write_plane(out_dir: str, results: dict[str, EvalResult], base: str, langs) -> dict:
+    """Δ tables (CSV, Markdown) for both benchmarks and the transfer–localization plane (PNG, SVG)."""
+    tables = {}
+    for bench in ("gmmlu", "blend"):
+        runs = {m: metrics.load_result(os.path.join(out_dir, f"{m}.{bench}.json")) for m in results}
+        tables[bench] = metrics.delta_table(runs, base=base, langs=langs)
+        atomic_write(os.path.join(out_dir, f"delta_{bench}.csv"), tables[bench].to_csv())
+        atomic_write(os.path.join(out_dir, f"delta_{bench}.md"), tables[bench].to_markdown())
+    points = metrics.plane_points(tables["gmmlu"], tables["blend"])
+    png, svg = plot_plane(points, os.path.join(out_dir, "plane"), title="Transfer–localization plane (Δ vs base)")
+    rows = [{"method": p.method, "delta_gmmlu": p.dx, "delta_blend": p.dy, "quadrant": p.quadrant} for p in points]
+    write_csv(os.path.join(out_dir, "plane.csv"), rows)
+    return {"tables": tables, "points": points, "plane": [png, svg]}
+
+
+def sper_outputs(out_dir: str, reports: list[ModelReport]) -> list[str]:
+    curves = {}
+    rows = []
+    for rep in reports:
+        stacked = np.stack(list(rep.sper.values()))
+        curves[rep.name] = np.nanmean(stacked, axis=0)
+        for layer, value in enumerate(curves[rep.name]):
+            rows.append({"model": rep.name, "layer": layer, "sper_degrees": float(value)})
+    write_csv(os.path.join(out_dir, "sper_by_layer.csv"), rows)
+    return list(figures.plot_sper(curves, os.path.join(out_dir, "sper_by_layer")))
+
+
+def run_experiment(
+    cfg: ExperimentConfig,
+    models: dict[str, str | Model],
+    steer: tuple[str, ...] = ("base",),
+    out_dir: str | None = None,
+    progress: bool = True,
+) -> dict:
+    """Evaluate every model, steer the chosen ones, and draw the comparison (``models`` must hold ``"base"``)."""
+    out_dir = out_dir or cfg.out
+    bench = Benchmarks(cfg)
+    if "base" not in models:
+        raise ConfigError("the experiment needs a model named 'base' (the unaligned reference for Δ)")
+    base = models["base"]
+    base_id = base.source if isinstance(base, Model) else str(base)
+    results: dict[str, EvalResult] = {}
+    reports = []
+    for name, source in models.items():
+        model = source if isinstance(source, Model) else load_pretrained(source, dtype=cfg.dtype)
+        print(f"[{name}] evaluating the plain model on test", flush=True)
+        results[name] = evaluate(model, bench, name, None, "test", progress)
+        write_eval(results[name], out_dir, model, cfg, base_id)
+        if name in steer:
+            rep = steer_model(model, name, bench, out_dir, progress, base_id)
+            results.update(rep.results)
+            reports.append(rep)
+    from jaxsteer.data.splits import save_splits
+
+    for bench_name, by_lang in bench.splits.items():
+        if by_lang:
+            save_splits(by_lang, os.path.join(out_dir, f"splits_{bench_name}.json"))
+    plane = write_plane(out_dir, results, "base", cfg.languages)
+    sper_files = sper_outputs(out_dir, reports) if reports else []
+    return {"results": results, "reports": reports, "plane": plane, "sper_files": sper_files}

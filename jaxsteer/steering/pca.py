@@ -1,0 +1,60 @@
+"""The convergence figure: layer-wise PCA of the same kind of query asked in several languages.
+
+Universal questions (Global-MMLU, the same items in every language) are expected to converge across
+languages in the middle layers; cultural questions (BLEnD, decontextualised, in each local language)
+to stay language-separable deeper. One all-layer pass per batch gives the last-token activations of
+every layer; ``analysis.layerwise_pca`` scores the separation of languages per layer.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from jaxsteer.data import prompts
+from jaxsteer.experiment import Benchmarks
+from jaxsteer.model.model import Model
+from jaxsteer.steering import analysis, figures
+from jaxsteer.steering.extract import iterate_activations
+from jaxsteer.tokens import encode_batch
+
+
+def queries_by_language(bench: Benchmarks, which: str, part: str = "dev1") -> tuple[list[str], list[str]]:
+    texts, groups = [], []
+    langs = ("en", *bench.cfg.languages) if which == "gmmlu" else bench.cfg.languages
+    for lang in langs:
+        if which == "gmmlu":
+            batch = [prompts.mc_text(q) for q in bench.gmmlu(lang, part)]
+        else:
+            batch = [prompts.blend_text(it.decontextualised, lang) for it in bench.blend(lang, part)]
+        texts += batch
+        groups += [lang] * len(batch)
+    return texts, groups
+
+
+def language_pca(model: Model, bench: Benchmarks, out_dir: str, panels: int = 4, progress: bool = True) -> list[dict]:
+    """Per benchmark: PCA panels at ``panels`` evenly spaced layers and a separation score per layer."""
+    rows = []
+    num_layers = model.config.num_layers
+    shown = sorted({int(x) for x in np.linspace(0, num_layers - 1, panels)})
+    for which in ("gmmlu", "blend"):
+        texts, groups = queries_by_language(bench, which)
+        ids, mask = encode_batch(model.tokenizer, texts)
+        acts = np.concatenate(
+            [a for a, _ in iterate_activations(model, ids, mask, bench.cfg.batch_size, "last")], axis=1
+        )
+        pca = analysis.layerwise_pca(acts, groups)
+        figures.plot_pca_panels(
+            pca, shown, os.path.join(out_dir, f"pca_{which}"), title=f"{which}: last token by layer"
+        )
+        rows += [
+            {
+                "benchmark": which,
+                "layer": layer,
+                "separation": float(pca.separation[layer]),
+                "convergence": float(pca.convergence[layer]),
+            }
+            for layer in range(num_layers)
+        ]
+    return rows
