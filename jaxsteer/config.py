@@ -47,7 +47,7 @@ class GemmaConfig:
     eos_token_id: int = 1
     pad_token_id: int = 0
     end_of_turn_token_id: int = 106
-    name: str = "gemma3"
+    name: str = dataclasses.field(default="gemma3", compare=False)  # not part of jit cache keys
 
     def __post_init__(self):
         positive = ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads")
@@ -113,7 +113,7 @@ class GemmaConfig:
             "num_attention_heads": self.num_heads,
             "num_key_value_heads": self.num_kv_heads,
             "head_dim": self.head_dim,
-            "query_pre_attn_scalar": self.query_pre_attn_scalar,
+            "query_pre_attn_scalar": _whole(self.query_pre_attn_scalar),
             "sliding_window": self.sliding_window,
             "layer_types": list(self.layer_types),
             "rope_parameters": {
@@ -150,7 +150,8 @@ class GemmaConfig:
         try:
             hf = Gemma3TextConfig(**fields)
         except Exception as e:  # transformers raises many types for a bad config
-            raise ConfigError(f"config is not a valid Gemma-3 config: {str(e).splitlines()[0]}") from None
+            reason = " ".join(line.strip() for line in str(e).splitlines()[:3] if line.strip())
+            raise ConfigError(f"config is not a valid Gemma-3 config: {reason}") from None
         rope = hf.rope_parameters or {}
         full, local = rope.get(FULL) or {}, rope.get(SLIDING) or {}
         scaling = 1.0
@@ -180,6 +181,11 @@ class GemmaConfig:
             pad_token_id=_first(hf.pad_token_id, 0),
             name=str(name),
         )
+
+
+def _whole(x: float) -> int | float:
+    """Whole numbers as int: transformers 5's strict config rejects ``24.0`` where it expects an int."""
+    return int(x) if float(x).is_integer() else float(x)
 
 
 def _first(value, default: int) -> int:

@@ -203,6 +203,8 @@ def generate(
         raise InputError(f"top_k={top_k} must be in 1..{config.vocab_size}")
     if steering is not None:
         steering.validate(config)
+        if steering.gamma.ndim != 1:
+            raise InputError(f"gamma has sweep axes {tuple(steering.gamma.shape[:-1])}: generate one plan at a time")
         total = input_ids.shape[1] + int(max_new_tokens)
         if steering.scope == "mask" and steering.mask.shape != (input_ids.shape[0], total):
             raise InputError(

@@ -75,9 +75,13 @@ def check_tokens(config: GemmaConfig, input_ids, attention_mask=None) -> tuple[j
             raise InputError(
                 f"attention_mask has shape {tuple(attention_mask.shape)}, expected {tuple(input_ids.shape)}"
             )
+        if _concrete(attention_mask):
+            m = np.asarray(attention_mask)
+            if not np.isin(m, (0, 1)).all():
+                raise InputError("attention_mask must hold only 0 (padding) and 1 (real token)")
+            if not np.all(m.sum(1) > 0):
+                raise InputError("attention_mask has a row with no real token")
         attention_mask = attention_mask.astype(jnp.int32)
-        if _concrete(attention_mask) and not np.all(np.asarray(attention_mask).sum(1) > 0):
-            raise InputError("attention_mask has a row with no real token")
     return input_ids.astype(jnp.int32), attention_mask
 
 

@@ -130,7 +130,9 @@ class Steering:
 
 
 def check_layer(layer: int, num_layers: int) -> None:
-    if not isinstance(layer, (int, np.integer)) or not 0 <= int(layer) < num_layers:
+    if isinstance(layer, (bool, np.bool_)) or not isinstance(layer, (int, np.integer)):
+        raise InputError(f"layer {layer!r} is not an integer layer index")
+    if not 0 <= int(layer) < num_layers:
         raise InputError(f"layer {layer} out of range for a {num_layers}-layer model (0..{num_layers - 1})")
 
 
