@@ -1,0 +1,61 @@
+"""Gemma-3 as a Flax NNX module over the same stacked parameters.
+
+The library computes with pure functions over a params pytree (``transformer.py``); this module wraps
+that pytree in ``nnx.Param`` variables so the model composes with NNX code (``nnx.split``/``nnx.merge``,
+``nnx.jit``, NNX optimizers and sharding annotations). There is one source of truth for the maths:
+``__call__`` runs the same jitted ``forward_core``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxsteer.config import GemmaConfig
+from jaxsteer.model.attention import resolve_impl
+from jaxsteer.model.model import Model, check_tokens
+from jaxsteer.model.transformer import ForwardOutput, forward_core, init_params
+
+
+class Gemma3(nnx.Module):
+    """``Gemma3(config, rngs=nnx.Rngs(0))`` for random weights, ``Gemma3.from_model(model)`` to wrap loaded ones."""
+
+    def __init__(self, config: GemmaConfig, *, rngs: nnx.Rngs | None = None, dtype=jnp.float32, params=None):
+        self.config = config
+        if params is None:
+            key = (rngs or nnx.Rngs(0)).params()
+            params = init_params(config, key, dtype)
+        self.embed = nnx.Param(params["embed"])
+        self.final_norm = nnx.Param(params["final_norm"])
+        # one Param per stacked per-layer array: the leading axis is the layer
+        self.layers = nnx.Dict({k: nnx.Param(v) for k, v in params["layers"].items()})
+
+    @classmethod
+    def from_model(cls, model: Model) -> Gemma3:
+        return cls(model.config, params=model.params)
+
+    def params_tree(self) -> dict:
+        return {
+            "embed": self.embed[...],
+            "final_norm": self.final_norm[...],
+            "layers": {k: v[...] for k, v in self.layers.items()},
+        }
+
+    def to_model(self) -> Model:
+        return Model(config=self.config, params=self.params_tree(), source="nnx")
+
+    def __call__(self, input_ids, attention_mask=None, steering=None, return_hidden=False, logits_at=None,
+                 impl: str = "auto") -> ForwardOutput:
+        input_ids, attention_mask = check_tokens(self.config, input_ids, attention_mask)
+        mode = {None: "all", "all": "all", "last": "last", "none": "none"}.get(logits_at) if isinstance(
+            logits_at, (str, type(None))) else "index"
+        index = None if mode != "index" else jnp.asarray(logits_at, jnp.int32)
+        return forward_core(
+            self.params_tree(), input_ids, attention_mask, None, steering, index, config=self.config,
+            return_hidden=bool(return_hidden), logits_mode=mode, impl=resolve_impl(impl, self.embed[...].dtype),
+        )
+
+
+def count_params(module: Gemma3) -> int:
+    return sum(x.size for x in jax.tree.leaves(nnx.state(module, nnx.Param)))
