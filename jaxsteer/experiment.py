@@ -58,7 +58,10 @@ class ExperimentConfig:
 
     def __post_init__(self):
         for lang in self.languages:
-            language(lang)
+            try:
+                language(lang)
+            except DataError as e:
+                raise ConfigError(f"config key languages: {e}") from None
         choices = {
             "read": ("last", "mean"),
             "method": ("mean_diff", "pca_diff", "pca_center"),
@@ -74,12 +77,12 @@ class ExperimentConfig:
 
     def layers_for(self, num_layers: int) -> tuple[int, int]:
         """(EN layer, LOC layer): explicit values, or 20/48 and 28/48 of the depth."""
-        en = self.en_layer if self.en_layer >= 0 else round(20 / 48 * num_layers)
-        loc = self.loc_layer if self.loc_layer >= 0 else round(28 / 48 * num_layers)
+        en = self.en_layer if self.en_layer >= 0 else min(round(20 / 48 * num_layers), num_layers - 1)
+        loc = self.loc_layer if self.loc_layer >= 0 else min(round(28 / 48 * num_layers), num_layers - 1)
         for name, layer in (("en_layer", en), ("loc_layer", loc)):
             if not 0 <= layer < num_layers:
                 raise ConfigError(f"{name}={layer} out of range for a {num_layers}-layer model")
-        return en, min(loc, num_layers - 1)
+        return en, loc
 
 
 @dataclasses.dataclass(frozen=True)

@@ -33,7 +33,7 @@ def single_token_ids(tokenizer, continuations: Sequence[str]) -> tuple[int, ...]
     return tuple(ids)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def option_logprob_fn(option_ids: tuple[int, ...]):
     """``logits [..., V] → log p(option) [..., K]``; cached so sweeps reuse one compiled tail."""
     index = np.asarray(option_ids, np.int32)

@@ -35,8 +35,10 @@ def encode_batch(tokenizer, texts: list[str], chat: bool = False, add_bos: bool 
 
 def decode_new(tokenizer, tokens, config) -> list[str]:
     """Decode generated rows, stopping at the first EOS/pad."""
+    from jaxsteer.model.decode import default_eos_ids
+
     out = []
-    stop = {config.eos_token_id, config.pad_token_id, config.end_of_turn_token_id}
+    stop = {config.pad_token_id, *default_eos_ids(config)}
     for row in np.asarray(tokens).tolist():
         kept = []
         for t in row:

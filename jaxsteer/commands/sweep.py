@@ -67,7 +67,7 @@ def run(args) -> int:
             "rows": rows,
             "mean": table,
             "best": best,
-            "layer_passes": layer_passes(grid, model.config.num_layers),
+            "layer_passes": layer_passes(grid, model.config.num_layers, cfg.chunk_size),
             "vectors": os.path.abspath(args.vectors),
             "part": args.part,
             "provenance": provenance(model, seed=cfg.seed, command="jaxsteer sweep"),

@@ -66,7 +66,11 @@ def layer_gamma_grid(
 ) -> Grid:
     """Every (layer, γ): ``γ·vectors[layer]`` at that layer, on top of fixed ``base`` deltas ``[L, D]``."""
     vectors = np.asarray(vectors, np.float32)
+    if vectors.ndim != 2:
+        raise InputError(f"sweep vectors must be [L, D], got shape {vectors.shape}")
     num_layers, width = vectors.shape
+    if base is not None and np.shape(base) != vectors.shape:
+        raise InputError(f"base deltas have shape {np.shape(base)}, expected {vectors.shape}")
     if not layers or not len(gammas):
         raise InputError("a sweep needs at least one layer and one gamma")
     deltas, labels = [], []
@@ -89,6 +93,10 @@ def pair_grid(
 ) -> Grid:
     """Two vectors at once (surgical steering): every (l1, γ1, l2, γ2) combination."""
     first, second = np.asarray(first, np.float32), np.asarray(second, np.float32)
+    if first.shape != second.shape or first.ndim != 2:
+        raise InputError(f"the two vector sets must both be [L, D]; got {first.shape} and {second.shape}")
+    if not (len(first_layers) and len(first_gammas) and len(second_layers) and len(second_gammas)):
+        raise InputError("a pair sweep needs at least one layer and one gamma for each vector")
     deltas, labels = [], []
     for l1, g1, l2, g2 in itertools.product(first_layers, first_gammas, second_layers, second_gammas):
         check_layer(l1, len(first))
@@ -187,7 +195,12 @@ def run_grid(
     return np.concatenate(outs)
 
 
-def layer_passes(grid: Grid, num_layers: int) -> int:
-    """Block applications the shared-prefix sweep performs (``G·L`` for separate runs)."""
+def layer_passes(grid: Grid, num_layers: int, chunk_size: int | None = None) -> int:
+    """Block applications the shared-prefix sweep performs (``G·L`` for separate runs); with ``chunk_size``,
+    the γ = 0 filler points of a last, partial chunk are counted too."""
     s = min(grid.first_steered_layer, num_layers - 1)
-    return s + len(grid.labels) * (num_layers - s)
+    points = len(grid.labels)
+    if chunk_size:
+        chunk = min(chunk_size, points)
+        points = -(-points // chunk) * chunk
+    return s + points * (num_layers - s)

@@ -1,0 +1,380 @@
+"""The ``jaxsteer`` CLI in-process (``jaxsteer.cli.main``) on the tiny checkpoint and the fixture data.
+
+One language (zh, ``allow_small``), batch 8 and 2 new tokens throughout, so every command compiles the
+same few programs once per session. Outputs are checked against the Python API, not only for existence.
+Bad inputs must exit 2 with ONE stderr line ``jaxsteer CMD: error: ...`` and leave no output folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import re
+
+import jax
+import numpy as np
+import pytest
+from tiny_checkpoint import FIXTURES, tiny_config, tiny_folder, tiny_model  # noqa: F401
+
+from jaxsteer.cli import main
+from jaxsteer.experiment import Benchmarks, ExperimentConfig
+from jaxsteer.steering.vectors_io import VectorSet, load_vectors, save_vectors
+
+jax.config.update("jax_default_matmul_precision", "highest")
+
+SETTINGS = ["--set", "allow_small=true", "--set", "batch_size=8", "--set", "max_new_tokens=2"]
+LETTER_GAMMA = 50.0
+
+
+def common(folder: str, out) -> list[str]:
+    return [
+        "--model",
+        folder,
+        "--dtype",
+        "float32",
+        "--data",
+        FIXTURES,
+        "--lang",
+        "zh",
+        *SETTINGS,
+        "--quiet",
+        "--out",
+        str(out),
+    ]
+
+
+def call(*args) -> tuple[int, str, str]:
+    """``main(args)`` with stdout/stderr captured (usable from module-scoped fixtures, unlike capsys)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main([str(a) for a in args])
+    return rc, out.getvalue(), err.getvalue()
+
+
+def ok(*args) -> str:
+    rc, out, err = call(*args)
+    assert rc == 0, f"jaxsteer {args[0]} exited {rc}: {err}"
+    return out
+
+
+def bench() -> Benchmarks:
+    return Benchmarks(
+        ExperimentConfig(data=FIXTURES, languages=("zh",), allow_small=True, batch_size=8, max_new_tokens=2)
+    )
+
+
+def nonempty(path) -> bool:
+    return os.path.isfile(path) and os.path.getsize(path) > 0
+
+
+def read_json(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def read_csv(path) -> list[dict]:
+    with open(path, encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def md_row(path, method: str) -> list[float]:
+    """The numbers of ``method``'s row in a Δ Markdown table."""
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    for line in lines:
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[0] == method:
+            return [float(c) for c in cells[1:]]
+    raise AssertionError(f"no row {method!r} in {path}")
+
+
+def accuracy(folder, method: str, bench_name: str) -> dict[str, float]:
+    return read_json(os.path.join(folder, f"{method}.{bench_name}.json"))["accuracy"]
+
+
+# --- module state: vectors and evaluations shared by several tests ------------------------------------
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    return tmp_path_factory.mktemp("cli")
+
+
+@pytest.fixture(scope="module")
+def vectors(tiny_folder, work):  # noqa: F811
+    out = work / "vectors"
+    ok("extract", *common(tiny_folder, out), "--kind", "en")
+    ok("extract", *common(tiny_folder, out), "--kind", "loc")
+    return {"en": out / "en_zh.safetensors", "loc": out / "loc_zh.safetensors"}
+
+
+@pytest.fixture(scope="module")
+def letter_vector(tiny_model, work):  # noqa: F811
+    """The unit embedding of " C" at every block: a large γ at the last block makes the model answer C."""
+    cfg = tiny_model.config
+    tid = tiny_model.tokenizer(" C", add_special_tokens=False)["input_ids"][0]
+    row = np.asarray(tiny_model.params["embed"][tid], np.float32)
+    v = np.tile(row / np.linalg.norm(row), (cfg.num_layers, 1)).astype(np.float32)
+    return save_vectors(work / "letter_c.safetensors", VectorSet.from_config(cfg, v, kind="EN"))
+
+
+@pytest.fixture(scope="module")
+def evals(tiny_folder, work, vectors, letter_vector):  # noqa: F811
+    out = work / "eval"
+    ok("eval", *common(tiny_folder, out))
+    steer = [f"{vectors['en']}:2:2.0", f"{letter_vector}:5:{LETTER_GAMMA}"]
+    ok("eval", *common(tiny_folder, out), "--method", "steered", *sum((["--steer", s] for s in steer), []))
+    return out
+
+
+# --- info / extract / sweep / analyze ---------------------------------------------------------------
+def test_info_reads_the_config(tiny_folder, capsys):  # noqa: F811
+    from jaxsteer.config import GemmaConfig
+
+    assert main(["info", tiny_folder]) == 0
+    info = json.loads(capsys.readouterr().out)
+    cfg = GemmaConfig.from_hf(tiny_folder)
+    assert info["num_layers"] == 6 and info["hidden_size"] == 32 and info["weight_files"] == 1
+    assert info["config_hash"] == cfg.config_hash() and info["params"] == cfg.num_params()
+
+
+def test_extract_writes_vectors_equal_to_the_python_api(vectors, tiny_model):  # noqa: F811
+    from jaxsteer.steering.extract import TokenPairs, extract
+
+    b = bench()
+    for kind, pairs in (("EN", b.en_pairs("zh", "dev1")), ("LOC", b.loc_pairs("zh", "dev1"))):
+        vset = load_vectors(vectors[kind.lower()])
+        assert vset.vectors.shape == (6, 32)
+        meta = vset.meta
+        assert (meta.kind, meta.languages, meta.method, meta.read_position) == (kind, ("zh",), "mean_diff", "last")
+        assert meta.num_pairs == len(pairs) > 0 and meta.config_hash == tiny_model.config.config_hash()
+        tp = TokenPairs.from_texts(tiny_model.tokenizer, [p for p, _ in pairs], [n for _, n in pairs])
+        ref = extract(tiny_model, tp, batch_size=8, progress=False).vectors
+        np.testing.assert_allclose(vset.vectors, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_sweep_writes_csv_heatmap_and_matches_the_evaluator(tiny_folder, tiny_model, vectors, letter_vector, work):  # noqa: F811
+    """2 layers × 2 γ of the extracted EN vector, then of the " C" vector (same shapes: one compiled tail).
+
+    Every grid point's accuracy equals ``gmmlu_accuracy`` with that steering (the test split: the
+    evaluator's programs are already compiled by the eval fixture).
+    """
+    from jaxsteer.evaluate import gmmlu_accuracy
+    from jaxsteer.steering.surgical import combined_steering
+
+    b = bench()
+    for name, path, layers, gammas in (
+        ("en", vectors["en"], (1, 3), (0.0, 2.0)),
+        ("c", letter_vector, (1, 5), (0.0, 50.0)),
+    ):
+        out = work / f"sweep_{name}"
+        ok(
+            "sweep",
+            *common(tiny_folder, out),
+            "--vectors",
+            path,
+            "--layers",
+            ",".join(map(str, layers)),
+            "--gammas",
+            ",".join(map(str, gammas)),
+            "--part",
+            "test",
+        )
+        rows = read_csv(out / "sweep.csv")
+        assert [(int(r["layer"]), float(r["gamma"])) for r in rows] == [(la, g) for la in layers for g in gammas]
+        assert {r["lang"] for r in rows} == {"zh"}
+        assert nonempty(out / "sweep_heatmap.png")
+        summary = read_json(out / "sweep.json")
+        assert summary["layer_passes"] == 1 + 4 * (6 - 1) and summary["part"] == "test"
+        v = load_vectors(path).vectors
+        for r in rows:
+            steer = combined_steering(tiny_model.config, [(v, int(r["layer"]), float(r["gamma"]))])
+            ref = gmmlu_accuracy(tiny_model, b, "zh", "test", steer, progress=False)
+            assert float(r["gmmlu_accuracy"]) == pytest.approx(ref), r
+        assert summary["best"]["metric"] == max(float(r["gmmlu_accuracy"]) for r in rows)
+    assert float(rows[-1]["gmmlu_accuracy"]) > float(rows[0]["gmmlu_accuracy"])  # γ=50 of " C" at block 5 helps
+
+
+def test_analyze_writes_sper_table_and_plots(vectors, work):
+    from jaxsteer.steering import analysis
+
+    out = work / "analyze"
+    ok("analyze", "--a", vectors["en"], "--b", vectors["loc"], "--out", out)
+    rows = read_csv(out / "sper.csv")
+    a, b = load_vectors(vectors["en"]).vectors, load_vectors(vectors["loc"]).vectors
+    assert [int(r["layer"]) for r in rows] == list(range(6))
+    np.testing.assert_allclose([float(r["sper_degrees"]) for r in rows], analysis.sper_degrees(a, b), atol=1e-4)
+    np.testing.assert_allclose([float(r["norm_a"]) for r in rows], np.linalg.norm(a, axis=-1), rtol=1e-5)
+    assert nonempty(out / "sper.png") and nonempty(out / "norms.png")
+
+
+# --- eval / plane -----------------------------------------------------------------------------------
+def test_eval_result_files_match_the_python_api(evals, tiny_model, vectors, letter_vector):  # noqa: F811
+    from jaxsteer.evaluate import gmmlu_accuracy
+    from jaxsteer.steering.surgical import combined_steering
+
+    for name in ("base", "steered"):
+        for bench_name in ("gmmlu", "blend"):
+            data = read_json(evals / f"{name}.{bench_name}.json")
+            assert data["method"] == name and set(data["accuracy"]) == {"zh"}
+            assert data["config_hash"] == tiny_model.config.config_hash()
+        assert nonempty(evals / f"{name}.csv") and nonempty(evals / f"{name}.responses.json")
+    parts = [(load_vectors(vectors["en"]).vectors, 2, 2.0), (load_vectors(letter_vector).vectors, 5, LETTER_GAMMA)]
+    steer = combined_steering(tiny_model.config, parts)
+    b = bench()
+    assert accuracy(evals, "base", "gmmlu")["zh"] == pytest.approx(
+        gmmlu_accuracy(tiny_model, b, "zh", "test", None, False)
+    )
+    assert accuracy(evals, "steered", "gmmlu")["zh"] == pytest.approx(
+        gmmlu_accuracy(tiny_model, b, "zh", "test", steer, False)
+    )
+    # the " C" vector answers C everywhere: the steered accuracy is the share of C answers
+    answers = [q.answer for q in b.gmmlu("zh", "test")]
+    assert accuracy(evals, "steered", "gmmlu")["zh"] == pytest.approx(100 * np.mean(np.array(answers) == 2))
+
+
+def test_plane_delta_table_equals_result_file_differences(evals, work):
+    out = work / "plane"
+    ok("plane", evals, "--out", out)
+    for bench_name in ("gmmlu", "blend"):
+        delta = accuracy(evals, "steered", bench_name)["zh"] - accuracy(evals, "base", bench_name)["zh"]
+        cells = md_row(out / f"delta_{bench_name}.md", "steered")
+        assert cells == [round(delta, 2), round(delta, 2)]  # zh, mean over the one language
+        rows = read_csv(out / f"delta_{bench_name}.csv")
+        assert [r["method"] for r in rows] == ["steered"] and float(rows[0]["zh"]) == pytest.approx(delta, abs=5e-3)
+    assert md_row(out / "delta_gmmlu.md", "steered")[0] != 0  # the Δ is not vacuous
+    assert nonempty(out / "plane.png") and nonempty(out / "plane.svg")
+    point = read_csv(out / "plane.csv")[0]
+    assert point["method"] == "steered" and point["quadrant"] in ("desirable", "localization_only")
+
+
+def test_steer_without_selection_writes_the_plan(tiny_folder, vectors, work):  # noqa: F811
+    out = work / "steer"
+    ok(
+        "steer",
+        *common(tiny_folder, out),
+        "--set",
+        "loc_gammas=[0,1]",
+        "--en",
+        vectors["en"],
+        "--loc",
+        vectors["loc"],
+        "--no-select",
+    )
+    plan = read_json(out / "plan.json")["plans"]["zh"]
+    assert (plan["en_layer"], plan["en_gamma"], plan["loc_layer"], plan["loc_gamma"]) == (2, 2.0, 4, 1.0)
+
+
+# --- bad inputs: exit 2, one line, nothing written ----------------------------------------------------
+@pytest.fixture(scope="module")
+def wrong_width(work):
+    cfg = tiny_config(1500, hidden_size=16, intermediate_size=32)
+    path = work / "wrong_width.safetensors"
+    return save_vectors(path, VectorSet.from_config(cfg, np.ones((cfg.num_layers, 16), np.float32), kind="EN"))
+
+
+def assert_user_error(capsys, argv, out, needle: str):
+    rc = main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert rc == 2, err
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"jaxsteer {argv[0]}: error: "), lines[0]
+    assert re.search(needle, lines[0]), lines[0]
+    assert not os.path.exists(out), f"{out} was written"
+
+
+def test_missing_model_folder(tiny_folder, work, capsys):  # noqa: F811
+    out = work / "bad_missing"
+    assert_user_error(capsys, ["eval", *common(str(work / "no_such_model"), out)], out, "no checkpoint folder")
+    assert_user_error(capsys, ["info", str(work / "no_such_model")], out, "no checkpoint folder")
+
+
+def test_unknown_config_key(tiny_folder, work, capsys):  # noqa: F811
+    out = work / "bad_key"
+    assert_user_error(
+        capsys, ["extract", *common(tiny_folder, out), "--set", "no_such_key=1"], out, "unknown config key no_such_key"
+    )
+    assert_user_error(capsys, ["run", *common(tiny_folder, out), "--set", "read=first"], out, "read")
+
+
+@pytest.mark.parametrize("spec", ["{en}", "{en}:two:1.0", "{en}:2", "{en}:2:strong"])
+def test_malformed_steer_spec(tiny_folder, vectors, work, capsys, spec):  # noqa: F811
+    out = work / "bad_spec"
+    argv = ["eval", *common(tiny_folder, out), "--method", "x", "--steer", spec.format(en=vectors["en"])]
+    assert_user_error(capsys, argv, out, "FILE:LAYER:GAMMA")
+
+
+def test_steer_layer_out_of_range(tiny_folder, vectors, work, capsys):  # noqa: F811
+    out = work / "bad_layer"
+    argv = ["eval", *common(tiny_folder, out), "--method", "x", "--steer", f"{vectors['en']}:6:1.0"]
+    assert_user_error(capsys, argv, out, "out of range")
+
+
+def test_vector_file_of_the_wrong_width(tiny_folder, wrong_width, work, capsys):  # noqa: F811
+    out = work / "bad_width"
+    argv = ["eval", *common(tiny_folder, out), "--method", "x", "--steer", f"{wrong_width}:1:1.0"]
+    assert_user_error(capsys, argv, out, "width 16")
+    assert_user_error(capsys, ["sweep", *common(tiny_folder, out), "--vectors", wrong_width], out, "width 16")
+    assert_user_error(capsys, ["steer", *common(tiny_folder, out), "--en", wrong_width, "--no-select"], out, "width")
+
+
+def test_plane_without_base_results(evals, work, capsys):
+    lone = work / "only_steered"
+    lone.mkdir()
+    for bench_name in ("gmmlu", "blend"):
+        (lone / f"steered.{bench_name}.json").write_bytes((evals / f"steered.{bench_name}.json").read_bytes())
+    out = work / "bad_plane"
+    assert_user_error(capsys, ["plane", lone, "--out", out], out, "base method 'base'")
+    assert_user_error(capsys, ["plane", work / "no_such_results", "--out", out], out, "no results folder")
+
+
+def test_other_user_errors(tiny_folder, vectors, work, capsys):  # noqa: F811
+    out = work / "bad_other"
+    assert_user_error(
+        capsys,
+        ["sweep", *common(tiny_folder, out), "--vectors", vectors["en"], "--layers", "1,x"],
+        out,
+        "comma-separated",
+    )
+    assert_user_error(capsys, ["analyze", "--out", out], out, "nothing to analyse")
+    assert_user_error(
+        capsys, ["eval", *common(tiny_folder, out), "--steer", f"{work}/none.safetensors:1:1"], out, "no vector file"
+    )
+    argv = ["run", "--data", FIXTURES, "--lang", "zh", "--out", out]
+    assert_user_error(capsys, argv, out, "model")
+
+
+# --- the whole experiment ---------------------------------------------------------------------------
+def test_run_end_to_end_on_one_language(tiny_folder, work):  # noqa: F811
+    out = work / "run"
+    ok("run", *common(tiny_folder, out), "--set", "loc_gammas=[0,1]")
+    methods = ["base", "base+EN", "base+LOC", "base+SUR", "base+random"]
+    for m in methods:
+        for bench_name in ("gmmlu", "blend"):
+            assert set(accuracy(out, m, bench_name)) == {"zh"}
+    for bench_name in ("gmmlu", "blend"):
+        for m in methods[1:]:
+            delta = accuracy(out, m, bench_name)["zh"] - accuracy(out, "base", bench_name)["zh"]
+            assert md_row(out / f"delta_{bench_name}.md", m) == [round(delta, 2)] * 2
+    plans = read_json(out / "base.plans.json")
+    sur = plans["sur"]["zh"]
+    assert (sur["en_layer"], sur["loc_layer"]) == (2, 4) and sur["loc_gamma"] in (0.0, 1.0)
+    assert set(sur["selection"]["loc_dev2_blend"]) == {"layer=4,gamma=0.0", "layer=4,gamma=1.0"}
+    for name in (
+        "plane.png",
+        "plane.svg",
+        "sper_by_layer.png",
+        "sper_by_layer.csv",
+        "splits_gmmlu.json",
+        "splits_blend.json",
+        "delta_gmmlu.csv",
+        "delta_blend.md",
+    ):
+        assert nonempty(out / name), name
+    for kind in ("en", "loc"):
+        vset = load_vectors(out / "vectors" / "base" / f"{kind}_zh.safetensors")
+        assert vset.meta.kind == kind.upper() and vset.vectors.shape == (6, 32)
+    splits = read_json(out / "splits_gmmlu.json")["splits"]["zh"]
+    assert not set(splits["dev1"]) & set(splits["test"]) and not set(splits["dev2"]) & set(splits["test"])
