@@ -63,9 +63,8 @@ def blend_accuracy(
     tok = _tokenizer(model)
     cfg = bench.cfg
     items = bench.blend(lang, part)
-    chat = tok if cfg.chat else None
     queries = [it.decontextualised if cfg.blend_eval == "decontextualised" else it.contextualised for it in items]
-    texts = [prompts.blend_prompt(q, lang, chat_template=bool(chat), tokenizer=chat) for q in queries]
+    texts = [bench.blend_prompt(q, lang, tok) for q in queries]
     answers = generate_answers(model, tok, texts, cfg.max_new_tokens, steering, False, cfg.batch_size, progress)
     responses = {it.question.id: a for it, a in zip(items, answers)}
     if responses_out is not None:

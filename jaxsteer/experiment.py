@@ -54,6 +54,7 @@ class ExperimentConfig:
     chunk_size: int = 8  # grid points per compiled sweep call
     max_new_tokens: int = 24  # BLEnD short answers
     blend_eval: str = "decontextualised"  # the implicit (localization) query; or "contextualised"
+    blend_local_instruction: bool = True  # BLEnD's instruction in the local language (False: English)
     out: str = "results"
 
     def __post_init__(self):
@@ -143,12 +144,17 @@ class Benchmarks:
 
     def loc_pairs(self, lang: str, part: str = "dev1", tokenizer=None) -> list[tuple[str, str]]:
         """(contextualised, decontextualised) XX cultural questions: positives name the country."""
-        chat = tokenizer if self.cfg.chat else None
-        fmt = lambda text: prompts.blend_prompt(text, lang, chat_template=bool(chat), tokenizer=chat)  # noqa: E731
+        fmt = lambda text: self.blend_prompt(text, lang, tokenizer)  # noqa: E731
         items = self.blend(lang, part)
         if not items:
             raise DataError(f"no BLEnD questions for {lang} in {part}")
         return [(fmt(it.contextualised), fmt(it.decontextualised)) for it in items]
+
+
+    def blend_prompt(self, question: str, lang: str, tokenizer=None) -> str:
+        chat = tokenizer if self.cfg.chat else None
+        return prompts.blend_prompt(question, lang, local_instruction=self.cfg.blend_local_instruction,
+                                    chat_template=bool(chat), tokenizer=chat)
 
 
 def _blend_item(q: blend_data.BlendQuestion, source: str) -> BlendItem:

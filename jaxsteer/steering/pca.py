@@ -27,7 +27,7 @@ def queries_by_language(bench: Benchmarks, which: str, part: str = "dev1") -> tu
         if which == "gmmlu":
             batch = [prompts.mc_text(q) for q in bench.gmmlu(lang, part)]
         else:
-            batch = [prompts.blend_text(it.decontextualised, lang) for it in bench.blend(lang, part)]
+            batch = [bench.blend_prompt(it.decontextualised, lang) for it in bench.blend(lang, part)]
         texts += batch
         groups += [lang] * len(batch)
     return texts, groups
