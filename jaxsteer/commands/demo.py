@@ -1,56 +1,46 @@
-"""``jaxsteer demo``: the offline main job.
+"""``jaxsteer demo``: the offline main job — the whole pipeline on the model organism of cultural erasure.
 
-Until the model-organism demo lands, this proves the install end to end: it writes a tiny random
-Gemma-3 checkpoint as an HF folder, loads it back through ``load_pretrained``, and runs plain and
-steered generation through the public API.
+Starts from the organism shipped in ``jaxsteer/organism/assets`` (``--retrain`` rebuilds it from the
+world's seed with jaxsteer's own trainer) and writes the Δ tables, the transfer–localization plane, the
+S_PER plot and a Markdown report to ``--out`` (default ``./jaxsteer-demo``).
 """
 
 from __future__ import annotations
 
-import os
-
 
 def register(sub) -> None:
-    p = sub.add_parser("demo", help="run the offline end-to-end demo")
+    p = sub.add_parser("demo", help="run the offline end-to-end demo on the model organism")
     p.add_argument("--out", default="jaxsteer-demo", help="output folder (default: ./jaxsteer-demo)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fast", action="store_true", help="every stage on 2 languages, 1 seed, a few steps (CI)")
+    p.add_argument("--seeds", help="comma-separated alignment seeds (default 0,1,2)")
+    p.add_argument("--align-steps", type=int, help="MIDALIGN steps per seed (default 120)")
+    p.add_argument("--retrain", action="store_true", help="rebuild the shipped organism weights first")
+    p.add_argument("--steps", type=int, default=1500, help="pretraining steps with --retrain (default 1500)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    import numpy as np
+    import dataclasses
+    import os
 
-    import jaxsteer
-    from jaxsteer.config import tiny
-    from jaxsteer.results import provenance, write_json
+    from jaxsteer.errors import ConfigError
+    from jaxsteer.organism.demo import DemoConfig, run_demo
+    from jaxsteer.organism.model import pretrain
 
-    folder = os.path.join(args.out, "tiny-gemma3")
-    print(f"[1/3] writing a tiny random Gemma-3 checkpoint to {folder}")
-    model = jaxsteer.Model.random(tiny(vocab_size=256, hidden_size=64, intermediate_size=128), seed=args.seed)
-    jaxsteer.save_pretrained(model, folder, overwrite=True)
-    print("[2/3] loading it back with jaxsteer.load_pretrained")
-    model = jaxsteer.load_pretrained(folder, dtype="float32")
-    rng = np.random.default_rng(args.seed)
-    ids = rng.integers(3, model.config.vocab_size, size=(2, 8))
-    mask = np.ones_like(ids)
-    mask[1, :3] = 0  # a left-padded row
-    vector = rng.normal(size=model.config.hidden_size) * 0.5
-    steer = jaxsteer.Steering.from_layers(model.config, {3: vector}, gamma=2.0, scope="all")
-    print("[3/3] generating 12 tokens, plain and steered at block 3 (γ=2)")
-    plain = np.asarray(jaxsteer.generate(model, ids, 12, mask, eos_token_id=-1))
-    steered = np.asarray(jaxsteer.generate(model, ids, 12, mask, steering=steer, eos_token_id=-1))
-    for row in range(2):
-        print(f"  row {row} plain   : {plain[row].tolist()}")
-        print(f"  row {row} steered : {steered[row].tolist()}")
-    changed = float(np.mean(plain != steered))
-    path = write_json(
-        os.path.join(args.out, "demo.json"),
-        {
-            "plain": plain,
-            "steered": steered,
-            "fraction_changed": changed,
-            "provenance": provenance(model, seed=args.seed, command="jaxsteer demo"),
-        },
-    )
-    print(f"steering changed {100 * changed:.0f}% of generated tokens; wrote {path}")
+    if args.retrain:
+        work = os.path.join(args.out, "retrain")
+        print(f"rebuilding the organism: world seed 0, {args.steps} pretraining steps (work folder {work})")
+        print(f"shipped weights updated in {pretrain(work, steps=args.steps)}")
+    cfg = DemoConfig.fast(args.out) if args.fast else DemoConfig(out=args.out)
+    changes = {}
+    if args.seeds:
+        try:
+            changes["seeds"] = tuple(int(s) for s in args.seeds.split(",") if s.strip())
+        except ValueError:
+            raise ConfigError(f"--seeds {args.seeds!r}: expected comma-separated integers") from None
+    if args.align_steps is not None:
+        if args.align_steps < 1:
+            raise ConfigError(f"--align-steps {args.align_steps} must be positive")
+        changes["align_steps"] = args.align_steps
+    run_demo(dataclasses.replace(cfg, **changes))
     return 0

@@ -1,0 +1,228 @@
+"""The CLA objectives as pure functions over hidden states and token log-probabilities.
+
+Conventions: ``targets[b, t]`` is the token that position ``t`` predicts (``input_ids[b, t + 1]``) and
+``weights[b, t]`` is 1 where that target is a response token (0 on prompt, padding and the last
+position), so the same ``[B, T]`` log-probabilities serve every loss. Means take an optional explicit
+denominator so that gradient accumulation over micro-batches sums to exactly the full-batch loss.
+
+The vocabulary head is applied in sequence chunks under ``jax.checkpoint``: only ``[B, chunk, V]`` fp32
+logits exist at a time, in the forward and (recomputed) in the backward pass — never ``[B, T, V]``.
+
+The last section wires these into the three training objectives over the train tree and a batch
+(``task``: MIST, ``align``: MIDALIGN's contrastive step, ``clo``), each returning ``(loss, metrics)``.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Int
+
+from jaxsteer.cla.lora import forward_hidden, head
+from jaxsteer.config import GemmaConfig
+from jaxsteer.model.transformer import unembed
+
+
+def target_logprobs(logits: Float[Array, "B T V"], targets: Int[Array, "B T"]) -> Float[Array, "B T"]:
+    """``log softmax(logits)[b, t, targets[b, t]]`` from materialised logits (the reference for tests)."""
+    logits = logits.astype(jnp.float32)
+    picked = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+    return picked - jax.nn.logsumexp(logits, axis=-1)
+
+
+def chunked_target_logprobs(
+    head: dict,
+    h: Float[Array, "B T D"],
+    targets: Int[Array, "B T"],
+    *,
+    config: GemmaConfig,
+    chunk: int,
+) -> Float[Array, "B T"]:
+    """:func:`target_logprobs` of ``unembed(head, h)`` computed ``chunk`` positions at a time.
+
+    ``head`` holds ``embed [V, D]`` and ``final_norm [D]``. Each chunk computes
+    ``log p = z[target] − logsumexp(z)`` with ``z = unembed(h_chunk)``; the chunk body is rematerialised
+    in the backward pass, so peak memory is one chunk's logits instead of the whole sequence's.
+    """
+    b, t, d = h.shape
+    chunk = min(chunk, t)
+    n = -(-t // chunk)
+    pad = n * chunk - t
+    if pad:  # padded positions compute a harmless log-prob that is sliced off below
+        h = jnp.pad(h, ((0, 0), (0, pad), (0, 0)))
+        targets = jnp.pad(targets, ((0, 0), (0, pad)))
+    hs = h.reshape(b, n, chunk, d).swapaxes(0, 1)  # [n, B, C, D]: the batch axis keeps its sharding
+    ts = targets.reshape(b, n, chunk).swapaxes(0, 1)
+
+    @jax.checkpoint
+    def one(hc, tc):
+        return target_logprobs(unembed(head, hc, config), tc)
+
+    _, out = jax.lax.scan(lambda c, xs: (c, one(*xs)), None, (hs, ts))
+    return out.swapaxes(0, 1).reshape(b, n * chunk)[:, :t]
+
+
+def masked_nll(
+    logp: Float[Array, "B T"], weights: Float[Array, "B T"], denom: Float[Array, ""] | None = None
+) -> Float[Array, ""]:
+    """MIST's causal-LM loss on response tokens: ``−Σ w·log p / Σ w`` (or ``/ denom``).
+
+    Prompt tokens carry weight 0, so they condition the response but are never predicted.
+    """
+    denom = jnp.maximum(jnp.sum(weights), 1.0) if denom is None else denom
+    return -jnp.sum(weights * logp) / denom
+
+
+def sequence_logprob(logp: Float[Array, "B T"], weights: Float[Array, "B T"]) -> Float[Array, "B"]:
+    """``log π(response | prompt) = Σ_t w[t]·log p[t]`` per row."""
+    return jnp.sum(weights * logp, axis=-1)
+
+
+def mean_pool(h: Float[Array, "B T D"], mask: Int[Array, "B T"] | None) -> Float[Array, "B D"]:
+    """Mean of ``h`` over the real (``mask = 1``) tokens of each row; padding never enters the mean."""
+    if mask is None:
+        return jnp.mean(h, axis=1)
+    m = mask.astype(h.dtype)[..., None]
+    return jnp.sum(h * m, axis=1) / jnp.maximum(jnp.sum(m, axis=1), 1.0)
+
+
+def info_nce_terms(p0: Float[Array, "N D"], p1: Float[Array, "N D"], tau: float, symmetric: bool = False):
+    """Per-anchor InfoNCE losses ``[N]`` (summed by :func:`info_nce`); see there for the formula."""
+    z0 = p0 / jnp.maximum(jnp.linalg.norm(p0, axis=-1, keepdims=True), 1e-8)
+    z1 = p1 / jnp.maximum(jnp.linalg.norm(p1, axis=-1, keepdims=True), 1e-8)
+    logits = (z1 @ z0.T) / tau  # logits[i, j] = cos(p0_j, p1_i) / τ: row = anchor p1_i, column = candidate p0_j
+    diag = jnp.diagonal(logits)
+    terms = jax.nn.logsumexp(logits, axis=1) - diag
+    if symmetric:  # the other direction: anchor p0_j against candidates p1_i (columns of the same matrix)
+        terms = 0.5 * (terms + jax.nn.logsumexp(logits, axis=0) - diag)
+    return terms
+
+
+def info_nce(
+    p0: Float[Array, "N D"],
+    p1: Float[Array, "N D"],
+    tau: float = 0.1,
+    symmetric: bool = False,
+    denom: Float[Array, ""] | None = None,
+) -> Float[Array, ""]:
+    """MIDALIGN's contrastive loss with in-batch negatives.
+
+    ``p0`` pools the English side and ``p1`` the target-language side of ``N`` parallel pairs. With
+    ``logits[i, j] = cos(p0_j, p1_i) / τ`` each target-language anchor ``p1_i`` must pick its own English
+    sentence among all English sentences of the batch::
+
+        L = (1/N) Σ_i [ −log softmax_j(logits[i, :])_i ] = (1/N) Σ_i [ logsumexp_j logits[i, j] − logits[i, i] ]
+
+    ``symmetric`` averages this with the transposed direction (each ``p0_j`` picks among the ``p1``).
+    """
+    terms = info_nce_terms(p0, p1, tau, symmetric)
+    return jnp.sum(terms) / (terms.shape[0] if denom is None else denom)
+
+
+def dpo_terms(
+    pi_chosen: Float[Array, "N"],
+    pi_rejected: Float[Array, "N"],
+    ref_chosen: Float[Array, "N"],
+    ref_rejected: Float[Array, "N"],
+    beta: float,
+) -> Float[Array, "N"]:
+    """Per-pair DPO losses ``−log σ(β·[(π_c − ref_c) − (π_r − ref_r)])`` (sequence log-probs)."""
+    margin = beta * ((pi_chosen - ref_chosen) - (pi_rejected - ref_rejected))
+    return jax.nn.softplus(-margin)  # = −log σ(margin), stable for large |margin|
+
+
+def dpo_loss(
+    pi_chosen: Float[Array, "N"],
+    pi_rejected: Float[Array, "N"],
+    ref_chosen: Float[Array, "N"],
+    ref_rejected: Float[Array, "N"],
+    beta: float = 0.1,
+    denom: Float[Array, ""] | None = None,
+) -> Float[Array, ""]:
+    """Direct preference optimisation (Rafailov et al., 2023), mean over pairs::
+
+        L = −(1/N) Σ_n log σ(β·[(log π(y⁺|x) − log π_ref(y⁺|x)) − (log π(y⁻|x) − log π_ref(y⁻|x))])
+
+    Lowering it raises the policy's log-ratio of the chosen response ``y⁺`` above the rejected ``y⁻``;
+    at ``π = π_ref`` it equals ``log 2``.
+    """
+    terms = dpo_terms(pi_chosen, pi_rejected, ref_chosen, ref_rejected, beta)
+    return jnp.sum(terms) / (terms.shape[0] if denom is None else denom)
+
+
+def clo_loss(nll: Float[Array, ""], dpo: Float[Array, ""], lam: float = 0.5) -> Float[Array, ""]:
+    """CLO (Lee et al., 2025): ``L = λ·NLL(target-language responses) + (1 − λ)·DPO``.
+
+    Pairs come from each example and its translation: EN prompt → chosen EN reply, rejected XX reply;
+    XX prompt → chosen XX reply, rejected EN reply. The NLL term covers the chosen replies of the XX
+    prompts only (the target-language responses).
+    """
+    return lam * nll + (1.0 - lam) * dpo
+
+
+# --- objectives over the train tree: (tree, micro-batch, step-wide denominators) → (loss, metrics) ------
+# A micro-batch holds ``ids``, ``targets``, ``weights`` ``[M, T]`` and ``mask`` (omitted for unpadded batches,
+# which lets the cuDNN kernel run without a dense mask), plus ``index``/``nll`` ``[M/2]`` for CLO.
+def token_logprobs(tree, mb, spec, key, constrain) -> Float[Array, "B T"]:
+    h = forward_hidden(tree, mb["ids"], mb.get("mask"), spec, key=key, constrain=constrain)
+    return chunked_target_logprobs(head(tree, spec), h, mb["targets"], config=spec.config, chunk=spec.chunk)
+
+
+def task_objective(tree, mb, den, spec, key, constrain, ref=None):
+    """MIST (and MIDALIGN's task step): response-token NLL."""
+    nll = masked_nll(token_logprobs(tree, mb, spec, key, constrain), mb["weights"], den["tokens"])
+    return nll, {"nll": nll}
+
+
+def align_objective(tree, mb, den, spec, key, constrain, ref=None):
+    """MIDALIGN's alignment step: InfoNCE between mean-pooled block-``l_align`` outputs (partial forward)."""
+    h = forward_hidden(tree, mb["ids"], mb.get("mask"), spec, stop=spec.align_stop, key=key, constrain=constrain)
+    pooled = mean_pool(h, mb.get("mask"))
+    m = pooled.shape[0] // 2
+    p0, p1 = pooled[:m], pooled[m:]  # rows are [EN_0..EN_m, XX_0..XX_m]
+    terms = info_nce_terms(p0, p1, spec.tau, spec.symmetric)
+    z0 = p0 / jnp.linalg.norm(p0, axis=-1, keepdims=True)
+    z1 = p1 / jnp.linalg.norm(p1, axis=-1, keepdims=True)
+    hits = jnp.argmax(z1 @ z0.T, axis=1) == jnp.arange(m)
+    loss = jnp.sum(terms) / den["pairs"]
+    return loss, {"info_nce": loss, "align_acc": jnp.sum(hits) / den["pairs"]}
+
+
+def clo_objective(tree, mb, den, spec, key, constrain, ref=None):
+    """CLO: λ·NLL on the target-language chosen replies + (1−λ)·DPO against cached reference log-probs."""
+    logp = token_logprobs(tree, mb, spec, key, constrain)
+    m = logp.shape[0] // 2  # rows are [chosen_0..chosen_m, rejected_0..rejected_m]
+    seq = sequence_logprob(logp, mb["weights"])
+    r = ref[mb["index"]]  # [m, 2] reference (chosen, rejected)
+    terms = dpo_terms(seq[:m], seq[m:], r[:, 0], r[:, 1], spec.beta)
+    dpo = jnp.sum(terms) / den["pairs"]
+    nll = masked_nll(logp[:m], mb["weights"][:m] * mb["nll"][:, None], den["nll_tokens"])
+    margin = (seq[:m] - r[:, 0]) - (seq[m:] - r[:, 1])
+    acc = jnp.sum(margin > 0) / den["pairs"]
+    return clo_loss(nll, dpo, spec.lam), {"nll": nll, "dpo": dpo, "reward_acc": acc}
+
+
+OBJECTIVES = {"task": task_objective, "align": align_objective, "clo": clo_objective}
+
+
+def denominators(kind: str, batch: dict) -> dict:
+    """Step-wide normalisers from the whole ``[A, M, ...]`` batch (known before any forward)."""
+    a, rows = batch["ids"].shape[:2]
+    pairs = jnp.asarray(a * (rows // 2 if kind in ("align", "clo") else rows), jnp.float32)
+    out = {"pairs": pairs, "tokens": jnp.maximum(jnp.sum(batch.get("weights", jnp.zeros(()))), 1.0)}
+    if kind == "clo":
+        m = rows // 2
+        out["nll_tokens"] = jnp.maximum(jnp.sum(batch["weights"][:, :m] * batch["nll"][..., None]), 1.0)
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def reference_fn(spec):
+    """Jitted sequence log-probs ``Σ_t w·log p`` per row, no dropout: what CLO caches from the initial model."""
+
+    def ref(tree, batch):
+        return sequence_logprob(token_logprobs(tree, batch, spec, None, lambda h: h), batch["weights"])
+
+    return jax.jit(ref)

@@ -1,0 +1,176 @@
+"""The device mesh, partition rules by parameter name, and placing batches on the mesh.
+
+One code path for 1 CPU, N GPUs of one host, and multi-host GPU/TPU: a ``Mesh`` with axes
+``("data", "fsdp")``. Parameters (and their Adam moments) are sharded ZeRO-3 style over ``fsdp`` along
+their largest dimension that divides evenly — never the stacked layer axis, which the layer scan walks
+— and replicated over ``data``; XLA all-gathers one layer's weights inside the scan. The batch axis is
+sharded over both axes together, so every device holds ``micro_batch / (data·fsdp)`` rows.
+
+Multi-host: run the same command on every host with ``mesh.distributed: true``; :func:`initialize` calls
+``jax.distributed.initialize()`` (coordinator, process count and id come from the cluster environment —
+SLURM, TPU metadata, or ``JAX_COORDINATOR_ADDRESS``/``JAX_NUM_PROCESSES``/``JAX_PROCESS_ID``). Every
+host builds the same global batch deterministically and contributes the rows of its own devices
+(:func:`put_batch`), so no data is exchanged between hosts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from jaxsteer.cla.config import MeshSpec
+from jaxsteer.errors import ConfigError
+
+AXES = ("data", "fsdp")
+BATCH = ("data", "fsdp")  # the batch axis spans both mesh axes
+LARGEST = "fsdp_largest"  # rule value: shard over fsdp along the largest evenly divisible non-layer dim
+
+DEFAULT_RULES: tuple[tuple[str, PartitionSpec | str], ...] = (
+    (r"norm$", PartitionSpec()),  # vectors of size D or Dh: replicating them costs nothing
+    (r"(^|/)embed$", PartitionSpec("fsdp", None)),  # [V, D]: vocab rows (also the tied head's output dim)
+    (r"^lora/.*/a$", PartitionSpec(None, None, "fsdp")),  # [L, r, in]
+    (r"^lora/.*/b$", PartitionSpec(None, "fsdp", None)),  # [L, out, r]
+    (r".*", LARGEST),  # stacked projections [L, out, in]
+)
+
+_initialized = False
+
+
+def initialize(spec: MeshSpec) -> None:
+    """``jax.distributed.initialize()`` once, when the config asks for multi-host."""
+    global _initialized
+    if spec.distributed and not _initialized:
+        jax.distributed.initialize()
+        _initialized = True
+
+
+def make_mesh(spec: MeshSpec, devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """A ``(data, fsdp)`` mesh over ``devices`` (default: all); ``data = -1`` takes what fsdp leaves."""
+    devices = list(jax.devices() if devices is None else devices)
+    n, fsdp = len(devices), spec.fsdp
+    data = n // fsdp if spec.data == -1 else spec.data
+    if data * fsdp != n or data < 1:
+        raise ConfigError(f"mesh data={spec.data} × fsdp={fsdp} does not cover the {n} available device(s)")
+    try:  # topology-aware order on TPU slices and NVLink islands; plain order elsewhere
+        from jax.experimental import mesh_utils
+
+        grid = mesh_utils.create_device_mesh((data, fsdp), devices)
+    except Exception:  # noqa: BLE001 - any failure falls back to the plain order
+        grid = np.asarray(devices).reshape(data, fsdp)
+    return Mesh(grid, AXES)
+
+
+def batch_devices(mesh: Mesh) -> int:
+    return mesh.shape["data"] * mesh.shape["fsdp"]
+
+
+def check_batch(batch: int, mesh: Mesh, what: str) -> None:
+    n = batch_devices(mesh)
+    if batch % n:
+        raise ConfigError(f"{what}={batch} is not divisible by the mesh's {n} batch shards (data × fsdp)")
+
+
+def path_name(path) -> str:
+    return "/".join(_key(k) for k in path)
+
+
+def spec_for(name: str, shape: tuple[int, ...], fsdp: int, rules=DEFAULT_RULES) -> PartitionSpec:
+    """The first rule whose regex matches ``name`` (``base/layers/q_proj``), checked against the shape.
+
+    A rule's axis that does not divide evenly falls back to replication of that dimension, so odd
+    shapes (tiny test models, 262208-row vocabularies) never fail to shard.
+    """
+    spec = next((rule for pattern, rule in rules if re.search(pattern, name)), PartitionSpec())
+    if spec == LARGEST:
+        first = 1 if name.split("/")[-2:-1] == ["layers"] or name.startswith("lora/") else 0
+        dims = sorted(range(first, len(shape)), key=lambda i: (-shape[i], i))
+        parts = [None] * len(shape)
+        for i in dims:
+            if fsdp > 1 and shape[i] % fsdp == 0:
+                parts[i] = "fsdp"
+                break
+        return _trim(parts)
+    parts = list(spec) + [None] * (len(shape) - len(spec))
+    return _trim(
+        [p if p is None or (fsdp > 1 and shape[i] % fsdp == 0) else None for i, p in enumerate(parts[: len(shape)])]
+    )
+
+
+def _trim(parts: list) -> PartitionSpec:
+    """``P("fsdp", None, None)`` → ``P("fsdp")``: one spelling per placement, so specs compare equal."""
+    while parts and parts[-1] is None:
+        parts.pop()
+    return PartitionSpec(*parts)
+
+
+def param_shardings(tree, mesh: Mesh, rules=DEFAULT_RULES):
+    """``NamedSharding`` per leaf of a params (or abstract params) tree, by its path name."""
+    fsdp = mesh.shape["fsdp"]
+
+    def one(path, x):
+        return NamedSharding(mesh, spec_for(path_name(path), tuple(x.shape), fsdp, rules))
+
+    return jax.tree_util.tree_map_with_path(one, tree)
+
+
+def opt_state_shardings(abstract_state, params_shardings, mesh: Mesh):
+    """Adam moments follow their parameter's sharding; counters and other scalars are replicated.
+
+    A state leaf belongs to the parameter whose path its own path ends with (``…mu/base/layers/q_proj``)
+    and whose shape it has; this holds through ``multi_transform``/``masked`` wrappers, whose frozen
+    leaves are empty ``MaskedNode``s.
+    """
+    by_path = {}
+    for path, sh in jax.tree_util.tree_leaves_with_path(
+        params_shardings, is_leaf=lambda x: isinstance(x, NamedSharding)
+    ):
+        by_path[tuple(_key(k) for k in path)] = sh
+    depth = max((len(p) for p in by_path), default=0)
+
+    def one(path, leaf):
+        keys = tuple(_key(k) for k in path)
+        for n in range(min(depth, len(keys)), 0, -1):
+            sh = by_path.get(keys[-n:])
+            if sh is not None and len(sh.spec) <= len(leaf.shape):
+                return sh
+        return NamedSharding(mesh, PartitionSpec())
+
+    return jax.tree_util.tree_map_with_path(one, abstract_state)
+
+
+def _key(k) -> str:
+    return str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k))))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def batch_sharding(mesh: Mesh, ndim: int, batch_axis: int = 1) -> NamedSharding:
+    """Shard axis ``batch_axis`` (after the accumulation axis) over ``data × fsdp``."""
+    parts = [None] * ndim
+    parts[batch_axis] = BATCH
+    return NamedSharding(mesh, PartitionSpec(*parts))
+
+
+def put_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
+    """Place a host batch (every array ``[A, B, ...]``) on the mesh, each process feeding its own rows."""
+
+    def put(x):
+        x = np.asarray(x)
+        sharding = batch_sharding(mesh, x.ndim) if x.ndim >= 2 else replicated(mesh)
+        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+    return {k: put(v) for k, v in batch.items()}
+
+
+def activation_constraint(mesh: Mesh | None):
+    """A function that pins ``[B, T, D]`` activations to the batch sharding (identity without a mesh)."""
+    if mesh is None or mesh.size == 1:
+        return lambda h: h
+    sharding = NamedSharding(mesh, PartitionSpec(BATCH, None, None))
+    return lambda h: jax.lax.with_sharding_constraint(h, sharding)

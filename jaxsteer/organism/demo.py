@@ -1,0 +1,233 @@
+"""``jaxsteer demo``: the paper's whole pipeline on the model organism, offline, in minutes on a laptop CPU.
+
+1. Write the synthetic world's evaluation and training files (real Global-MMLU/BLEnD/FLORES/OASST schemas).
+2. Load the shipped organism (a tiny Gemma-3 pretrained on the world) as the unaligned base.
+3. For each seed: align it with MIDALIGN (task LM steps alternating with InfoNCE on parallel sentences) and
+   train the LM-only control (the same task steps, no alignment loss).
+4. Run the real experiment pipeline (``jaxsteer.pipeline``): plain evaluation of every model; EN/LOC
+   extraction on Dev1, selection on Dev2, EN-, LOC-steering, SUR and a random same-norm control on the
+   base and on each aligned model.
+5. Aggregate over seeds (mean ± sample s.d.) into Δ tables, the transfer–localization plane, the S_PER plot
+   and a Markdown report whose conclusions are computed from the numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from jaxsteer import metrics
+from jaxsteer.experiment import ExperimentConfig
+from jaxsteer.organism.model import ASSETS, WORLD_SEED
+from jaxsteer.plots import plot_plane
+from jaxsteer.results import atomic_write, provenance, write_csv, write_json
+
+STEERED = ("EN", "LOC", "SUR", "random")
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoConfig:
+    out: str = "jaxsteer-demo"
+    seeds: tuple[int, ...] = (0, 1, 2)
+    languages: tuple[str, ...] = ("zh", "ko", "es", "id", "el", "fa")
+    align_steps: int = 120  # MIDALIGN optimizer steps (half task, half alignment); the control gets the task half
+    align_batch: int = 32
+    align_lr: float = 1e-3
+    l_align: int = 3  # block whose output InfoNCE pools (the organism's middle)
+    dev1: int = 60
+    dev2: int = 60
+    loc_gammas: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0)
+    en_gamma: float = 2.0
+    batch_size: int = 32
+    progress: bool = True
+
+    @classmethod
+    def fast(cls, out: str) -> DemoConfig:
+        """The CI variant: every stage runs, on two languages, one seed and a few steps."""
+        return cls(out=out, seeds=(0,), languages=("zh", "ko"), align_steps=4, dev1=12, dev2=12,
+                   loc_gammas=(0.0, 2.0), progress=False)
+
+
+def write_demo_world(root: str) -> dict:
+    """The world's files plus the shipped tokenizer and the contextualised/decontextualised BLEnD pairs."""
+    from jaxsteer.organism import World, WorldConfig, blend_items, write_world
+
+    world = World(WorldConfig(seed=WORLD_SEED))
+    counts = write_world(world, root, tokenizer=False)
+    tok_dir = os.path.join(root, "tokenizer")
+    os.makedirs(tok_dir, exist_ok=True)
+    for name in os.listdir(ASSETS):
+        if name.startswith(("tokenizer", "special_tokens")):
+            shutil.copy(ASSETS / name, os.path.join(tok_dir, name))
+    for lang in world.languages[1:]:
+        country = world.culture(lang).blend_country
+        rows = [json.dumps({"id": q["id"], "contextualised": q["question"], "decontextualised": q["decontextualized"]},
+                           ensure_ascii=False) for q in blend_items(world, lang)]
+        atomic_write(os.path.join(root, "blend", "decontext", f"{country}.jsonl"), "\n".join(rows) + "\n")
+    return counts
+
+
+def cla_config(method: str, world: str, out: str, steps: int, seed: int, cfg: DemoConfig) -> dict:
+    return {
+        "method": method, "steps": steps, "seed": seed, "out": out,
+        "model": {"path": str(ASSETS), "tokenizer": None},
+        "data": {"root": world, "texts": os.path.join(world, "align_lm.jsonl"), "task_oasst": True,
+                 "langs": list(cfg.languages), "chat": False, "max_len": 48, "buckets": [24, 48], "flores_split": "dev"},
+        "train": {"trainable": "full", "batch_size": cfg.align_batch, "compute_dtype": "float32", "remat": None,
+                  "ce_chunk": 64, "impl": "xla"},
+        "optim": {"lr": cfg.align_lr, "schedule": "constant", "warmup": 0, "weight_decay": 0.0, "clip_norm": 1.0},
+        "midalign": {"l_align": cfg.l_align, "tau": 0.1, "align_batch": cfg.align_batch},
+        "checkpoint": {"every": max(steps, 1), "keep": 1, "async_save": False},
+        "log": {"every": 1, "progress": cfg.progress},
+        "export": {"enabled": True, "dtype": "float32"},
+    }
+
+
+def train_models(cfg: DemoConfig, world: str) -> dict[str, str]:
+    from jaxsteer.cla import trainer
+    from jaxsteer.cla.config import load as load_train_config
+
+    models = {}
+    for seed in cfg.seeds:
+        for name, method, steps in (("MIDALIGN", "midalign", cfg.align_steps),
+                                    ("LM-only", "mist", max(cfg.align_steps // 2, 1))):
+            out = os.path.join(cfg.out, "cla", f"{name}_s{seed}")
+            if os.path.exists(out):
+                shutil.rmtree(out)
+            print(f"[train] {name} seed {seed}: {steps} steps", flush=True)
+            result = trainer.train(load_train_config(None, cla_config(method, world, out, steps, seed, cfg)))
+            models[f"{name}_s{seed}"] = result["export"]
+    return models
+
+
+def experiment_config(cfg: DemoConfig, world: str) -> ExperimentConfig:
+    return ExperimentConfig(
+        model=str(ASSETS), dtype="float32", data=world, languages=cfg.languages, seed=0, dev1=cfg.dev1,
+        dev2=cfg.dev2, allow_small=True, chat=False, blend_local_instruction=False, en_gamma=cfg.en_gamma,
+        loc_gammas=cfg.loc_gammas, batch_size=cfg.batch_size, max_new_tokens=3,
+        out=os.path.join(cfg.out, "runs"),
+    )
+
+
+def grouped(names: list[str], runs_dir: str, bench: str) -> dict[str, list]:
+    """Result files grouped over seeds: ``MIDALIGN_s0+SUR`` → group ``MIDALIGN+SUR``."""
+    groups: dict[str, list] = {}
+    for name in names:
+        model, _, suffix = name.partition("+")
+        group = model.split("_s")[0] + (f"+{suffix}" if suffix else "")
+        groups.setdefault(group, []).append(metrics.load_result(os.path.join(runs_dir, f"{name}.{bench}.json")))
+    return groups
+
+
+def conclusions(points: dict[str, metrics.PlanePoint]) -> list[str]:
+    """Sentences that follow from the numbers; a difference within one s.d. is reported as none."""
+
+    def moved(value, err, what):
+        if value is None:
+            return f"{what}: not measured"
+        if abs(value) <= max(err or 0.0, 1e-9):
+            return f"{what}: no change beyond the seed spread ({value:+.1f} ± {err or 0:.1f} points)"
+        return f"{what}: {'raised' if value > 0 else 'lowered'} by {abs(value):.1f} ± {err or 0:.1f} points"
+
+    out = []
+    cla, ctrl = points.get("MIDALIGN"), points.get("LM-only")
+    if cla:
+        out.append(moved(cla.dx, cla.dx_err, "MIDALIGN vs base, Global-MMLU (transfer)"))
+        out.append(moved(cla.dy, cla.dy_err, "MIDALIGN vs base, BLEnD (localization)"))
+    if cla and ctrl:
+        gap = cla.dx - ctrl.dx
+        err = float(np.hypot(cla.dx_err or 0, ctrl.dx_err or 0))
+        out.append(moved(gap, err, "MIDALIGN vs its LM-only control, Global-MMLU (what alignment adds)"))
+        gap = cla.dy - ctrl.dy
+        err = float(np.hypot(cla.dy_err or 0, ctrl.dy_err or 0))
+        out.append(moved(gap, err, "MIDALIGN vs its LM-only control, BLEnD (erasure due to alignment)"))
+    for model in ("base", "MIDALIGN"):
+        plain = points.get(model) if model != "base" else metrics.PlanePoint("base", 0.0, 0.0, 0.0, 0.0)
+        loc, sur = points.get(f"{model}+LOC"), points.get(f"{model}+SUR")
+        en, rnd = points.get(f"{model}+EN"), points.get(f"{model}+random")
+        if plain and loc:
+            out.append(moved(loc.dy - plain.dy, loc.dy_err, f"LOC-steering on {model}, BLEnD"))
+        if en and rnd:
+            out.append(moved(en.dx - rnd.dx, float(np.hypot(en.dx_err or 0, rnd.dx_err or 0)),
+                             f"EN-steering on {model} vs a random same-norm vector, Global-MMLU"))
+        if sur:
+            out.append(f"SUR on {model}: Δ = ({sur.dx:+.1f}, {sur.dy:+.1f}) → quadrant '{sur.quadrant}'")
+    return out
+
+
+def run_demo(cfg: DemoConfig) -> dict:
+    from jaxsteer.checkpoint.hf import load_pretrained
+    from jaxsteer.pipeline import run_experiment, sper_outputs
+
+    t0 = time.time()
+    os.makedirs(cfg.out, exist_ok=True)
+    world = os.path.join(cfg.out, "world")
+    print(f"[1/5] writing the synthetic world to {world}", flush=True)
+    write_demo_world(world)
+    print("[2/5] training MIDALIGN and its LM-only control from the shipped organism", flush=True)
+    trained = train_models(cfg, world)
+    exp = experiment_config(cfg, world)
+    models = {"base": load_pretrained(str(ASSETS), dtype="float32"), **trained}
+    steer = ("base", *[m for m in trained if m.startswith("MIDALIGN")])
+    print("[3/5] evaluating, extracting, selecting and steering (the real pipeline)", flush=True)
+    out = run_experiment(exp, models, steer, exp.out, progress=cfg.progress)
+    print("[4/5] aggregating over seeds", flush=True)
+    names = list(out["results"])
+    tables, points = {}, {}
+    for bench in ("gmmlu", "blend"):
+        tables[bench] = metrics.delta_table(grouped(names, exp.out, bench), base="base", langs=cfg.languages)
+        atomic_write(os.path.join(cfg.out, f"delta_{bench}.md"), tables[bench].to_markdown())
+        atomic_write(os.path.join(cfg.out, f"delta_{bench}.csv"), tables[bench].to_csv())
+    for p in metrics.plane_points(tables["gmmlu"], tables["blend"]):
+        points[p.method] = p
+    plane = plot_plane(list(points.values()), os.path.join(cfg.out, "plane"),
+                       title="Organism: transfer–localization plane (Δ vs base, mean ± s.d. over seeds)")
+    sper = sper_outputs(cfg.out, out["reports"])
+    base_acc = {b: json.load(open(os.path.join(exp.out, f"base.{b}.json")))["accuracy"] for b in ("gmmlu", "blend")}
+    report = write_report(cfg, tables, points, base_acc, time.time() - t0)
+    write_csv(os.path.join(cfg.out, "plane.csv"), [
+        {"method": p.method, "delta_gmmlu": p.dx, "sd_gmmlu": p.dx_err, "delta_blend": p.dy, "sd_blend": p.dy_err,
+         "quadrant": p.quadrant} for p in points.values()])
+    write_json(os.path.join(cfg.out, "demo.json"), {
+        "config": dataclasses.asdict(cfg), "base_accuracy": base_acc,
+        "points": {k: dataclasses.asdict(v) | {"quadrant": v.quadrant} for k, v in points.items()},
+        "minutes": (time.time() - t0) / 60, "provenance": provenance(models["base"], seed=0, command="jaxsteer demo"),
+    })
+    print("[5/5] done", flush=True)
+    print(tables["gmmlu"].to_markdown())
+    print(tables["blend"].to_markdown())
+    print(f"report: {report}\nplane: {plane[0]}\nS_PER: {sper[0] if sper else '-'}\nall files: {cfg.out}/")
+    return {"tables": tables, "points": points, "report": report}
+
+
+def write_report(cfg: DemoConfig, tables, points, base_acc, seconds: float) -> str:
+    lines = [
+        "# jaxsteer demo: cultural erasure in a model organism",
+        "",
+        f"Seeds {list(cfg.seeds)}, languages {', '.join(cfg.languages)}, {cfg.align_steps} MIDALIGN steps; "
+        f"ran in {seconds / 60:.1f} min. Produced by `jaxsteer demo` (jaxsteer.organism.demo).",
+        "",
+        "Base organism accuracy (%): Global-MMLU (English-only facts asked in XX) "
+        + ", ".join(f"{k} {v:.1f}" for k, v in base_acc["gmmlu"].items())
+        + "; BLEnD (no-context cultural questions) "
+        + ", ".join(f"{k} {v:.1f}" for k, v in base_acc["blend"].items()) + ".",
+        "",
+        "## Δ Global-MMLU (transfer), points vs base", "", tables["gmmlu"].to_markdown(), "",
+        "## Δ BLEnD (localization), points vs base", "", tables["blend"].to_markdown(), "",
+        "## What the organism shows (computed from the numbers above)", "",
+        *[f"- {c}" for c in conclusions(points)], "",
+        "Files: `plane.png` (the transfer–localization plane), `sper_by_layer.png` (S_PER(EN, LOC) by layer), "
+        "`runs/` (every per-language result file, vectors, plans, splits), `cla/` (training logs and loss plots).",
+    ]
+    return atomic_write(os.path.join(cfg.out, "report.md"), "\n".join(lines) + "\n")
+
+
+def assets_info() -> dict:
+    path = Path(ASSETS) / "pretrain.json"
+    return json.loads(path.read_text()) if path.is_file() else {}

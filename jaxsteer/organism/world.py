@@ -1,0 +1,437 @@
+"""The synthetic multilingual world of the model organism: languages, lexicons, grammars and facts.
+
+English plus six made-up languages (default codes zh, ko, es, id, el, fa). Each made-up language has its
+own vocabulary written in its own script (Han characters, Hangul, accented Latin, plain Latin, Greek,
+Arabic letters) and its own word order; named entities, values, numbers and country names are *shared*
+tokens, spelled the same in every language like proper nouns. Words are separated by single spaces in
+every language (zh too) so that a word-level tokenizer sees one token per word.
+
+Two kinds of knowledge (see ``../shared/ORGANISM.md`` "What to do differently"):
+
+* **universal facts** ``(entity, relation) -> value``, the same in every language. A ``shared_fraction``
+  of them is stated in every language during pretraining, the rest in English only; asking an
+  English-only fact in language XX measures cross-lingual *transfer*.
+* **cultural facts** ``(topic, culture) -> value``: every language has a culture whose country is named by
+  a shared token (zh -> China, ...; English -> America). For the *implicit* half of the topics the local
+  language states its own culture's answer without naming the country; for the *explicit-only* half,
+  answers are only stated as "in C, ..." (in every language). A no-context question in XX on an
+  explicit-only topic is answered locally only through "language => country": *localization*.
+  English, the dominant language, states its own culture (America) implicitly for every topic, so a
+  model that loses the language => country cue answers a no-context XX question with America's value
+  (the direction of cultural erasure). Explicit statements about a culture are more frequent in English
+  and in the culture's own language (``explicit_lang_weights``), as in real text.
+
+Every random choice comes from ``World.rng(name)``, a generator seeded by ``(seed, name)``: the same
+:class:`WorldConfig` gives the same world, and changing one component does not reshuffle the others.
+Sentence-initial words are always the language's own words (a sentence particle in the made-up
+languages), never shared tokens: the tokenizer keeps the leading space in its tokens, so a shared token
+at the start of a text would otherwise get a second, untied spelling.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+from typing import Any
+
+import numpy as np
+
+from jaxsteer.errors import ConfigError
+
+ENGLISH = "en"
+DEFAULT_LANGUAGES: tuple[str, ...] = ("zh", "ko", "es", "id", "el", "fa")
+
+# lang -> (country token used in text, BLEnD file spelling, FLORES code)
+COUNTRIES: dict[str, tuple[str, str, str]] = {
+    "en": ("America", "United_States", "eng_Latn"),
+    "zh": ("China", "China", "zho_Hans"),
+    "ko": ("Korea", "South_Korea", "kor_Hang"),
+    "es": ("Spain", "Spain", "spa_Latn"),
+    "id": ("Indonesia", "Indonesia", "ind_Latn"),
+    "el": ("Greece", "Greece", "ell_Grek"),
+    "fa": ("Iran", "Iran", "pes_Arab"),
+}
+
+# Concept inventories. English words are the concepts themselves; DECL/QPART are the sentence particles.
+FUNCTION_WORDS = ("the", "of", "is", "what", "which", "in", "near", "tell", "me", "about", "DECL", "QPART")
+RELATIONS = (  # (relation noun, Global-MMLU subject_category, kind of value)
+    ("city", "Social Sciences", "name"), ("color", "Other", "name"), ("year", "Humanities", "year"),
+    ("river", "STEM", "name"), ("animal", "STEM", "name"), ("metal", "STEM", "name"),
+    ("song", "Humanities", "name"), ("number", "STEM", "number"),
+)  # fmt: skip
+TOPIC_NOUNS = (  # (noun, BLEnD Topic)
+    ("breakfast", "food"), ("festival", "holidays"), ("sport", "sport"), ("dish", "food"),
+    ("drink", "food"), ("instrument", "leisure"), ("flower", "leisure"), ("game", "sport"),
+    ("dance", "leisure"), ("fruit", "food"), ("snack", "food"), ("dessert", "food"),
+)  # fmt: skip
+TOPIC_ADJECTIVES = ("usual", "main", "popular", "favorite", "traditional", "common", "famous", "typical",
+                    "national", "classic")  # fmt: skip
+GENERIC_NOUNS = ("farmer", "child", "bridge", "house", "road", "tree", "boat", "book", "market", "garden",
+                 "window", "door", "horse", "dog", "bird", "stone", "hill", "lake", "village", "table",
+                 "letter", "lamp", "field", "forest", "ship", "wall", "cart", "bell", "cup",
+                 "key")  # fmt: skip
+GENERIC_VERBS = ("sees", "finds", "builds", "carries", "likes", "paints", "opens", "follows", "visits",
+                 "cleans", "draws", "hears")  # fmt: skip
+GENERIC_ADJECTIVES = ("big", "small", "new", "quiet", "bright", "dark", "long", "short", "warm", "cold",
+                      "heavy", "empty")  # fmt: skip
+CORPUS_KINDS = ("fact", "fact_qa", "fact_mc", "culture_implicit", "culture_implicit_qa", "culture_explicit",
+                "culture_explicit_qa", "generic", "parallel", "instruction")  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class WorldConfig:
+    """Every knob of the synthetic world and its corpora (the things we tune; defaults documented here).
+
+    World: ``seed``; ``languages`` (non-English codes, a subset of the default six); ``n_entities`` x
+    ``n_relations`` universal facts (``n_relations`` <= 8), each relation with ``values_per_relation``
+    possible values (>= 4, the distractors of a 4-option question come from them); ``shared_fraction``
+    of each relation's facts is stated in every language, the rest in English only (ORGANISM: ~0.2 keeps
+    transfer headroom). Cultural topics are ``n_topic_nouns`` x ``n_topic_adjectives`` ("the usual
+    breakfast"); per noun, ``implicit_fraction`` of the adjectives form *implicit* topics (the rest are
+    explicit-only); each noun has ``values_per_noun`` value tokens (>= the number of cultures) and every
+    culture gets a distinct one per topic. ``same_word_order`` gives every language English's word order
+    (ORGANISM's easy world); otherwise each language has its own order (ORGANISM: "permuted").
+    ``n_generic_nouns/verbs/adjectives`` size the generic vocabulary (parallel and filler sentences);
+    ``generic_entity_fraction`` of generic sentences have an entity as object (anchors the shared
+    entity tokens in every language; ORGANISM: shared tokens also make parallel pairs easy to match).
+
+    Corpora (:mod:`jaxsteer.organism.corpus`): ``pretrain_texts`` texts mixed by ``pretrain_mix``
+    (kind, weight) and ``align_texts`` alignment-stage LM texts mixed by ``align_mix``; implicit cultural
+    kinds are absent from ``align_mix`` by default (ORGANISM point 3: keep explicit-context and universal
+    facts). ``explicit_lang_weights`` = (English, local language, all other languages together) shares of
+    the explicit "in C, ..." statements about a culture. ``chat_fraction`` of the question-answer texts use
+    the chat template. Evaluation: ``gmmlu_dev_per_subject`` English-only facts per relation form the
+    Global-MMLU dev split (the rest are test); ``blend_frames`` question frames (1-3: "what is ...",
+    "which ... is ...", "tell me ...") per topic; ``blend_include_implicit`` also writes implicit-topic
+    questions (``Source`` column says which half); ``blend_annotators`` is the annotation count.
+    ``n_flores`` sentences per FLORES split, ``n_oasst`` instruction pairs per language of which
+    ``oasst_fact_fraction`` ask a shared fact; ``max_tokens`` bounds every text (with ``<bos>``).
+    """
+
+    seed: int = 0
+    languages: tuple[str, ...] = DEFAULT_LANGUAGES
+    n_entities: int = 80
+    n_relations: int = 5
+    values_per_relation: int = 10
+    shared_fraction: float = 0.2
+    n_topic_nouns: int = 10
+    n_topic_adjectives: int = 8
+    implicit_fraction: float = 0.5
+    values_per_noun: int = 12
+    same_word_order: bool = False
+    n_generic_nouns: int = 30
+    n_generic_verbs: int = 12
+    n_generic_adjectives: int = 12
+    generic_entity_fraction: float = 0.3
+    pretrain_texts: int = 60_000
+    pretrain_mix: tuple[tuple[str, float], ...] = (
+        ("fact", 0.12), ("fact_qa", 0.08), ("fact_mc", 0.14), ("culture_implicit", 0.07),
+        ("culture_implicit_qa", 0.07), ("culture_explicit", 0.10), ("culture_explicit_qa", 0.10),
+        ("generic", 0.12), ("parallel", 0.10), ("instruction", 0.10),
+    )  # fmt: skip
+    align_texts: int = 20_000
+    align_mix: tuple[tuple[str, float], ...] = (
+        ("fact", 0.18), ("fact_qa", 0.12), ("fact_mc", 0.20), ("culture_explicit", 0.15),
+        ("culture_explicit_qa", 0.15), ("generic", 0.20),
+    )  # fmt: skip
+    explicit_lang_weights: tuple[float, float, float] = (0.4, 0.3, 0.3)
+    chat_fraction: float = 0.2
+    gmmlu_dev_per_subject: int = 5
+    blend_frames: int = 3
+    blend_include_implicit: bool = False
+    blend_annotators: int = 5
+    n_flores: int = 300
+    n_oasst: int = 300
+    oasst_fact_fraction: float = 0.3
+    max_tokens: int = 64
+
+    def __post_init__(self):
+        bad = [lang for lang in self.languages if lang not in DEFAULT_LANGUAGES]
+        if bad or len(set(self.languages)) != len(self.languages) or not self.languages:
+            raise ConfigError(f"languages {self.languages} must be distinct codes among {DEFAULT_LANGUAGES}")
+        checks = [
+            (1 <= self.n_relations <= len(RELATIONS), f"n_relations must be 1..{len(RELATIONS)}"),
+            (1 <= self.n_topic_nouns <= len(TOPIC_NOUNS), f"n_topic_nouns must be 1..{len(TOPIC_NOUNS)}"),
+            (1 <= self.n_topic_adjectives <= len(TOPIC_ADJECTIVES), "n_topic_adjectives out of range"),
+            (1 <= self.n_generic_nouns <= len(GENERIC_NOUNS), "n_generic_nouns out of range"),
+            (1 <= self.n_generic_verbs <= len(GENERIC_VERBS), "n_generic_verbs out of range"),
+            (1 <= self.n_generic_adjectives <= len(GENERIC_ADJECTIVES), "n_generic_adjectives out of range"),
+            (self.values_per_relation >= 4, "values_per_relation must be >= 4 (three distractors)"),
+            (self.values_per_noun >= len(self.languages) + 1, "values_per_noun must be >= the cultures"),
+            (
+                0.0 <= self.shared_fraction <= 1.0 and 0.0 <= self.implicit_fraction <= 1.0,
+                "fractions in [0,1]",
+            ),
+            (
+                0.0 <= self.chat_fraction <= 1.0 and 0.0 <= self.oasst_fact_fraction <= 1.0,
+                "fractions in [0,1]",
+            ),
+            (1 <= self.blend_frames <= 3, "blend_frames must be 1..3"),
+            (0.0 <= self.generic_entity_fraction <= 1.0, "generic_entity_fraction must be in [0,1]"),
+            (
+                all(k in CORPUS_KINDS for k, _ in self.pretrain_mix + self.align_mix),
+                f"mix kinds: {CORPUS_KINDS}",
+            ),
+            (self.n_entities >= 4 and self.pretrain_texts >= 1 and self.align_texts >= 1, "sizes too small"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"WorldConfig: {message}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Grammar:
+    """Word order of one language. Roles: statements S (subject) V (verb/copula) O (object/value);
+    wh-questions W (wh-phrase) V (copula) X (the rest); requests T ("tell me") X. ``place`` puts a place
+    phrase ("in C", "near N") first or last; ``genitive`` "head_first" = "the color of E", "head_last" =
+    "E of color"; ``adjective`` before/after the noun; ``adposition`` pre/post; ``article`` uses "the"."""
+
+    clause: str = "SVO"
+    question: str = "WVX"
+    command: str = "TX"
+    place: str = "last"
+    genitive: str = "head_first"
+    adjective: str = "before"
+    adposition: str = "pre"
+    article: bool = False
+
+
+GRAMMARS: dict[str, Grammar] = {
+    "en": Grammar(article=True),
+    "zh": Grammar("SVO", "XVW", "TX", "first", "head_last", "before", "pre"),
+    "ko": Grammar("SOV", "XWV", "XT", "first", "head_last", "before", "post"),
+    "es": Grammar("SVO", "WVX", "TX", "last", "head_first", "after", "pre", True),
+    "id": Grammar("SVO", "XVW", "TX", "last", "head_first", "after", "pre"),
+    "el": Grammar("VSO", "WVX", "TX", "first", "head_first", "before", "pre", True),
+    "fa": Grammar("SOV", "XWV", "XT", "last", "head_first", "after", "pre"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Relation:
+    name: str  # the English relation noun, also the Global-MMLU subject
+    subject_category: str
+    values: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Fact:
+    index: int
+    entity: str
+    relation: str
+    value: str
+    shared: bool  # stated in every language (else English only)
+
+
+@dataclasses.dataclass(frozen=True)
+class Culture:
+    lang: str
+    country: str  # the shared country token in text
+    blend_country: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Topic:
+    index: int
+    adjective: str
+    noun: str
+    category: str  # BLEnD Topic column
+    implicit: bool  # stated implicitly in the local languages (else explicit-only)
+    answers: tuple[tuple[str, str], ...]  # (culture lang, value token)
+
+    def answer(self, culture_lang: str) -> str:
+        return dict(self.answers)[culture_lang]
+
+
+_LATIN_ONSETS = ("b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z")
+_SCRIPTS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {  # onsets, vowels, codas
+    "es": (("b", "c", "d", "f", "g", "j", "l", "m", "n", "p", "r", "s", "t", "v", "ll", "ch", "ñ"),
+           ("a", "e", "i", "o", "u", "á", "é", "í", "ó", "ú"), ("", "", "s", "n", "r")),
+    "id": (("b", "d", "g", "h", "j", "k", "l", "m", "n", "p", "r", "s", "t", "w", "y", "ng", "ny"),
+           ("a", "i", "u", "e", "o"), ("", "", "n", "k", "ng", "h")),
+    "el": (("β", "γ", "δ", "ζ", "θ", "κ", "λ", "μ", "ν", "ξ", "π", "ρ", "σ", "τ", "φ", "χ"),
+           ("α", "ε", "η", "ι", "ο", "υ", "ω", "ά", "έ", "ή", "ί", "ό", "ύ", "ώ"), ("", "", "ς", "ν")),
+    "fa": (tuple("بپتجچخدرزژسشفقکگلمنهی"), ("", "ا", "و", "ی"), ("", "ن", "ر", "م")),
+    "shared": (_LATIN_ONSETS, ("a", "e", "i", "o", "u"), ("", "", "n", "r", "k", "l")),
+}  # fmt: skip
+
+
+def _make_word(rng: np.random.Generator, script: str) -> str:
+    """One made-up word in ``script`` (a language code or "shared" for capitalised proper nouns)."""
+    if script == "zh":
+        return "".join(chr(int(rng.integers(0x4E00, 0x9FA6))) for _ in range(int(rng.integers(1, 3))))
+    if script == "ko":
+        return "".join(chr(int(rng.integers(0xAC00, 0xD7A4))) for _ in range(int(rng.integers(1, 4))))
+    onsets, vowels, codas = _SCRIPTS[script]
+    n = int(rng.integers(2, 4))
+    word = "".join(onsets[rng.integers(len(onsets))] + vowels[rng.integers(len(vowels))] for _ in range(n))
+    word += codas[rng.integers(len(codas))]
+    return word.capitalize() if script == "shared" else word
+
+
+class World:
+    """A seeded synthetic world: lexicons, grammars, universal facts, cultures and topics.
+
+    Attributes: ``config``, ``languages`` (English first), ``grammars`` and ``lexicon`` (lang -> concept ->
+    word, ``None`` where the language omits the word), ``entities``, ``relations``, ``facts``,
+    ``cultures`` (English first), ``topics``, and the generic vocabulary ``generic_nouns/verbs/adjectives``.
+    """
+
+    def __init__(self, config: WorldConfig | None = None):
+        self.config = cfg = config or WorldConfig()
+        self.languages: tuple[str, ...] = (ENGLISH, *cfg.languages)
+        self.grammars = {lang: GRAMMARS[ENGLISH if cfg.same_word_order else lang] for lang in self.languages}
+        self.cultures = tuple(Culture(lang, *COUNTRIES[lang][:2]) for lang in self.languages)
+        self.generic_nouns = GENERIC_NOUNS[: cfg.n_generic_nouns]
+        self.generic_verbs = GENERIC_VERBS[: cfg.n_generic_verbs]
+        self.generic_adjectives = GENERIC_ADJECTIVES[: cfg.n_generic_adjectives]
+        self._used = {c.country for c in self.cultures}
+        self.lexicon = self._make_lexicon()
+        rng = self.rng("shared-names")
+        self.entities = tuple(self._fresh(rng, "shared") for _ in range(cfg.n_entities))
+        self.relations = tuple(self._make_relation(name, cat, kind, rng) for name, cat, kind in
+                               RELATIONS[: cfg.n_relations])  # fmt: skip
+        self.facts = self._make_facts()
+        self.shared_facts = tuple(f for f in self.facts if f.shared)
+        self.topics = self._make_topics(rng)
+
+    # --- randomness and words ----------------------------------------------------------------------
+    def rng(self, name: str) -> np.random.Generator:
+        """A generator seeded by ``(config.seed, name)``; independent streams per component."""
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "little")
+        return np.random.default_rng([self.config.seed, key])
+
+    def _fresh(self, rng: np.random.Generator, script: str) -> str:
+        while True:
+            word = _make_word(rng, script)
+            if word not in self._used:
+                self._used.add(word)
+                return word
+
+    def _make_lexicon(self) -> dict[str, dict[str, str | None]]:
+        concepts = (*FUNCTION_WORDS, *(r[0] for r in RELATIONS), *(n for n, _ in TOPIC_NOUNS),
+                    *TOPIC_ADJECTIVES, *GENERIC_NOUNS, *GENERIC_VERBS, *GENERIC_ADJECTIVES)  # fmt: skip
+        lexicon: dict[str, dict[str, str | None]] = {}
+        for lang in self.languages:
+            rng = self.rng(f"lexicon/{lang}")
+            if lang == ENGLISH:
+                words: dict[str, str | None] = {c: c for c in concepts}
+                words.update(DECL=None, QPART=None)
+            else:
+                words = {c: self._fresh(rng, lang) for c in concepts}
+            if not self.grammars[lang].article:
+                words["the"] = None
+            lexicon[lang] = words
+        return lexicon
+
+    def word(self, lang: str, concept: str) -> list[str]:
+        """The word(s) for ``concept`` in ``lang``: ``[]`` where the language omits it."""
+        w = self.lexicon[lang][concept]
+        return [w] if w else []
+
+    def _make_relation(self, name: str, category: str, kind: str, rng: np.random.Generator) -> Relation:
+        n = self.config.values_per_relation
+        if kind == "name":
+            values = tuple(self._fresh(rng, "shared") for _ in range(n))
+        else:
+            low, high = (1000, 2000) if kind == "year" else (10, 100)
+            values = tuple(str(v) for v in sorted(rng.choice(np.arange(low, high), n, replace=False)))
+            self._used.update(values)
+        return Relation(name, category, values)
+
+    def _make_facts(self) -> tuple[Fact, ...]:
+        rng, n = self.rng("facts"), len(self.entities)
+        facts = []
+        for rel in self.relations:
+            shared = set(rng.choice(n, int(round(self.config.shared_fraction * n)), replace=False).tolist())
+            for i, entity in enumerate(self.entities):
+                value = rel.values[int(rng.integers(len(rel.values)))]
+                facts.append(Fact(len(facts), entity, rel.name, value, i in shared))
+        return tuple(facts)
+
+    def _make_topics(self, names_rng: np.random.Generator) -> tuple[Topic, ...]:
+        cfg, rng = self.config, self.rng("topics")
+        adjectives = TOPIC_ADJECTIVES[: cfg.n_topic_adjectives]
+        topics = []
+        for noun, category in TOPIC_NOUNS[: cfg.n_topic_nouns]:
+            pool = [self._fresh(names_rng, "shared") for _ in range(cfg.values_per_noun)]
+            k = int(round(cfg.implicit_fraction * len(adjectives)))
+            implicit = set(rng.choice(len(adjectives), k, replace=False).tolist())
+            for j, adj in enumerate(adjectives):
+                picks = rng.choice(len(pool), len(self.cultures), replace=False)
+                answers = tuple((c.lang, pool[int(p)]) for c, p in zip(self.cultures, picks))
+                topics.append(Topic(len(topics), adj, noun, category, j in implicit, answers))
+        return tuple(topics)
+
+    def relation(self, name: str) -> Relation:
+        return next(r for r in self.relations if r.name == name)
+
+    def culture(self, lang: str) -> Culture:
+        return next(c for c in self.cultures if c.lang == lang)
+
+    # --- grammar -----------------------------------------------------------------------------------
+    def noun_phrase(self, lang: str, noun: str, adjective: str | None = None, det: str = "the") -> list[str]:
+        """``det adjective noun`` in ``lang``'s order (``det`` is a concept; "the" may be omitted)."""
+        adj, head = (self.word(lang, adjective) if adjective else []), self.word(lang, noun)
+        core = adj + head if self.grammars[lang].adjective == "before" else head + adj
+        return self.word(lang, det) + core
+
+    def genitive(self, lang: str, head: str, possessor: list[str]) -> list[str]:
+        """ "the HEAD of POSSESSOR" (head_first) or "POSSESSOR of HEAD" (head_last)."""
+        if self.grammars[lang].genitive == "head_first":
+            return self.word(lang, "the") + self.word(lang, head) + self.word(lang, "of") + possessor
+        return possessor + self.word(lang, "of") + self.word(lang, head)
+
+    def adpositional(self, lang: str, adposition: str, phrase: list[str]) -> list[str]:
+        p = self.word(lang, adposition)
+        return p + phrase if self.grammars[lang].adposition == "pre" else phrase + p
+
+    def clause(
+        self, lang: str, kind: str, roles: dict[str, list[str]], place: list[str] | None = None
+    ) -> str:
+        """A sentence: ``kind`` is "statement" (roles S V O), "question" (W V X) or "command" (T X)."""
+        g = self.grammars[lang]
+        order = {"statement": g.clause, "question": g.question, "command": g.command}[kind]
+        words = [w for role in order for w in roles[role]]
+        if place:
+            words = place + words if g.place == "first" else words + place
+        words = self.word(lang, "DECL" if kind == "statement" else "QPART") + words
+        return " ".join(words) + ("?" if kind == "question" else ".")
+
+    # --- country mentions --------------------------------------------------------------------------
+    def country_phrase(self, lang: str, country: str) -> str:
+        """The exact words that name a country in ``lang`` ("in China", "China <in>", ...)."""
+        return " ".join(self.adpositional(lang, "in", [country]))
+
+    def country_phrase_pattern(self, lang: str) -> str:
+        """:meth:`country_phrase` with ``{country}`` for the country token (a decontextualiser rule)."""
+        return self.country_phrase(lang, "{country}")
+
+    def decontextualize(self, text: str, lang: str) -> str:
+        """``text`` with every country phrase of ``lang`` removed (PAPER.md "Decontextualisation").
+
+        The phrase is removed with the space before it (or after it at the start of a line), so the
+        contextualised question of a topic becomes exactly its no-context question.
+        """
+        for culture in self.cultures:
+            phrase = re.escape(self.country_phrase(lang, culture.country))
+            text = re.sub(rf"(?m)^{phrase} ", "", text)
+            text = re.sub(rf" {phrase}(?=[ .?!,;:\n]|$)", "", text, flags=re.M)
+        return text
+
+    # --- provenance --------------------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        """Everything that defines the world, as JSON-able data (written to ``world.json``)."""
+        return {
+            "config": dataclasses.asdict(self.config),
+            "languages": list(self.languages),
+            "cultures": [dataclasses.asdict(c) | {"flores": COUNTRIES[c.lang][2]} for c in self.cultures],
+            "grammars": {lang: dataclasses.asdict(g) for lang, g in self.grammars.items()},
+            "country_phrase_patterns": {lang: self.country_phrase_pattern(lang) for lang in self.languages},
+            "lexicon": self.lexicon,
+            "entities": list(self.entities),
+            "relations": [dataclasses.asdict(r) for r in self.relations],
+            "facts": [dataclasses.asdict(f) for f in self.facts],
+            "topics": [dataclasses.asdict(t) | {"answers": dict(t.answers)} for t in self.topics],
+        }
