@@ -20,6 +20,7 @@ from jaxsteer.errors import InputError
 from jaxsteer.model.decode import generate
 from jaxsteer.model.model import Model, forward
 from jaxsteer.steering.plan import Steering
+from jaxsteer.tokens import batches, bucket
 
 
 def single_token_ids(tokenizer, continuations: Sequence[str]) -> tuple[int, ...]:
@@ -42,25 +43,6 @@ def option_logprob_fn(option_ids: tuple[int, ...]):
         return jnp.take(jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1), index, axis=-1)
 
     return fn
-
-
-def _bucket(n: int, multiple: int = 16) -> int:
-    return max(multiple, -(-n // multiple) * multiple)
-
-
-def batches(ids: np.ndarray, mask: np.ndarray, batch_size: int):
-    """Yield ``(slice, ids, mask)`` with the time axis trimmed and bucketed and the rows padded to ``batch_size``."""
-    for lo in range(0, len(ids), batch_size):
-        bi, bm = ids[lo : lo + batch_size], mask[lo : lo + batch_size]
-        keep = bm.any(axis=0)
-        bi, bm = bi[:, keep], bm[:, keep]
-        width, rows = _bucket(bi.shape[1]), batch_size
-        pi = np.zeros((rows, width), np.int32)
-        pm = np.zeros((rows, width), np.int32)
-        pi[: len(bi), width - bi.shape[1] :] = bi
-        pm[: len(bi), width - bi.shape[1] :] = bm
-        pm[len(bi) :, -1] = 1  # filler rows: one dummy token, results dropped
-        yield slice(lo, lo + len(bi)), pi, pm
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,7 +147,7 @@ def generate_answers(
         n = len(part)
         part += [part[-1]] * (batch_size - n)  # constant batch shape: one compile
         ids, mask = encode_batch(tokenizer, part, chat=chat)
-        width = _bucket(ids.shape[1])
+        width = bucket(ids.shape[1])
         ids = np.pad(ids, ((0, 0), (width - ids.shape[1], 0)))
         mask = np.pad(mask, ((0, 0), (width - mask.shape[1], 0)))
         tokens = generate(model, ids, max_new_tokens, mask, steering=steering)

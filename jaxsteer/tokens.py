@@ -82,3 +82,23 @@ def train_bpe_tokenizer(
     )
     fast.save_pretrained(folder)
     return fast
+
+
+def bucket(n: int, multiple: int = 16) -> int:
+    """Round a length up to a multiple: padded shapes repeat, so compiled functions are reused."""
+    return max(multiple, -(-n // multiple) * multiple)
+
+
+def batches(ids: np.ndarray, mask: np.ndarray, batch_size: int):
+    """Yield ``(slice, ids, mask)`` with the time axis trimmed and bucketed and the rows padded to ``batch_size``."""
+    for lo in range(0, len(ids), batch_size):
+        bi, bm = ids[lo : lo + batch_size], mask[lo : lo + batch_size]
+        keep = bm.any(axis=0)
+        bi, bm = bi[:, keep], bm[:, keep]
+        width, rows = bucket(bi.shape[1]), batch_size
+        pi = np.zeros((rows, width), np.int32)
+        pm = np.zeros((rows, width), np.int32)
+        pi[: len(bi), width - bi.shape[1] :] = bi
+        pm[: len(bi), width - bi.shape[1] :] = bm
+        pm[len(bi) :, -1] = 1  # filler rows: one dummy token, results dropped
+        yield slice(lo, lo + len(bi)), pi, pm

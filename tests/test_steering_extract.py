@@ -135,7 +135,9 @@ def test_iterate_activations_left_padding_and_filler_rows(model, pairs, naive):
 
 def test_layer_activations_stacks_only_l_b_d(model, pairs):
     """The scan stacks [L, B, D] per read position, never [L, B, T, D]."""
-    ids, mask = ex._padded(pairs.pos_ids, pairs.pos_mask, BATCH + 2, 16)
+    from jaxsteer.tokens import batches
+
+    _, ids, mask = next(batches(pairs.pos_ids, pairs.pos_mask, BATCH + 2))
     for read in ("last", "mean"):
         traced = ex.layer_activations.trace(model.params, ids, mask, config=CFG, read=read, impl="xla")
         scans = [e for e in scan_eqns(traced.jaxpr) if e.params["length"] == CFG.num_layers]

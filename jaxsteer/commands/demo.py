@@ -13,9 +13,9 @@ def register(sub) -> None:
     p.add_argument("--out", default="jaxsteer-demo", help="output folder (default: ./jaxsteer-demo)")
     p.add_argument("--fast", action="store_true", help="every stage on 2 languages, 1 seed, a few steps (CI)")
     p.add_argument("--seeds", help="comma-separated alignment seeds (default 0,1,2)")
-    p.add_argument("--align-steps", type=int, help="MIDALIGN steps per seed (default 120)")
+    p.add_argument("--align-steps", type=int, help="MIDALIGN steps per seed (default 40)")
     p.add_argument("--retrain", action="store_true", help="rebuild the shipped organism weights first")
-    p.add_argument("--steps", type=int, default=1500, help="pretraining steps with --retrain (default 1500)")
+    p.add_argument("--steps", type=int, default=800, help="pretraining steps with --retrain (default 800)")
     p.set_defaults(func=run)
 
 

@@ -55,7 +55,7 @@ def pretrain_config(world_root: str, out: str, steps: int, seed: int, vocab_size
     }
 
 
-def pretrain(work: str, steps: int = 3000, seed: int = 0, batch: int = 64) -> str:
+def pretrain(work: str, steps: int = 800, seed: int = 0, batch: int = 64) -> str:
     """World → tokenizer → pretraining → ``assets/`` (the command ``jaxsteer demo --retrain`` runs)."""
     from jaxsteer.cla import trainer
     from jaxsteer.cla.config import load as load_train_config

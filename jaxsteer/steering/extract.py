@@ -37,6 +37,7 @@ from jaxsteer.model.transformer import (
     make_context,
     run_layers,
 )
+from jaxsteer.tokens import batches
 
 METHODS = ("mean_diff", "pca_diff", "pca_center")
 READS = ("last", "mean")
@@ -44,7 +45,13 @@ READS = ("last", "mean")
 
 @functools.partial(jax.jit, static_argnames=("config", "read", "impl"))
 def layer_activations(
-    params, input_ids: Int[Array, "B T"], attention_mask: Int[Array, "B T"], *, config: GemmaConfig, read: str, impl: str
+    params,
+    input_ids: Int[Array, "B T"],
+    attention_mask: Int[Array, "B T"],
+    *,
+    config: GemmaConfig,
+    read: str,
+    impl: str,
 ) -> Float[Array, "L B D"]:
     """fp32 output of every block at the read position; only ``[L, B, D]`` is ever stacked."""
     shape = input_ids.shape
@@ -107,34 +114,16 @@ class Extraction:
     neg_mean: np.ndarray  # [L, D]
 
 
-def _bucket(length: int, multiple: int = 16) -> int:
-    return max(multiple, -(-length // multiple) * multiple)
-
-
-def _padded(ids: np.ndarray, mask: np.ndarray, rows: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Left-pad to ``width`` and add all-padding rows (with one dummy real token) up to ``rows``."""
-    out_ids = np.zeros((rows, width), np.int32)
-    out_mask = np.zeros((rows, width), np.int32)
-    n, t = ids.shape
-    out_ids[:n, width - t :] = ids
-    out_mask[:n, width - t :] = mask
-    out_mask[n:, -1] = 1  # keeps filler rows valid; they are dropped from every sum
-    return out_ids, out_mask
-
-
 def iterate_activations(model: Model, ids: np.ndarray, mask: np.ndarray, batch_size: int, read: str, progress=None):
     """Yield ``(acts [L, b, D] numpy, b)`` batch by batch; shapes are bucketed to limit recompiles."""
     impl = resolve_impl("auto", model.dtype)
     check_tokens(model.config, ids, mask)
-    for start in range(0, len(ids), batch_size):
-        bi, bm = ids[start : start + batch_size], mask[start : start + batch_size]
-        keep = bm.any(axis=0)  # drop columns that are padding in every row of this batch
-        bi, bm = bi[:, keep], bm[:, keep]
-        pi, pm = _padded(bi, bm, batch_size, _bucket(bi.shape[1]))
+    for rows, pi, pm in batches(np.asarray(ids), np.asarray(mask), batch_size):
+        n = rows.stop - rows.start
         acts = layer_activations(model.params, pi, pm, config=model.config, read=read, impl=impl)
         if progress is not None:
-            progress.update(len(bi))
-        yield np.asarray(acts[:, : len(bi)], np.float32), len(bi)
+            progress.update(n)
+        yield np.asarray(acts[:, :n], np.float32), n
 
 
 def extract(
@@ -175,8 +164,13 @@ def extract(
     if not np.all(np.isfinite(vectors)):
         raise InputError("extraction produced NaN/inf vectors (are the activations finite?)")
     return Extraction(
-        vectors=vectors, method=method, read=read, num_pairs=n, mean_norm=(norm_sum / (2 * n)).astype(np.float32),
-        pos_mean=pos_mean.astype(np.float32), neg_mean=neg_mean.astype(np.float32),
+        vectors=vectors,
+        method=method,
+        read=read,
+        num_pairs=n,
+        mean_norm=(norm_sum / (2 * n)).astype(np.float32),
+        pos_mean=pos_mean.astype(np.float32),
+        neg_mean=neg_mean.astype(np.float32),
     )
 
 
@@ -215,8 +209,12 @@ def pool(extractions: Sequence[Extraction]) -> Extraction:
     neg = sum(wi * e.neg_mean for wi, e in zip(w, extractions)) / w.sum()
     norm = sum(wi * e.mean_norm for wi, e in zip(w, extractions)) / w.sum()
     return Extraction(
-        vectors=(pos - neg).astype(np.float32), method="mean_diff", read=extractions[0].read,
-        num_pairs=int(w.sum()), mean_norm=norm.astype(np.float32), pos_mean=pos.astype(np.float32),
+        vectors=(pos - neg).astype(np.float32),
+        method="mean_diff",
+        read=extractions[0].read,
+        num_pairs=int(w.sum()),
+        mean_norm=norm.astype(np.float32),
+        pos_mean=pos.astype(np.float32),
         neg_mean=neg.astype(np.float32),
     )
 
