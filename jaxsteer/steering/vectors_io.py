@@ -411,7 +411,7 @@ def export_lm_eval(
 ) -> tuple[str, str]:
     """Write ``<path>.json`` + ``<path>.safetensors`` holding lm-eval's ``steered`` config, without pickle.
 
-    ``lm_eval/models/hf_steered.py`` takes ``steer_path`` = ``.pt``/``.pth`` (``torch.load(weights_only=True)``,
+    ``lm_eval/models/hf_steered.py`` takes ``steer_path`` = ``.pt``/``.pth`` (read with torch's pickle-based loader, ``weights_only=True``,
     i.e. pickle) ``{hookpoint: {"action", "steering_vector", "steering_coefficient", "bias", "head_index"}}``,
     or ``.csv`` (vectors derived from sparsify/sae_lens SAE decoders only). jaxsteer never writes pickle:
     the JSON holds that dict with the vectors in safetensors, and its ``"convert"`` entry is a torch script
