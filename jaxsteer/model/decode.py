@@ -94,8 +94,15 @@ def generate_core(
     pad = [(0, 0), (0, 0), (0, 0), (0, max_new_tokens), (0, 0)]
     to_cache = lambda x: jnp.pad(jnp.swapaxes(x, 2, 3), pad)  # noqa: E731  [L, B, K, T + N, Dh]
     cache = (to_cache(ks), to_cache(vs))
+    window_size = config.sliding_window
+    ring = split_layers is not None and window_size < total  # sliding layers keep only a W-slot ring buffer
     if split_layers is not None:
-        cache = tuple((cache[0][i], cache[1][i]) for i in range(config.num_layers))
+        cache = tuple(
+            (_to_ring(cache[0][i], t, window_size), _to_ring(cache[1][i], t, window_size))
+            if ring and not config.is_global[i]
+            else (cache[0][i], cache[1][i])
+            for i in range(config.num_layers)
+        )
     key, sub = jax.random.split(key)
     first = _pick(unembed(params, h[:, -1], config), sub, temperature, top_k)
     is_eos = lambda tok: jnp.isin(tok, jnp.asarray(eos_ids))  # noqa: E731
@@ -122,11 +129,20 @@ def generate_core(
         return h, (update(cache[0], jnp.swapaxes(k_new, 2, 3)), update(cache[1], jnp.swapaxes(v_new, 2, 3)))
 
     def unrolled_layers(h, ctx, deltas, cache, index, vis_g, vis_l):
+        if ring:
+            # slot s of a ring holds index cur−1−((cur−1−s) mod W): the last W indices before this token
+            slots = jnp.arange(window_size)
+            held = index - 1 - jnp.mod(index - 1 - slots, window_size)
+            vis_ring = (held >= 0)[None] & jnp.take(key_valid, jnp.maximum(held, 0), axis=1)
+            vis_ring &= (index - held < window_size)[None]  # the slot about to be overwritten is out of the window
         new_cache = []
         for i, (p, (kc, vc)) in enumerate(zip(split_layers, cache)):
             delta = None if deltas is None else deltas[i]
-            h, (k, v) = one_layer(p, h, ctx, config.is_global[i], delta, kc, vc, vis_g, vis_l)
-            update = functools.partial(jax.lax.dynamic_update_slice_in_dim, start_index=index, axis=2)
+            local_ring = ring and not config.is_global[i]
+            vis = (vis_ring, vis_ring) if local_ring else (vis_g, vis_l)  # per-layer flags are static here
+            h, (k, v) = one_layer(p, h, ctx, config.is_global[i], delta, kc, vc, *vis)
+            at = jnp.mod(index, window_size) if local_ring else index
+            update = functools.partial(jax.lax.dynamic_update_slice_in_dim, start_index=at, axis=2)
             new_cache.append((update(kc, jnp.swapaxes(k, 1, 2)), update(vc, jnp.swapaxes(v, 1, 2))))
         return h, tuple(new_cache)
 
@@ -231,6 +247,13 @@ def generate(
         split_layers=split,
     )
     return (out.tokens, out.lengths) if return_lengths else out.tokens
+
+
+def _to_ring(cache: Float[Array, "B K S Dh"], prompt_len: int, window: int) -> Float[Array, "B K W Dh"]:
+    """Keep the last ``window`` prompt indices, index j at slot j mod W (the decode step's ring layout)."""
+    slots = jnp.arange(window)
+    held = prompt_len - 1 - jnp.mod(prompt_len - 1 - slots, window)
+    return jnp.take(cache, jnp.maximum(held, 0), axis=2)  # slots of negative indices are masked by visibility
 
 
 @functools.partial(jax.jit, static_argnames=("num_layers",))
