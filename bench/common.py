@@ -48,6 +48,17 @@ def random_model(name: str, dtype=jnp.bfloat16, seed: int = 0) -> Model:
     return Model(config=cfg, params=params, source=f"random {name}")
 
 
+def models_for(specs: list[str]):
+    """Yield ``(kind, name, numbers, model)`` per ``KIND:MODEL:N:...`` spec, keeping one model in memory at a time."""
+    held: dict[str, Model] = {}
+    for spec in specs:
+        kind, name, *nums = spec.split(":")
+        if name not in held:
+            held.clear()
+            held[name] = random_model(name)
+        yield kind, name, [int(x) for x in nums], held[name]
+
+
 def timed(fn, reps: int = 8, warm: int = 2) -> float:
     """Median wall time of ``fn()`` (which must block until its result is ready)."""
     for _ in range(warm):

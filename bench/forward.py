@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import PEAK, STEER_LAYERS, compile_seconds, environment, flops_per_token, random_model, run_anchor, timed
+from common import PEAK, STEER_LAYERS, compile_seconds, environment, flops_per_token, models_for, run_anchor, timed
 
 from jaxsteer import Steering, forward, generate
 from jaxsteer.model.attention import resolve_impl
@@ -104,14 +104,8 @@ def main(argv):
             hf_fwd[(r["model"], r["B"], r["S"])] = r
         for r in run_anchor("hf_anchor2.py", gen_specs, out) if gen_specs else []:
             hf_gen[(r["model"], r["B"], r["prompt"], r["new"])] = r
-    rows, models = [], {}
-    for spec in specs:
-        kind, name, *nums = spec.split(":")
-        nums = [int(x) for x in nums]
-        if name not in models:
-            models.clear()
-            models[name] = random_model(name)
-        model = models[name]
+    rows = []
+    for kind, name, nums, model in models_for(specs):
         if kind == "fwd":
             r = bench_forward(model, name, *nums)
             hf = hf_fwd.get((name, nums[0], nums[1]))

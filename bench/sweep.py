@@ -16,7 +16,7 @@ import jax
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import STEER_LAYERS, environment, random_model, run_anchor, timed
+from common import STEER_LAYERS, environment, models_for, run_anchor, timed
 
 from jaxsteer.model.attention import resolve_impl
 from jaxsteer.scoring import option_logprob_fn
@@ -69,14 +69,9 @@ def main(argv):
             hf[("sweep", r["model"], r["B"], r["S"])] = r["sweep_loop_s"]
         for r in run_anchor("hf_anchor2.py", extracts, out) if extracts else []:
             hf[("extract", r["model"], r["B"], r["S"])] = r["s"]
-    rows, models = [], {}
-    for spec in specs:
-        kind, name, *nums = spec.split(":")
-        nums = [int(x) for x in nums]
-        if name not in models:
-            models.clear()
-            models[name] = random_model(name)
-        r = bench_sweep(models[name], name, *nums, chunk) if kind == "sweep" else bench_extract(models[name], name, *nums)
+    rows = []
+    for kind, name, nums, model in models_for(specs):
+        r = bench_sweep(model, name, *nums, chunk) if kind == "sweep" else bench_extract(model, name, *nums)
         ref = hf.get((kind, name, nums[0], nums[1]))
         if ref:
             r["hf_s"], r["speedup"] = ref, ref / r["s"]

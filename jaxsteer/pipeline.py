@@ -88,19 +88,32 @@ def steer_model(
     return ModelReport(name, results, plans, sper)
 
 
-def write_plane(out_dir: str, results: dict[str, EvalResult], base: str, langs) -> dict:
-    """Δ tables (CSV, Markdown) for both benchmarks and the transfer–localization plane (PNG, SVG)."""
-    tables = {}
-    for bench in ("gmmlu", "blend"):
-        runs = {m: metrics.load_result(os.path.join(out_dir, f"{m}.{bench}.json")) for m in results}
-        tables[bench] = metrics.delta_table(runs, base=base, langs=langs)
-        atomic_write(os.path.join(out_dir, f"delta_{bench}.csv"), tables[bench].to_csv())
-        atomic_write(os.path.join(out_dir, f"delta_{bench}.md"), tables[bench].to_markdown())
+PLANE_TITLE = "Transfer–localization plane (Δ vs base)"
+
+
+def write_comparison(out_dir: str, runs: dict[str, dict], base: str, langs=None, title: str = PLANE_TITLE) -> dict:
+    """Δ tables (CSV, Markdown) for both benchmarks, ``plane.csv`` and the plane (PNG, SVG).
+
+    ``runs[bench][method]`` is a result or a list of results over seeds (mean ± s.d. then); the one place
+    that turns result files into the comparison, shared by ``jaxsteer run``, ``jaxsteer plane`` and the demo.
+    """
+    tables = {bench: metrics.delta_table(runs[bench], base=base, langs=langs) for bench in ("gmmlu", "blend")}
+    for bench, table in tables.items():
+        atomic_write(os.path.join(out_dir, f"delta_{bench}.csv"), table.to_csv())
+        atomic_write(os.path.join(out_dir, f"delta_{bench}.md"), table.to_markdown())
     points = metrics.plane_points(tables["gmmlu"], tables["blend"])
-    png, svg = plot_plane(points, os.path.join(out_dir, "plane"), title="Transfer–localization plane (Δ vs base)")
-    rows = [{"method": p.method, "delta_gmmlu": p.dx, "delta_blend": p.dy, "quadrant": p.quadrant} for p in points]
+    png, svg = plot_plane(points, os.path.join(out_dir, "plane"), title=title)
+    rows = [{"method": p.method, "delta_gmmlu": p.dx, "sd_gmmlu": p.dx_err, "delta_blend": p.dy,
+             "sd_blend": p.dy_err, "quadrant": p.quadrant} for p in points]
     write_csv(os.path.join(out_dir, "plane.csv"), rows)
     return {"tables": tables, "points": points, "plane": [png, svg]}
+
+
+def write_plane(out_dir: str, results: dict[str, EvalResult], base: str, langs) -> dict:
+    """The comparison of this run's methods (one result file per method and benchmark)."""
+    runs = {bench: {m: metrics.load_result(os.path.join(out_dir, f"{m}.{bench}.json")) for m in results}
+            for bench in ("gmmlu", "blend")}
+    return write_comparison(out_dir, runs, base, langs)
 
 
 def sper_outputs(out_dir: str, reports: list[ModelReport]) -> list[str]:

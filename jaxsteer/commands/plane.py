@@ -18,8 +18,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from jaxsteer import metrics
     from jaxsteer.errors import DataError
-    from jaxsteer.plots import plot_plane
-    from jaxsteer.results import atomic_write, write_csv
+    from jaxsteer.pipeline import write_comparison
 
     runs: dict[str, dict[str, list]] = {"gmmlu": {}, "blend": {}}
     for folder in args.results:
@@ -32,17 +31,10 @@ def run(args) -> int:
     for bench, by_method in runs.items():
         if args.base not in by_method:
             raise DataError(f"no {bench} result for the base method {args.base!r} in {', '.join(args.results)}")
-    tables = {b: metrics.delta_table(runs[b], base=args.base, langs=args.lang) for b in runs}
     os.makedirs(args.out, exist_ok=True)
-    for bench, table in tables.items():
-        atomic_write(os.path.join(args.out, f"delta_{bench}.csv"), table.to_csv())
-        atomic_write(os.path.join(args.out, f"delta_{bench}.md"), table.to_markdown())
+    out = write_comparison(args.out, runs, args.base, args.lang)
+    for bench, table in out["tables"].items():
         print(f"Δ {bench} (points vs {args.base}):\n{table.to_markdown()}")
-    points = metrics.plane_points(tables["gmmlu"], tables["blend"])
-    write_csv(
-        os.path.join(args.out, "plane.csv"),
-        [{"method": p.method, "delta_gmmlu": p.dx, "delta_blend": p.dy, "quadrant": p.quadrant} for p in points],
-    )
-    png, svg = plot_plane(points, os.path.join(args.out, "plane"), title="Transfer–localization plane (Δ vs base)")
+    png, svg = out["plane"]
     print(f"wrote {png}, {svg}, delta_gmmlu.md, delta_blend.md, plane.csv in {args.out}")
     return 0

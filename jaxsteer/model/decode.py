@@ -218,15 +218,8 @@ def generate(
     if top_k is not None and not 0 < int(top_k) <= config.vocab_size:
         raise InputError(f"top_k={top_k} must be in 1..{config.vocab_size}")
     if steering is not None:
-        steering.validate(config)
-        if steering.gamma.ndim != 1:
-            raise InputError(f"gamma has sweep axes {tuple(steering.gamma.shape[:-1])}: generate one plan at a time")
         total = input_ids.shape[1] + int(max_new_tokens)
-        if steering.scope == "mask" and steering.mask.shape != (input_ids.shape[0], total):
-            raise InputError(
-                f"steering mask has shape {tuple(steering.mask.shape)}, expected "
-                f"{(input_ids.shape[0], total)} (prompt + new tokens)"
-            )
+        steering.check_applicable(config, (input_ids.shape[0], total), " (prompt + new tokens)")
     eos = default_eos_ids(config) if eos_token_id is None else tuple(jnp.atleast_1d(jnp.asarray(eos_token_id)).tolist())
     if decode_layout not in ("auto", "scan", "unrolled"):
         raise InputError(f"decode_layout={decode_layout!r}: expected auto, scan or unrolled")

@@ -123,13 +123,7 @@ def forward(
     config = model.config
     input_ids, attention_mask = check_tokens(config, input_ids, attention_mask)
     if steering is not None:
-        steering.validate(config)
-        if steering.gamma.ndim != 1:
-            raise InputError(
-                f"gamma has sweep axes {tuple(steering.gamma.shape[:-1])}: vmap over them or use jaxsteer.sweep"
-            )
-        if steering.scope == "mask" and steering.mask.shape != input_ids.shape:
-            raise InputError(f"steering mask has shape {tuple(steering.mask.shape)}, expected {tuple(input_ids.shape)}")
+        steering.check_applicable(config, input_ids.shape)
     mode, index = _logits_request(logits_at, input_ids.shape[0])
     if positions is not None:
         positions = jnp.asarray(positions, jnp.int32)

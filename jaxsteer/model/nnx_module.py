@@ -13,9 +13,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxsteer.config import GemmaConfig
-from jaxsteer.model.attention import resolve_impl
-from jaxsteer.model.model import Model, check_tokens
-from jaxsteer.model.transformer import ForwardOutput, forward_core, init_params
+from jaxsteer.model.model import Model, forward
+from jaxsteer.model.transformer import ForwardOutput, init_params
 
 
 class Gemma3(nnx.Module):
@@ -47,14 +46,7 @@ class Gemma3(nnx.Module):
 
     def __call__(self, input_ids, attention_mask=None, steering=None, return_hidden=False, logits_at=None,
                  impl: str = "auto") -> ForwardOutput:
-        input_ids, attention_mask = check_tokens(self.config, input_ids, attention_mask)
-        mode = {None: "all", "all": "all", "last": "last", "none": "none"}.get(logits_at) if isinstance(
-            logits_at, (str, type(None))) else "index"
-        index = None if mode != "index" else jnp.asarray(logits_at, jnp.int32)
-        return forward_core(
-            self.params_tree(), input_ids, attention_mask, None, steering, index, config=self.config,
-            return_hidden=bool(return_hidden), logits_mode=mode, impl=resolve_impl(impl, self.embed[...].dtype),
-        )
+        return forward(self.to_model(), input_ids, attention_mask, steering, return_hidden, logits_at, impl=impl)
 
 
 def count_params(module: Gemma3) -> int:

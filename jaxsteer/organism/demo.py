@@ -25,8 +25,7 @@ import numpy as np
 from jaxsteer import metrics
 from jaxsteer.experiment import ExperimentConfig
 from jaxsteer.organism.model import ASSETS, WORLD_SEED
-from jaxsteer.plots import plot_plane
-from jaxsteer.results import atomic_write, provenance, write_csv, write_json
+from jaxsteer.results import atomic_write, provenance, write_json
 
 STEERED = ("EN", "LOC", "SUR", "random")
 
@@ -163,7 +162,7 @@ def conclusions(points: dict[str, metrics.PlanePoint]) -> list[str]:
 
 def run_demo(cfg: DemoConfig) -> dict:
     from jaxsteer.checkpoint.hf import load_pretrained
-    from jaxsteer.pipeline import run_experiment, sper_outputs
+    from jaxsteer.pipeline import run_experiment, sper_outputs, write_comparison
 
     t0 = time.time()
     os.makedirs(cfg.out, exist_ok=True)
@@ -179,21 +178,14 @@ def run_demo(cfg: DemoConfig) -> dict:
     out = run_experiment(exp, models, steer, exp.out, progress=cfg.progress)
     print("[4/5] aggregating over seeds", flush=True)
     names = list(out["results"])
-    tables, points = {}, {}
-    for bench in ("gmmlu", "blend"):
-        tables[bench] = metrics.delta_table(grouped(names, exp.out, bench), base="base", langs=cfg.languages)
-        atomic_write(os.path.join(cfg.out, f"delta_{bench}.md"), tables[bench].to_markdown())
-        atomic_write(os.path.join(cfg.out, f"delta_{bench}.csv"), tables[bench].to_csv())
-    for p in metrics.plane_points(tables["gmmlu"], tables["blend"]):
-        points[p.method] = p
-    plane = plot_plane(list(points.values()), os.path.join(cfg.out, "plane"),
-                       title="Organism: transfer–localization plane (Δ vs base, mean ± s.d. over seeds)")
+    runs = {bench: grouped(names, exp.out, bench) for bench in ("gmmlu", "blend")}
+    comparison = write_comparison(cfg.out, runs, "base", cfg.languages,
+                                  title="Organism: transfer–localization plane (Δ vs base, mean ± s.d. over seeds)")
+    tables, plane = comparison["tables"], comparison["plane"]
+    points = {p.method: p for p in comparison["points"]}
     sper = sper_outputs(cfg.out, out["reports"])
-    base_acc = {b: json.load(open(os.path.join(exp.out, f"base.{b}.json")))["accuracy"] for b in ("gmmlu", "blend")}
+    base_acc = {b: metrics.load_result(os.path.join(exp.out, f"base.{b}.json")).scores for b in ("gmmlu", "blend")}
     report = write_report(cfg, tables, points, base_acc, time.time() - t0)
-    write_csv(os.path.join(cfg.out, "plane.csv"), [
-        {"method": p.method, "delta_gmmlu": p.dx, "sd_gmmlu": p.dx_err, "delta_blend": p.dy, "sd_blend": p.dy_err,
-         "quadrant": p.quadrant} for p in points.values()])
     write_json(os.path.join(cfg.out, "demo.json"), {
         "config": dataclasses.asdict(cfg), "base_accuracy": base_acc,
         "points": {k: dataclasses.asdict(v) | {"quadrant": v.quadrant} for k, v in points.items()},

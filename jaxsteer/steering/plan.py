@@ -114,6 +114,19 @@ class Steering:
             return positions >= self.start
         return jnp.take(self.mask, index, axis=1, mode="fill", fill_value=False)
 
+    def check_applicable(self, config: GemmaConfig, mask_shape: tuple[int, int], mask_meaning: str = "") -> None:
+        """One plan for one run: valid, no sweep axes on γ, an explicit mask of ``mask_shape``."""
+        self.validate(config)
+        if self.gamma.ndim != 1:
+            raise InputError(
+                f"gamma has sweep axes {tuple(self.gamma.shape[:-1])}: apply one plan at a time "
+                "(vmap over them, or use jaxsteer.steering.sweep)"
+            )
+        if self.scope == "mask" and tuple(self.mask.shape) != tuple(mask_shape):
+            raise InputError(
+                f"steering mask has shape {tuple(self.mask.shape)}, expected {tuple(mask_shape)}{mask_meaning}"
+            )
+
     def validate(self, config: GemmaConfig) -> None:
         """Shape checks always; value checks (NaN/inf) when the arrays are concrete."""
         if self.vectors.shape != (config.num_layers, config.hidden_size):
