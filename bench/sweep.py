@@ -35,8 +35,17 @@ def bench_sweep(model, name, b, s, k, chunk):
     fn = option_logprob_fn((236776, 236799, 236780, 236796))
     run = lambda: run_grid(model, ids, mask, grid, fn, chunk_size=chunk, progress=False)  # noqa: E731
     dt = timed(run, reps=3, warm=1)
-    return {"kind": "sweep", "model": name, "B": b, "S": s, "K": k, "chunk": chunk, "s": dt,
-            "layer_passes": layer_passes(grid, cfg.num_layers), "separate_layer_passes": k * cfg.num_layers}
+    return {
+        "kind": "sweep",
+        "model": name,
+        "B": b,
+        "S": s,
+        "K": k,
+        "chunk": chunk,
+        "s": dt,
+        "layer_passes": layer_passes(grid, cfg.num_layers),
+        "separate_layer_passes": k * cfg.num_layers,
+    }
 
 
 def bench_extract(model, name, b, s):

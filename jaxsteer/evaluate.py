@@ -135,8 +135,9 @@ def write_eval(
 BLEND_MC_LL_LABEL = "blend_mc_ll (jaxsteer variant: summed log-likelihood of each choice; not BLEnD's protocol)"
 
 
-def blend_mc_loglik_accuracy(model: Model, source: str, country: str, steering=None, batch_size: int = 16,
-                             limit: int | None = None) -> dict:
+def blend_mc_loglik_accuracy(
+    model: Model, source: str, country: str, steering=None, batch_size: int = 16, limit: int | None = None
+) -> dict:
     """Accuracy (%) on BLEnD's multiple-choice file by log-likelihood — **our** variant, labelled so.
 
     BLEnD scores its MCQ by parsing a generated JSON answer; here each choice ``" " + text`` is scored by its

@@ -150,11 +150,11 @@ class Benchmarks:
             raise DataError(f"no BLEnD questions for {lang} in {part}")
         return [(fmt(it.contextualised), fmt(it.decontextualised)) for it in items]
 
-
     def blend_prompt(self, question: str, lang: str, tokenizer=None) -> str:
         chat = tokenizer if self.cfg.chat else None
-        return prompts.blend_prompt(question, lang, local_instruction=self.cfg.blend_local_instruction,
-                                    chat_template=bool(chat), tokenizer=chat)
+        return prompts.blend_prompt(
+            question, lang, local_instruction=self.cfg.blend_local_instruction, chat_template=bool(chat), tokenizer=chat
+        )
 
 
 def _blend_item(q: blend_data.BlendQuestion, source: str) -> BlendItem:

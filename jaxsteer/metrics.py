@@ -262,9 +262,7 @@ def delta_table(
         delta[name], spread[name] = {}, {}
         for lang in langs:
             delta[name][lang], spread[name][lang] = mean_spread([d[lang] for d in per_seed])
-        mean[name], mean_sd[name] = mean_spread(
-            [float(np.mean([d[lang] for lang in langs])) for d in per_seed]
-        )
+        mean[name], mean_sd[name] = mean_spread([float(np.mean([d[lang] for lang in langs])) for d in per_seed])
         n_seeds[name] = len(runs)
     return DeltaTable(langs, delta, mean, spread, mean_sd, n_seeds)
 
@@ -310,12 +308,9 @@ class PlanePoint:
 
 def plane_points(gmmlu: DeltaTable, blend: DeltaTable) -> list[PlanePoint]:
     """Points of the methods present in both tables (language-averaged Δ), in ``gmmlu``'s order."""
-    missing = [m for m in gmmlu.methods if m not in blend.mean] + [
-        m for m in blend.methods if m not in gmmlu.mean
-    ]
+    missing = [m for m in gmmlu.methods if m not in blend.mean] + [m for m in blend.methods if m not in gmmlu.mean]
     if missing:
         raise DataError(f"method(s) {', '.join(missing)} lack a GMMLU or a BLEnD result")
     return [
-        PlanePoint(m, gmmlu.mean[m], blend.mean[m], gmmlu.mean_spread[m], blend.mean_spread[m])
-        for m in gmmlu.methods
+        PlanePoint(m, gmmlu.mean[m], blend.mean[m], gmmlu.mean_spread[m], blend.mean_spread[m]) for m in gmmlu.methods
     ]

@@ -103,16 +103,27 @@ def write_comparison(out_dir: str, runs: dict[str, dict], base: str, langs=None,
         atomic_write(os.path.join(out_dir, f"delta_{bench}.md"), table.to_markdown())
     points = metrics.plane_points(tables["gmmlu"], tables["blend"])
     png, svg = plot_plane(points, os.path.join(out_dir, "plane"), title=title)
-    rows = [{"method": p.method, "delta_gmmlu": p.dx, "sd_gmmlu": p.dx_err, "delta_blend": p.dy,
-             "sd_blend": p.dy_err, "quadrant": p.quadrant} for p in points]
+    rows = [
+        {
+            "method": p.method,
+            "delta_gmmlu": p.dx,
+            "sd_gmmlu": p.dx_err,
+            "delta_blend": p.dy,
+            "sd_blend": p.dy_err,
+            "quadrant": p.quadrant,
+        }
+        for p in points
+    ]
     write_csv(os.path.join(out_dir, "plane.csv"), rows)
     return {"tables": tables, "points": points, "plane": [png, svg]}
 
 
 def write_plane(out_dir: str, results: dict[str, EvalResult], base: str, langs) -> dict:
     """The comparison of this run's methods (one result file per method and benchmark)."""
-    runs = {bench: {m: metrics.load_result(os.path.join(out_dir, f"{m}.{bench}.json")) for m in results}
-            for bench in ("gmmlu", "blend")}
+    runs = {
+        bench: {m: metrics.load_result(os.path.join(out_dir, f"{m}.{bench}.json")) for m in results}
+        for bench in ("gmmlu", "blend")
+    }
     return write_comparison(out_dir, runs, base, langs)
 
 

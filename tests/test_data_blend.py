@@ -52,9 +52,7 @@ def test_questions_joined_with_annotations():
 
 
 def test_skipped_questions_per_country():
-    skipped = {
-        c: [q.id for q in load_blend(DATA, c) if q.skipped] for c in ("China", "Spain", "Greece", "Iran")
-    }
+    skipped = {c: [q.id for q in load_blend(DATA, c) if q.skipped] for c in ("China", "Spain", "Greece", "Iran")}
     assert skipped == {
         "China": ["Fx-ho-11", "Fx-ho-12"],
         "Spain": ["Fx-wl-17"],
@@ -96,9 +94,7 @@ def test_bad_annotation_count(tmp_path):
     data = json.loads(path.read_text(encoding="utf-8"))
     data["Fx-en-02"]["annotations"][0]["count"] = "three"
     path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-    with pytest.raises(
-        DataError, match=r"China annotation 'Fx-en-02' annotation 0 count: 'three' is not an integer"
-    ):
+    with pytest.raises(DataError, match=r"China annotation 'Fx-en-02' annotation 0 count: 'three' is not an integer"):
         load_blend(tmp_path, "China")
 
 

@@ -55,8 +55,6 @@ def test_openassistant_xx():
 
 def test_missing_column(tmp_path):
     (tmp_path / "oasst").mkdir()
-    (tmp_path / "oasst" / "oasst_xx.jsonl").write_text(
-        '{"id": "1", "lang": "ko", "prompt": "p", "response": "r"}\n'
-    )
+    (tmp_path / "oasst" / "oasst_xx.jsonl").write_text('{"id": "1", "lang": "ko", "prompt": "p", "response": "r"}\n')
     with pytest.raises(DataError, match=r"oasst_xx.jsonl: missing column\(s\) prompt_en, response_en"):
         load_oasst_xx(tmp_path)

@@ -103,8 +103,7 @@ def test_delta_table_strings():
     table = delta_table({"MIST": {"zh": 55.0, "ko": 58.0}}, base=BASE)
     assert table.to_csv() == "method,zh,ko,mean\nMIST,5.00,-2.00,1.50\n"
     assert (
-        table.to_markdown()
-        == "| method | zh | ko | mean |\n|---|---:|---:|---:|\n| MIST | +5.00 | -2.00 | +1.50 |\n"
+        table.to_markdown() == "| method | zh | ko | mean |\n|---|---:|---:|---:|\n| MIST | +5.00 | -2.00 | +1.50 |\n"
     )
     seeds = delta_table({"SUR": [{"zh": 52.0, "ko": 64.0}, {"zh": 54.0, "ko": 62.0}]}, base=BASE)
     assert seeds.to_csv().splitlines() == [

@@ -21,8 +21,9 @@ def test_nnx_module_equals_functional_forward_and_jits():
     got = np.asarray(module(ids, mask, steering=steer, logits_at="last").logits)
     np.testing.assert_array_equal(got, want)
     jitted = nnx.jit(lambda m, x: m(x, logits_at="last").logits)
-    np.testing.assert_allclose(np.asarray(jitted(module, ids)),
-                               np.asarray(jaxsteer.forward(model, ids, logits_at="last").logits), rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(jitted(module, ids)), np.asarray(jaxsteer.forward(model, ids, logits_at="last").logits), rtol=1e-6
+    )
     assert count_params(module) == cfg.num_params()
 
 

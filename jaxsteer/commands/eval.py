@@ -17,8 +17,11 @@ def register(sub) -> None:
         help="add γ·v[layer] from a vector file (repeatable; e.g. en.safetensors:20:2)",
     )
     p.add_argument("--force", action="store_true", help="apply vectors made for another config hash")
-    p.add_argument("--blend-mc", action="store_true",
-                   help="also score BLEnD's MCQ file by log-likelihood (a jaxsteer variant, labelled as such)")
+    p.add_argument(
+        "--blend-mc",
+        action="store_true",
+        help="also score BLEnD's MCQ file by log-likelihood (a jaxsteer variant, labelled as such)",
+    )
     p.set_defaults(func=run)
 
 
@@ -62,10 +65,21 @@ def run(args) -> int:
         from jaxsteer.evaluate import BLEND_MC_LL_LABEL, blend_mc_loglik_accuracy
         from jaxsteer.results import provenance, write_json
 
-        scores = {lang: blend_mc_loglik_accuracy(model, cfg.blend_source or cfg.data, lang, steering,
-                                                 cfg.batch_size)["accuracy"] for lang in cfg.languages}
-        path = write_json(os.path.join(cfg.out, f"{args.method}.blend_mc_ll.json"), {
-            "method": args.method, "metric": BLEND_MC_LL_LABEL, "accuracy": scores,
-            "config_hash": model.config.config_hash(), "provenance": provenance(model, seed=cfg.seed)})
+        scores = {
+            lang: blend_mc_loglik_accuracy(model, cfg.blend_source or cfg.data, lang, steering, cfg.batch_size)[
+                "accuracy"
+            ]
+            for lang in cfg.languages
+        }
+        path = write_json(
+            os.path.join(cfg.out, f"{args.method}.blend_mc_ll.json"),
+            {
+                "method": args.method,
+                "metric": BLEND_MC_LL_LABEL,
+                "accuracy": scores,
+                "config_hash": model.config.config_hash(),
+                "provenance": provenance(model, seed=cfg.seed),
+            },
+        )
         print(f"wrote {path} ({BLEND_MC_LL_LABEL})")
     return 0

@@ -228,9 +228,7 @@ def load_blend_mc(source: PathLike, country: str | None = None) -> list[BlendMCQ
             continue
         at = f"{where} row {i} (MCQID {row['MCQID']!r})"
         choices = _json_object(row["choices"], f"{at} choices")
-        countries = (
-            _json_object(row["choice_countries"], f"{at} choice_countries") if row["choice_countries"] else {}
-        )
+        countries = _json_object(row["choice_countries"], f"{at} choice_countries") if row["choice_countries"] else {}
         letters = tuple(sorted(choices))
         answer = str(row["answer_idx"]).strip()
         if answer.isdigit() and answer not in letters:
@@ -240,9 +238,7 @@ def load_blend_mc(source: PathLike, country: str | None = None) -> list[BlendMCQ
         else:
             raise DataError(f"{at}: answer_idx {row['answer_idx']!r} is not one of {', '.join(letters)}")
         if not 0 <= index < len(letters):
-            raise DataError(
-                f"{at}: answer_idx {row['answer_idx']!r} is out of range for {len(letters)} choices"
-            )
+            raise DataError(f"{at}: answer_idx {row['answer_idx']!r} is out of range for {len(letters)} choices")
         out.append(
             BlendMCQuestion(
                 mcq_id=str(row["MCQID"]),

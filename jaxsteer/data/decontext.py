@@ -132,9 +132,7 @@ def _greek(home: Language) -> Rules:
         (re.compile(r"\s+ελληνικ(?:ή|ό|ός|ές|ά|ής|ού|ών|οί|ούς|ήν)\b", _I), ""),
         (re.compile(rf",?\s*\b(?:από\s+)?{your}\b", _I), ""),
         (
-            re.compile(
-                rf",?\s*\b(?:στην|στη|σε|από την|από τη|μέσα στην|εντός της|σε όλη την)\s+{n}(?!\w)", _I
-            ),
+            re.compile(rf",?\s*\b(?:στην|στη|σε|από την|από τη|μέσα στην|εντός της|σε όλη την)\s+{n}(?!\w)", _I),
             "",
         ),
         (re.compile(rf"\s*\b(?:της|η|την|τη)\s+{n}(?!\w)", _I), ""),
@@ -168,9 +166,7 @@ _LOCAL_RULES: dict[str, Callable[[Language], Rules]] = {
 def _rules(lang: str, country: str) -> Rules:
     """(ordered substitution rules, mention detector) for questions in ``lang`` about ``country``."""
     if lang not in SUPPORTED:
-        raise DataError(
-            f"no decontextualisation rules for language {lang!r}; supported: {', '.join(SUPPORTED)}"
-        )
+        raise DataError(f"no decontextualisation rules for language {lang!r}; supported: {', '.join(SUPPORTED)}")
     try:
         home: Language | None = by_country(country)
     except DataError:
@@ -210,9 +206,7 @@ def decontextualize(question: str, lang: str, country: str, *, strict: bool = Fa
     if mention.search(question) is None:
         if strict:
             name = f"question {qid!r} " if qid else "question "
-            raise DataError(
-                f"{name}({lang}) has no mention of {country} or 'your country' to remove: {question!r}"
-            )
+            raise DataError(f"{name}({lang}) has no mention of {country} or 'your country' to remove: {question!r}")
         return question
     text = question
     for pattern, repl in rules:
@@ -260,13 +254,9 @@ def contextualize(question: str, lang: str, country: str) -> str:
     return text[:at].rstrip() + _LOCATIVE_SUFFIX[lang].format(name) + text[at:]
 
 
-def context_pair(
-    question: str, lang: str, country: str, *, strict: bool = False, qid: str = ""
-) -> tuple[str, str]:
+def context_pair(question: str, lang: str, country: str, *, strict: bool = False, qid: str = "") -> tuple[str, str]:
     """(contextualised, decontextualised) versions of one question."""
-    return contextualize(question, lang, country), decontextualize(
-        question, lang, country, strict=strict, qid=qid
-    )
+    return contextualize(question, lang, country), decontextualize(question, lang, country, strict=strict, qid=qid)
 
 
 def loc_pairs(

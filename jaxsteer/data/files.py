@@ -145,9 +145,7 @@ def check_columns(rows: Sequence[dict], required: Iterable[str], source: str) ->
         present &= set(row)
     missing = [c for c in required if c not in present]
     if missing:
-        raise DataError(
-            f"{source}: missing column(s) {', '.join(missing)}; expected columns {', '.join(required)}"
-        )
+        raise DataError(f"{source}: missing column(s) {', '.join(missing)}; expected columns {', '.join(required)}")
 
 
 def require_rows(rows: Sequence[Any], source: str) -> None:

@@ -66,9 +66,7 @@ def load_flores(source: PathLike, code: str, split: str = "dev") -> list[FloresS
             raise DataError(f"{where} row {i}: duplicate id {sid}")
         seen.add(sid)
         out.append(
-            FloresSentence(
-                sid, code, str(row["sentence"]), str(row.get("domain", "")), str(row.get("topic", ""))
-            )
+            FloresSentence(sid, code, str(row["sentence"]), str(row.get("domain", "")), str(row.get("topic", "")))
         )
     return out
 

@@ -78,9 +78,7 @@ def load_gmmlu(
         where = f"hub dataset {source} ({lang}, {split})"
         rows = load_hub(str(source), lang, split, required=COLUMNS)
     else:
-        path = locate(
-            source, [f"global_mmlu/{lang}/{split}", f"{lang}/{split}"], f"Global-MMLU {lang} {split}"
-        )
+        path = locate(source, [f"global_mmlu/{lang}/{split}", f"{lang}/{split}"], f"Global-MMLU {lang} {split}")
         where = str(path)
         rows = read_table(path, required=COLUMNS)
     require_rows(rows, where)
@@ -147,9 +145,7 @@ def align_parallel(
     missing = len(xx) - len(pairs)
     if strict and missing:
         example = next(q.id for q in xx if q.id not in by_id)
-        raise DataError(
-            f"{missing} {xx[0].lang} question(s) have no English twin, e.g. sample_id {example!r}"
-        )
+        raise DataError(f"{missing} {xx[0].lang} question(s) have no English twin, e.g. sample_id {example!r}")
     if not pairs:
         raise DataError("no shared sample_id between the English and the target-language questions")
     return pairs

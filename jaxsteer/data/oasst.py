@@ -79,9 +79,7 @@ def top_ranked_pairs(
     return pairs
 
 
-def load_oasst1_pairs(
-    source: PathLike, lang: str | None = "en", *, require_rank0: bool = True
-) -> list[OasstPair]:
+def load_oasst1_pairs(source: PathLike, lang: str | None = "en", *, require_rank0: bool = True) -> list[OasstPair]:
     """:func:`top_ranked_pairs` of raw OASST1 messages from a data root, a file, or the hub id."""
     if is_hub_id(source):
         rows = load_hub(str(source), None, "train", required=OASST1_COLUMNS)

@@ -124,9 +124,7 @@ def blend_prompt(
     tokenizer: Any = None,
 ) -> str:
     """The generation prompt for a BLEnD short-answer question, optionally chat-templated."""
-    return apply_chat(
-        blend_text(question, lang, local_instruction=local_instruction), tokenizer, chat_template
-    )
+    return apply_chat(blend_text(question, lang, local_instruction=local_instruction), tokenizer, chat_template)
 
 
 # --- EN/XX pairs ----------------------------------------------------------------------------------

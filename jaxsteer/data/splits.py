@@ -109,9 +109,7 @@ def select(items: Iterable[T], split: Split, part: str, key: Callable[[T], str] 
     by_id = {str(key(x)): x for x in items}
     missing = [i for i in wanted if i not in by_id]
     if missing:
-        raise DataError(
-            f"{split.lang or 'split'} {part}: {len(missing)} id(s) not in the data, e.g. {missing[0]!r}"
-        )
+        raise DataError(f"{split.lang or 'split'} {part}: {len(missing)} id(s) not in the data, e.g. {missing[0]!r}")
     return [by_id[i] for i in wanted]
 
 
@@ -120,9 +118,7 @@ def save_splits(splits: Mapping[str, Split], path: str | os.PathLike) -> Path:
     path = Path(path)
     data = {
         "format": FORMAT,
-        "splits": {
-            lang: {"seed": s.seed, **{p: list(s.part(p)) for p in PARTS}} for lang, s in splits.items()
-        },
+        "splits": {lang: {"seed": s.seed, **{p: list(s.part(p)) for p in PARTS}} for lang, s in splits.items()},
     }
     from jaxsteer.results import write_json
 
@@ -164,9 +160,7 @@ def check_disjoint(split: Split, where: str = "split") -> None:
 
 def _sizes_from_fractions(fractions: Sequence[float], n: int) -> tuple[int, int, int]:
     if len(fractions) != 3 or any(f < 0 for f in fractions) or sum(fractions) > 1 + 1e-9:
-        raise DataError(
-            f"split fractions {tuple(fractions)} must be three non-negative shares summing to <= 1"
-        )
+        raise DataError(f"split fractions {tuple(fractions)} must be three non-negative shares summing to <= 1")
     n1, n2 = int(n * fractions[0]), int(n * fractions[1])
     n3 = n - n1 - n2 if abs(sum(fractions) - 1) < 1e-9 else int(n * fractions[2])
     return n1, n2, n3

@@ -44,8 +44,9 @@ class Gemma3(nnx.Module):
     def to_model(self) -> Model:
         return Model(config=self.config, params=self.params_tree(), source="nnx")
 
-    def __call__(self, input_ids, attention_mask=None, steering=None, return_hidden=False, logits_at=None,
-                 impl: str = "auto") -> ForwardOutput:
+    def __call__(
+        self, input_ids, attention_mask=None, steering=None, return_hidden=False, logits_at=None, impl: str = "auto"
+    ) -> ForwardOutput:
         return forward(self.to_model(), input_ids, attention_mask, steering, return_hidden, logits_at, impl=impl)
 
 

@@ -124,9 +124,7 @@ def build_tokenizer(texts: Sequence[str], folder: str | Path, *, model_max_lengt
     tok = train_tokenizer(texts)
     bad = check_roundtrip(tok, texts, max_tokens=model_max_length)
     if bad:
-        raise ConfigError(
-            f"{len(bad)} world texts do not round-trip or exceed {model_max_length} tokens: {bad[0]!r}"
-        )
+        raise ConfigError(f"{len(bad)} world texts do not round-trip or exceed {model_max_length} tokens: {bad[0]!r}")
     save_tokenizer(tok, folder, model_max_length=model_max_length)
     return tok
 

@@ -128,7 +128,9 @@ def _tail(params, h, attention_mask, deltas, logits_index, *, config, start, imp
     tile = lambda x: jnp.broadcast_to(x[None], (chunk, *x.shape)).reshape(chunk * x.shape[0], *x.shape[1:])  # noqa: E731
     mask = tile(attention_mask)
     positions = default_positions(mask, (chunk * b, t))
-    steer_mask = positions < jnp.sum(mask, axis=1, keepdims=True) if scope == "prompt" else jnp.ones((chunk * b, t), bool)
+    steer_mask = (
+        positions < jnp.sum(mask, axis=1, keepdims=True) if scope == "prompt" else jnp.ones((chunk * b, t), bool)
+    )
     ctx = make_context(config, positions, mask, steer_mask)
     row_deltas = jnp.repeat(jnp.swapaxes(deltas[:, start:], 0, 1), b, axis=1)  # [L−s, C·B, D]
     flags = jnp.asarray(config.is_global[start:])
@@ -164,7 +166,9 @@ def run_grid(
     if attention_mask is None:
         attention_mask = jnp.ones_like(input_ids)
     if grid.deltas.shape[1:] != (cfg.num_layers, cfg.hidden_size):
-        raise InputError(f"grid deltas have shape {grid.deltas.shape[1:]}, expected ({cfg.num_layers}, {cfg.hidden_size})")
+        raise InputError(
+            f"grid deltas have shape {grid.deltas.shape[1:]}, expected ({cfg.num_layers}, {cfg.hidden_size})"
+        )
     if scope not in ("all", "prompt"):
         raise InputError(f"sweep scope {scope!r}: expected all or prompt (sweeps score prompts)")
     if chunk_size < 1:
@@ -185,8 +189,19 @@ def run_grid(
         n = len(part)
         if n < chunk:  # γ = 0 filler keeps one compiled shape
             part = np.concatenate([part, np.zeros((chunk - n, *part.shape[1:]), np.float32)])
-        res = _tail(model.params, h, attention_mask, jnp.asarray(part), index, config=cfg, start=start, impl=impl,
-                    score_fn=score_fn, logits_mode=mode, scope=scope)
+        res = _tail(
+            model.params,
+            h,
+            attention_mask,
+            jnp.asarray(part),
+            index,
+            config=cfg,
+            start=start,
+            impl=impl,
+            score_fn=score_fn,
+            logits_mode=mode,
+            scope=scope,
+        )
         outs.append(np.asarray(res)[:n])
         if bar is not None:
             bar.update(n)
