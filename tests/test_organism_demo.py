@@ -2,6 +2,7 @@
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,23 +33,31 @@ def test_shipped_weights_reach_the_recorded_accuracy(demo_world):
 def test_fast_demo_writes_every_output_with_consistent_numbers(tmp_path):
     out = str(tmp_path / "demo")
     assert main(["demo", "--fast", "--out", out]) == 0
-    for name in ("report.md", "plane.png", "plane.svg", "sper_by_layer.png", "delta_gmmlu.md", "delta_blend.csv",
-                 "plane.csv", "demo.json"):
+    for name in (
+        "report.md",
+        "plane.png",
+        "plane.svg",
+        "sper_by_layer.png",
+        "delta_gmmlu.md",
+        "delta_blend.csv",
+        "plane.csv",
+        "demo.json",
+    ):
         assert os.path.getsize(os.path.join(out, name)) > 0, name
     cfg = DemoConfig.fast(out)
     runs = os.path.join(out, "runs")
     # the aggregated Δ table equals the per-language result files
     table = {}
-    for line in open(os.path.join(out, "delta_gmmlu.csv")).read().splitlines()[1:]:
+    for line in Path(out, "delta_gmmlu.csv").read_text().splitlines()[1:]:
         cells = line.split(",")
         table[cells[0]] = [float(c) for c in cells[1 : 1 + len(cfg.languages)]]
-    base = json.load(open(os.path.join(runs, "base.gmmlu.json")))["accuracy"]
-    sur = json.load(open(os.path.join(runs, "MIDALIGN_s0+SUR.gmmlu.json")))["accuracy"]
+    base = json.loads(Path(runs, "base.gmmlu.json").read_text())["accuracy"]
+    sur = json.loads(Path(runs, "MIDALIGN_s0+SUR.gmmlu.json").read_text())["accuracy"]
     want = [sur[lang] - base[lang] for lang in cfg.languages]
     np.testing.assert_allclose(table["MIDALIGN+SUR"], want, atol=0.01)
-    report = open(os.path.join(out, "report.md")).read()
+    report = Path(out, "report.md").read_text()
     assert "What the organism shows" in report and "MIDALIGN" in report
-    points = json.load(open(os.path.join(out, "demo.json")))["points"]
+    points = json.loads(Path(out, "demo.json").read_text())["points"]
     assert metrics.quadrant(points["base+SUR"]["dx"], points["base+SUR"]["dy"]) == points["base+SUR"]["quadrant"]
 
 
@@ -61,3 +70,52 @@ def test_demo_world_is_in_the_real_schemas(demo_world):
     assert oasst.load_oasst_xx(demo_world, ["ko"])
     assert os.path.isfile(os.path.join(demo_world, "blend", "decontext", "South_Korea.jsonl"))
     assert os.path.isfile(os.path.join(ASSETS, "model.safetensors"))
+
+
+def test_demo_from_a_folder_without_weights_is_a_one_line_error(tmp_path, capsys):
+    out = tmp_path / "demo_out"
+    rc = main(["demo", "--fast", "--model", str(tmp_path / "no_organism"), "--out", str(out)])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert rc == 2 and len(err) == 1 and "no organism weights" in err[0], err
+    assert not out.exists()
+
+
+def _result(runs, method, bench, accuracy):
+    with open(os.path.join(runs, f"{method}.{bench}.json"), "w") as f:
+        json.dump({"method": method, "accuracy": accuracy}, f)
+
+
+def test_single_runs_are_judged_by_the_binomial_error_over_items(tmp_path):
+    from jaxsteer.organism.demo import conclusions, single_run_se
+
+    runs = str(tmp_path)
+    with open(os.path.join(runs, "splits_blend.json"), "w") as f:
+        json.dump({"splits": {"zh": {"test": list(range(40))}, "ko": {"test": list(range(10))}}}, f)
+    _result(runs, "base", "blend", {"zh": 50.0, "ko": 80.0})
+    _result(runs, "base+LOC", "blend", {"zh": 60.0, "ko": 80.0})
+    # by hand: zh (0.25 + 0.24) / 40, ko (0.16 + 0.16) / 10; mean over 2 languages
+    want = 100 * np.sqrt((0.25 + 0.24) / 40 + 0.32 / 10) / 2
+    assert single_run_se(runs, "base+LOC", "base", "blend") == pytest.approx(want)  # 10.6 points
+    loc = metrics.PlanePoint("base+LOC", 0.0, 5.0)  # +5 < 2 s.e.: no claim
+    text = " ".join(conclusions({"base+LOC": loc}, runs))
+    assert "LOC-steering on base, BLEnD: no change beyond the item noise" in text
+    _result(runs, "base+LOC", "blend", {"zh": 100.0, "ko": 100.0})
+    loc = metrics.PlanePoint("base+LOC", 0.0, 35.0)  # s.e. now 100*sqrt(0.25/40 + 0.16/10)/2 = 7.5 points
+    assert "LOC-steering on base, BLEnD: raised by 35.0 points" in " ".join(conclusions({"base+LOC": loc}, runs))
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--retrain", "--world", "no_such_knob=1"], "expected KNOB=VALUE"),
+        (["--retrain", "--world", "shared_fraction=half"], "not a Python literal"),
+        (["--retrain", "--world", "shared_fraction=1.5"], "fractions in"),
+        (["--world", "shared_fraction=0.1"], "pass it with --retrain"),
+    ],
+)
+def test_bad_world_knobs_are_one_line_errors(tmp_path, capsys, argv, needle):
+    out = tmp_path / "demo_out"
+    rc = main(["demo", *argv, "--out", str(out)])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert rc == 2 and len(err) == 1 and needle in err[0], err
+    assert not out.exists()

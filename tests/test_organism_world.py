@@ -78,8 +78,7 @@ def texts(root) -> list[dict]:
     """Every training or alignment text of the world (corpora, OASST, FLORES) with its language."""
     records = _jsonl(root / "pretrain.jsonl") + _jsonl(root / "align_lm.jsonl")
     records += [
-        {"text": r["prompt"] + "\n" + r["response"], "lang": r["lang"]}
-        for r in _jsonl(root / "oasst/oasst_xx.jsonl")
+        {"text": r["prompt"] + "\n" + r["response"], "lang": r["lang"]} for r in _jsonl(root / "oasst/oasst_xx.jsonl")
     ]
     for lang, code in FLORES.items():
         records += [{"text": r["sentence"], "lang": lang} for r in _jsonl(root / f"flores/dev/{code}.jsonl")]
@@ -98,9 +97,7 @@ def test_every_category_present_and_sizes(root, world):
     info = json.loads((root / "world.json").read_text(encoding="utf-8"))
     counts = info["counts"]
     assert set(counts["pretrain"]) == set(C.KINDS) and sum(counts["pretrain"].values()) == 12_000
-    assert {"fact", "fact_qa", "fact_mc", "culture_explicit", "culture_explicit_qa"} <= set(
-        counts["align_lm"]
-    )
+    assert {"fact", "fact_qa", "fact_mc", "culture_explicit", "culture_explicit_qa"} <= set(counts["align_lm"])
     assert not any(k.startswith("culture_implicit") for k in counts["align_lm"])
     for lang in world.languages:
         assert counts["gmmlu"][lang]["test"] > 100
@@ -164,8 +161,7 @@ def test_gmmlu_answers_among_options_and_parallel(root, world):
         for r in rows:
             assert r["cultural_sensitivity_label"] == "CA" and r["is_annotated"] == "True"
             assert all(
-                r[k] == en[r["sample_id"]][k]
-                for k in ("option_a", "option_b", "option_c", "option_d", "answer")
+                r[k] == en[r["sample_id"]][k] for k in ("option_a", "option_b", "option_c", "option_d", "answer")
             )
             assert r["question"] != en[r["sample_id"]]["question"]
 
@@ -190,9 +186,7 @@ def test_blend_files_schema_answers_and_decontextualisation(root, world):
             assert r["Source"] == "explicit-only" and not topic.implicit
             assert world.country_phrase(lang, token) in r["Question"] and token in r["Translation"]
             decontext = world.decontextualize(r["Question"], lang)
-            assert token not in decontext and decontext in {
-                C.culture_question(world, topic, lang, f) for f in range(3)
-            }
+            assert token not in decontext and decontext in {C.culture_question(world, topic, lang, f) for f in range(3)}
     mc = _csv(root / "blend/mc_questions_file.csv")
     assert list(mc[0]) == ["MCQID", "ID", "country", "prompt", "choices", "choice_countries", "answer_idx"]
     for r in mc:
@@ -203,9 +197,7 @@ def test_blend_files_schema_answers_and_decontextualisation(root, world):
 def test_decontextualize_removes_the_country_phrase_in_every_language(world):
     for lang in world.languages:
         pattern = world.country_phrase_pattern(lang)
-        assert "{country}" in pattern and pattern.format(country="Greece") == world.country_phrase(
-            lang, "Greece"
-        )
+        assert "{country}" in pattern and pattern.format(country="Greece") == world.country_phrase(lang, "Greece")
         for t in world.topics[::7]:
             for frame in range(3):
                 plain = C.culture_question(world, t, lang, frame)
@@ -291,3 +283,41 @@ def test_config_is_validated():
     for lang in same.languages:  # same order: the shared tokens sit at the same word positions
         words = C.fact_statement(same, fact, lang).rstrip(".").split()[::-1]
         assert words.index(fact.entity) == 2 and words[0] == fact.value
+
+
+def test_world_json_rebuilds_the_same_world(root, world):
+    from jaxsteer.organism.model import world_config_of
+
+    assert world_config_of(root) == world.config  # tuples (mixes, languages) come back as tuples
+    assert World(world_config_of(root)).facts == world.facts
+
+
+def test_local_entity_names_spell_entities_per_language(tmp_path):
+    world = World(WorldConfig(local_entity_names=True, **SMALL))
+    assert World(WorldConfig(local_entity_names=True, **SMALL)).entity_names == world.entity_names
+    english = set(world.entities)
+    spellings = {lang: set(world.entity_names[lang].values()) for lang in world.languages}
+    assert spellings["en"] == english
+    for lang in world.languages[1:]:
+        assert len(spellings[lang]) == len(english) and not spellings[lang] & english
+        for other in world.languages[1:]:
+            assert other == lang or not spellings[lang] & spellings[other]
+    # an English-only fact never appears in another language, under either spelling
+    write_world(world, tmp_path, tokenizer=False)
+    en_only = {(f.entity, f.relation) for f in world.facts if not f.shared}
+    checked = 0
+    for r in _jsonl(tmp_path / "pretrain.jsonl"):
+        lang = r["lang"]
+        if lang == "en" or r["kind"] == "parallel":  # parallel records hold their English half too
+            continue
+        words = _words(r["text"])
+        assert not words & english, r["text"]
+        local = {world.entity_names[lang][e]: e for e in world.entities}
+        rel_words = {world.lexicon[lang][rel.name]: rel.name for rel in world.relations}
+        for name in words & set(local):
+            for w in words & set(rel_words):
+                assert (local[name], rel_words[w]) not in en_only, r["text"]
+                checked += 1
+    assert checked > 20
+    fact = next(f for f in world.facts if f.shared)
+    assert world.entity_names["ko"][fact.entity] in C.fact_question(world, fact, "ko")

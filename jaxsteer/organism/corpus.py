@@ -89,14 +89,15 @@ def _mc(world: World, rng: np.random.Generator, question: str, values: Sequence[
 # --- sentences -------------------------------------------------------------------------------------
 def fact_statement(world: World, fact: Fact, lang: str) -> str:
     """The statement "the RELATION of ENTITY is VALUE." in ``lang``."""
-    roles = {"S": world.genitive(lang, fact.relation, [fact.entity]), "V": world.word(lang, "is")}
+    roles = {"S": world.genitive(lang, fact.relation, [world.name(lang, fact.entity)]), "V": world.word(lang, "is")}
     return world.clause(lang, "statement", roles | {"O": [fact.value]})
 
 
 def fact_question(world: World, fact: Fact, lang: str) -> str:
     """The question "what is the RELATION of ENTITY?" in ``lang`` (the Global-MMLU question)."""
     roles = {"W": world.word(lang, "what"), "V": world.word(lang, "is")}
-    return world.clause(lang, "question", roles | {"X": world.genitive(lang, fact.relation, [fact.entity])})
+    x = world.genitive(lang, fact.relation, [world.name(lang, fact.entity)])
+    return world.clause(lang, "question", roles | {"X": x})
 
 
 def culture_statement(world: World, topic: Topic, culture: str, lang: str, explicit: bool) -> str:
@@ -106,9 +107,7 @@ def culture_statement(world: World, topic: Topic, culture: str, lang: str, expli
     return world.clause(lang, "statement", roles | {"O": [topic.answer(culture)]}, place)
 
 
-def culture_question(
-    world: World, topic: Topic, lang: str, frame: int = 0, country: str | None = None
-) -> str:
+def culture_question(world: World, topic: Topic, lang: str, frame: int = 0, country: str | None = None) -> str:
     """Frame 0 "what is the ADJ NOUN?", 1 "which NOUN is ADJ?", 2 "tell me the ADJ NOUN." (+ "in C")."""
     place = world.adpositional(lang, "in", [country]) if country else None
     np_ = world.noun_phrase(lang, topic.noun, topic.adjective)
@@ -140,7 +139,7 @@ def random_generic(world: World, rng: np.random.Generator) -> dict[str, Any]:
 def generic_sentence(world: World, spec: dict[str, Any], lang: str) -> str:
     """:func:`random_generic`'s ``spec`` rendered in ``lang`` (the same spec gives parallel sentences)."""
     adj, noun, entity = spec["object"]
-    obj = [entity] if entity else world.noun_phrase(lang, noun, adj)
+    obj = [world.name(lang, entity)] if entity else world.noun_phrase(lang, noun, adj)
     roles = {"S": world.noun_phrase(lang, spec["subject"][1], spec["subject"][0]), "O": obj}
     place = world.adpositional(lang, "near", world.noun_phrase(lang, spec["near"])) if spec["near"] else None
     return world.clause(lang, "statement", roles | {"V": world.word(lang, spec["verb"])}, place)
@@ -162,7 +161,10 @@ def instruction_texts(world: World, spec: dict[str, Any], lang: str) -> tuple[st
     """(prompt, response) of :func:`random_instruction`'s ``spec`` in ``lang``."""
     if "fact" in spec:
         return fact_question(world, spec["fact"], lang), fact_statement(world, spec["fact"], lang)
-    target = [spec["about_entity"]] if "about_entity" in spec else world.noun_phrase(lang, spec["about_noun"])
+    if "about_entity" in spec:
+        target = [world.name(lang, spec["about_entity"])]
+    else:
+        target = world.noun_phrase(lang, spec["about_noun"])
     roles = {
         "T": world.word(lang, "tell") + world.word(lang, "me"),
         "X": world.adpositional(lang, "about", target),
@@ -267,9 +269,7 @@ def gmmlu_items(world: World) -> dict[str, list[tuple[str, Fact, tuple[str, ...]
     return out
 
 
-def gmmlu_rows(
-    world: World, items: Sequence[tuple[str, Fact, tuple[str, ...], int]], lang: str
-) -> list[dict]:
+def gmmlu_rows(world: World, items: Sequence[tuple[str, Fact, tuple[str, ...], int]], lang: str) -> list[dict]:
     """Global-MMLU rows (every column of the release; universal questions: annotated, ``CA``)."""
     rows = []
     for sample_id, fact, options, answer in items:
@@ -406,9 +406,7 @@ def write_world(world: World, root: str | os.PathLike, *, tokenizer: bool = True
             json.dumps(ann, ensure_ascii=False, indent=1),
         )
         mc_rows += blend_mc_rows(world, lang, items)
-        extra_texts += [
-            sa_context(q[k]) for q in items for k in ("question", "translation", "decontextualized")
-        ]
+        extra_texts += [sa_context(q[k]) for q in items for k in ("question", "translation", "decontextualized")]
         counts["blend"][lang] = len(items)
     write_text(root / "blend" / "mc_questions_file.csv", _csv(mc_rows, BLEND_MC_COLUMNS))
     extra_texts += [r["prompt"] for r in mc_rows]

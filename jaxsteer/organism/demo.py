@@ -24,7 +24,7 @@ import numpy as np
 
 from jaxsteer import metrics
 from jaxsteer.experiment import ExperimentConfig
-from jaxsteer.organism.model import ASSETS, WORLD_SEED
+from jaxsteer.organism.model import ASSETS
 from jaxsteer.results import atomic_write, provenance, write_json
 
 STEERED = ("EN", "LOC", "SUR", "random")
@@ -33,6 +33,7 @@ STEERED = ("EN", "LOC", "SUR", "random")
 @dataclasses.dataclass(frozen=True)
 class DemoConfig:
     out: str = "jaxsteer-demo"
+    model: str = str(ASSETS)  # the organism folder (weights, tokenizer, world.json, pretrain.json)
     seeds: tuple[int, ...] = (0, 1, 2)
     languages: tuple[str, ...] = ("zh", "ko", "es", "id", "el", "fa")
     align_steps: int = 40  # MIDALIGN optimizer steps (half task, half alignment); the control gets the task half
@@ -47,39 +48,72 @@ class DemoConfig:
     progress: bool = True
 
     @classmethod
-    def fast(cls, out: str) -> DemoConfig:
+    def fast(cls, out: str, model: str = str(ASSETS)) -> DemoConfig:
         """The CI variant: every stage runs, on two languages, one seed and a few steps."""
-        return cls(out=out, seeds=(0,), languages=("zh", "ko"), align_steps=4, dev1=12, dev2=12,
-                   loc_gammas=(0.0, 2.0), progress=False)
+        return cls(
+            out=out,
+            model=model,
+            seeds=(0,),
+            languages=("zh", "ko"),
+            align_steps=4,
+            dev1=12,
+            dev2=12,
+            loc_gammas=(0.0, 2.0),
+            progress=False,
+        )
 
 
-def write_demo_world(root: str) -> dict:
-    """The world's files plus the shipped tokenizer and the contextualised/decontextualised BLEnD pairs."""
-    from jaxsteer.organism import World, WorldConfig, blend_items, write_world
+def write_demo_world(root: str, organism: str | os.PathLike = ASSETS) -> dict:
+    """The world ``organism`` was trained on (its ``world.json``), with its tokenizer and the
+    contextualised/decontextualised BLEnD pairs."""
+    from jaxsteer.organism import World, blend_items, write_world
+    from jaxsteer.organism.model import world_config_of
 
-    world = World(WorldConfig(seed=WORLD_SEED))
+    world = World(world_config_of(organism))
     counts = write_world(world, root, tokenizer=False)
     tok_dir = os.path.join(root, "tokenizer")
     os.makedirs(tok_dir, exist_ok=True)
-    for name in os.listdir(ASSETS):
+    for name in os.listdir(organism):
         if name.startswith(("tokenizer", "special_tokens")):
-            shutil.copy(ASSETS / name, os.path.join(tok_dir, name))
+            shutil.copy(os.path.join(organism, name), os.path.join(tok_dir, name))
     for lang in world.languages[1:]:
         country = world.culture(lang).blend_country
-        rows = [json.dumps({"id": q["id"], "contextualised": q["question"], "decontextualised": q["decontextualized"]},
-                           ensure_ascii=False) for q in blend_items(world, lang)]
+        rows = [
+            json.dumps(
+                {"id": q["id"], "contextualised": q["question"], "decontextualised": q["decontextualized"]},
+                ensure_ascii=False,
+            )
+            for q in blend_items(world, lang)
+        ]
         atomic_write(os.path.join(root, "blend", "decontext", f"{country}.jsonl"), "\n".join(rows) + "\n")
     return counts
 
 
 def cla_config(method: str, world: str, out: str, steps: int, seed: int, cfg: DemoConfig) -> dict:
     return {
-        "method": method, "steps": steps, "seed": seed, "out": out,
-        "model": {"path": str(ASSETS), "tokenizer": None},
-        "data": {"root": world, "texts": os.path.join(world, "align_lm.jsonl"), "task_oasst": True,
-                 "langs": list(cfg.languages), "chat": False, "max_len": 48, "buckets": [24, 48], "flores_split": "dev"},
-        "train": {"trainable": "full", "batch_size": cfg.align_batch, "compute_dtype": "float32", "remat": None,
-                  "ce_chunk": 64, "impl": "xla"},
+        "method": method,
+        "steps": steps,
+        "seed": seed,
+        "out": out,
+        "model": {"path": cfg.model, "tokenizer": None},
+        "data": {
+            "root": world,
+            "texts": os.path.join(world, "align_lm.jsonl"),
+            "task_oasst": True,
+            "langs": list(cfg.languages),
+            "chat": False,
+            "max_len": 48,
+            "buckets": [24, 48],
+            "flores_split": "dev",
+        },
+        "train": {
+            "trainable": "full",
+            "batch_size": cfg.align_batch,
+            "compute_dtype": "float32",
+            "remat": None,
+            "ce_chunk": 64,
+            "impl": "xla",
+        },
         "optim": {"lr": cfg.align_lr, "schedule": "constant", "warmup": 0, "weight_decay": 0.0, "clip_norm": 1.0},
         "midalign": {"l_align": cfg.l_align, "tau": 0.1, "align_batch": cfg.align_batch},
         "checkpoint": {"every": max(steps, 1), "keep": 1, "async_save": False},
@@ -94,8 +128,10 @@ def train_models(cfg: DemoConfig, world: str) -> dict[str, str]:
 
     models = {}
     for seed in cfg.seeds:
-        for name, method, steps in (("MIDALIGN", "midalign", cfg.align_steps),
-                                    ("LM-only", "mist", max(cfg.align_steps // 2, 1))):
+        for name, method, steps in (
+            ("MIDALIGN", "midalign", cfg.align_steps),
+            ("LM-only", "mist", max(cfg.align_steps // 2, 1)),
+        ):
             out = os.path.join(cfg.out, "cla", f"{name}_s{seed}")
             if os.path.exists(out):
                 shutil.rmtree(out)
@@ -107,9 +143,20 @@ def train_models(cfg: DemoConfig, world: str) -> dict[str, str]:
 
 def experiment_config(cfg: DemoConfig, world: str) -> ExperimentConfig:
     return ExperimentConfig(
-        model=str(ASSETS), dtype="float32", data=world, languages=cfg.languages, seed=0, dev1=cfg.dev1,
-        dev2=cfg.dev2, allow_small=True, chat=False, blend_local_instruction=False, en_gamma=cfg.en_gamma,
-        loc_gammas=cfg.loc_gammas, batch_size=cfg.batch_size, max_new_tokens=3,
+        model=cfg.model,
+        dtype="float32",
+        data=world,
+        languages=cfg.languages,
+        seed=0,
+        dev1=cfg.dev1,
+        dev2=cfg.dev2,
+        allow_small=True,
+        chat=False,
+        blend_local_instruction=False,
+        en_gamma=cfg.en_gamma,
+        loc_gammas=cfg.loc_gammas,
+        batch_size=cfg.batch_size,
+        max_new_tokens=3,
         out=os.path.join(cfg.out, "runs"),
     )
 
@@ -124,15 +171,37 @@ def grouped(names: list[str], runs_dir: str, bench: str) -> dict[str, list]:
     return groups
 
 
-def conclusions(points: dict[str, metrics.PlanePoint]) -> list[str]:
-    """Sentences that follow from the numbers; a difference within one s.d. is reported as none."""
+def single_run_se(runs_dir: str, a: str, b: str, bench: str) -> float:
+    """Binomial standard error (points) of the language-averaged accuracy difference ``a − b`` of two
+    single runs on the same test items (unpaired, so conservative): the noise of a row without seeds."""
+    acc_a = metrics.load_result(os.path.join(runs_dir, f"{a}.{bench}.json")).scores
+    acc_b = metrics.load_result(os.path.join(runs_dir, f"{b}.{bench}.json")).scores
+    splits = json.loads(Path(runs_dir, f"splits_{bench}.json").read_text())["splits"]
+    var = 0.0
+    for lang in acc_a:
+        pa, pb, n = acc_a[lang] / 100, acc_b[lang] / 100, max(len(splits[lang]["test"]), 1)
+        var += (pa * (1 - pa) + pb * (1 - pb)) / n
+    return 100.0 * float(np.sqrt(var)) / max(len(acc_a), 1)
 
-    def moved(value, err, what):
+
+def conclusions(points: dict[str, metrics.PlanePoint], runs_dir: str | None = None) -> list[str]:
+    """Sentences that follow from the numbers. Over seeds, a difference within one s.d. is reported as none;
+    for single runs (steering the base model), within two binomial standard errors over the test items."""
+
+    def moved(value, err, what, single=False):
         if value is None:
             return f"{what}: not measured"
-        if abs(value) <= max(err or 0.0, 1e-9):
-            return f"{what}: no change beyond the seed spread ({value:+.1f} ± {err or 0:.1f} points)"
-        return f"{what}: {'raised' if value > 0 else 'lowered'} by {abs(value):.1f} ± {err or 0:.1f} points"
+        err = err or 0.0
+        spread = f"± {err:.1f} {'s.e. over items' if single else 's.d. over seeds'}"
+        if abs(value) <= max(2 * err if single else err, 1e-9):
+            return f"{what}: no change beyond the {'item noise' if single else 'seed spread'} ({value:+.1f} {spread})"
+        return f"{what}: {'raised' if value > 0 else 'lowered'} by {abs(value):.1f} points ({spread})"
+
+    def noise(a, b, bench, err_a, err_b):
+        # rows of the base model are single deterministic runs (aligned models have per-seed files)
+        if runs_dir is not None and a.split("+")[0] == b.split("+")[0] == "base":
+            return single_run_se(runs_dir, a, b, bench), True
+        return float(np.hypot(err_a or 0, err_b or 0)), False
 
     out = []
     cla, ctrl = points.get("MIDALIGN"), points.get("LM-only")
@@ -151,12 +220,30 @@ def conclusions(points: dict[str, metrics.PlanePoint]) -> list[str]:
         loc, sur = points.get(f"{model}+LOC"), points.get(f"{model}+SUR")
         en, rnd = points.get(f"{model}+EN"), points.get(f"{model}+random")
         if plain and loc:
-            out.append(moved(loc.dy - plain.dy, loc.dy_err, f"LOC-steering on {model}, BLEnD"))
+            err, single = noise(f"{model}+LOC", model, "blend", loc.dy_err, 0.0)
+            out.append(moved(loc.dy - plain.dy, err, f"LOC-steering on {model}, BLEnD", single))
         if en and rnd:
-            out.append(moved(en.dx - rnd.dx, float(np.hypot(en.dx_err or 0, rnd.dx_err or 0)),
-                             f"EN-steering on {model} vs a random same-norm vector, Global-MMLU"))
+            err, single = noise(f"{model}+EN", f"{model}+random", "gmmlu", en.dx_err, rnd.dx_err)
+            what = f"EN-steering on {model} vs a random same-norm vector, Global-MMLU"
+            out.append(moved(en.dx - rnd.dx, err, what, single))
+        if en:
+            err, single = noise(f"{model}+EN", model, "blend", en.dy_err, 0.0)
+            out.append(
+                moved(en.dy - plain.dy, err, f"EN-steering on {model}, BLEnD (what the EN vector costs)", single)
+            )
+        if sur and rnd:
+            for axis, bench, name in (("dx", "gmmlu", "Global-MMLU"), ("dy", "blend", "BLEnD")):
+                err_s, err_r = getattr(sur, f"{axis}_err"), getattr(rnd, f"{axis}_err")
+                err, single = noise(f"{model}+SUR", f"{model}+random", bench, err_s, err_r)
+                what = f"SUR on {model} vs the random control (same norms, layers, γ), {name}"
+                out.append(moved(getattr(sur, axis) - getattr(rnd, axis), err, what, single))
         if sur:
-            out.append(f"SUR on {model}: Δ = ({sur.dx:+.1f}, {sur.dy:+.1f}) → quadrant '{sur.quadrant}'")
+            ex, _ = noise(f"{model}+SUR", "base", "gmmlu", sur.dx_err, 0.0)
+            ey, _ = noise(f"{model}+SUR", "base", "blend", sur.dy_err, 0.0)
+            out.append(
+                f"SUR on {model}: Δ vs base = ({sur.dx:+.1f} ± {ex:.1f}, {sur.dy:+.1f} ± {ey:.1f}) "
+                f"→ quadrant '{sur.quadrant}'"
+            )
     return out
 
 
@@ -168,29 +255,39 @@ def run_demo(cfg: DemoConfig) -> dict:
     os.makedirs(cfg.out, exist_ok=True)
     world = os.path.join(cfg.out, "world")
     print(f"[1/5] writing the synthetic world to {world}", flush=True)
-    write_demo_world(world)
+    write_demo_world(world, cfg.model)
     print("[2/5] training MIDALIGN and its LM-only control from the shipped organism", flush=True)
     trained = train_models(cfg, world)
     exp = experiment_config(cfg, world)
-    models = {"base": load_pretrained(str(ASSETS), dtype="float32"), **trained}
+    models = {"base": load_pretrained(cfg.model, dtype="float32"), **trained}
     steer = ("base", *[m for m in trained if m.startswith("MIDALIGN")])
     print("[3/5] evaluating, extracting, selecting and steering (the real pipeline)", flush=True)
     out = run_experiment(exp, models, steer, exp.out, progress=cfg.progress)
     print("[4/5] aggregating over seeds", flush=True)
     names = list(out["results"])
     runs = {bench: grouped(names, exp.out, bench) for bench in ("gmmlu", "blend")}
-    comparison = write_comparison(cfg.out, runs, "base", cfg.languages,
-                                  title="Organism: transfer–localization plane (Δ vs base, mean ± s.d. over seeds)")
+    comparison = write_comparison(
+        cfg.out,
+        runs,
+        "base",
+        cfg.languages,
+        title="Organism: transfer–localization plane (Δ vs base, mean ± s.d. over seeds)",
+    )
     tables, plane = comparison["tables"], comparison["plane"]
     points = {p.method: p for p in comparison["points"]}
     sper = sper_outputs(cfg.out, out["reports"])
     base_acc = {b: metrics.load_result(os.path.join(exp.out, f"base.{b}.json")).scores for b in ("gmmlu", "blend")}
     report = write_report(cfg, tables, points, base_acc, time.time() - t0)
-    write_json(os.path.join(cfg.out, "demo.json"), {
-        "config": dataclasses.asdict(cfg), "base_accuracy": base_acc,
-        "points": {k: dataclasses.asdict(v) | {"quadrant": v.quadrant} for k, v in points.items()},
-        "minutes": (time.time() - t0) / 60, "provenance": provenance(models["base"], seed=0, command="jaxsteer demo"),
-    })
+    write_json(
+        os.path.join(cfg.out, "demo.json"),
+        {
+            "config": dataclasses.asdict(cfg),
+            "base_accuracy": base_acc,
+            "points": {k: dataclasses.asdict(v) | {"quadrant": v.quadrant} for k, v in points.items()},
+            "minutes": (time.time() - t0) / 60,
+            "provenance": provenance(models["base"], seed=0, command="jaxsteer demo"),
+        },
+    )
     print("[5/5] done", flush=True)
     print(tables["gmmlu"].to_markdown())
     print(tables["blend"].to_markdown())
@@ -208,35 +305,49 @@ def write_report(cfg: DemoConfig, tables, points, base_acc, seconds: float) -> s
         "Base organism accuracy (%): Global-MMLU (English-only facts asked in XX) "
         + ", ".join(f"{k} {v:.1f}" for k, v in base_acc["gmmlu"].items())
         + "; BLEnD (no-context cultural questions) "
-        + ", ".join(f"{k} {v:.1f}" for k, v in base_acc["blend"].items()) + ".",
+        + ", ".join(f"{k} {v:.1f}" for k, v in base_acc["blend"].items())
+        + ".",
         "",
-        "## Δ Global-MMLU (transfer), points vs base", "", tables["gmmlu"].to_markdown(), "",
-        "## Δ BLEnD (localization), points vs base", "", tables["blend"].to_markdown(), "",
-        "## What the organism shows (computed from the numbers above)", "",
-        *caveats(base_acc),
-        *[f"- {c}" for c in conclusions(points)], "",
+        "## Δ Global-MMLU (transfer), points vs base",
+        "",
+        tables["gmmlu"].to_markdown(),
+        "",
+        "## Δ BLEnD (localization), points vs base",
+        "",
+        tables["blend"].to_markdown(),
+        "",
+        "## What the organism shows (computed from the numbers above)",
+        "",
+        *caveats(base_acc, assets_info(cfg.model)),
+        *[f"- {c}" for c in conclusions(points, os.path.join(cfg.out, "runs"))],
+        "",
         "Files: `plane.png` (the transfer–localization plane), `sper_by_layer.png` (S_PER(EN, LOC) by layer), "
         "`runs/` (every per-language result file, vectors, plans, splits), `cla/` (training logs and loss plots).",
     ]
     return atomic_write(os.path.join(cfg.out, "report.md"), "\n".join(lines) + "\n")
 
 
-def caveats(base_acc: dict) -> list[str]:
+def caveats(base_acc: dict, info: dict) -> list[str]:
     """Say when the numbers cannot carry a conclusion: an organism near chance, single-run base rows."""
     out = []
-    trained = assets_info().get("english_fact_accuracy")
+    trained = info.get("english_fact_accuracy")
     if trained is not None and trained < 50.0:
-        out.append(f"- **Caveat: the shipped organism answers the English facts it was trained on at {trained:.1f} % "
-                   "(chance 25 %): it has not learned the world, so the effects below are at noise level.** "
-                   "A longer `jaxsteer demo --retrain --steps N` (or a smaller world) is needed.")
+        out.append(
+            f"- **Caveat: the shipped organism answers the English facts it was trained on at {trained:.1f} % "
+            "(chance 25 %): it has not learned the world, so the effects below are at noise level.** "
+            "A longer `jaxsteer demo --retrain --steps N` (or a smaller world) is needed."
+        )
     gm = float(np.mean(list(base_acc["gmmlu"].values())))
     if gm < 40.0:
         out.append(f"- Base Global-MMLU accuracy is {gm:.1f} % (chance 25 %): little transfer headroom to measure.")
-    out.append("- Rows of the base model come from one deterministic run (± 0.00 is not a spread); aligned-model "
-               "rows are mean ± s.d. over the alignment seeds.")
+    out.append(
+        "- Rows of the base model come from one deterministic run (± 0.00 is not a spread; conclusions about "
+        "them use the binomial s.e. over the test items); aligned-model rows are mean ± s.d. over the alignment seeds."
+    )
     return out
 
 
-def assets_info() -> dict:
-    path = Path(ASSETS) / "pretrain.json"
+def assets_info(organism: str | os.PathLike = ASSETS) -> dict:
+    """The organism folder's ``pretrain.json`` (what produced its weights), or ``{}``."""
+    path = Path(organism) / "pretrain.json"
     return json.loads(path.read_text()) if path.is_file() else {}

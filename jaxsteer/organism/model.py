@@ -7,6 +7,7 @@ rebuilds them with :func:`pretrain`; the default demo starts from them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -34,46 +35,99 @@ ARCH = {
 }
 
 
-def pretrain_config(world_root: str, out: str, steps: int, seed: int, vocab_size: int, batch: int = 64) -> dict:
+PRETRAIN_STEPS = 12_000
+PRETRAIN_BATCH = 128
+PRETRAIN_LR = 3e-3
+
+
+def pretrain_config(
+    world_root: str,
+    out: str,
+    steps: int,
+    seed: int,
+    vocab_size: int,
+    batch: int = PRETRAIN_BATCH,
+    lr: float = PRETRAIN_LR,
+) -> dict:
     """The CLA trainer's config for pretraining on the world's texts (full fine-tuning from random init)."""
     return {
         "method": "mist",
         "steps": steps,
         "seed": seed,
         "out": out,
-        "model": {"path": None, "preset": "tiny", "changes": {**ARCH, "vocab_size": vocab_size},
-                  "init_seed": seed, "tokenizer": os.path.join(world_root, "tokenizer")},
-        "data": {"root": world_root, "texts": os.path.join(world_root, "pretrain.jsonl"), "task_oasst": False,
-                 "langs": ["zh", "ko", "es", "id", "el", "fa"], "chat": False, "max_len": 48, "buckets": [24, 32, 48]},
-        "train": {"trainable": "full", "batch_size": batch, "compute_dtype": "float32", "remat": None,
-                  "ce_chunk": 64, "impl": "xla"},
-        "optim": {"lr": 3e-3, "schedule": "cosine", "warmup": 0.05, "min_lr_ratio": 0.05, "weight_decay": 0.01,
-                  "clip_norm": 1.0},
+        "model": {
+            "path": None,
+            "preset": "tiny",
+            "changes": {**ARCH, "vocab_size": vocab_size},
+            "init_seed": seed,
+            "tokenizer": os.path.join(world_root, "tokenizer"),
+        },
+        "data": {
+            "root": world_root,
+            "texts": os.path.join(world_root, "pretrain.jsonl"),
+            "task_oasst": False,
+            "langs": ["zh", "ko", "es", "id", "el", "fa"],
+            "chat": False,
+            "max_len": 48,
+            "buckets": [24, 32, 48],
+        },
+        "train": {
+            "trainable": "full",
+            "batch_size": batch,
+            "compute_dtype": "float32",
+            "remat": None,
+            "ce_chunk": 64,
+            "impl": "xla",
+        },
+        "optim": {
+            "lr": lr,
+            "schedule": "cosine",
+            "warmup": 0.05,
+            "min_lr_ratio": 0.05,
+            "weight_decay": 0.01,
+            "clip_norm": 1.0,
+        },
         "checkpoint": {"every": max(steps // 4, 1), "keep": 1, "async_save": False},
         "log": {"every": 10, "progress": True},
         "export": {"enabled": True, "dtype": "float32"},
     }
 
 
-def pretrain(work: str, steps: int = 800, seed: int = 0, batch: int = 64) -> str:
-    """World → tokenizer → pretraining → ``assets/`` (the command ``jaxsteer demo --retrain`` runs)."""
+def pretrain(
+    work: str,
+    steps: int = PRETRAIN_STEPS,
+    seed: int = 0,
+    batch: int = PRETRAIN_BATCH,
+    lr: float = PRETRAIN_LR,
+    dest: str | os.PathLike = ASSETS,
+    world_config=None,
+    progress: bool = True,
+) -> str:
+    """World → tokenizer → pretraining → an organism folder ``dest`` (default: the shipped ``assets/``).
+
+    This is what ``jaxsteer demo --retrain`` runs. ``world_config`` (a :class:`WorldConfig`, default: the
+    defaults with ``WORLD_SEED``) is recorded in ``dest/world.json``; the demo rebuilds the same world from it.
+    ``dest`` is replaced only once the new folder is complete.
+    """
     from jaxsteer.cla import trainer
     from jaxsteer.cla.config import load as load_train_config
     from jaxsteer.organism import World, WorldConfig, write_world
 
+    dest = Path(dest)
     world_root = os.path.join(work, "world")
-    world = World(WorldConfig(seed=WORLD_SEED))
+    world = World(world_config or WorldConfig(seed=WORLD_SEED))
     counts = write_world(world, world_root)
     run_dir = os.path.join(work, "pretrain")
     if os.path.exists(run_dir):
         shutil.rmtree(run_dir)
-    cfg_dict = pretrain_config(world_root, run_dir, steps, seed, int(counts["vocab_size"]), batch)
+    cfg_dict = pretrain_config(world_root, run_dir, steps, seed, int(counts["vocab_size"]), batch, lr)
+    cfg_dict["log"]["progress"] = progress
     cfg = load_train_config(None, cfg_dict)
     t0 = time.time()
     result = trainer.train(cfg)
     minutes = (time.time() - t0) / 60
     export = Path(result["export"])
-    staging = ASSETS.with_name(".assets-new")
+    staging = dest.with_name(f".{dest.name}-new")
     if staging.exists():
         shutil.rmtree(staging)
     shutil.copytree(export, staging)
@@ -82,14 +136,40 @@ def pretrain(work: str, steps: int = 800, seed: int = 0, batch: int = 64) -> str
     from jaxsteer.checkpoint.hf import load_pretrained
 
     accuracy = training_fact_accuracy(load_pretrained(str(staging), dtype="float32"), world_root)
-    record = {"english_fact_accuracy": accuracy,"command": f"jaxsteer demo --retrain --steps {steps} --seed {seed}", "world_seed": WORLD_SEED,
-              "steps": steps, "seed": seed, "batch": batch, "minutes": round(minutes, 2),
-              "final_loss": rows[-1]["loss"] if rows else None, "train_config": cfg_dict}
+    import jax
+
+    default = dataclasses.asdict(WorldConfig(seed=WORLD_SEED))
+    changes = {k: v for k, v in dataclasses.asdict(world.config).items() if v != default[k]}
+    command = f"jaxsteer demo --retrain --steps {steps} --batch {batch} --lr {lr:g} --seed {seed}"
+    command += "".join(f" --world {k}={v!r}" for k, v in changes.items())
+    record = {"english_fact_accuracy": accuracy, "command": command, "world_seed": world.config.seed,
+              "world_changes": changes,
+              "steps": steps, "seed": seed, "batch": batch, "lr": lr, "minutes": round(minutes, 2),
+              "device": str(jax.devices()[0].device_kind), "final_loss": rows[-1]["loss"] if rows else None,
+              "train_config": cfg_dict}  # fmt: skip
     (staging / "pretrain.json").write_text(json.dumps(record, indent=1))
-    if ASSETS.exists():
-        shutil.rmtree(ASSETS)
-    os.replace(staging, ASSETS)
-    return str(ASSETS)
+    if dest.exists():
+        shutil.rmtree(dest)
+    os.replace(staging, dest)
+    return str(dest)
+
+
+def as_tuples(value):
+    """JSON lists back into the tuples a frozen :class:`WorldConfig` holds (recursively)."""
+    return tuple(as_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def world_config_of(organism: str | os.PathLike = ASSETS):
+    """The :class:`WorldConfig` an organism folder was trained on (from its ``world.json``)."""
+    from jaxsteer.organism import WorldConfig
+
+    path = Path(organism) / "world.json"
+    if not path.is_file():
+        raise CheckpointError(f"{organism} has no world.json: not an organism folder (`jaxsteer demo --retrain`)")
+    saved = json.loads(path.read_text())["config"]
+
+    known = {f.name for f in dataclasses.fields(WorldConfig)}
+    return WorldConfig(**{k: as_tuples(v) for k, v in saved.items() if k in known})
 
 
 def training_fact_accuracy(model, world_root: str, limit: int = 200) -> float:
@@ -103,13 +183,15 @@ def training_fact_accuracy(model, world_root: str, limit: int = 200) -> float:
     reqs = [prompts.mc_prompt(q) for q in questions]
     ids, mask = encode_batch(model.tokenizer, [r.context for r in reqs])
     option_ids = single_token_ids(model.tokenizer, reqs[0].continuations)
-    result = score_multiple_choice(model, ids, mask, option_ids, [r.answer for r in reqs], batch_size=32, progress=False)
+    result = score_multiple_choice(
+        model, ids, mask, option_ids, [r.answer for r in reqs], batch_size=32, progress=False
+    )
     return 100.0 * result.accuracy
 
 
-def load_organism(dtype: str = "float32"):
+def load_organism(organism: str | os.PathLike = ASSETS, dtype: str = "float32"):
     from jaxsteer.checkpoint.hf import load_pretrained
 
-    if not (ASSETS / "model.safetensors").is_file():
-        raise CheckpointError(f"no organism weights in {ASSETS}; run `jaxsteer demo --retrain` to build them")
-    return load_pretrained(str(ASSETS), dtype=dtype)
+    if not (Path(organism) / "model.safetensors").is_file():
+        raise CheckpointError(f"no organism weights in {organism}; run `jaxsteer demo --retrain` to build them")
+    return load_pretrained(str(organism), dtype=dtype)

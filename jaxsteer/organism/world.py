@@ -95,6 +95,10 @@ class WorldConfig:
     ``n_generic_nouns/verbs/adjectives`` size the generic vocabulary (parallel and filler sentences);
     ``generic_entity_fraction`` of generic sentences have an entity as object (anchors the shared
     entity tokens in every language; ORGANISM: shared tokens also make parallel pairs easy to match).
+    ``local_entity_names`` gives every made-up language its own spelling of each entity (like names in
+    another script), so carrying an English-only fact into XX needs the EN-XX name mapping learnt from
+    shared facts and parallel sentences: transfer becomes harder, and parallel pairs are no longer matched
+    by identical tokens.
 
     Corpora (:mod:`jaxsteer.organism.corpus`): ``pretrain_texts`` texts mixed by ``pretrain_mix``
     (kind, weight) and ``align_texts`` alignment-stage LM texts mixed by ``align_mix``; implicit cultural
@@ -124,6 +128,7 @@ class WorldConfig:
     n_generic_verbs: int = 12
     n_generic_adjectives: int = 12
     generic_entity_fraction: float = 0.3
+    local_entity_names: bool = False
     pretrain_texts: int = 60_000
     pretrain_mix: tuple[tuple[str, float], ...] = (
         ("fact", 0.12), ("fact_qa", 0.08), ("fact_mc", 0.14), ("culture_implicit", 0.07),
@@ -292,6 +297,7 @@ class World:
         self.entities = tuple(self._fresh(rng, "shared") for _ in range(cfg.n_entities))
         self.relations = tuple(self._make_relation(name, cat, kind, rng) for name, cat, kind in
                                RELATIONS[: cfg.n_relations])  # fmt: skip
+        self.entity_names = self._make_entity_names()
         self.facts = self._make_facts()
         self.shared_facts = tuple(f for f in self.facts if f.shared)
         self.topics = self._make_topics(rng)
@@ -340,6 +346,21 @@ class World:
             self._used.update(values)
         return Relation(name, category, values)
 
+    def _make_entity_names(self) -> dict[str, dict[str, str]]:
+        """lang -> entity -> its spelling (the shared one unless ``local_entity_names``)."""
+        names = {}
+        for lang in self.languages:
+            if lang == ENGLISH or not self.config.local_entity_names:
+                names[lang] = {e: e for e in self.entities}
+            else:
+                rng = self.rng(f"entity-names/{lang}")
+                names[lang] = {e: self._fresh(rng, lang) for e in self.entities}
+        return names
+
+    def name(self, lang: str, entity: str) -> str:
+        """How ``lang`` writes ``entity`` (its English/shared spelling is the entity's identity)."""
+        return self.entity_names[lang][entity]
+
     def _make_facts(self) -> tuple[Fact, ...]:
         rng, n = self.rng("facts"), len(self.entities)
         facts = []
@@ -387,9 +408,7 @@ class World:
         p = self.word(lang, adposition)
         return p + phrase if self.grammars[lang].adposition == "pre" else phrase + p
 
-    def clause(
-        self, lang: str, kind: str, roles: dict[str, list[str]], place: list[str] | None = None
-    ) -> str:
+    def clause(self, lang: str, kind: str, roles: dict[str, list[str]], place: list[str] | None = None) -> str:
         """A sentence: ``kind`` is "statement" (roles S V O), "question" (W V X) or "command" (T X)."""
         g = self.grammars[lang]
         order = {"statement": g.clause, "question": g.question, "command": g.command}[kind]
@@ -431,6 +450,7 @@ class World:
             "country_phrase_patterns": {lang: self.country_phrase_pattern(lang) for lang in self.languages},
             "lexicon": self.lexicon,
             "entities": list(self.entities),
+            **({"entity_names": self.entity_names} if self.config.local_entity_names else {}),
             "relations": [dataclasses.asdict(r) for r in self.relations],
             "facts": [dataclasses.asdict(f) for f in self.facts],
             "topics": [dataclasses.asdict(t) | {"answers": dict(t.answers)} for t in self.topics],
