@@ -226,7 +226,7 @@ def conclusions(points: dict[str, metrics.PlanePoint], runs_dir: str | None = No
             err, single = noise(f"{model}+EN", f"{model}+random", "gmmlu", en.dx_err, rnd.dx_err)
             what = f"EN-steering on {model} vs a random same-norm vector, Global-MMLU"
             out.append(moved(en.dx - rnd.dx, err, what, single))
-        if en:
+        if plain and en:
             err, single = noise(f"{model}+EN", model, "blend", en.dy_err, 0.0)
             out.append(
                 moved(en.dy - plain.dy, err, f"EN-steering on {model}, BLEnD (what the EN vector costs)", single)
