@@ -59,6 +59,32 @@ def _save(fig: Any, base: Path, fmt: str) -> Path:
     return out
 
 
+def label_positions(
+    points: list[tuple[str, float, float]], xlim: float, ylim: float, *, char_w: float = 0.017, line_h: float = 0.05
+) -> list[tuple[float, float]]:
+    """Data coordinates (left end, centre line) for each point's label on a ``[-xlim, xlim] × [-ylim, ylim]``
+    plane such that no two labels overlap: the first free place among right of the point, left of it, then
+    half a line further up or down (nearest first). Top points are placed first. ``char_w``/``line_h`` are a
+    character's width and a line's height as fractions of the axis spans (fontsize 9, 6 × 5 inch figure)."""
+    cw, lh, gap = 2 * xlim * char_w, 2 * ylim * line_h, 0.015 * 2 * xlim
+    placed: list[tuple[float, float, float]] = []
+    out: list[tuple[float, float]] = [(0.0, 0.0)] * len(points)
+    shifts = [0.0] + [s * k * lh / 2 for k in range(1, 41) for s in (1, -1)]
+    for i in sorted(range(len(points)), key=lambda k: (-points[k][2], points[k][1])):
+        label, x, y = points[i]
+        width = len(label) * cw
+        for shift in shifts:
+            ly = y + 0.03 * ylim + shift
+            free = [x0 for x0 in (x + gap, x - gap - width)
+                    if not any(x0 < b1 and b0 < x0 + width and abs(ly - by) < lh for b0, b1, by in placed)]  # fmt: skip
+            if free:
+                break
+        x0 = free[0] if free else x + gap
+        placed.append((x0, x0 + width, ly))
+        out[i] = (x0, ly)
+    return out
+
+
 def plot_plane(
     points: Iterable[Any],
     out_path_without_ext: str | os.PathLike,
@@ -100,6 +126,8 @@ def plot_plane(
         ax.axhline(0.0, color="0.3", lw=0.9, zorder=1)
         ax.axvline(0.0, color="0.3", lw=0.9, zorder=1)
         cmap = plt.get_cmap("tab10")
+        labels_dy = 0.03 * ylim
+        labels = label_positions([(p[0], p[1], p[2]) for p in pts], xlim, ylim)
         for i, (label, x, y, xe, ye) in enumerate(pts):
             color = cmap(i % 10)
             if xe or ye:
@@ -115,13 +143,17 @@ def plot_plane(
                     zorder=2,
                 )
             ax.scatter([x], [y], color=color, s=40, zorder=3, edgecolors="black", linewidths=0.5)
-            ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=9, zorder=4)
+            lx, ly = labels[i]
+            moved = abs(ly - (y + labels_dy)) > 1e-9
+            arrow = {"arrowstyle": "-", "color": "0.6", "lw": 0.6} if moved else None
+            ax.annotate(label, (x, y), xytext=(lx, ly), textcoords="data", fontsize=9, zorder=4,
+                        va="center", arrowprops=arrow)  # fmt: skip
         ax.set_xlim(-xlim, xlim)
         ax.set_ylim(-ylim, ylim)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.set_title(title)
-        ax.legend(loc="lower left", fontsize=8, frameon=False)
+        ax.legend(loc="best", fontsize=8, frameon=False)
         ax.grid(True, lw=0.3, alpha=0.5)
         return _save(fig, base, "png"), _save(fig, base, "svg")
     finally:

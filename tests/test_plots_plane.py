@@ -30,3 +30,19 @@ def test_plot_plane_rejects_bad_points(tmp_path):
         plot_plane([], tmp_path / "x")
     with pytest.raises(DataError, match="lacks x/y"):
         plot_plane([{"method": "m"}], tmp_path / "x")
+
+
+def test_labels_of_crowded_points_do_not_overlap():
+    from jaxsteer.plots import label_positions
+
+    xlim, ylim, cw, lh = 10.0, 10.0, 0.017, 0.05
+    points = [("MIDALIGN+SUR", -3.0, -16.1), ("base+random", -2.9, -14.6), ("MIDALIGN+EN", -2.7, -21.2),
+              ("MIDALIGN+random", -4.6, -20.6), ("LM-only", -1.9, -4.6), ("MIDALIGN+LOC", -3.1, -3.3)]  # fmt: skip
+    spots = label_positions(points, xlim, ylim, char_w=cw, line_h=lh)
+    boxes = [(x0, x0 + len(p[0]) * 2 * xlim * cw, y) for p, (x0, y) in zip(points, spots)]
+    for i, (a0, a1, ay) in enumerate(boxes):
+        for b0, b1, by in boxes[i + 1 :]:
+            assert not (a0 < b1 and b0 < a1 and abs(ay - by) < 2 * ylim * lh), (boxes[i], (b0, b1, by))
+    # a lone point keeps the default place: just right of and above it
+    ((x0, y0),) = label_positions([("base", 1.0, 2.0)], xlim, ylim)
+    assert x0 > 1.0 and y0 == 2.0 + 0.03 * ylim
