@@ -8,6 +8,7 @@ See :mod:`jaxsteer.organism.world` (the world and its knobs), :mod:`jaxsteer.org
 corpora, evaluation files) and :mod:`jaxsteer.organism.tokenizer` (the word-level tokenizer).
 """
 
+from jaxsteer.organism.config import DEFAULT_LANGUAGES, WorldConfig
 from jaxsteer.organism.corpus import (
     align_corpus,
     blend_items,
@@ -19,7 +20,7 @@ from jaxsteer.organism.corpus import (
     write_world,
 )
 from jaxsteer.organism.tokenizer import build_tokenizer, load_tokenizer, train_tokenizer
-from jaxsteer.organism.world import DEFAULT_LANGUAGES, World, WorldConfig
+from jaxsteer.organism.world import World
 
 __all__ = [
     "DEFAULT_LANGUAGES",

@@ -33,7 +33,8 @@ from typing import Any
 import numpy as np
 
 from jaxsteer.errors import ConfigError
-from jaxsteer.organism.world import CORPUS_KINDS, COUNTRIES, ENGLISH, Fact, Topic, World
+from jaxsteer.organism.config import CORPUS_KINDS, COUNTRIES, ENGLISH
+from jaxsteer.organism.world import Fact, Topic, World
 
 LETTERS = ("A", "B", "C", "D")
 FRAMES = ("what", "which", "tell")
