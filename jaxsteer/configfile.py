@@ -81,6 +81,10 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):
             value = [value]
+        if origin is tuple and args and args[-1] is not Ellipsis:  # fixed length: tuple[str, float]
+            if len(value) != len(args):
+                raise ConfigError(f"config key {key}={value!r} must have {len(args)} items")
+            return tuple(_coerce(v, arg, key) for v, arg in zip(value, args))
         inner = args[0] if args else Any
         items = [_coerce(v, inner, key) for v in value]
         return tuple(items) if origin is tuple else items

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -266,3 +267,17 @@ def test_combined_steering_adds_parts_at_their_layers():
     for which, layers in (("sur", (2, 5)), ("en", (2,)), ("loc", (5,))):
         assert sur.steering(config, v_en, v_loc, which).steered_layers == layers
     np.testing.assert_allclose(np.asarray(sur.steering(config, v_en, v_loc, "loc").deltas())[5], b[5], rtol=1e-6)
+
+
+def test_fixed_length_tuples_are_coerced_item_by_item():
+    @dataclasses.dataclass(frozen=True)
+    class Mix:
+        mix: tuple[tuple[str, float], ...] = ()
+        weights: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    got = build(Mix, {"mix": [["fact", 1], ["generic", 0.5]], "weights": [1, 2, 3]})
+    assert got.mix == (("fact", 1.0), ("generic", 0.5)) and got.weights == (1.0, 2.0, 3.0)
+    with pytest.raises(ConfigError, match="must have 3 items"):
+        build(Mix, {"weights": [1, 2]})
+    with pytest.raises(ConfigError, match="must be a number"):
+        build(Mix, {"mix": [["fact", "lots"]]})

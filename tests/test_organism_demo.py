@@ -89,8 +89,11 @@ def test_single_runs_are_judged_by_the_binomial_error_over_items(tmp_path):
     from jaxsteer.organism.demo import conclusions, single_run_se
 
     runs = str(tmp_path)
-    with open(os.path.join(runs, "splits_blend.json"), "w") as f:
-        json.dump({"splits": {"zh": {"test": list(range(40))}, "ko": {"test": list(range(10))}}}, f)
+    from jaxsteer.data.splits import Split, save_splits
+
+    test_ids = {"zh": 40, "ko": 10}  # test items per language
+    splits = {lang: Split(lang, 0, (), (), tuple(f"{lang}{i}" for i in range(n))) for lang, n in test_ids.items()}
+    save_splits(splits, os.path.join(runs, "splits_blend.json"))
     _result(runs, "base", "blend", {"zh": 50.0, "ko": 80.0})
     _result(runs, "base+LOC", "blend", {"zh": 60.0, "ko": 80.0})
     # by hand: zh (0.25 + 0.24) / 40, ko (0.16 + 0.16) / 10; mean over 2 languages
@@ -107,8 +110,8 @@ def test_single_runs_are_judged_by_the_binomial_error_over_items(tmp_path):
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
-        (["--retrain", "--world", "no_such_knob=1"], "expected KNOB=VALUE"),
-        (["--retrain", "--world", "shared_fraction=half"], "not a Python literal"),
+        (["--retrain", "--world", "no_such_knob=1"], "unknown config key no_such_knob"),
+        (["--retrain", "--world", "shared_fraction=half"], "must be a number"),
         (["--retrain", "--world", "shared_fraction=1.5"], "fractions in"),
         (["--world", "shared_fraction=0.1"], "pass it with --retrain"),
     ],

@@ -100,23 +100,9 @@ def use_compilation_cache() -> None:
 
 
 def world_config(items: list[str]):
-    """``KNOB=VALUE`` items (Python literals) → a ``WorldConfig`` (world seed 0 unless ``seed=`` is given)."""
-    import ast
-    import dataclasses
-
-    from jaxsteer.errors import ConfigError
+    """``KNOB=VALUE`` items (YAML values, as ``--set``) → a ``WorldConfig`` (world seed 0 unless ``seed=``)."""
+    from jaxsteer.configfile import build, parse_overrides
     from jaxsteer.organism import WorldConfig
-    from jaxsteer.organism.model import WORLD_SEED, as_tuples
+    from jaxsteer.organism.model import WORLD_SEED
 
-    known = {f.name for f in dataclasses.fields(WorldConfig)}
-    changes = {"seed": WORLD_SEED}
-    for item in items:
-        key, sep, text = item.partition("=")
-        if not sep or key not in known:
-            raise ConfigError(f"--world {item!r}: expected KNOB=VALUE with KNOB one of {', '.join(sorted(known))}")
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            raise ConfigError(f"--world {item!r}: {text!r} is not a Python literal") from None
-        changes[key] = as_tuples(value)
-    return WorldConfig(**changes)
+    return build(WorldConfig, {"seed": WORLD_SEED, **parse_overrides(items)})

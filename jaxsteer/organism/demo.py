@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxsteer import metrics
+from jaxsteer.data.splits import load_splits
 from jaxsteer.experiment import ExperimentConfig
 from jaxsteer.organism.model import ASSETS
 from jaxsteer.results import atomic_write, provenance, write_json
@@ -176,10 +177,10 @@ def single_run_se(runs_dir: str, a: str, b: str, bench: str) -> float:
     single runs on the same test items (unpaired, so conservative): the noise of a row without seeds."""
     acc_a = metrics.load_result(os.path.join(runs_dir, f"{a}.{bench}.json")).scores
     acc_b = metrics.load_result(os.path.join(runs_dir, f"{b}.{bench}.json")).scores
-    splits = json.loads(Path(runs_dir, f"splits_{bench}.json").read_text())["splits"]
+    splits = load_splits(os.path.join(runs_dir, f"splits_{bench}.json"))
     var = 0.0
     for lang in acc_a:
-        pa, pb, n = acc_a[lang] / 100, acc_b[lang] / 100, max(len(splits[lang]["test"]), 1)
+        pa, pb, n = acc_a[lang] / 100, acc_b[lang] / 100, max(len(splits[lang].test), 1)
         var += (pa * (1 - pa) + pb * (1 - pb)) / n
     return 100.0 * float(np.sqrt(var)) / max(len(acc_a), 1)
 

@@ -141,7 +141,7 @@ def pretrain(
     default = dataclasses.asdict(WorldConfig(seed=WORLD_SEED))
     changes = {k: v for k, v in dataclasses.asdict(world.config).items() if v != default[k]}
     command = f"jaxsteer demo --retrain --steps {steps} --batch {batch} --lr {lr:g} --seed {seed}"
-    command += "".join(f" --world {k}={v!r}" for k, v in changes.items())
+    command += "".join(f" --world {k}={json.dumps(v)}" for k, v in changes.items())  # YAML, as --world parses
     record = {"english_fact_accuracy": accuracy, "command": command, "world_seed": world.config.seed,
               "world_changes": changes,
               "steps": steps, "seed": seed, "batch": batch, "lr": lr, "minutes": round(minutes, 2),
@@ -154,22 +154,15 @@ def pretrain(
     return str(dest)
 
 
-def as_tuples(value):
-    """JSON lists back into the tuples a frozen :class:`WorldConfig` holds (recursively)."""
-    return tuple(as_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
-
-
 def world_config_of(organism: str | os.PathLike = ASSETS):
     """The :class:`WorldConfig` an organism folder was trained on (from its ``world.json``)."""
+    from jaxsteer.configfile import build
     from jaxsteer.organism import WorldConfig
 
     path = Path(organism) / "world.json"
     if not path.is_file():
         raise CheckpointError(f"{organism} has no world.json: not an organism folder (`jaxsteer demo --retrain`)")
-    saved = json.loads(path.read_text())["config"]
-
-    known = {f.name for f in dataclasses.fields(WorldConfig)}
-    return WorldConfig(**{k: as_tuples(v) for k, v in saved.items() if k in known})
+    return build(WorldConfig, json.loads(path.read_text())["config"])
 
 
 def training_fact_accuracy(model, world_root: str, limit: int = 200) -> float:
