@@ -30,8 +30,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import PEAK, compile_seconds, environment, flops_per_token, run_anchor, timed
 
+import jaxsteer.sharding as M
 from jaxsteer.cla import config as C
-from jaxsteer.cla import mesh as M
 from jaxsteer.cla import trainer as T
 
 DEFAULT = ["train:1b:8:1024", "align:12b:8:1024", "scale:4b:8:1024"]

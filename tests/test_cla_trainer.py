@@ -95,7 +95,7 @@ def test_mist_trains_resumes_after_kill_and_exports(tmp_path, monkeypatch):
     """One MIST config, compiled once: loss goes down; a run SIGKILLed after step 5 and resumed logs the
     same losses as the uninterrupted run; the export is the merged model; a NaN stops the run."""
     import jaxsteer
-    from jaxsteer.cla import mesh as M
+    import jaxsteer.sharding as M
     from jaxsteer.cla.lora import merge_lora
 
     cfg = config(tmp_path / "full", MIST)
@@ -163,8 +163,8 @@ def test_midalign_alternates_and_lowers_both_losses(tmp_path):
 
     # the alignment step is a partial forward over blocks 0..l_align: from B = 0, one alignment update
     # moves layer 0's LoRA and leaves layer 1's (above l_align = 0) untouched
+    import jaxsteer.sharding as M
     from jaxsteer.cla import data as D
-    from jaxsteer.cla import mesh as M
 
     setup = T.build(cfg)
     assert setup.spec.align_stop == 1

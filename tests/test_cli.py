@@ -20,8 +20,8 @@ import pytest
 from tiny_checkpoint import FIXTURES, tiny_config, tiny_folder, tiny_model  # noqa: F401
 
 from jaxsteer.cli import main
-from jaxsteer.experiment import Benchmarks, ExperimentConfig
 from jaxsteer.steering.vectors_io import VectorSet, load_vectors, save_vectors
+from jaxsteer.study.experiment import Benchmarks, ExperimentConfig
 
 jax.config.update("jax_default_matmul_precision", "highest")
 
@@ -160,8 +160,8 @@ def test_sweep_writes_csv_heatmap_and_matches_the_evaluator(tiny_folder, tiny_mo
     Every grid point's accuracy equals ``gmmlu_accuracy`` with that steering (the test split: the
     evaluator's programs are already compiled by the eval fixture).
     """
-    from jaxsteer.evaluate import gmmlu_accuracy
-    from jaxsteer.steering.surgical import combined_steering
+    from jaxsteer.study.evaluate import gmmlu_accuracy
+    from jaxsteer.study.surgical import combined_steering
 
     b = bench()
     for name, path, layers, gammas in (
@@ -211,8 +211,8 @@ def test_analyze_writes_sper_table_and_plots(vectors, work):
 
 # --- eval / plane -----------------------------------------------------------------------------------
 def test_eval_result_files_match_the_python_api(evals, tiny_model, vectors, letter_vector):  # noqa: F811
-    from jaxsteer.evaluate import gmmlu_accuracy
-    from jaxsteer.steering.surgical import combined_steering
+    from jaxsteer.study.evaluate import gmmlu_accuracy
+    from jaxsteer.study.surgical import combined_steering
 
     for name in ("base", "steered"):
         for bench_name in ("gmmlu", "blend"):

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxsteer import metrics
 from jaxsteer.cli import main
 from jaxsteer.organism.demo import DemoConfig, assets_info, write_demo_world
 from jaxsteer.organism.model import ASSETS, load_organism, training_fact_accuracy
+from jaxsteer.study import metrics
 
 
 @pytest.fixture(scope="module")

@@ -60,7 +60,7 @@ def brute_loglik(model, sequences, starts, steering=None) -> list[float]:
 @pytest.fixture(scope="module")
 def mc(tiny_model):  # noqa: F811
     """The Global-MMLU zh test-split prompts of ``jaxsteer eval`` in test_cli (same shapes: shared compiles)."""
-    from jaxsteer.experiment import Benchmarks, ExperimentConfig
+    from jaxsteer.study.experiment import Benchmarks, ExperimentConfig
 
     cfg = ExperimentConfig(data=FIXTURES, languages=("zh",), allow_small=True, batch_size=8, max_new_tokens=2)
     reqs = [prompts.mc_prompt(q) for q in Benchmarks(cfg).gmmlu("zh", "test")]
@@ -192,7 +192,7 @@ def test_generate_answers_equals_greedy_forward_loop(tiny_model):  # noqa: F811
     Uses the BLEnD zh test prompts with batch 8 and 2 new tokens, the shapes ``jaxsteer eval`` compiles in
     test_cli, so the decode program is shared across the session.
     """
-    from jaxsteer.experiment import Benchmarks, ExperimentConfig
+    from jaxsteer.study.experiment import Benchmarks, ExperimentConfig
 
     cfg = ExperimentConfig(data=FIXTURES, languages=("zh",), allow_small=True, batch_size=8, max_new_tokens=2)
     texts = [prompts.blend_prompt(it.decontextualised, "zh") for it in Benchmarks(cfg).blend("zh", "test")]
@@ -228,8 +228,8 @@ def test_blend_mc_loglik_variant_is_labelled_and_matches_brute_force(tiny_model)
     import os
 
     from jaxsteer.data.blend import load_blend_mc
-    from jaxsteer.evaluate import BLEND_MC_LL_LABEL, blend_mc_loglik_accuracy
     from jaxsteer.scoring import continuation_logprobs
+    from jaxsteer.study.evaluate import BLEND_MC_LL_LABEL, blend_mc_loglik_accuracy
 
     fixtures = os.path.join(os.path.dirname(__file__), "fixtures", "data")
     out = blend_mc_loglik_accuracy(tiny_model, fixtures, "South_Korea", batch_size=4)

@@ -6,7 +6,7 @@
 
 Modules: :mod:`~jaxsteer.cla.config` (the YAML as frozen dataclasses), :mod:`~jaxsteer.cla.losses` (the loss
 formulas and the objectives), :mod:`~jaxsteer.cla.lora` (LoRA, trainable labels, the training forward),
-:mod:`~jaxsteer.cla.data` (the deterministic pipeline), :mod:`~jaxsteer.cla.mesh` (sharding),
+:mod:`~jaxsteer.cla.data` (the deterministic pipeline), :mod:`~jaxsteer.sharding` (sharding),
 :mod:`~jaxsteer.cla.trainer` (optimizer, jitted steps, the loop). The EN-steering baseline needs no
 training: it is the EN vector at layer l1 applied with ``jaxsteer.Steering``.
 """

@@ -16,6 +16,7 @@ from typing import Any
 
 from jaxsteer import configfile
 from jaxsteer.errors import ConfigError
+from jaxsteer.sharding import MeshSpec
 
 METHODS = ("mist", "midalign", "clo")
 TRAINABLE = ("lora", "full", "attention")
@@ -95,13 +96,6 @@ class CloSpec:
     lam: float = 0.5  # λ·NLL + (1−λ)·DPO
     beta: float = 0.1
     ref_batch: int = 8  # sequences per forward when caching the reference log-probs
-
-
-@dataclasses.dataclass(frozen=True)
-class MeshSpec:
-    data: int = -1  # data-parallel axis; -1: all devices left after fsdp
-    fsdp: int = 1  # parameter-sharding axis
-    distributed: bool = False  # call jax.distributed.initialize() first (multi-host)
 
 
 @dataclasses.dataclass(frozen=True)

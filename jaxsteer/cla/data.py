@@ -35,14 +35,14 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int = 512):
     """A small BPE ``PreTrainedTokenizerFast`` with Gemma's special ids and chat template.
 
     ``<pad>`` 0, ``<eos>`` 1, ``<bos>`` 2, ``<unk>`` 3, ``<start_of_turn>`` 4, ``<end_of_turn>`` 5; the
-    pre-tokenizer and template are those of :mod:`jaxsteer.organism.tokenizer`, the model is BPE over
+    pre-tokenizer and template are those of :mod:`jaxsteer.tokens`, the model is BPE over
     characters so scripts without spaces (Chinese) still split into many tokens. Deterministic: the same
     texts give the same ids in every process.
     """
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from jaxsteer.organism.tokenizer import BOS, CHAT_TEMPLATE, EOS, PAD, SPECIAL_TOKENS, SPLIT_PATTERN, UNK
+    from jaxsteer.tokens import BOS, CHAT_TEMPLATE, EOS, PAD, SPECIAL_TOKENS, SPLIT_PATTERN, UNK
 
     tok = Tokenizer(models.BPE(unk_token=UNK))
     tok.pre_tokenizer = pre_tokenizers.Split(Regex(SPLIT_PATTERN), behavior="isolated")

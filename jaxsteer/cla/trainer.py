@@ -31,9 +31,9 @@ import numpy as np
 import optax
 from jaxtyping import Array, Int
 
+import jaxsteer.sharding as mesh_lib
 from jaxsteer.checkpoint.orbax import TrainCheckpointer, abstract_like
 from jaxsteer.cla import data as data_lib
-from jaxsteer.cla import mesh as mesh_lib
 from jaxsteer.cla.config import StepSpec, TrainConfig, warmup_steps
 from jaxsteer.cla.lora import (
     DTYPES,

@@ -36,7 +36,7 @@ def overrides(args: argparse.Namespace, **flags) -> dict:
 def experiment_config(args: argparse.Namespace, extra_keys: tuple[str, ...] = ()):
     """The ExperimentConfig of ``--config`` + flags; keys in ``extra_keys`` are returned apart."""
     from jaxsteer.configfile import build, merge, read_yaml
-    from jaxsteer.experiment import ExperimentConfig
+    from jaxsteer.study.experiment import ExperimentConfig
 
     data = read_yaml(args.config) if getattr(args, "config", None) else {}
     data = merge(

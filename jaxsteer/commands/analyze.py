@@ -52,8 +52,8 @@ def run(args) -> int:
         print(f"wrote {cfg.out}/sper.csv, sper.png, norms.png")
     if args.pca:
         from jaxsteer.commands._common import load_model
-        from jaxsteer.experiment import Benchmarks
-        from jaxsteer.steering.pca import language_pca
+        from jaxsteer.study.experiment import Benchmarks
+        from jaxsteer.study.pca import language_pca
 
         model = load_model(cfg)
         rows = language_pca(model, Benchmarks(cfg), cfg.out, progress=not args.quiet)

@@ -27,8 +27,8 @@ def register(sub) -> None:
 
 def parse_steer(items, config, force: bool):
     from jaxsteer.errors import ConfigError
-    from jaxsteer.steering.surgical import combined_steering
     from jaxsteer.steering.vectors_io import check_compatible, load_vectors
+    from jaxsteer.study.surgical import combined_steering
 
     parts = []
     for item in items or []:
@@ -48,8 +48,8 @@ def parse_steer(items, config, force: bool):
 
 def run(args) -> int:
     from jaxsteer.commands._common import load_model
-    from jaxsteer.evaluate import evaluate, write_eval
-    from jaxsteer.experiment import Benchmarks
+    from jaxsteer.study.evaluate import evaluate, write_eval
+    from jaxsteer.study.experiment import Benchmarks
 
     cfg, _ = experiment_config(args)
     model = load_model(cfg)
@@ -62,8 +62,8 @@ def run(args) -> int:
     if args.blend_mc:
         import os
 
-        from jaxsteer.evaluate import BLEND_MC_LL_LABEL, blend_mc_loglik_accuracy
         from jaxsteer.results import provenance, write_json
+        from jaxsteer.study.evaluate import BLEND_MC_LL_LABEL, blend_mc_loglik_accuracy
 
         scores = {
             lang: blend_mc_loglik_accuracy(model, cfg.blend_source or cfg.data, lang, steering, cfg.batch_size)[

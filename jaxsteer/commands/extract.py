@@ -37,10 +37,10 @@ def read_pairs(path: str) -> tuple[list[str], list[str]]:
 
 def run(args) -> int:
     from jaxsteer.commands._common import load_model
-    from jaxsteer.experiment import Benchmarks
     from jaxsteer.steering.extract import TokenPairs, extract, normalise
-    from jaxsteer.steering.surgical import extract_kind
     from jaxsteer.steering.vectors_io import VectorSet, save_vectors
+    from jaxsteer.study.experiment import Benchmarks
+    from jaxsteer.study.surgical import extract_kind
 
     cfg, _ = experiment_config(args)
     model = load_model(cfg)

@@ -16,9 +16,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from jaxsteer import metrics
     from jaxsteer.errors import DataError
-    from jaxsteer.pipeline import write_comparison
+    from jaxsteer.study import metrics
+    from jaxsteer.study.pipeline import write_comparison
 
     runs: dict[str, dict[str, list]] = {"gmmlu": {}, "blend": {}}
     for folder in args.results:

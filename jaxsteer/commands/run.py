@@ -13,7 +13,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from jaxsteer.errors import ConfigError
-    from jaxsteer.pipeline import run_experiment
+    from jaxsteer.study.pipeline import run_experiment
 
     cfg, extra = experiment_config(args, ("models", "steer"))
     models = dict(extra.get("models") or {})

@@ -24,11 +24,11 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from jaxsteer.commands._common import load_model
-    from jaxsteer.evaluate import evaluate, write_eval
-    from jaxsteer.experiment import Benchmarks
     from jaxsteer.results import provenance, write_json
-    from jaxsteer.steering.surgical import SurgicalPlan, plan_surgical, select_en
     from jaxsteer.steering.vectors_io import check_compatible, load_vectors
+    from jaxsteer.study.evaluate import evaluate, write_eval
+    from jaxsteer.study.experiment import Benchmarks
+    from jaxsteer.study.surgical import SurgicalPlan, plan_surgical, select_en
 
     cfg, _ = experiment_config(args)
     model = load_model(cfg)

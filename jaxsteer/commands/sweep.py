@@ -31,13 +31,13 @@ def run(args) -> int:
     import numpy as np
 
     from jaxsteer.commands._common import load_model
-    from jaxsteer.evaluate import gmmlu_inputs
-    from jaxsteer.experiment import Benchmarks
     from jaxsteer.results import provenance, write_csv, write_json
     from jaxsteer.scoring import option_logprob_fn
     from jaxsteer.steering.figures import plot_sweep_heatmap
     from jaxsteer.steering.sweep import layer_gamma_grid, layer_passes, run_grid
     from jaxsteer.steering.vectors_io import check_compatible, load_vectors
+    from jaxsteer.study.evaluate import gmmlu_inputs
+    from jaxsteer.study.experiment import Benchmarks
 
     cfg, _ = experiment_config(args)
     model = load_model(cfg)

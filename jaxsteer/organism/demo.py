@@ -4,7 +4,7 @@
 2. Load the shipped organism (a tiny Gemma-3 pretrained on the world) as the unaligned base.
 3. For each seed: align it with MIDALIGN (task LM steps alternating with InfoNCE on parallel sentences) and
    train the LM-only control (the same task steps, no alignment loss).
-4. Run the real experiment pipeline (``jaxsteer.pipeline``): plain evaluation of every model; EN/LOC
+4. Run the real experiment pipeline (``jaxsteer.study.pipeline``): plain evaluation of every model; EN/LOC
    extraction on Dev1, selection on Dev2, EN-, LOC-steering, SUR and a random same-norm control on the
    base and on each aligned model.
 5. Aggregate over seeds (mean ± sample s.d.) into Δ tables, the transfer–localization plane, the S_PER plot
@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxsteer import metrics
 from jaxsteer.data.splits import load_splits
-from jaxsteer.experiment import ExperimentConfig
 from jaxsteer.organism.model import ASSETS
 from jaxsteer.results import atomic_write, provenance, write_json
+from jaxsteer.study import metrics
+from jaxsteer.study.experiment import ExperimentConfig
 
 STEERED = ("EN", "LOC", "SUR", "random")
 
@@ -250,7 +250,7 @@ def conclusions(points: dict[str, metrics.PlanePoint], runs_dir: str | None = No
 
 def run_demo(cfg: DemoConfig) -> dict:
     from jaxsteer.checkpoint.hf import load_pretrained
-    from jaxsteer.pipeline import run_experiment, sper_outputs, write_comparison
+    from jaxsteer.study.pipeline import run_experiment, sper_outputs, write_comparison
 
     t0 = time.time()
     os.makedirs(cfg.out, exist_ok=True)

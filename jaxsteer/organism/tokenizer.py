@@ -23,16 +23,19 @@ from typing import Any
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
 from jaxsteer.errors import ConfigError
-
-PAD, EOS, BOS, UNK, START_OF_TURN, END_OF_TURN = (
-    "<pad>",
-    "<eos>",
-    "<bos>",
-    "<unk>",
-    "<start_of_turn>",
-    "<end_of_turn>",
+from jaxsteer.results import atomic_write
+from jaxsteer.tokens import (  # noqa: F401 - the organism's vocabulary shares Gemma's special tokens
+    BOS,
+    CHAT_TEMPLATE,
+    END_OF_TURN,
+    EOS,
+    PAD,
+    SPECIAL_TOKENS,
+    SPLIT_PATTERN,
+    START_OF_TURN,
+    UNK,
 )
-SPECIAL_TOKENS: tuple[str, ...] = (PAD, EOS, BOS, UNK, START_OF_TURN, END_OF_TURN)
+
 REQUIRED_TOKENS: tuple[str, ...] = (
     " A",
     " B",
@@ -47,23 +50,6 @@ REQUIRED_TOKENS: tuple[str, ...] = (
     ":",
     "user",
     "model",
-)
-SPLIT_PATTERN = r" ?[^\s\p{P}]+| ?\p{P}|\s"
-CHAT_TEMPLATE = (
-    "{{ bos_token }}"
-    "{%- if messages[0]['role'] == 'system' -%}"
-    "{%- set first_user_prefix = messages[0]['content'] | trim + '\\n\\n' -%}"
-    "{%- set loop_messages = messages[1:] -%}"
-    "{%- else -%}{%- set first_user_prefix = '' -%}{%- set loop_messages = messages -%}{%- endif -%}"
-    "{%- for message in loop_messages -%}"
-    "{%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}"
-    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}"
-    "{%- endif -%}"
-    "{%- set role = 'model' if message['role'] == 'assistant' else message['role'] -%}"
-    "{{ '<start_of_turn>' + role + '\\n' + (first_user_prefix if loop.first else '') }}"
-    "{{ message['content'] | trim }}{{ '<end_of_turn>\\n' }}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\\n' }}{%- endif -%}"
 )
 
 
@@ -100,7 +86,6 @@ def train_tokenizer(texts: Iterable[str], *, max_vocab: int = 4096) -> Tokenizer
 
 def save_tokenizer(tok: Tokenizer, folder: str | Path, *, model_max_length: int = 64) -> Path:
     """``tokenizer.json``, ``tokenizer_config.json`` and ``special_tokens_map.json`` for transformers."""
-    from jaxsteer.organism.corpus import write_text
 
     folder = Path(folder)
     specials: dict[str, Any] = {"bos_token": BOS, "eos_token": EOS, "pad_token": PAD, "unk_token": UNK,
@@ -113,9 +98,9 @@ def save_tokenizer(tok: Tokenizer, folder: str | Path, *, model_max_length: int 
         "model_max_length": model_max_length,
         "chat_template": CHAT_TEMPLATE,
     }
-    write_text(folder / "tokenizer.json", tok.to_str(pretty=True))
-    write_text(folder / "tokenizer_config.json", json.dumps(config, ensure_ascii=False, indent=2))
-    write_text(folder / "special_tokens_map.json", json.dumps(specials, indent=2))
+    atomic_write(folder / "tokenizer.json", tok.to_str(pretty=True))
+    atomic_write(folder / "tokenizer_config.json", json.dumps(config, ensure_ascii=False, indent=2))
+    atomic_write(folder / "special_tokens_map.json", json.dumps(specials, indent=2))
     return folder
 
 

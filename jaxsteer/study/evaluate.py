@@ -15,14 +15,14 @@ from collections.abc import Callable
 
 import numpy as np
 
-from jaxsteer import metrics
 from jaxsteer.data import prompts
 from jaxsteer.errors import InputError
-from jaxsteer.experiment import Benchmarks, ExperimentConfig
 from jaxsteer.model.model import Model
 from jaxsteer.results import provenance, write_csv, write_json
 from jaxsteer.scoring import generate_answers, score_multiple_choice, single_token_ids
 from jaxsteer.steering.plan import Steering
+from jaxsteer.study import metrics
+from jaxsteer.study.experiment import Benchmarks, ExperimentConfig
 from jaxsteer.tokens import encode_batch
 
 SteeringFor = Callable[[str], Steering | None]

@@ -7,7 +7,7 @@ import pytest
 
 from jaxsteer.data.blend import load_blend
 from jaxsteer.errors import DataError
-from jaxsteer.metrics import (
+from jaxsteer.study.metrics import (
     MethodResult,
     accuracy,
     argmax_accuracy,

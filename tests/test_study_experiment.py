@@ -12,7 +12,7 @@ from tiny_checkpoint import FIXTURES
 from jaxsteer.configfile import build, parse_overrides
 from jaxsteer.data import prompts
 from jaxsteer.errors import ConfigError, DataError, JaxsteerError
-from jaxsteer.experiment import PARTS, Benchmarks, ExperimentConfig
+from jaxsteer.study.experiment import PARTS, Benchmarks, ExperimentConfig
 
 
 def one_line(excinfo) -> str:
@@ -249,8 +249,8 @@ def test_combined_steering_adds_parts_at_their_layers():
     import numpy as np
 
     from jaxsteer.config import tiny
-    from jaxsteer.steering.surgical import SurgicalPlan, combined_steering
     from jaxsteer.steering.vectors_io import VectorSet
+    from jaxsteer.study.surgical import SurgicalPlan, combined_steering
 
     config = tiny()
     rng = np.random.RandomState(0)

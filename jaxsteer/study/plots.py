@@ -1,6 +1,6 @@
 """Figures of jaxsteer's reports, written as PNG and SVG with matplotlib's Agg backend (no display needed).
 
-Each plotting function takes already-computed numbers (see :mod:`jaxsteer.metrics`), writes both formats
+Each plotting function takes already-computed numbers (see :mod:`jaxsteer.study.metrics`), writes both formats
 atomically (temporary file, then rename: a crash never leaves half a figure) and returns the paths.
 """
 
@@ -97,7 +97,7 @@ def plot_plane(
 
     Quadrant lines are drawn at x = 0 and y = 0 and the desirable quadrant (x > 0, y ≥ 0) is shaded;
     error bars are drawn for points with a non-zero ``dx_err``/``dy_err``. ``points`` are
-    :class:`~jaxsteer.metrics.PlanePoint` objects, mappings with ``method, dx, dy[, dx_err, dy_err]``
+    :class:`~jaxsteer.study.metrics.PlanePoint` objects, mappings with ``method, dx, dy[, dx_err, dy_err]``
     or tuples ``(method, dx, dy[, dx_err, dy_err])``. Returns (png path, svg path).
     """
     pts = [_point(p) for p in points]

@@ -13,10 +13,10 @@ import os
 import numpy as np
 
 from jaxsteer.data import prompts
-from jaxsteer.experiment import Benchmarks
 from jaxsteer.model.model import Model
 from jaxsteer.steering import analysis, figures
 from jaxsteer.steering.extract import iterate_activations
+from jaxsteer.study.experiment import Benchmarks
 from jaxsteer.tokens import encode_batch
 
 

@@ -13,17 +13,17 @@ import os
 
 import numpy as np
 
-from jaxsteer import metrics
 from jaxsteer.checkpoint.hf import load_pretrained
 from jaxsteer.errors import ConfigError
-from jaxsteer.evaluate import EvalResult, evaluate, write_eval
-from jaxsteer.experiment import Benchmarks, ExperimentConfig
 from jaxsteer.model.model import Model
-from jaxsteer.plots import plot_plane
 from jaxsteer.results import atomic_write, provenance, write_csv, write_json
 from jaxsteer.steering import analysis, figures
-from jaxsteer.steering.surgical import SurgicalPlan, combined_steering, extract_kind, plan_surgical, select_loc
 from jaxsteer.steering.vectors_io import save_vectors
+from jaxsteer.study import metrics
+from jaxsteer.study.evaluate import EvalResult, evaluate, write_eval
+from jaxsteer.study.experiment import Benchmarks, ExperimentConfig
+from jaxsteer.study.plots import plot_plane
+from jaxsteer.study.surgical import SurgicalPlan, combined_steering, extract_kind, plan_surgical, select_loc
 
 
 @dataclasses.dataclass

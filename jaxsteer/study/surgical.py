@@ -18,14 +18,14 @@ import itertools
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsteer.evaluate import blend_accuracy, gmmlu_inputs
-from jaxsteer.experiment import Benchmarks
 from jaxsteer.model.model import Model
 from jaxsteer.scoring import option_logprob_fn
 from jaxsteer.steering.extract import TokenPairs, extract, normalise, pool
 from jaxsteer.steering.plan import Steering
 from jaxsteer.steering.sweep import layer_gamma_grid, run_grid
 from jaxsteer.steering.vectors_io import VectorSet
+from jaxsteer.study.evaluate import blend_accuracy, gmmlu_inputs
+from jaxsteer.study.experiment import Benchmarks
 
 
 def extract_kind(model: Model, bench: Benchmarks, kind: str, langs, progress: bool = True) -> dict[str, VectorSet]:

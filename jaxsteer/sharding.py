@@ -15,6 +15,7 @@ host builds the same global batch deterministically and contributes the rows of 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 
@@ -22,8 +23,15 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxsteer.cla.config import MeshSpec
 from jaxsteer.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshSpec:
+    data: int = -1  # data-parallel axis; -1: all devices left after fsdp
+    fsdp: int = 1  # parameter-sharding axis
+    distributed: bool = False  # call jax.distributed.initialize() first (multi-host)
+
 
 AXES = ("data", "fsdp")
 BATCH = ("data", "fsdp")  # the batch axis spans both mesh axes

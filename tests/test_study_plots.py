@@ -3,8 +3,8 @@
 import pytest
 
 from jaxsteer.errors import DataError
-from jaxsteer.metrics import PlanePoint
-from jaxsteer.plots import plot_plane
+from jaxsteer.study.metrics import PlanePoint
+from jaxsteer.study.plots import plot_plane
 
 
 def test_plot_plane_writes_png_and_svg(tmp_path):
@@ -33,7 +33,7 @@ def test_plot_plane_rejects_bad_points(tmp_path):
 
 
 def test_labels_of_crowded_points_do_not_overlap():
-    from jaxsteer.plots import label_positions
+    from jaxsteer.study.plots import label_positions
 
     xlim, ylim, cw, lh = 10.0, 10.0, 0.017, 0.05
     points = [("MIDALIGN+SUR", -3.0, -16.1), ("base+random", -2.9, -14.6), ("MIDALIGN+EN", -2.7, -21.2),

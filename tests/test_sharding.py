@@ -12,8 +12,8 @@ import jax
 import numpy as np
 from jax.sharding import PartitionSpec as P
 
-from jaxsteer.cla import mesh as M
-from jaxsteer.cla.config import MeshSpec
+import jaxsteer.sharding as M
+from jaxsteer.sharding import MeshSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,7 +50,8 @@ def test_optimizer_moments_follow_their_parameter():
 SCRIPT = textwrap.dedent(
     """
     import dataclasses, jax, numpy as np
-    from jaxsteer.cla import config as C, mesh as M, trainer as T
+    import jaxsteer.sharding as M
+    from jaxsteer.cla import config as C, trainer as T
     from jaxsteer.errors import ConfigError
 
     def cfg(data, fsdp):
