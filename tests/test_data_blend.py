@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from jaxsteer.data.blend import IdkCounts, load_blend, load_blend_mc, scorable, should_skip
+from jaxsteer.data.blend import SKIP_REASONS, IdkCounts, load_blend, load_blend_mc, scorable, should_skip, skip_reason
 from jaxsteer.errors import DataError
 
 DATA = Path(__file__).parent / "fixtures" / "data"
@@ -36,7 +36,7 @@ def test_skip_rule_accepts_raw_idks_and_no_annotations():
 
 def test_questions_joined_with_annotations():
     qs = load_blend(DATA, "South_Korea")
-    assert len(qs) == 20 and not any(q.skipped for q in qs)
+    assert len(qs) == 26 and [q.id for q in qs if q.skipped] == ["Fx-hd-23"]
     q = qs[0]
     assert (q.id, q.country, q.lang, q.topic) == ("Fx-en-01", "South_Korea", "ko", "Food")
     assert q.question == "대한민국에서 가장 인기 있는 과일은 무엇인가요?"
@@ -54,13 +54,28 @@ def test_questions_joined_with_annotations():
 def test_skipped_questions_per_country():
     skipped = {c: [q.id for q in load_blend(DATA, c) if q.skipped] for c in ("China", "Spain", "Greece", "Iran")}
     assert skipped == {
-        "China": ["Fx-ho-11", "Fx-ho-12"],
-        "Spain": ["Fx-wl-17"],
+        "China": ["Fx-ho-11", "Fx-ho-12", "Fx-hd-30"],
+        "Spain": ["Fx-wl-17", "Fx-hd-25"],
         "Greece": ["Fx-ho-12", "Fx-wl-17"],
         "Iran": ["Fx-ho-11", "Fx-ho-12"],
     }
     iran = load_blend(DATA, "Iran", include_skipped=False)
-    assert len(iran) == 18 and scorable(load_blend(DATA, "Iran")) == iran
+    assert len(iran) == 24 and scorable(load_blend(DATA, "Iran")) == iran
+
+
+def test_skip_reasons():
+    assert [skip_reason(c) for c in (IdkCounts(no_answer=2, not_applicable=1), IdkCounts(idk=5))] == list(
+        SKIP_REASONS[1:3]
+    )
+    assert skip_reason(IdkCounts(idk=5, not_applicable=3)) == SKIP_REASONS[1]  # checked in order
+    assert skip_reason(IdkCounts(), n_annotations=0) == "no annotated answer"
+    assert skip_reason(IdkCounts(), n_annotations=1) is None
+    reasons = {q.id: q.skip_reason for q in load_blend(DATA, "China") if q.skipped}
+    assert reasons["Fx-hd-30"] == "blank question"  # released China New-en-04 is "  "
+    blank = next(q for q in load_blend(DATA, "China") if q.id == "Fx-hd-30")
+    # BLEnD's own rule would score it: the annotations are fine; only the empty local text skips it
+    assert blank.blank and not should_skip(blank.idk_counts, len(blank.annotations))
+    assert [q.skip_reason for q in load_blend(DATA, "Spain") if q.id == "Fx-hd-25"] == [SKIP_REASONS[1]]
 
 
 def test_annotations_sorted_by_count(tmp_path):

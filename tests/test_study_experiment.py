@@ -96,6 +96,14 @@ def test_layers_for_explicit_and_out_of_range():
     assert "loc_layer=30" in one_line(e)
 
 
+def test_blank_questions_are_logged_and_never_prompted(caplog):
+    with caplog.at_level("WARNING", logger="jaxsteer.study.experiment"):
+        items = [it for p in PARTS for it in Benchmarks(cfg()).blend("zh", p)]
+    assert "BLEnD China: skipped 1 blank question(s): Fx-hd-30" in caplog.text
+    assert "Fx-hd-30" not in {it.question.id for it in items}
+    assert all(it.question.question.strip() and it.decontextualised.strip() for it in items)
+
+
 # --- Benchmarks: splits -----------------------------------------------------------------------------
 def ids_of(bench: Benchmarks, kind: str, lang: str) -> dict[str, list[str]]:
     if kind == "gmmlu":

@@ -60,15 +60,16 @@ def test_normalize_answer():
 
 
 def test_blend_accuracy_skips_and_missing():
-    qs = load_blend(DATA, "China")
+    qs = [q for q in load_blend(DATA, "China") if not q.id.startswith("Fx-hd") or q.blank]
     scorable = [q for q in qs if not q.skipped]
     responses = {q.id: q.answers_local[0] for q in scorable[:9]}
     responses.update({q.id: "我不知道" for q in scorable[9:17]})  # last scorable question has no response
     responses["Fx-ho-11"] = "苹果"  # skipped question: ignored even when right
+    responses["Fx-hd-30"] = "王刚"  # blank local question: never scored, even with a right answer
     score = blend_accuracy(responses, qs)
-    assert (score.n_scored, score.n_skipped, score.n_missing) == (18, 2, 1)
+    assert (score.n_scored, score.n_skipped, score.n_missing) == (18, 3, 1)
     assert score.accuracy == pytest.approx(50.0)
-    assert "Fx-ho-11" not in score.correct
+    assert "Fx-ho-11" not in score.correct and "Fx-hd-30" not in score.correct
 
 
 def test_accuracy_helpers():

@@ -4,6 +4,8 @@ Localization (the y axis of the transfer–localization plane) is BLEnD short-an
 module joins each question (``{Country}_questions.csv``) with its annotations (``{Country}_data.json``)
 by ``ID`` and applies BLEnD's validity rule: a question is skipped when annotators mostly could not
 answer it (``no-answer + not-applicable >= 3`` or ``idk >= 5``) or when it has no annotated answer.
+jaxsteer also skips a question whose local text is blank (China ``New-en-04`` is ``"  "`` in the
+released file): BLEnD would prompt it as an empty question; we never prompt or score it.
 The multiple-choice file is loaded as released; scoring it by log-likelihood is our variant, not BLEnD's.
 """
 
@@ -43,6 +45,15 @@ ANNOTATION_KEYS: tuple[str, ...] = ("annotations", "idks")
 
 SKIP_NO_ANSWER = 3  # skip when no-answer + not-applicable >= 3 (BLEnD paper)
 SKIP_IDK = 5  # skip when idk >= 5
+
+SKIP_BLANK = "blank question"
+SKIP_REASONS: tuple[str, ...] = (
+    SKIP_BLANK,
+    f"no-answer + not-applicable >= {SKIP_NO_ANSWER}",
+    f"idk >= {SKIP_IDK}",
+    "no annotated answer",
+)
+"""Why a question is not scored, in the order they are checked (:attr:`BlendQuestion.skip_reason`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,9 +97,21 @@ class BlendQuestion:
         return tuple(a for ann in self.annotations for a in ann.en_answers)
 
     @property
+    def blank(self) -> bool:
+        """The local question is empty or whitespace only (nothing to prompt)."""
+        return not self.question.strip()
+
+    @property
+    def skip_reason(self) -> str | None:
+        """The first of :data:`SKIP_REASONS` that applies, or None when the question is scored."""
+        if self.blank:
+            return SKIP_BLANK
+        return skip_reason(self.idk_counts, len(self.annotations))
+
+    @property
     def skipped(self) -> bool:
-        """BLEnD's rule: too few annotators could answer, or no annotated answer at all."""
-        return should_skip(self.idk_counts, len(self.annotations))
+        """Not scored: BLEnD's rule (:func:`should_skip`) or a blank local question."""
+        return self.skip_reason is not None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,10 +137,19 @@ def should_skip(idk_counts: IdkCounts | Mapping[str, Any], n_annotations: int | 
 
     ``no-answer + not-applicable >= 3`` or ``idk >= 5``; also when ``n_annotations`` is given and zero.
     """
+    return skip_reason(idk_counts, n_annotations) is not None
+
+
+def skip_reason(idk_counts: IdkCounts | Mapping[str, Any], n_annotations: int | None = None) -> str | None:
+    """Which part of BLEnD's rule excludes the question (a :data:`SKIP_REASONS` entry), or None."""
     counts = idk_counts if isinstance(idk_counts, IdkCounts) else parse_idks(idk_counts, "idks")
-    if counts.no_answer + counts.not_applicable >= SKIP_NO_ANSWER or counts.idk >= SKIP_IDK:
-        return True
-    return n_annotations is not None and n_annotations == 0
+    if counts.no_answer + counts.not_applicable >= SKIP_NO_ANSWER:
+        return SKIP_REASONS[1]
+    if counts.idk >= SKIP_IDK:
+        return SKIP_REASONS[2]
+    if n_annotations is not None and n_annotations == 0:
+        return SKIP_REASONS[3]
+    return None
 
 
 def parse_idks(raw: Mapping[str, Any] | None, where: str) -> IdkCounts:
@@ -257,7 +289,7 @@ def load_blend_mc(source: PathLike, country: str | None = None) -> list[BlendMCQ
 
 
 def scorable(questions: Sequence[BlendQuestion]) -> list[BlendQuestion]:
-    """The questions that BLEnD scores (those not skipped)."""
+    """The questions that are scored (not skipped by BLEnD's rule, not blank)."""
     return [q for q in questions if not q.skipped]
 
 
@@ -315,4 +347,5 @@ __all__ = [
     "parse_idks",
     "scorable",
     "should_skip",
+    "skip_reason",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 from collections.abc import Sequence
 
@@ -20,6 +21,7 @@ from jaxsteer.data.languages import language
 from jaxsteer.errors import ConfigError, DataError
 
 PARTS = ("dev1", "dev2", "test")
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,7 +127,13 @@ class Benchmarks:
     def blend(self, lang: str, part: str) -> list[BlendItem]:
         if lang not in self._blend:
             source = self.cfg.blend_source or self.cfg.data
-            questions = [q for q in blend_data.load_blend(source, lang) if not q.skipped]
+            loaded = blend_data.load_blend(source, lang)
+            blank = [q.id for q in loaded if q.blank]
+            if blank:  # never prompted, never scored (BLEnD would ask an empty question)
+                log.warning(
+                    "BLEnD %s: skipped %d blank question(s): %s", loaded[0].country, len(blank), ", ".join(blank)
+                )
+            questions = [q for q in loaded if not q.skipped]
             self._blend[lang] = [_blend_item(q, source) for q in questions]
         items = self._blend[lang]
         wanted = set(self._split("blend", lang, [it.question.id for it in items]).part(part))
