@@ -12,7 +12,7 @@ import sys
 
 from jaxsteer.errors import JaxsteerError
 
-COMMANDS = ("demo", "info", "generate", "run", "extract", "sweep", "steer", "analyze", "eval", "plane", "train")
+COMMANDS = ("demo", "info", "data", "generate", "run", "extract", "sweep", "steer", "analyze", "eval", "plane", "train")
 
 
 def build_parser() -> argparse.ArgumentParser:

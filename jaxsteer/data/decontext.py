@@ -169,6 +169,7 @@ def _chinese(home: Language) -> LangRules:
         Rule("people-in", re.compile(rf"人们在{c}"), "人们"),
         Rule("locative-de", re.compile(rf"在{c}的"), "在"),
         Rule("locative-adverbial", re.compile(rf"在{c}{adverbial}"), ""),
+        Rule("locative-verb", re.compile(rf"(?<=[住活])在{c}"), "在"),  # 居住在/生活在中国 → 居住在/生活在
         # 在中国烧烤时 → 在烧烤时: a time frame closing in the same clause keeps its 在
         Rule("locative-frame", re.compile(rf"在{c}(?=[^，,。？?！!；;（(]*?(?:时(?!间)|期间|之际))"), "在"),
         Rule("locative", re.compile(rf"在{c}"), ""),  # 在中国学校里 → 学校里: Chinese needs no 在 here

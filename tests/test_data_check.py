@@ -1,0 +1,104 @@
+"""``jaxsteer data check``: the BLEnD preprocessing audit on the fixtures (with real-style hard rows)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from jaxsteer.cli import main
+from jaxsteer.data.check import check_blend, check_country, default_countries, format_report
+from jaxsteer.errors import DataError
+
+DATA = Path(__file__).parent / "fixtures" / "data"
+
+
+def call(*args) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main([str(a) for a in args])
+    return rc, out.getvalue(), err.getvalue()
+
+
+def test_country_report_counts_skips_rules_and_kept_cues():
+    r = check_country(DATA, "China")
+    assert (r["lang"], r["questions"], r["scored"]) == ("zh", 30, 27)
+    assert r["skipped_ids"] == {
+        "no-answer + not-applicable >= 3": ["Fx-ho-11", "Fx-ho-12"],
+        "blank question": ["Fx-hd-30"],
+    }
+    d = r["decontext"]
+    assert (d["checked"], d["named"], d["clean"]) == (29, 29, 29)  # the blank question is not checked
+    assert d["coverage_pct"] == pytest.approx(100.0)
+    assert d["rules"]["origin"] == 3 and d["rules"]["cuisine"] == 1 and d["rules"]["demonym"] == 3
+    assert sum(d["rules"].values()) >= d["named"]  # every named question fired at least one rule
+    assert d["kept"] == {"Chinese language or script (中文/汉语)": ["Fx-hd-29"]}
+    assert d["residual"] == d["dangling"] == d["no_local_mention"] == []
+    iran = check_country(DATA, "fa")["decontext"]
+    assert [row["id"] for row in iran["no_local_mention"]] == ["Fx-hd-26"]
+    assert iran["no_local_mention"][0]["translation"].endswith("in Iran?")
+    assert (iran["named"], iran["clean"]) == (iran["checked"] - 1, iran["checked"])
+
+
+def test_defects_are_reported_with_the_question(tmp_path):
+    shutil.copytree(DATA / "blend", tmp_path / "blend")
+    path = tmp_path / "blend" / "questions" / "Greece_questions.csv"
+    with open(path, "a", encoding="utf-8") as f:  # a demonym without its article: no rule removes it
+        f.write(
+            "99,Fx-zz-99,Food,English (US),Τι τρώνε Έλληνες φοιτητές στην Ελλάδα;,What do students eat in Greece?\n"
+        )
+    d = check_country(tmp_path, "Greece")["decontext"]
+    assert d["checked"] == 25 and d["clean"] == 24
+    assert [(row["id"], row["left"]) for row in d["residual"]] == [("Fx-zz-99", "Έλληνες")]
+    assert d["residual"][0]["decontextualised"] == "Τι τρώνε Έλληνες φοιτητές;"
+    assert d["residual"][0]["rules"] == ["preposition"]
+    assert d["coverage_pct"] == pytest.approx(100 * 24 / 25)
+    text = format_report(check_blend(tmp_path, ["Greece"]))
+    assert "Greece: residual 'Έλληνες' in Fx-zz-99" in text
+
+
+def test_all_countries_by_default_and_totals():
+    assert default_countries(DATA) == ["China", "South_Korea", "Spain", "Indonesia", "Greece", "Iran"]
+    report = check_blend(DATA)
+    t = report["totals"]
+    assert t["questions"] == sum(r["questions"] for r in report["countries"]) == 155
+    assert t["checked"] == 154 and t["clean"] == 154 and t["min_coverage_pct"] == pytest.approx(100.0)
+
+
+def test_cli_text_json_and_file(tmp_path):
+    rc, out, err = call("data", "check", DATA, "--country", "zh", "--country", "Iran")
+    assert rc == 0 and err == ""
+    assert out.splitlines()[2].split()[:3] == ["China", "zh", "30"]
+    assert "China: skipped 1 (blank question): Fx-hd-30" in out
+    assert "Iran: no country mention in Fx-hd-26" in out
+    rc, out, _ = call("data", "check", DATA, "--json", "--out", tmp_path / "r" / "check.json")
+    report = json.loads(out)
+    assert json.loads((tmp_path / "r" / "check.json").read_text(encoding="utf-8")) == report
+    assert [r["country"] for r in report["countries"]][:2] == ["China", "South_Korea"]
+    assert report["provenance"]["command"] == "jaxsteer data check"
+    assert list(tmp_path.joinpath("r").iterdir()) == [tmp_path / "r" / "check.json"]  # no temporary left
+
+
+def test_cli_fail_under_and_user_mistakes(tmp_path):
+    shutil.copytree(DATA / "blend", tmp_path / "blend")
+    with open(tmp_path / "blend" / "questions" / "Greece_questions.csv", "a", encoding="utf-8") as f:
+        f.write(
+            "99,Fx-zz-99,Food,English (US),Τι τρώνε Έλληνες φοιτητές στην Ελλάδα;,What do students eat in Greece?\n"
+        )
+    rc, _, err = call("data", "check", tmp_path, "--country", "Greece", "--fail-under", "99.5")
+    assert rc == 1 and "coverage below 99.5%: Greece 96.0%" in err
+    assert call("data", "check", tmp_path, "--country", "Greece", "--fail-under", "95")[0] == 0
+    for args, needle in [
+        (("data", "check", tmp_path / "nope"), "is not a folder"),
+        (("data", "check", tmp_path, "--country", "Atlantis"), "Atlantis_questions"),
+        (("data", "check", tmp_path / "blend" / "annotations"), "no BLEnD question files"),
+    ]:
+        rc, out, err = call(*args)
+        assert rc == 2 and out == "" and len(err.strip().splitlines()) == 1, (args, err)
+        assert err.startswith("jaxsteer data: error:") and needle in err, err
+    with pytest.raises(DataError, match="reads local files"):
+        check_blend("nlee0212/BLEnD")
