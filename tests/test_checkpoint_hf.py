@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -62,7 +63,7 @@ def test_load_matches_hf_state_dict(hf_tiny):
 
 def test_save_writes_the_hf_tensors(hf_tiny, tmp_path):
     folder = jaxsteer.save_pretrained(hf_tiny.js, tmp_path / "saved")
-    assert sorted(os.listdir(folder)) == ["config.json", "model.safetensors"]
+    assert sorted(os.listdir(folder)) == sorted(os.listdir(hf_tiny.folder))  # + generation_config.json
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp")]
     saved, original = _read_tensors(folder), _read_tensors(hf_tiny.folder)
     assert sorted(saved) == sorted(original)
@@ -73,6 +74,58 @@ def test_save_writes_the_hf_tensors(hf_tiny, tmp_path):
 # BUG (jaxsteer/config.py:171 + :116): from_hf stores query_pre_attn_scalar as float(24) and to_hf_dict
 # writes it back as 24.0; transformers 5's strict Gemma3TextConfig rejects a float there, so a folder
 # saved from a *loaded* model reloads neither in transformers nor in jaxsteer.
+
+
+def test_save_keeps_what_the_source_folder_had(hf_tiny, tmp_path):
+    """Tokenizer files byte for byte (llama.cpp's converter needs tokenizer.model) and the source's config
+    values (max_position_embeddings, the eos list, ...), not jaxsteer's defaults."""
+    from jaxsteer.checkpoint.hf import source_files
+    from jaxsteer.errors import CheckpointError
+    from jaxsteer.tokens import train_bpe_tokenizer
+
+    src = tmp_path / "src"
+    shutil.copytree(hf_tiny.folder, src)
+    train_bpe_tokenizer(["a b c d", "hello world"] * 10, str(src), vocab_size=120)
+    (src / "tokenizer.model").write_bytes(b"\x0a\x07sentencepiece-model-bytes")  # a SentencePiece blob
+    (src / "chat_template.jinja").write_text("{{ bos_token }}{{ messages[0]['content'] }}", encoding="utf-8")
+    config = json.loads((src / "config.json").read_text())
+    config.update(max_position_embeddings=32768, eos_token_id=[1, 106], use_cache=False, initializer_range=0.5)
+    config.update(rope_theta=1.0)  # a stale legacy key: rope_parameters says what the model does
+    (src / "config.json").write_text(json.dumps(config))
+    model = jaxsteer.load_pretrained(src, dtype="float32")
+    assert {"tokenizer.model", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja"} <= set(
+        source_files(src)
+    )
+    out = jaxsteer.save_pretrained(model, tmp_path / "out")
+    assert sorted(os.listdir(out)) == sorted(os.listdir(src))
+    for name in source_files(src):
+        assert (src / name).read_bytes() == Path(out, name).read_bytes(), name
+    saved = json.loads(Path(out, "config.json").read_text())
+    assert saved["max_position_embeddings"] == 32768 and saved["eos_token_id"] == [1, 106]
+    assert saved["use_cache"] is False and saved["initializer_range"] == 0.5 and "rope_theta" not in saved
+    assert saved["vocab_size"] == 128 and saved["architectures"] == ["Gemma3ForCausalLM"]
+    again = jaxsteer.load_pretrained(out, dtype="float32")
+    _same_architecture(again.config, model.config)
+    assert again.tokenizer("hello world")["input_ids"] == model.tokenizer("hello world")["input_ids"]
+    hf_again = hf_reference.load(out)  # transformers reads the merged config
+    assert hf_again.config.max_position_embeddings == 32768
+
+    # the model's own tokenizer when the source has none; an explicit tokenizer_source wins
+    bare = jaxsteer.Model(model.config, model.params, tokenizer=model.tokenizer, source="numpy")
+    folder = jaxsteer.save_pretrained(bare, tmp_path / "bare")
+    assert "tokenizer.json" in os.listdir(folder) and "tokenizer.model" not in os.listdir(folder)
+    assert json.loads(Path(folder, "config.json").read_text())["max_position_embeddings"] == 131072
+    tok_only = tmp_path / "tok"
+    tok_only.mkdir()
+    shutil.copy(src / "tokenizer.model", tok_only)
+    folder = jaxsteer.save_pretrained(model, tmp_path / "mixed", tokenizer_source=tok_only)
+    assert sorted(os.listdir(folder)) == ["config.json", "model.safetensors", "tokenizer.model"]  # its files only
+    with pytest.raises(CheckpointError, match="source '.*nope' is not a folder"):
+        jaxsteer.save_pretrained(model, tmp_path / "x", source=tmp_path / "nope")
+    config["eos_token_id"] = 5  # a source whose kept values would change the model is refused
+    (src / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="disagrees with the model being saved"):
+        jaxsteer.save_pretrained(bare, tmp_path / "y", source=src)
 
 
 def test_round_trip(hf_tiny, hf_tiny_ref, js_tiny_out, batch, valid, tmp_path):

@@ -113,6 +113,11 @@ def test_mist_trains_resumes_after_kill_and_exports(tmp_path, monkeypatch):
     # export: an HF folder whose forward is the merged trained model's
     model = jaxsteer.load_pretrained(out / "export", dtype="float32")
     assert model.tokenizer is not None and model.config.num_layers == 2
+    from jaxsteer.checkpoint.hf import source_files
+
+    tok_files = source_files(out / "tokenizer")  # the run's trained tokenizer, copied byte for byte
+    assert "tokenizer.json" in tok_files and set(tok_files) <= set(os.listdir(out / "export"))
+    assert all((out / "tokenizer" / n).read_bytes() == (out / "export" / n).read_bytes() for n in tok_files)
     params = jax.tree.map(np.asarray, result["state"].params)
     merged = merge_lora(params["base"], params["lora"], cfg.lora.alpha / cfg.lora.rank, xp=np)
     ids = np.asarray([[2, 10, 11, 12, 13]], np.int32)
@@ -249,3 +254,19 @@ def test_config_files_parse():
     full = C.load(ROOT / "configs" / "cla" / "midalign.yaml")
     assert (full.lora.rank, full.lora.alpha, full.midalign.tau, full.optim.schedule) == (8, 16.0, 0.1, "inverse_sqrt")
     assert json.dumps(full.to_dict())  # the run record is JSON
+
+
+def test_export_takes_the_tokenizer_files_the_run_used(tmp_path):
+    """The base folder lends its config values; the tokenizer files are those of the tokenizer trained on."""
+    from types import SimpleNamespace as NS
+
+    setup = NS(model_folder="/ckpt/gemma-3-1b-it")
+    run = tmp_path / "run"
+    assert T.export_sources(NS(model=NS(tokenizer=None)), setup, run) == {"source": "/ckpt/gemma-3-1b-it"}
+    assert T.export_sources(NS(model=NS(tokenizer="train")), setup, run) == {
+        "source": "/ckpt/gemma-3-1b-it",
+        "tokenizer_source": str(run / "tokenizer"),
+    }
+    assert T.export_sources(NS(model=NS(tokenizer=str(tmp_path))), setup, run)["tokenizer_source"] == str(tmp_path)
+    hub = T.export_sources(NS(model=NS(tokenizer="google/gemma-3-1b-it")), setup, run)
+    assert hub == {"source": "/ckpt/gemma-3-1b-it", "copy_tokenizer": False}  # saved as loaded, not the base's

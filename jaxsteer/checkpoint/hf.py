@@ -8,6 +8,7 @@ transpose is ever materialised. Only safetensors are read; pickled ``.bin`` file
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -205,18 +206,99 @@ def load_pretrained(
     return Model(config=config, params=params, tokenizer=tok, source=os.fspath(path_or_hub_id))
 
 
-def save_pretrained(model: Model, folder: str | os.PathLike, dtype=None, overwrite: bool = False) -> str:
-    """Write an HF-compatible ``Gemma3ForCausalLM`` folder (config.json + model.safetensors [+ tokenizer]).
+# Keys whose value is the function of the saved weights: always jaxsteer's (they describe the arrays
+# written, e.g. a vocabulary trimmed by ``vocab_rows``). Every other key of the source config is kept.
+ARCH_KEYS = (
+    "architectures", "model_type", "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+    "num_attention_heads", "num_key_value_heads", "head_dim", "query_pre_attn_scalar", "sliding_window",
+    "layer_types", "rope_parameters", "rms_norm_eps", "hidden_activation", "tie_word_embeddings",
+    "attention_bias", "final_logit_softcapping", "attn_logit_softcapping", "torch_dtype", "dtype",
+)  # fmt: skip
+# Legacy spellings of what ``rope_parameters``/``layer_types`` now say (two sources of truth would
+# let transformers pick either), and remote-code hooks jaxsteer never writes.
+DROPPED_KEYS = (
+    "rope_theta", "rope_local_base_freq", "rope_scaling", "sliding_window_pattern", "_sliding_window_pattern",
+    "auto_map", "_name_or_path", "text_config", "vision_config",
+)  # fmt: skip
+# Files a client needs besides the weights: every tokenizer file (llama.cpp's Gemma-3 converter reads
+# the SentencePiece ``tokenizer.model``; transformers 5 writes only ``tokenizer.json``), the chat
+# template and the generation defaults.
+TOKENIZER_PATTERNS = (
+    "tokenizer*", "special_tokens_map.json", "added_tokens.json", "chat_template*", "*.model", "vocab.json",
+    "vocab.txt", "merges.txt", "generation_config.json",
+)  # fmt: skip
 
-    The folder appears whole or not at all: it is written beside the target and renamed into place.
+
+def source_files(folder: str | os.PathLike) -> list[str]:
+    """The tokenizer (and generation) files of a checkpoint folder that ``save_pretrained`` carries over."""
+    import fnmatch
+
+    folder = os.fspath(folder)
+    names = sorted(n for n in os.listdir(folder) if os.path.isfile(os.path.join(folder, n)))
+    return [n for n in names if any(fnmatch.fnmatch(n, p) for p in TOKENIZER_PATTERNS)]
+
+
+def merged_hf_config(config: GemmaConfig, source: str | os.PathLike | None) -> dict:
+    """``config.to_hf_dict()`` with every non-architecture value of ``source``'s config.json kept.
+
+    ``max_position_embeddings`` (1B: 32768), the ``eos_token_id`` list, ``use_cache``, ... come from the
+    source; the keys of :data:`ARCH_KEYS` always describe the weights being written. A multimodal source
+    contributes its ``text_config``. The result must parse back to ``config`` (else ``CheckpointError``).
+    """
+    ours = config.to_hf_dict()
+    if source is None or not os.path.isfile(os.path.join(os.fspath(source), "config.json")):
+        return ours
+    path = os.path.join(os.fspath(source), "config.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: cannot read the source config ({type(e).__name__})") from None
+    text = dict(raw.get("text_config") or raw) if isinstance(raw, dict) else {}
+    merged = {k: v for k, v in text.items() if k not in DROPPED_KEYS and k not in ARCH_KEYS}
+    merged.update({k: v for k, v in ours.items() if k in ARCH_KEYS or k not in merged})
+    back = GemmaConfig.from_hf(merged)
+    if back != config:
+        diff = [f.name for f in dataclasses.fields(GemmaConfig) if getattr(back, f.name) != getattr(config, f.name)]
+        raise CheckpointError(f"{path} disagrees with the model being saved on {', '.join(diff)}")
+    return merged
+
+
+def save_pretrained(
+    model: Model,
+    folder: str | os.PathLike,
+    dtype=None,
+    overwrite: bool = False,
+    source: str | os.PathLike | None = None,
+    tokenizer_source: str | os.PathLike | None = None,
+    copy_tokenizer: bool = True,
+) -> str:
+    """Write an HF-compatible ``Gemma3ForCausalLM`` folder: config.json, model.safetensors, tokenizer files.
+
+    ``source`` (default: ``model.source`` when it is a local folder) is the checkpoint the model came
+    from: its config values other than the architecture are kept (:func:`merged_hf_config`) and its
+    tokenizer files are copied byte for byte (:data:`TOKENIZER_PATTERNS`), from ``tokenizer_source``
+    when given (a CLA run with its own tokenizer). Without such files, or with ``copy_tokenizer=False``
+    (the model's tokenizer is not the source's), the model's tokenizer is saved with
+    ``tokenizer.save_pretrained``. The folder appears whole or not at all: it is written beside the
+    target and renamed into place.
     """
     folder = os.fspath(folder)
     if os.path.exists(folder) and not overwrite:
         raise CheckpointError(f"{folder} already exists (pass overwrite=True to replace it)")
+    if source is None and model.source and os.path.isdir(model.source):
+        source = model.source
+    for name, given in (("source", source), ("tokenizer_source", tokenizer_source)):
+        if given is not None and not os.path.isdir(os.fspath(given)):
+            raise CheckpointError(f"{name} {os.fspath(given)!r} is not a folder")
+    tok_folder = tokenizer_source if tokenizer_source is not None else source
+    copied = source_files(tok_folder) if tok_folder is not None and copy_tokenizer else []  # read before rmtree
     parent = os.path.dirname(os.path.abspath(folder))
     os.makedirs(parent, exist_ok=True)
     out_dtype = model.dtype if dtype is None else resolve_dtype(dtype)
     np_dtype = np.dtype(ml_dtypes.bfloat16) if jnp.dtype(out_dtype) == jnp.bfloat16 else np.dtype(np.float32)
+    hf_config = merged_hf_config(model.config, source)
+    hf_config["torch_dtype"] = "bfloat16" if np_dtype != np.float32 else "float32"
     tmp = tempfile.mkdtemp(dir=parent, prefix=".tmp-")
     try:
         tensors = {hf_name("embed", None): np.asarray(model.params["embed"]).astype(np_dtype)}
@@ -226,11 +308,11 @@ def save_pretrained(model: Model, folder: str | os.PathLike, dtype=None, overwri
             for i in range(model.config.num_layers):
                 tensors[hf_name(key, i)] = host[i]
         write_safetensors(os.path.join(tmp, "model.safetensors"), tensors, {"format": "pt"})
-        hf_config = model.config.to_hf_dict()
-        hf_config["torch_dtype"] = "bfloat16" if np_dtype != np.float32 else "float32"
         with open(os.path.join(tmp, "config.json"), "w", encoding="utf-8") as f:
             json.dump(hf_config, f, indent=2)
-        if model.tokenizer is not None:
+        for name in copied:
+            shutil.copy2(os.path.join(os.fspath(tok_folder), name), os.path.join(tmp, name))
+        if not any(n.startswith("tokenizer") for n in copied) and model.tokenizer is not None:
             model.tokenizer.save_pretrained(tmp)
         if os.path.exists(folder):
             shutil.rmtree(folder)

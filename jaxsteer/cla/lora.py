@@ -122,8 +122,22 @@ def merge_lora(params: Params, lora: Params, scale: float, xp=jnp) -> Params:
     return {**params, "layers": apply_lora(params["layers"], lora, scale, xp=xp)}
 
 
-def export_merged(config: GemmaConfig, params: Params, scale: float, tokenizer, folder, dtype: str = "bfloat16") -> str:
+def export_merged(
+    config: GemmaConfig,
+    params: Params,
+    scale: float,
+    tokenizer,
+    folder,
+    dtype: str = "bfloat16",
+    source=None,
+    tokenizer_source=None,
+    copy_tokenizer: bool = True,
+) -> str:
     """The train tree with LoRA merged, written by ``save_pretrained`` as an HF Gemma-3 folder.
+
+    ``source`` is the base model's folder (its config values and tokenizer files are carried over, so
+    llama.cpp's converter finds ``tokenizer.model``); ``tokenizer_source`` the run's own tokenizer
+    folder when it has one (``copy_tokenizer=False``: neither is the run's tokenizer; it is saved as loaded).
 
     The merge runs on the host in fp32 (one stacked einsum per projection). With several processes every
     host gathers the (sharded) arrays and process 0 writes.
@@ -142,7 +156,15 @@ def export_merged(config: GemmaConfig, params: Params, scale: float, tokenizer, 
     if jax.process_index() != 0:
         return os.fspath(folder)
     model = Model(config=config, params=merged, tokenizer=tokenizer, source="jaxsteer train")
-    return save_pretrained(model, folder, dtype=dtype, overwrite=True)
+    return save_pretrained(
+        model,
+        folder,
+        dtype=dtype,
+        overwrite=True,
+        source=source,
+        tokenizer_source=tokenizer_source,
+        copy_tokenizer=copy_tokenizer,
+    )
 
 
 def trainable_labels(tree: dict, trainable: str) -> dict:

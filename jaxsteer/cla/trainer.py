@@ -145,10 +145,12 @@ class Setup:
     steps: dict
     load_base: Any  # (dtype, sharding_fn) -> base params
     model_tokenizer: Any = None
+    model_folder: str | None = None  # the base checkpoint folder (export copies its config values and tokenizer)
 
 
 def resolve_model(cfg: TrainConfig):
-    """(GemmaConfig, base-params loader, tokenizer or None) for ``model.path`` or a random ``model.preset``.
+    """(GemmaConfig, base-params loader, tokenizer or None, folder or None) for ``model.path`` or a random
+    ``model.preset``.
 
     The loader takes ``(dtypes, shardings)`` trees. Random weights (std 0.02, norm weights 0) are drawn with
     NumPy and placed leaf by leaf for small models (no compile; the same values on every host), and with
@@ -173,7 +175,7 @@ def resolve_model(cfg: TrainConfig):
             cast = jax.jit(lambda t: jax.tree.map(lambda x, d: x.astype(d), t, dtypes), out_shardings=shardings)
             return cast(params)
 
-        return config, load, load_tokenizer(folder)
+        return config, load, load_tokenizer(folder), folder
     try:
         config = preset(m.preset).replace(**m.changes)
     except TypeError as e:
@@ -197,11 +199,24 @@ def resolve_model(cfg: TrainConfig):
 
         return jax.tree_util.tree_map_with_path(one, shapes, dtypes, shardings)
 
-    return config, init, None
+    return config, init, None, None
+
+
+def export_sources(cfg: TrainConfig, setup: Setup, run_dir) -> dict:
+    """``save_pretrained`` keywords for ``export/``: the base folder's config values, and the tokenizer files
+    of the tokenizer the run used (the base model's, ``model.tokenizer``'s folder, or the trained one)."""
+    spec = cfg.model.tokenizer
+    if spec is None:
+        return {"source": setup.model_folder}
+    if spec == "train":
+        return {"source": setup.model_folder, "tokenizer_source": os.fspath(Path(run_dir) / "tokenizer")}
+    if os.path.isdir(spec):
+        return {"source": setup.model_folder, "tokenizer_source": spec}
+    return {"source": setup.model_folder, "copy_tokenizer": False}  # a hub tokenizer: saved as loaded
 
 
 def build(cfg: TrainConfig, mesh=None) -> Setup:
-    model_config, load_base, tok = resolve_model(cfg)
+    model_config, load_base, tok, model_folder = resolve_model(cfg)
     mesh = mesh if mesh is not None else mesh_lib.make_mesh(cfg.mesh)
     spec = StepSpec.from_config(cfg, model_config)  # checks l_align against the layer count
     mesh_lib.check_batch(cfg.micro_batch, mesh, "train.micro_batch")
@@ -240,7 +255,22 @@ def build(cfg: TrainConfig, mesh=None) -> Setup:
             for kind in KINDS[cfg.method]
         }
     steps = _STEPS[key]
-    return Setup(cfg, model_config, mesh, spec, labels, optimizer, schedule, psh, ssh, abstract, steps, load_base, tok)
+    return Setup(
+        cfg,
+        model_config,
+        mesh,
+        spec,
+        labels,
+        optimizer,
+        schedule,
+        psh,
+        ssh,
+        abstract,
+        steps,
+        load_base,
+        tok,
+        model_folder,
+    )
 
 
 def init_state(setup: Setup) -> TrainState:
@@ -445,6 +475,7 @@ def _loop(setup, state, pipeline, ref, ckpt, tokenizer, out, start, config_recor
     if cfg.export.enabled:
         scale = cfg.lora.alpha / cfg.lora.rank if cfg.train.trainable == "lora" else 0.0
         result["export"] = export_merged(
-            setup.model_config, state.params, scale, tokenizer, out / "export", cfg.export.dtype
-        )
+            setup.model_config, state.params, scale, tokenizer, out / "export", cfg.export.dtype,
+            **export_sources(cfg, setup, out),
+        )  # fmt: skip
     return result
