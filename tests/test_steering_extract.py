@@ -300,3 +300,20 @@ def test_a_row_without_real_tokens_is_refused(model, pairs):
     with pytest.raises(InputError) as e:
         extract(model, TokenPairs(pairs.pos_ids, pairs.pos_mask, pairs.neg_ids, mask), batch_size=BATCH, progress=False)
     assert "no real token" in one_line(e)
+
+
+@pytest.mark.parametrize("method", ["pca_diff", "pca_center"])
+def test_pca_sign_mean_projection_vs_repeng_majority(method):
+    """Three pairs differ by −1 along x, one by +10: the mean difference is +1.75 (jaxsteer keeps +x),
+    three of four pairs have the positive lower (repeng flips to −x)."""
+    neg = np.tile(np.array([0.0, 1.0, 2.0]), (1, 4, 1))  # [L=1, N=4, D=3]
+    pos = neg.copy()
+    pos[0, :, 0] += np.array([-1.0, -1.0, -1.0, 10.0])
+    v = ex._pca_vectors(pos, neg, method)
+    np.testing.assert_allclose(v[0], [1.75, 0.0, 0.0], atol=1e-12)  # mean((h⁺ − h⁻)·x) = 7/4
+    r = ex.repeng_sign(v, pos, neg)
+    np.testing.assert_allclose(r[0], [-1.75, 0.0, 0.0], atol=1e-12)
+    # when most pairs agree with the mean, both conventions agree
+    pos[0, :, 0] = neg[0, :, 0] + np.array([1.0, 1.0, 1.0, -2.0])
+    v = ex._pca_vectors(pos, neg, method)
+    assert v[0, 0] > 0 and np.array_equal(ex.repeng_sign(v, pos, neg), v)

@@ -216,6 +216,29 @@ def test_gguf_import_of_foreign_and_bad_files(tmp_path):
         import_gguf(tmp_path / "o.gguf", CFG)
 
 
+def test_gguf_import_warns_about_direction_0(tmp_path):
+    """repeng writes direction.0 when asked for layer 0; llama.cpp then rejects the whole file."""
+    import warnings
+
+    rng = np.random.default_rng(2)
+    rows = {0: rng.standard_normal(32).astype(np.float32), 4: rng.standard_normal(32).astype(np.float32)}
+    w = gguf.GGUFWriter(str(tmp_path / "zero.gguf"), "controlvector")
+    w.add_string("controlvector.model_hint", "gemma3_text")
+    for layer, row in rows.items():
+        w.add_tensor(f"direction.{layer}", row)
+    w.write_header_to_file(), w.write_kv_data_to_file(), w.write_tensors_to_file(), w.close()
+    with pytest.warns(UserWarning, match=r"zero.gguf holds direction.0: llama.cpp rejects this file whole"):
+        vset = import_gguf(tmp_path / "zero.gguf", CFG)
+    assert vset.nonzero_layers() == (0, 4) and vset.meta.extra["gguf_direction_0"] is True
+    np.testing.assert_array_equal(vset.vectors[0], rows[0])  # still usable in jaxsteer (after block 0)
+    with pytest.warns(UserWarning, match="layer 0"):  # and re-exported without it, for llama.cpp
+        export_gguf(vset, tmp_path / "fixed.gguf")
+    assert [t.name for t in gguf.GGUFReader(tmp_path / "fixed.gguf").tensors] == ["direction.4"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a file without direction.0 imports silently
+        assert "gguf_direction_0" not in import_gguf(tmp_path / "fixed.gguf", CFG, force=True).meta.extra
+
+
 # --- lm-evaluation-harness ------------------------------------------------------------------------------
 def test_lm_eval_export_without_pickle(tmp_path):
     vset = make_set()

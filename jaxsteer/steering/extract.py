@@ -11,7 +11,14 @@ Methods (``v[l]`` is added to block ``l``'s output):
   - ``pca_diff``: first principal component of the centred pair differences ``h⁺ − h⁻`` (repeng).
   - ``pca_center``: first principal component of each pair centred on its own mean (repeng).
   PCA directions are unit vectors scaled by the mean projection of ``h⁺ − h⁻`` onto them, with the
-  sign set so that positives project higher: comparable in size to ``mean_diff``.
+  sign set so that positives project higher *on average*: comparable in size to ``mean_diff``.
+
+Sign convention — differs from repeng: jaxsteer signs a PCA direction ``u`` by the mean projected
+difference, ``sign(mean_i (h⁺_i − h⁻_i)·u)``; repeng (``read_representations``) by a majority vote,
+flipping ``u`` when more pairs have ``h⁺_i·u < h⁻_i·u`` than ``>``, and returns the unit vector. When a
+few pairs differ strongly one way and most pairs weakly the other way, the same pairs give opposite
+signs in the two tools (tested: three pairs at −1, one at +10 → jaxsteer +1.75·u, repeng −u). Compare
+vectors from the two up to sign, or re-sign with :func:`repeng_sign` before exchanging files.
 """
 
 from __future__ import annotations
@@ -175,7 +182,8 @@ def extract(
 
 
 def _pca_vectors(pos: np.ndarray, neg: np.ndarray, method: str) -> np.ndarray:
-    """First principal component per layer, scaled by the mean projected difference, sign: positives higher."""
+    """First principal component per layer, scaled by the mean projected difference, sign: positives higher
+    on average (repeng signs by a majority vote over pairs instead: see the module docstring)."""
     diffs = pos - neg  # [L, N, D]
     if method == "pca_diff":
         data = diffs - diffs.mean(axis=1, keepdims=True)
@@ -186,6 +194,18 @@ def _pca_vectors(pos: np.ndarray, neg: np.ndarray, method: str) -> np.ndarray:
     direction = vt[:, 0, :]  # [L, D], unit norm
     scale = np.einsum("lnd,ld->l", diffs, direction) / diffs.shape[1]
     return direction * scale[:, None]  # a negative mean projection flips the sign
+
+
+def repeng_sign(vectors: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """``vectors`` ``[L, D]`` re-signed by repeng's majority vote over the pairs ``pos``/``neg`` ``[L, N, D]``.
+
+    Per layer: flip when more pairs project the positive lower than the negative than higher (ties: keep).
+    """
+    vectors = np.asarray(vectors, np.float64)
+    lower = np.einsum("lnd,ld->ln", pos, vectors) < np.einsum("lnd,ld->ln", neg, vectors)
+    higher = np.einsum("lnd,ld->ln", pos, vectors) > np.einsum("lnd,ld->ln", neg, vectors)
+    flip = lower.mean(axis=1) > higher.mean(axis=1)
+    return np.where(flip[:, None], -vectors, vectors)
 
 
 def normalise(extraction: Extraction, mode: str = "none") -> np.ndarray:

@@ -15,9 +15,15 @@ GGUF mapping, verified in llama.cpp's source rather than assumed:
   ``cur = build_cvec(cur, il)`` → ``cvec->apply_to(ctx0, cur, il)`` adds ``tensors[il]``.
 
 Hence ``direction.K`` is added to the output of 0-based block ``K`` = jaxsteer layer ``K`` (identity, no
-shift); block 0 cannot be steered from a GGUF file. repeng agrees: it reads ``hidden_states[layer + 1]``
-and hooks ``model.layers[layer]``, then writes ``direction.{layer}``. (llama.cpp's own ``cvector-generator``
-names the vector read at block ``il`` ``direction.{il+1}``, i.e. applies it one block later; that is the
+shift); block 0 cannot be steered from a GGUF file, and a file that holds ``direction.0`` is rejected
+*whole* by llama.cpp (it then runs unsteered): :func:`import_gguf` warns about such a file, and
+:func:`export_gguf` never writes one. repeng agrees on the mapping: it reads ``hidden_states[layer + 1]``
+and hooks ``model.layers[layer]``, then writes ``direction.{layer}`` — with one exception: its default
+layers run up to ``n_layers - 1``, and for that last layer ``hidden_states[n_layers]`` is HF's final
+entry, which is taken *after the final norm*. repeng's last-layer direction is therefore read from the
+normed stream but added (by its hook and by llama.cpp) to the raw block output; jaxsteer reads every
+layer, the last included, from the raw block output. (llama.cpp's own ``cvector-generator`` names the
+vector read at block ``il`` ``direction.{il+1}``, i.e. applies it one block later; that is the
 generator's choice, not the loader's convention.)
 """
 
@@ -329,7 +335,9 @@ def import_gguf(path: str | os.PathLike, config: GemmaConfig, force: bool = Fals
 
     Values are returned as stored (any export ``scale`` is baked in; it is kept in ``meta.extra``).
     A foreign file carries no config hash: the model's is assumed and ``extra["config_hash_assumed"]``
-    says so; width and depth are still checked.
+    says so; width and depth are still checked. A file holding ``direction.0`` (repeng writes it when
+    asked for layer 0) is read — jaxsteer can add it after block 0 — with a warning, because llama.cpp
+    rejects such a file whole and runs unsteered; ``extra["gguf_direction_0"]`` records it.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -367,6 +375,16 @@ def import_gguf(path: str | os.PathLike, config: GemmaConfig, force: bool = Fals
         rows[int(index)] = data.reshape(-1).astype(np.float32)
     if not rows:
         raise CheckpointError(f"{path} has no direction.<layer> tensors")
+    if 0 in rows:
+        warnings.warn(
+            f"{path} holds direction.0: llama.cpp rejects this file whole and runs unsteered "
+            "(its control vectors start at block 1); jaxsteer applies it after block 0",
+            stacklevel=2,
+        )
+        extra["gguf_direction_0"] = True
+    if meta is not None:  # the flag describes this file's tensors, not the set it was exported from
+        kept = {k: v for k, v in meta.extra.items() if k != "gguf_direction_0"}
+        meta = dataclasses.replace(meta, extra={**kept, **({"gguf_direction_0": True} if 0 in rows else {})})
     widths = sorted({r.size for r in rows.values()})
     if len(widths) > 1:
         raise CheckpointError(f"{path}: direction tensors have different widths {widths}")
