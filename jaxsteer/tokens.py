@@ -34,6 +34,20 @@ CHAT_TEMPLATE = (
 )
 
 
+def bos_post_processor(bos_id: int):
+    """Gemma's post-processor: ``tokenizer(text)`` starts with ``<bos>`` (and a pair with one per side).
+
+    jaxsteer itself encodes with ``add_special_tokens=False`` and adds ``<bos>`` once (:func:`encode_batch`);
+    the processor is for other tools run on a locally trained tokenizer (lm-evaluation-harness, vLLM,
+    transformers pipelines), which rely on the tokenizer to add it, as Gemma's does.
+    """
+    from tokenizers import processors
+
+    return processors.TemplateProcessing(
+        single=f"{BOS}:0 $A:0", pair=f"{BOS}:0 $A:0 {BOS}:1 $B:1", special_tokens=[(BOS, int(bos_id))]
+    )
+
+
 def apply_chat(tokenizer, text: str) -> str:
     messages = [{"role": "user", "content": text}]
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
@@ -84,8 +98,9 @@ def train_bpe_tokenizer(
     """A small byte-level BPE tokenizer trained locally (tests, fixtures, offline experiments).
 
     Special tokens follow Gemma's ids where they matter: ``<pad>`` 0, ``<eos>`` 1, ``<bos>`` 2,
-    ``<unk>`` 3. ``must_have`` strings are repeated in the training text so each becomes one token
-    (Global-MMLU's letter continuations). Returns a ``PreTrainedTokenizerFast`` saved to ``folder``.
+    ``<unk>`` 3, and ``tokenizer(text)`` adds ``<bos>`` as Gemma's tokenizer does (:func:`bos_post_processor`).
+    ``must_have`` strings are repeated in the training text so each becomes one token (Global-MMLU's
+    letter continuations). Returns a ``PreTrainedTokenizerFast`` saved to ``folder``.
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -95,18 +110,19 @@ def train_bpe_tokenizer(
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=["<pad>", "<eos>", "<bos>", "<unk>"],
+        special_tokens=[PAD, EOS, BOS, UNK],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     boost = [" ".join(must_have) * 50] * 20
     tok.train_from_iterator([*texts, *boost], trainer)
+    tok.post_processor = bos_post_processor(tok.token_to_id(BOS))
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
-        pad_token="<pad>",
-        eos_token="<eos>",
-        bos_token="<bos>",
-        unk_token="<unk>",
+        pad_token=PAD,
+        eos_token=EOS,
+        bos_token=BOS,
+        unk_token=UNK,
         padding_side="left",
     )
     fast.save_pretrained(folder)

@@ -39,10 +39,10 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int = 512):
     characters so scripts without spaces (Chinese) still split into many tokens. Deterministic: the same
     texts give the same ids in every process.
     """
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from jaxsteer.tokens import BOS, CHAT_TEMPLATE, EOS, PAD, SPECIAL_TOKENS, SPLIT_PATTERN, UNK
+    from jaxsteer.tokens import BOS, CHAT_TEMPLATE, EOS, PAD, SPECIAL_TOKENS, SPLIT_PATTERN, UNK, bos_post_processor
 
     tok = Tokenizer(models.BPE(unk_token=UNK))
     tok.pre_tokenizer = pre_tokenizers.Split(Regex(SPLIT_PATTERN), behavior="isolated")
@@ -51,7 +51,7 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int = 512):
         vocab_size=vocab_size, min_frequency=2, special_tokens=list(SPECIAL_TOKENS), show_progress=False
     )
     tok.train_from_iterator(list(dict.fromkeys(texts)), trainer)
-    tok.post_processor = processors.TemplateProcessing(single=f"{BOS} $A", special_tokens=[(BOS, tok.token_to_id(BOS))])
+    tok.post_processor = bos_post_processor(tok.token_to_id(BOS))  # tokenizer(text) adds <bos>, as Gemma's
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD, unk_token=UNK,
         additional_special_tokens=list(SPECIAL_TOKENS[4:]), clean_up_tokenization_spaces=False,
