@@ -37,6 +37,7 @@ def cfg(**kw) -> ExperimentConfig:
         ({"normalisation": "l2"}, "normalisation"),
         ({"gmmlu_subset": "XX"}, "gmmlu_subset"),
         ({"blend_eval": "both"}, "blend_eval"),
+        ({"blend_match": "lemma"}, "blend_match"),
         ({"batch_size": 0}, "batch_size"),
         ({"chunk_size": -1}, "chunk_size"),
         ({"max_new_tokens": 0}, "max_new_tokens"),
@@ -289,3 +290,25 @@ def test_fixed_length_tuples_are_coerced_item_by_item():
         build(Mix, {"weights": [1, 2]})
     with pytest.raises(ConfigError, match="must be a number"):
         build(Mix, {"mix": [["fact", "lots"]]})
+
+
+def test_blend_match_reaches_the_scorer(monkeypatch):
+    """``blend_match`` picks the matcher of ``evaluate.blend_accuracy``; BLEnD's finds "9" in "19"."""
+    from types import SimpleNamespace
+
+    from jaxsteer.study import evaluate
+
+    def fake_generate(model, tok, texts, *args, **kwargs):
+        return [f"1{it.question.answers_local[0]}" for it in items]  # the answer glued to a digit
+
+    bench = Benchmarks(cfg(languages=("ko",)))
+    items = bench.blend("ko", "test")
+    numeric = sum(it.question.answers_local[0].isdigit() for it in items)
+    assert 0 < numeric < len(items)
+    monkeypatch.setattr(evaluate, "generate_answers", fake_generate)
+    model = SimpleNamespace(tokenizer=object())
+    ours = evaluate.blend_accuracy(model, bench, "ko", "test", progress=False)
+    bench_b = Benchmarks(cfg(languages=("ko",), blend_match="blend"))
+    theirs = evaluate.blend_accuracy(model, bench_b, "ko", "test", progress=False)
+    assert ours == pytest.approx(100.0 * (len(items) - numeric) / len(items))  # "19" is not the number 9
+    assert theirs == pytest.approx(100.0)

@@ -12,6 +12,8 @@ from jaxsteer.study.metrics import (
     accuracy,
     argmax_accuracy,
     blend_accuracy,
+    blend_clean_response,
+    blend_exact_match,
     blend_soft_match,
     delta_table,
     load_result,
@@ -197,3 +199,64 @@ def test_plane_points_from_two_tables():
     ]
     with pytest.raises(DataError, match="SUR lack"):
         plane_points(gmmlu, delta_table({"MIST": BASE}, base=BASE))
+
+
+# --- BLEnD's own matcher (blend_match: "blend") ---------------------------------------------------------
+@pytest.mark.parametrize(
+    ("response", "prompt", "cleaned"),
+    [
+        ("답변: 김치입니다.", "질문: …\n답변:", "김치입니다"),  # the echoed "word:" of the prompt goes
+        ("Answer: Kimchi", "Question: …\nAnswer:", "kimchi"),
+        ("Note: Kimchi", "Question: …\nAnswer:", "note: kimchi"),  # not a prompt word: kept
+        ("答案：饺子。", "问题：…\n答案：", "答案:饺子"),  # full-width made ASCII; no space after ':': kept
+        ("问题：哪个？答案：饺子", "问题：哪个？答案：", "饺子"),  # the whole prompt echoed, then removed
+        ("...Paella...", "", "paella"),
+    ],
+)
+def test_blend_clean_response(response, prompt, cleaned):
+    assert blend_clean_response(response, prompt) == cleaned
+
+
+@pytest.mark.parametrize(
+    ("response", "local", "en", "lang", "jaxsteer", "blend"),
+    [  # where the two matchers agree, and each deliberate difference, computed by hand
+        ("한국에서 가장 인기 있는 과일은 사과입니다.", ["사과"], ["apple"], "ko", True, True),
+        ("Kimchi", ["김치"], ["kimchi"], "ko", True, True),
+        ("15", ["5"], ["5"], "ko", False, True),  # BLEnD: "5" in "15"; jaxsteer: whole numbers only
+        ("cocacola", [], ["Cola"], "es", True, False),  # BLEnD does not lower-case the answer's substring
+        ("cake made of rice", [], ["rice cake"], "ko", False, True),  # BLEnD: every answer token, any order
+        ("Creo que es el futbol", ["fútbol"], [], "es", True, True),  # acute stripped in BLEnD's tokens
+        ("ΜΟΥΣΑΚΑΣ, φυσικά", ["μουσακάς"], [], "el", True, True),
+        ("قورمه‌سبزی با برنج", ["قورمه سبزی"], [], "fa", True, False),  # ZWNJ vs space: BLEnD splits on spaces
+        ("김치찌개를 먹어요", ["김치 찌개"], [], "ko", False, False),  # only BLEnD's Okt splits 김치/찌개/를
+        ("anything at all", [""], [], "ko", False, True),  # BLEnD: the empty answer is in every response
+        ("apple", ["사과"], ["apple"], "en", True, True),  # English questions: only English answers
+        ("사과", ["사과"], ["apple"], "en", True, False),
+        ("", ["사과"], ["apple"], "ko", False, False),
+    ],
+)
+def test_blend_exact_match_vs_jaxsteer(response, local, en, lang, jaxsteer, blend):
+    assert blend_soft_match(response, local, en) is jaxsteer
+    assert blend_exact_match(response, local, en, lang) is blend
+
+
+def test_blend_accuracy_with_blend_matcher():
+    qs = {q.id: q for q in load_blend(DATA, "South_Korea")}
+    # Fx-en-01 answers 사과/딸기/귤 (apple, ...); Fx-ed-15 (compulsory education) answer 9; Fx-hd-23 skipped
+    picked = [qs[i] for i in ("Fx-en-01", "Fx-en-02", "Fx-ed-15", "Fx-hd-21", "Fx-hd-23")]
+    answers = {q.id: q.answers_local[0] for q in picked}
+    responses = {
+        "Fx-en-01": "답변: 사과",  # both
+        "Fx-en-02": "모르겠어요",  # neither
+        "Fx-ed-15": f"{answers['Fx-ed-15']}9",  # "99": BLEnD's substring finds "9"; jaxsteer does not
+        "Fx-hd-21": "11/03",  # both
+        "Fx-hd-23": answers["Fx-hd-23"],  # skipped (idk ≥ 5): never scored
+    }
+    prompts = {i: "질문: …\n답변:" for i in responses}
+    ours = blend_accuracy(responses, picked)
+    theirs = blend_accuracy(responses, picked, match="blend", prompts=prompts)
+    assert (ours.n_scored, ours.n_skipped) == (theirs.n_scored, theirs.n_skipped) == (4, 1)
+    assert ours.accuracy == pytest.approx(50.0) and theirs.accuracy == pytest.approx(75.0)
+    assert [k for k, v in theirs.correct.items() if v != ours.correct[k]] == ["Fx-ed-15"]
+    with pytest.raises(DataError, match="unknown BLEnD matcher 'lemma'"):
+        blend_accuracy(responses, picked, match="lemma")

@@ -3,7 +3,8 @@
 Global-MMLU is scored like lm-evaluation-harness (``acc``: argmax of the letter log-likelihoods after
 the prompt, one forward per question, logits at the last position only). BLEnD short answers are
 generated greedily and scored by BLEnD's soft exact match (any annotated answer, local or English, in
-the response; the skip rules drop unanswerable questions). The query is the decontextualised local
+the response; the skip rules drop unanswerable questions) — jaxsteer's matcher or BLEnD's own
+(``blend_match``, see :mod:`jaxsteer.study.metrics`). The query is the decontextualised local
 question by default — the implicit cultural question the paper calls localization.
 """
 
@@ -69,7 +70,8 @@ def blend_accuracy(
     responses = {it.question.id: a for it, a in zip(items, answers)}
     if responses_out is not None:
         responses_out.update(responses)
-    return metrics.blend_accuracy(responses, [it.question for it in items]).accuracy
+    prompts_by_id = {it.question.id: t for it, t in zip(items, texts)}  # BLEnD's matcher strips an echo
+    return metrics.blend_accuracy(responses, [it.question for it in items], cfg.blend_match, prompts_by_id).accuracy
 
 
 @dataclasses.dataclass

@@ -57,6 +57,7 @@ class ExperimentConfig:
     max_new_tokens: int = 24  # BLEnD short answers
     blend_eval: str = "decontextualised"  # the implicit (localization) query; or "contextualised"
     blend_local_instruction: bool = True  # BLEnD's instruction in the local language (False: English)
+    blend_match: str = "jaxsteer"  # soft exact match: jaxsteer's (casefolded, whole numbers) | "blend" (BLEnD's)
     out: str = "results"
 
     def __post_init__(self):
@@ -71,6 +72,7 @@ class ExperimentConfig:
             "normalisation": ("none", "unit_mean_norm"),
             "gmmlu_subset": ("CA", "CS", "annotated", "all"),
             "blend_eval": ("decontextualised", "contextualised"),
+            "blend_match": ("jaxsteer", "blend"),
         }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:

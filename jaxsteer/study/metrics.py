@@ -6,10 +6,22 @@ percentage points, per language, then averaged over languages (PAPER.md "Evaluat
 seeds a cell is the mean over seeds and the spread is their sample standard deviation.
 
 BLEnD short-answer scoring follows the BLEnD paper: skip questions that annotators could not answer,
-and count a response correct if any annotated answer, local or English, occurs in it. We match after
-Unicode normalisation, case folding and whitespace/hyphen folding instead of BLEnD's per-language
-lemmatisers (none of which is a dependency here); numeric answers must match a whole number ("5" does
-not match "15").
+and count a response correct if any annotated answer, local or English, occurs in it. Two matchers
+(``ExperimentConfig.blend_match``):
+
+* ``"jaxsteer"`` (default): the answer occurs in the response after Unicode normalisation, case folding
+  of *both* sides, accent and Arabic-letter folding and whitespace/hyphen folding; numeric answers must
+  match a whole number ("5" does not match "15"); an empty answer matches nothing.
+* ``"blend"``: BLEnD's ``evaluation/exact_match.py`` (``soft_exact_match`` → ``lemma_check``) step by
+  step — the response cleaned as ``evaluation_utils.get_llm_response_by_id`` does (prompt removed,
+  full-width ``：、，。`` made ASCII, a leading ``word:`` echoed from the prompt dropped, outer dots
+  stripped, lower-cased; the *answer* is not lower-cased), then the raw substring test with hyphen/space
+  variants, then "every answer token is a response token" on lower-cased, acute-stripped tokens. The
+  one step we cannot run is BLEnD's lemmatisation (spaCy, Spark NLP, konlpy Okt, jieba, hazm, nlp-id,
+  CLTK, qalsadi — none is a dependency): tokens are compared as written, split as BLEnD splits where it
+  splits on whitespace (fa, id, ha) and into words and punctuation elsewhere. A lemmatiser maps two
+  forms to one lemma, so this can only miss matches BLEnD finds (김치를 vs 김치, "dumplings" vs
+  "dumpling", jieba's word split of Chinese): numbers from ``"blend"`` are a lower bound of BLEnD's own.
 """
 
 from __future__ import annotations
@@ -21,6 +33,7 @@ import json
 import math
 import os
 import re
+import string
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -67,6 +80,56 @@ def blend_soft_match(response: str, answers_local: Iterable[str], answers_en: It
     return any(answer_in_response(a, response) for a in (*answers_local, *answers_en))
 
 
+# --- BLEnD's own matcher (evaluation/exact_match.py), as far as our dependencies allow -----------------
+MATCH_MODES: tuple[str, ...] = ("jaxsteer", "blend")
+_WHITESPACE_SPLIT = ("fa", "id", "ha")  # BLEnD lemmatises str.split() terms for Persian, Indonesian, Hausa
+_BLEND_TOKEN = re.compile(r"\w+|[^\w\s]")  # where BLEnD runs a library tokeniser (spaCy, Okt, jieba, ...)
+_FULLWIDTH = (("：", ":"), ("、", ","), ("，", ","), ("。", "."))
+
+
+def blend_clean_response(response: str, prompt: str = "") -> str:
+    """The response as BLEnD scores it (``delete_prompt_from_answer`` then ``.strip('.').lower()``)."""
+    text, prompt = str(response).replace(prompt, "") if prompt else str(response), str(prompt)
+    for wide, ascii_ in _FULLWIDTH:
+        text, prompt = text.replace(wide, ascii_), prompt.replace(wide, ascii_)
+    text, prompt = text.lower(), prompt.lower()
+    found = re.findall(r"^(\w+:)\s", text)
+    extracted = ""
+    for m in found:  # the longest leading "word:" whose word occurs in the prompt ("answer: kimchi")
+        if len(m) > len(extracted) and m.replace(":", "") in prompt:
+            extracted = m
+    text = text.replace(extracted, "").strip() if found else text.strip()
+    return text.strip(".").lower()
+
+
+def _blend_tokens(text: str, lang: str) -> list[str]:
+    tokens = text.split() if lang in _WHITESPACE_SPLIT else _BLEND_TOKEN.findall(text)
+    # BLEnD: NFD, drop COMBINING ACUTE ACCENT only (no re-composition), lower; skip punctuation and ''
+    folded = [unicodedata.normalize("NFD", t).replace("\u0301", "").lower() for t in tokens]
+    return [t for t in folded if t and t not in string.punctuation]  # `in` a str: BLEnD's substring test
+
+
+def blend_lemma_check(answer: str, response: str, lang: str) -> bool:
+    """BLEnD's ``lemma_check`` with an identity lemmatiser; ``response`` already cleaned."""
+    if answer in response or answer.replace("-", " ") in response or answer.replace(" ", "-") in response:
+        return True  # BLEnD's first test: raw substring (an empty answer matches, as in BLEnD)
+    have = set(_blend_tokens(response, lang))
+    return all(t in have for t in _blend_tokens(answer, lang))
+
+
+def blend_exact_match(
+    response: str, answers_local: Iterable[str], answers_en: Iterable[str], lang: str, prompt: str = ""
+) -> bool:
+    """BLEnD's soft exact match for a question asked in ``lang``: local answers (unless ``lang`` is English),
+    then English answers, each through :func:`blend_lemma_check`."""
+    cleaned = blend_clean_response(response, prompt)
+    if not cleaned:
+        return False
+    if lang != "en" and any(blend_lemma_check(str(a), cleaned, lang) for a in answers_local):
+        return True
+    return any(blend_lemma_check(str(a), cleaned, "en") for a in answers_en)
+
+
 @dataclasses.dataclass(frozen=True)
 class BlendScore:
     accuracy: float  # percent of scored questions answered correctly
@@ -76,8 +139,19 @@ class BlendScore:
     correct: Mapping[str, bool]
 
 
-def blend_accuracy(responses: Mapping[str, str], questions: Sequence[BlendQuestion]) -> BlendScore:
-    """BLEnD short-answer accuracy of ``responses`` (question id → text) over the non-skipped questions."""
+def blend_accuracy(
+    responses: Mapping[str, str],
+    questions: Sequence[BlendQuestion],
+    match: str = "jaxsteer",
+    prompts: Mapping[str, str] | None = None,
+) -> BlendScore:
+    """BLEnD short-answer accuracy of ``responses`` (question id → text) over the non-skipped questions.
+
+    ``match``: ``"jaxsteer"`` (:func:`blend_soft_match`) or ``"blend"`` (:func:`blend_exact_match`, which
+    also removes each question's ``prompts[id]`` from its response, as BLEnD does).
+    """
+    if match not in MATCH_MODES:
+        raise DataError(f"unknown BLEnD matcher {match!r}; expected one of {', '.join(MATCH_MODES)}")
     correct: dict[str, bool] = {}
     skipped = missing = 0
     for q in questions:
@@ -86,7 +160,13 @@ def blend_accuracy(responses: Mapping[str, str], questions: Sequence[BlendQuesti
             continue
         response = responses.get(q.id)
         missing += response is None
-        correct[q.id] = response is not None and blend_soft_match(response, q.answers_local, q.answers_en)
+        if response is None:
+            correct[q.id] = False
+        elif match == "blend":
+            prompt = (prompts or {}).get(q.id, "")
+            correct[q.id] = blend_exact_match(response, q.answers_local, q.answers_en, q.lang or "en", prompt)
+        else:
+            correct[q.id] = blend_soft_match(response, q.answers_local, q.answers_en)
     if not correct:
         raise DataError(f"no BLEnD question left to score ({skipped} of {len(questions)} skipped)")
     return BlendScore(accuracy(list(correct.values())), len(correct), skipped, missing, correct)
