@@ -6,11 +6,21 @@ steering structure) is compiled once for the whole run: jaxsteer's jit cache is 
 
 from __future__ import annotations
 
+import os
 import types
 
 import jax
+import jaxtyping
 import numpy as np
 import pytest
+
+# Shape/dtype checks of every jaxtyping annotation in the package, with beartype: each function and
+# dataclass of ``jaxsteer`` imported from here on is wrapped (``JAXSTEER_TYPECHECK=0`` switches it off).
+# Inside ``jax.jit`` the checks run once, at trace time, on the tracers' shapes. The PEP 484 numeric
+# tower lets an ``int`` pass for a ``float`` (``query_pre_attn_scalar=24``), as every type checker does.
+TYPECHECKER = "beartype.beartype(conf=beartype.BeartypeConf(is_pep484_tower=True))"
+if os.environ.get("JAXSTEER_TYPECHECK", "1") != "0":
+    jaxtyping.install_import_hook(["jaxsteer"], TYPECHECKER)
 
 jax.config.update("jax_default_matmul_precision", "highest")
 jax.config.update("jax_enable_x64", False)

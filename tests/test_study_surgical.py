@@ -12,17 +12,15 @@ import pytest
 import jaxsteer
 from jaxsteer.config import tiny
 from jaxsteer.steering.vectors_io import VectorSet
-from jaxsteer.study.experiment import ExperimentConfig
+from jaxsteer.study.experiment import Benchmarks, ExperimentConfig
 from jaxsteer.study.surgical import default_loc_gamma, plan_surgical, select_en, select_loc
 
 CONFIG = tiny()  # 8 layers: default EN layer round(20/48·8) = 3, LOC layer round(28/48·8) = 5
 
 
-class Bench:
-    """What selection reads from a ``Benchmarks``: its config (stub scorers never load data)."""
-
-    def __init__(self, **fields):
-        self.cfg = ExperimentConfig(**fields)
+def bench_of(**fields) -> Benchmarks:
+    """A ``Benchmarks`` of these settings; stub scorers never make it load data."""
+    return Benchmarks(ExperimentConfig(**fields))
 
 
 def stub_model():
@@ -53,9 +51,9 @@ def steered(candidate) -> dict[int, np.ndarray]:
 # --- EN ----------------------------------------------------------------------------------------------
 def test_select_en_without_select_layers_keeps_the_default_and_scores_nothing():
     score = TableScorer({})
-    layer, scores = select_en(stub_model(), Bench(), "zh", vectors(0, "EN"), False, score=score)
+    layer, scores = select_en(stub_model(), bench_of(), "zh", vectors(0, "EN"), False, score=score)
     assert (layer, scores, score.calls) == (3, {}, [])
-    layer, _ = select_en(stub_model(), Bench(en_layer=6), "zh", vectors(0, "EN"), False, score=score)
+    layer, _ = select_en(stub_model(), bench_of(en_layer=6), "zh", vectors(0, "EN"), False, score=score)
     assert layer == 6
 
 
@@ -63,7 +61,7 @@ def test_select_en_scores_the_window_at_en_gamma_and_picks_the_best_layer():
     v = vectors(0, "EN")
     table = {(1, 2.5): 10.0, (2, 2.5): 30.0, (3, 2.5): 20.0, (4, 2.5): 30.0, (5, 2.5): 0.0}
     score = TableScorer(table)
-    bench = Bench(select_layers=True, layer_window=2, en_gamma=2.5)
+    bench = bench_of(select_layers=True, layer_window=2, en_gamma=2.5)
     layer, scores = select_en(stub_model(), bench, "ko", v, False, score=score)
     ((lang, cands),) = score.calls
     assert lang == "ko" and [c.layer for c in cands] == [1, 2, 3, 4, 5]  # default 3 ± 2
@@ -77,7 +75,7 @@ def test_select_en_scores_the_window_at_en_gamma_and_picks_the_best_layer():
 
 def test_select_en_window_is_clipped_to_the_model():
     score = TableScorer({(la, 2.0): float(la) for la in range(8)})
-    layer, _ = select_en(stub_model(), Bench(select_layers=True, layer_window=3, en_layer=6), "zh",
+    layer, _ = select_en(stub_model(), bench_of(select_layers=True, layer_window=3, en_layer=6), "zh",
                          vectors(0, "EN"), False, score=score)  # fmt: skip
     assert [c.layer for c in score.calls[0][1]] == [3, 4, 5, 6, 7] and layer == 7
 
@@ -88,7 +86,7 @@ def test_select_loc_tie_goes_to_the_smaller_gamma():
     gammas = (2.0, 0.0, 3.0, 1.0)
     table = {(5, 2.0): 70.0, (5, 0.0): 40.0, (5, 3.0): 70.0, (5, 1.0): 70.0}
     score = TableScorer(table)
-    bench = Bench(loc_gammas=gammas)
+    bench = bench_of(loc_gammas=gammas)
     layer, gamma, scores = select_loc(stub_model(), bench, "zh", None, 3, vectors(1, "LOC"), False, score=score)
     assert (layer, gamma) == (5, 1.0)
     assert scores == {"loc_dev2_blend": {f"layer=5,gamma={g}": table[(5, g)] for g in gammas}}
@@ -103,7 +101,7 @@ def test_select_loc_applies_en_to_every_candidate_and_searches_layers():
     table = {(la, g): 50.0 for la in (4, 5, 6) for g in gammas}
     table[(4, 2.0)] = table[(6, 1.0)] = 55.0  # a tie across layers: the smaller γ wins over the lower layer
     score = TableScorer(table)
-    bench = Bench(select_layers=True, layer_window=1, loc_gammas=gammas, en_gamma=2.0)
+    bench = bench_of(select_layers=True, layer_window=1, loc_gammas=gammas, en_gamma=2.0)
     layer, gamma, _ = select_loc(stub_model(), bench, "zh", v_en, 2, v_loc, False, score=score)
     assert (layer, gamma) == (6, 1.0)
     cands = score.calls[0][1]
@@ -123,7 +121,7 @@ def test_select_loc_applies_en_to_every_candidate_and_searches_layers():
 # --- the plan ----------------------------------------------------------------------------------------
 def test_plan_surgical_selects_loc_with_the_selected_en_layer():
     v_en, v_loc = vectors(0, "EN"), vectors(1, "LOC")
-    bench = Bench(select_layers=True, layer_window=1, loc_gammas=(0.0, 1.5), en_gamma=2.0)
+    bench = bench_of(select_layers=True, layer_window=1, loc_gammas=(0.0, 1.5), en_gamma=2.0)
     score_en = TableScorer({(2, 2.0): 10.0, (3, 2.0): 20.0, (4, 2.0): 30.0})
     loc_table = {(la, g): 0.0 for la in (4, 5, 6) for g in (0.0, 1.5)}
     loc_table[(6, 1.5)] = 90.0
@@ -142,14 +140,14 @@ def test_plan_surgical_selects_loc_with_the_selected_en_layer():
 def test_plan_surgical_en_only_and_without_selection():
     v_en, v_loc = vectors(0, "EN"), vectors(1, "LOC")
     never = TableScorer({})
-    bench = Bench(loc_gammas=(0.0, 2.5, 0.5), en_gamma=2.0)
+    bench = bench_of(loc_gammas=(0.0, 2.5, 0.5), en_gamma=2.0)
     fixed = plan_surgical(stub_model(), bench, "zh", v_en, v_loc, False, select=False, score_en=never,
                           score_loc=never)  # fmt: skip
     assert (fixed.en_layer, fixed.en_gamma, fixed.loc_layer, fixed.loc_gamma, fixed.selection) == (3, 2.0, 5, 2.5, {})
-    assert default_loc_gamma(bench.cfg) == 2.5 and default_loc_gamma(Bench(loc_gammas=(0.0,)).cfg) == 0.0
+    assert default_loc_gamma(bench.cfg) == 2.5 and default_loc_gamma(bench_of(loc_gammas=(0.0,)).cfg) == 0.0
     fixed_en = plan_surgical(stub_model(), bench, "zh", v_en, None, False, select=False)
     assert fixed_en.loc_gamma == 0.0
-    en_only = plan_surgical(stub_model(), Bench(select_layers=True, layer_window=1), "zh", v_en, None, False,
+    en_only = plan_surgical(stub_model(), bench_of(select_layers=True, layer_window=1), "zh", v_en, None, False,
                             score_en=TableScorer({(2, 2.0): 1.0, (3, 2.0): 0.0, (4, 2.0): 0.0}),
                             score_loc=never)  # fmt: skip
     assert (en_only.en_layer, en_only.loc_layer, en_only.loc_gamma) == (2, 5, 0.0)
@@ -159,5 +157,5 @@ def test_plan_surgical_en_only_and_without_selection():
 
 def test_a_scorer_returning_the_wrong_count_fails_loudly():
     with pytest.raises(ValueError, match="returned 1 scores for 9 candidates"):
-        select_loc(stub_model(), Bench(), "zh", None, 3, vectors(1, "LOC"), False,
+        select_loc(stub_model(), bench_of(), "zh", None, 3, vectors(1, "LOC"), False,
                    score=lambda *a, progress: [1.0])  # fmt: skip

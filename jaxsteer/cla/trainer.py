@@ -59,7 +59,9 @@ class TrainingDivergedError(JaxsteerError):
 
 
 class TrainState(flax.struct.PyTreeNode):
-    step: Int[Array, ""]
+    # an int32 scalar in a live state; the same class also holds the state's shardings and its abstract
+    # shapes (``build``: a ``Sharding`` / ``ShapeDtypeStruct`` in that place)
+    step: Int[Array, ""] | jax.sharding.Sharding | jax.ShapeDtypeStruct
     params: dict  # {"base": ..., "lora": ...}
     opt_state: Any
 

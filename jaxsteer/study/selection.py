@@ -17,6 +17,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
+from jaxtyping import Float
 
 from jaxsteer.errors import InputError
 
@@ -67,7 +68,10 @@ class Best:
 
 
 def best_point(
-    points: Sequence[tuple[int, float]], scores: Sequence[float], n: int | None = None, tol: float = TIE_TOL
+    points: Sequence[tuple[int, float]],
+    scores: Sequence[float] | Float[np.ndarray, " G"],
+    n: int | None = None,
+    tol: float = TIE_TOL,
 ) -> Best:
     """The best of ``points`` (``(layer, γ)``) by ``scores``: the highest; ties → smaller γ, then lower layer."""
     points = [(int(layer), float(gamma)) for layer, gamma in points]

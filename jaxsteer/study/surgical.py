@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import jax.numpy as jnp
 import numpy as np
@@ -124,12 +124,13 @@ class Candidate:
     label: str  # what is applied, for progress lines
 
 
+@runtime_checkable
 class Scorer(Protocol):
     """Dev2 accuracy (percent) of each candidate plan for one language."""
 
     def __call__(
         self, model: Model, bench: Benchmarks, lang: str, candidates: Sequence[Candidate], *, progress: bool
-    ) -> Sequence[float]: ...
+    ) -> Sequence[float] | np.ndarray: ...
 
 
 def dev2_gmmlu(
