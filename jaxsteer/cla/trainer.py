@@ -29,7 +29,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jaxtyping import Array, Int
 
 import jaxsteer.sharding as mesh_lib
 from jaxsteer.checkpoint.orbax import TrainCheckpointer, abstract_like
@@ -59,9 +58,9 @@ class TrainingDivergedError(JaxsteerError):
 
 
 class TrainState(flax.struct.PyTreeNode):
-    # an int32 scalar in a live state; the same class also holds the state's shardings and its abstract
-    # shapes (``build``: a ``Sharding`` / ``ShapeDtypeStruct`` in that place)
-    step: Int[Array, ""] | jax.sharding.Sharding | jax.ShapeDtypeStruct
+    # Int[Array, ""] in a live state. Not annotated so: the class is also the tree of the state's shardings
+    # and abstract shapes (``build``), and jax's tree functions rebuild it with any leaf (``None`` included).
+    step: Any
     params: dict  # {"base": ..., "lora": ...}
     opt_state: Any
 

@@ -87,7 +87,7 @@ def pair_grid(
     first: Float[ArrayLike, "L D"],
     first_layers: Sequence[int],
     first_gammas: Sequence[float],
-    second: Float[ArrayLike, "L D"],
+    second: Float[ArrayLike, "_L _D"],  # [L, D] like ``first``: checked below with a one-line InputError
     second_layers: Sequence[int],
     second_gammas: Sequence[float],
 ) -> Grid:
