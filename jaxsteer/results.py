@@ -1,7 +1,9 @@
-"""Result files: atomic writes and the provenance block every result carries.
+"""Result files: atomic writes, the one figure writer, and the provenance block every result carries.
 
 Nothing partial is ever written: each file goes to a temporary name in the same folder and is
-renamed into place. Every JSON result has a ``provenance`` entry saying what produced it.
+renamed into place. Every JSON result has a ``provenance`` entry saying what produced it. Every
+figure of the package is drawn on :func:`new_figure` and written by :func:`write_figure` — PNG to
+look at, SVG for the paper — with no pyplot state and no backend switch for the caller.
 """
 
 from __future__ import annotations
@@ -34,6 +36,34 @@ def atomic_write(path: str | os.PathLike, data: str | bytes) -> str:
             os.remove(tmp)
         raise
     return path
+
+
+def new_figure(figsize: tuple[float, float], layout: str | None = "constrained"):
+    """A standalone Agg ``Figure``: no pyplot, so no global state, no display needed on a GPU node, the
+    caller's matplotlib backend left alone, and nothing kept alive after the figure is written."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, layout=layout)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def write_figure(fig, out_base: str | os.PathLike, *, tight: bool = False) -> tuple[str, str]:
+    """``{out_base}.png`` and ``{out_base}.svg`` (150 dpi), each rendered in memory then written atomically.
+
+    A ``.png``/``.svg`` suffix on ``out_base`` is dropped; ``tight`` crops to the drawn extent (labels
+    outside the axes included). Returns (png path, svg path).
+    """
+    base = os.fspath(out_base)
+    for suffix in (".png", ".svg"):
+        base = base.removesuffix(suffix)
+    paths = []
+    for fmt in ("png", "svg"):
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt, dpi=150, bbox_inches="tight" if tight else None)
+        paths.append(atomic_write(f"{base}.{fmt}", buf.getvalue()))
+    return paths[0], paths[1]
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> str:

@@ -6,11 +6,28 @@ steering structure) is compiled once for the whole run: jaxsteer's jit cache is 
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import pkgutil
 import types
 
 import jax
+import jaxtyping
 import numpy as np
 import pytest
+
+# Shape/dtype checks of every jaxtyping annotation in the package, with beartype: each function and
+# dataclass of ``jaxsteer`` imported from here on is wrapped (``JAXSTEER_TYPECHECK=0`` switches it off).
+# Inside ``jax.jit`` the checks run once, at trace time, on the tracers' shapes. The PEP 484 numeric
+# tower lets an ``int`` pass for a ``float`` (``query_pre_attn_scalar=24``), as every type checker does.
+# Not checked: ``jaxsteer.organism``, the synthetic world's pure-Python text generator (no array
+# annotations; ~10⁶ calls and a nested function per generated sentence would triple the demo test's time).
+TYPECHECKER = "beartype.beartype(conf=beartype.BeartypeConf(is_pep484_tower=True))"
+UNCHECKED = ("organism",)
+if os.environ.get("JAXSTEER_TYPECHECK", "1") != "0":
+    _package = importlib.util.find_spec("jaxsteer")  # finds the package without importing it
+    _checked = [f"jaxsteer.{m.name}" for m in pkgutil.iter_modules(_package.submodule_search_locations)]
+    jaxtyping.install_import_hook([m for m in _checked if m.split(".")[1] not in UNCHECKED], TYPECHECKER)
 
 jax.config.update("jax_default_matmul_precision", "highest")
 jax.config.update("jax_enable_x64", False)

@@ -81,12 +81,12 @@ def checkpoint_steps(run: Path) -> list[int]:
 
 
 def crash_run(cfg: C.TrainConfig, after: int) -> subprocess.CompletedProcess:
-    """``jaxsteer train`` of ``cfg`` in a subprocess, SIGKILLed after step ``after``."""
+    """Training of ``cfg`` in a subprocess (``tests/kill_after_step.py``) that SIGKILLs itself after step ``after``."""
     import yaml
 
     path = Path(cfg.out).parent / "config.yaml"
     path.write_text(yaml.safe_dump(json.loads(json.dumps(cfg.to_dict()))))
-    cmd = [sys.executable, "-m", "jaxsteer.cli", "train", "--config", str(path), "--crash-after-step", str(after)]
+    cmd = [sys.executable, str(ROOT / "tests" / "kill_after_step.py"), str(path), str(after)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
@@ -99,9 +99,11 @@ def test_mist_trains_resumes_after_kill_and_exports(tmp_path, monkeypatch):
     from jaxsteer.cla.lora import merge_lora
 
     cfg = config(tmp_path / "full", MIST)
-    result = T.train(cfg)
+    seen = []
+    result = T.train(cfg, on_step=lambda step, row: seen.append((step, row)))
     rows = T.read_metrics(tmp_path / "full" / "metrics.jsonl")
     assert [r["step"] for r in rows] == list(range(1, 7))
+    assert [step for step, _ in seen] == list(range(1, 7)) and [row for _, row in seen] == rows  # the logged rows
     assert {"loss", "nll", "lr", "grad_norm", "tokens", "tokens_per_s"} <= set(rows[0])
     loss = losses_of(rows)
     assert loss[-1] < loss[0] - 0.05, loss

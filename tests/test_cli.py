@@ -169,7 +169,7 @@ def test_sweep_writes_csv_heatmap_and_matches_the_evaluator(tiny_folder, tiny_mo
         ("c", letter_vector, (1, 5), (0.0, 50.0)),
     ):
         out = work / f"sweep_{name}"
-        ok(
+        printed = ok(
             "sweep",
             *common(tiny_folder, out),
             "--vectors",
@@ -192,7 +192,14 @@ def test_sweep_writes_csv_heatmap_and_matches_the_evaluator(tiny_folder, tiny_mo
             steer = combined_steering(tiny_model.config, [(v, int(r["layer"]), float(r["gamma"]))])
             ref = gmmlu_accuracy(tiny_model, b, "zh", "test", steer, progress=False)
             assert float(r["gmmlu_accuracy"]) == pytest.approx(ref), r
-        assert summary["best"]["metric"] == max(float(r["gmmlu_accuracy"]) for r in rows)
+        # the best point by the library's rule (ties → smaller γ, then lower layer), with its n and its ties
+        best, top = summary["best"], max(float(r["gmmlu_accuracy"]) for r in rows)
+        tied = [(int(r["layer"]), float(r["gamma"])) for r in rows if float(r["gmmlu_accuracy"]) == top]
+        assert best["metric"] == top and [(t["layer"], t["gamma"]) for t in best["ties"]] == tied
+        assert (best["layer"], best["gamma"]) == min(tied, key=lambda p: (p[1], p[0]))
+        assert best["tie"] == (len(tied) > 1) and best["n"] == len(b.gmmlu("zh", "test"))
+        assert {int(r["n"]) for r in rows} == {best["n"]}
+        assert f"n={best['n']} items" in printed and ("a tie with" in printed) == best["tie"]
     assert float(rows[-1]["gmmlu_accuracy"]) > float(rows[0]["gmmlu_accuracy"])  # γ=50 of " C" at block 5 helps
 
 

@@ -319,3 +319,15 @@ def test_bad_generation_settings(js_random, batch):
 def test_errors_are_one_family():
     for kind in (CheckpointError, ConfigError, InputError):
         assert issubclass(kind, JaxsteerError)
+
+
+def test_the_test_session_checks_shape_annotations():
+    """conftest switches jaxtyping + beartype on for the package: a [.., 3] input against a [4] weight fails."""
+    import jaxtyping
+
+    from jaxsteer.model.layers import rms_norm
+
+    if os.environ.get("JAXSTEER_TYPECHECK", "1") == "0":
+        pytest.skip("annotation checks switched off (JAXSTEER_TYPECHECK=0)")
+    with pytest.raises(jaxtyping.TypeCheckError, match="rms_norm"):
+        rms_norm(jnp.ones((2, 3)), jnp.ones((4,)), 1e-6)

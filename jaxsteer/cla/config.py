@@ -185,7 +185,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         _need(lo.alpha > 0, f"lora.alpha={lo.alpha} must be positive")
         _need(0.0 <= lo.dropout < 1.0, f"lora.dropout={lo.dropout} must be in [0, 1)")
         bad = [x for x in lo.targets if x not in LORA_TARGETS]
-        _need(not bad and lo.targets, f"lora.targets {list(lo.targets)}: expected a subset of {list(LORA_TARGETS)}")
+        _need(
+            not bad and bool(lo.targets), f"lora.targets {list(lo.targets)}: expected a subset of {list(LORA_TARGETS)}"
+        )
     o = cfg.optim
     _need(o.lr > 0, f"optim.lr={o.lr} must be positive")
     _need(o.schedule in SCHEDULES, f"optim.schedule={o.schedule!r}; expected one of {', '.join(SCHEDULES)}")

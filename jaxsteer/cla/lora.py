@@ -28,7 +28,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, ArrayLike, Float, Int
 
 from jaxsteer.cla.config import LoraSpec, StepSpec
 from jaxsteer.config import GemmaConfig
@@ -86,7 +86,9 @@ def lora_scale(spec: LoraSpec) -> float:
     return float(spec.alpha) / float(spec.rank)
 
 
-def lora_delta(a: Float[Array, "*L r I"], b: Float[Array, "*L O r"], scale: float, xp=jnp) -> Float[Array, "*L O I"]:
+def lora_delta(
+    a: Float[ArrayLike, "*L r I"], b: Float[ArrayLike, "*L O r"], scale: float, xp=jnp
+) -> Float[ArrayLike, "*L O I"]:
     """``(α/r)·B·A`` in fp32 (a single layer or a stack; ``xp=numpy`` on the host)."""
     return scale * xp.einsum("...or,...ri->...oi", b.astype(xp.float32), a.astype(xp.float32))
 

@@ -88,8 +88,8 @@ def mean_pool(h: Float[Array, "B T D"], mask: Int[Array, "B T"] | None) -> Float
     return jnp.sum(h * m, axis=1) / jnp.maximum(jnp.sum(m, axis=1), 1.0)
 
 
-def info_nce_terms(p0: Float[Array, "N D"], p1: Float[Array, "N D"], tau: float, symmetric: bool = False):
-    """Per-anchor InfoNCE losses ``[N]`` (summed by :func:`info_nce`); see there for the formula."""
+def info_nce_terms(p0: Float[Array, "P D"], p1: Float[Array, "P D"], tau: float, symmetric: bool = False):
+    """Per-anchor InfoNCE losses ``[P]`` (summed by :func:`info_nce`); see there for the formula."""
     z0 = p0 / jnp.maximum(jnp.linalg.norm(p0, axis=-1, keepdims=True), 1e-8)
     z1 = p1 / jnp.maximum(jnp.linalg.norm(p1, axis=-1, keepdims=True), 1e-8)
     logits = (z1 @ z0.T) / tau  # logits[i, j] = cos(p0_j, p1_i) / τ: row = anchor p1_i, column = candidate p0_j
@@ -101,19 +101,19 @@ def info_nce_terms(p0: Float[Array, "N D"], p1: Float[Array, "N D"], tau: float,
 
 
 def info_nce(
-    p0: Float[Array, "N D"],
-    p1: Float[Array, "N D"],
+    p0: Float[Array, "P D"],
+    p1: Float[Array, "P D"],
     tau: float = 0.1,
     symmetric: bool = False,
     denom: Float[Array, ""] | None = None,
 ) -> Float[Array, ""]:
     """MIDALIGN's contrastive loss with in-batch negatives.
 
-    ``p0`` pools the English side and ``p1`` the target-language side of ``N`` parallel pairs. With
+    ``p0`` pools the English side and ``p1`` the target-language side of ``P`` parallel pairs. With
     ``logits[i, j] = cos(p0_j, p1_i) / τ`` each target-language anchor ``p1_i`` must pick its own English
     sentence among all English sentences of the batch::
 
-        L = (1/N) Σ_i [ −log softmax_j(logits[i, :])_i ] = (1/N) Σ_i [ logsumexp_j logits[i, j] − logits[i, i] ]
+        L = (1/P) Σ_i [ −log softmax_j(logits[i, :])_i ] = (1/P) Σ_i [ logsumexp_j logits[i, j] − logits[i, i] ]
 
     ``symmetric`` averages this with the transposed direction (each ``p0_j`` picks among the ``p1``).
     """
@@ -122,28 +122,28 @@ def info_nce(
 
 
 def dpo_terms(
-    pi_chosen: Float[Array, "N"],
-    pi_rejected: Float[Array, "N"],
-    ref_chosen: Float[Array, "N"],
-    ref_rejected: Float[Array, "N"],
+    pi_chosen: Float[Array, "P"],
+    pi_rejected: Float[Array, "P"],
+    ref_chosen: Float[Array, "P"],
+    ref_rejected: Float[Array, "P"],
     beta: float,
-) -> Float[Array, "N"]:
+) -> Float[Array, "P"]:
     """Per-pair DPO losses ``−log σ(β·[(π_c − ref_c) − (π_r − ref_r)])`` (sequence log-probs)."""
     margin = beta * ((pi_chosen - ref_chosen) - (pi_rejected - ref_rejected))
     return jax.nn.softplus(-margin)  # = −log σ(margin), stable for large |margin|
 
 
 def dpo_loss(
-    pi_chosen: Float[Array, "N"],
-    pi_rejected: Float[Array, "N"],
-    ref_chosen: Float[Array, "N"],
-    ref_rejected: Float[Array, "N"],
+    pi_chosen: Float[Array, "P"],
+    pi_rejected: Float[Array, "P"],
+    ref_chosen: Float[Array, "P"],
+    ref_rejected: Float[Array, "P"],
     beta: float = 0.1,
     denom: Float[Array, ""] | None = None,
 ) -> Float[Array, ""]:
     """Direct preference optimisation (Rafailov et al., 2023), mean over pairs::
 
-        L = −(1/N) Σ_n log σ(β·[(log π(y⁺|x) − log π_ref(y⁺|x)) − (log π(y⁻|x) − log π_ref(y⁻|x))])
+        L = −(1/P) Σ_n log σ(β·[(log π(y⁺|x) − log π_ref(y⁺|x)) − (log π(y⁻|x) − log π_ref(y⁻|x))])
 
     Lowering it raises the policy's log-ratio of the chosen response ``y⁺`` above the rejected ``y⁻``;
     at ``π = π_ref`` it equals ``log 2``.

@@ -19,8 +19,8 @@ import io
 import json
 import math
 import os
-import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jaxtyping import Array, Int
 
 import jaxsteer.sharding as mesh_lib
 from jaxsteer.checkpoint.orbax import TrainCheckpointer, abstract_like
@@ -59,7 +58,9 @@ class TrainingDivergedError(JaxsteerError):
 
 
 class TrainState(flax.struct.PyTreeNode):
-    step: Int[Array, ""]
+    # Int[Array, ""] in a live state. Not annotated so: the class is also the tree of the state's shardings
+    # and abstract shapes (``build``), and jax's tree functions rebuild it with any leaf (``None`` included).
+    step: Any
     params: dict  # {"base": ..., "lora": ...}
     opt_state: Any
 
@@ -357,14 +358,12 @@ def read_metrics(path: str | os.PathLike) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def plot_losses(rows: list[dict], base: Path) -> list[str]:
+def plot_losses(rows: list[dict], base: Path) -> tuple[str, str]:
     """``loss.png``/``loss.svg``: every loss component against the step, one line per kind."""
-    import matplotlib
+    from jaxsteer.results import new_figure, write_figure
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = new_figure((7, 4), layout="tight")
+    ax = fig.subplots()
     for kind in dict.fromkeys(r["kind"] for r in rows):
         sub = [r for r in rows if r["kind"] == kind]
         for name in ("loss", "nll", "info_nce", "dpo"):
@@ -373,22 +372,20 @@ def plot_losses(rows: list[dict], base: Path) -> list[str]:
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.legend()
-    fig.tight_layout()
-    paths = []
-    for fmt in ("png", "svg"):
-        buf = io.BytesIO()
-        fig.savefig(buf, format=fmt, dpi=120)
-        paths.append(atomic_write(f"{base}.{fmt}", buf.getvalue()))
-    plt.close(fig)
-    return paths
+    return write_figure(fig, base)
 
 
 # --- the loop ----------------------------------------------------------------------------------------
-def train(cfg: TrainConfig, *, resume: bool = False, crash_after_step: int | None = None, mesh=None) -> dict:
+OnStep = Callable[[int, dict], None]
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, mesh=None, on_step: OnStep | None = None) -> dict:
     """Train ``cfg`` into ``cfg.out``: checkpoints, ``metrics.jsonl``, ``loss.png``, and ``export/``.
 
     ``resume`` continues from the latest checkpoint of ``cfg.out`` (same config required).
-    ``crash_after_step`` SIGKILLs the process after that step (the resume test's simulated crash).
+    ``on_step(step, row)`` is called after every step (1-based) once its metrics row (the dict that
+    ``metrics.jsonl`` holds) is logged and its checkpoint, when due, is saved — for monitoring, or for a
+    test that kills the process there (``tests/kill_after_step.py``).
     """
     mesh_lib.initialize(cfg.mesh)
     out = Path(cfg.out)
@@ -424,12 +421,12 @@ def train(cfg: TrainConfig, *, resume: bool = False, crash_after_step: int | Non
         if jax.process_index() == 0:
             record = {**config_record, "provenance": provenance(seed=cfg.seed, command="jaxsteer train")}
             write_json(out / "run.json", record)
-        return _loop(setup, state, pipeline, ref, ckpt, tokenizer, out, start, config_record, crash_after_step)
+        return _loop(setup, state, pipeline, ref, ckpt, tokenizer, out, start, config_record, on_step)
     finally:
         ckpt.close()
 
 
-def _loop(setup, state, pipeline, ref, ckpt, tokenizer, out, start, config_record, crash_after_step) -> dict:
+def _loop(setup, state, pipeline, ref, ckpt, tokenizer, out, start, config_record, on_step) -> dict:
     cfg = setup.cfg
     kinds = KINDS[cfg.method]
     log = MetricsLog(out / "metrics.jsonl", start)
@@ -462,8 +459,8 @@ def _loop(setup, state, pipeline, ref, ckpt, tokenizer, out, start, config_recor
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{metrics['loss']:.4f}", kind=kind, refresh=False)
-            if crash_after_step == step:
-                os.kill(os.getpid(), signal.SIGKILL)  # a hard crash: no cleanup, no final save
+            if on_step is not None:
+                on_step(step, row)
     finally:
         log.close()
         if bar is not None:

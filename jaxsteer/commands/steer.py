@@ -28,7 +28,7 @@ def run(args) -> int:
     from jaxsteer.steering.vectors_io import check_compatible, load_vectors
     from jaxsteer.study.evaluate import evaluate, write_eval
     from jaxsteer.study.experiment import Benchmarks
-    from jaxsteer.study.surgical import SurgicalPlan, plan_surgical, select_en
+    from jaxsteer.study.surgical import plan_surgical
 
     cfg, _ = experiment_config(args)
     model = load_model(cfg)
@@ -38,17 +38,9 @@ def run(args) -> int:
     if v_loc is not None:
         check_compatible(v_loc, model.config, force=args.force)
     bench = Benchmarks(cfg)
-    en_default, loc_default = cfg.layers_for(model.config.num_layers)
     plans = {}
     for lang in cfg.languages:
-        if args.no_select:
-            loc_gamma = next((g for g in cfg.loc_gammas if g > 0), 0.0) if v_loc is not None else 0.0
-            plans[lang] = SurgicalPlan(lang, en_default, cfg.en_gamma, loc_default, loc_gamma, {})
-        elif v_loc is None:
-            layer, scores = select_en(model, bench, lang, v_en, not args.quiet)
-            plans[lang] = SurgicalPlan(lang, layer, cfg.en_gamma, loc_default, 0.0, scores)
-        else:
-            plans[lang] = plan_surgical(model, bench, lang, v_en, v_loc, not args.quiet)
+        plans[lang] = plan_surgical(model, bench, lang, v_en, v_loc, not args.quiet, select=not args.no_select)
         p = plans[lang]
         print(f"{lang}: EN layer {p.en_layer} γ={p.en_gamma}; LOC layer {p.loc_layer} γ={p.loc_gamma}")
     which = "sur" if v_loc is not None else "en"

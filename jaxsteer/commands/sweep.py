@@ -1,4 +1,8 @@
-"""``jaxsteer sweep``: Global-MMLU accuracy over layers × γ for a vector file, in one compiled call per chunk."""
+"""``jaxsteer sweep``: Global-MMLU accuracy over layers × γ for a vector file, in one compiled call per chunk.
+
+Prints the best point by the library's selection rule (:mod:`jaxsteer.study.selection`: ties → smaller γ,
+then lower layer) with the items behind it and the points it ties with; ``sweep.json`` records the same.
+"""
 
 from __future__ import annotations
 
@@ -28,8 +32,6 @@ def _numbers(text, cast):
 
 
 def run(args) -> int:
-    import numpy as np
-
     from jaxsteer.commands._common import load_model
     from jaxsteer.results import provenance, write_csv, write_json
     from jaxsteer.scoring import option_logprob_fn
@@ -38,6 +40,7 @@ def run(args) -> int:
     from jaxsteer.steering.vectors_io import check_compatible, load_vectors
     from jaxsteer.study.evaluate import gmmlu_inputs
     from jaxsteer.study.experiment import Benchmarks
+    from jaxsteer.study.selection import best_of_table, sweep_table
 
     cfg, _ = experiment_config(args)
     model = load_model(cfg)
@@ -54,19 +57,17 @@ def run(args) -> int:
             model, ids, mask, grid, option_logprob_fn(option_ids), chunk_size=cfg.chunk_size, progress=not args.quiet
         )
         acc = (logp.argmax(-1) == answers[None]).mean(-1) * 100
-        rows += [{"lang": lang, **lab, "gmmlu_accuracy": float(a)} for lab, a in zip(grid.labels, acc)]
-    mean = {}
-    for r in rows:
-        mean.setdefault((r["layer"], r["gamma"]), []).append(r["gmmlu_accuracy"])
-    table = [{"layer": k[0], "gamma": k[1], "metric": float(np.mean(v))} for k, v in mean.items()]
-    best = max(table, key=lambda r: r["metric"])
+        n = len(answers)
+        rows += [{"lang": lang, **lab, "gmmlu_accuracy": float(a), "n": n} for lab, a in zip(grid.labels, acc)]
+    table = sweep_table(rows, "gmmlu_accuracy")
+    best = best_of_table(table)
     write_csv(os.path.join(cfg.out, "sweep.csv"), rows)
     write_json(
         os.path.join(cfg.out, "sweep.json"),
         {
             "rows": rows,
             "mean": table,
-            "best": best,
+            "best": best.to_dict(),
             "layer_passes": layer_passes(grid, model.config.num_layers, cfg.chunk_size),
             "vectors": os.path.abspath(args.vectors),
             "part": args.part,
@@ -79,9 +80,8 @@ def run(args) -> int:
         os.path.join(cfg.out, "sweep_heatmap"),
         baseline=baseline,
         metric="Global-MMLU acc (%)",
+        best=(best.layer, best.gamma),
     )
-    print(
-        f"best: layer {best['layer']} γ={best['gamma']} → {best['metric']:.1f}% (mean over {', '.join(cfg.languages)})"
-    )
+    print(f"best (mean over {', '.join(cfg.languages)}): {best.describe()}")
     print(f"wrote {cfg.out}/sweep.csv, sweep.json, sweep_heatmap.png")
     return 0

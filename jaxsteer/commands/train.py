@@ -7,8 +7,6 @@ OUT exactly where its latest checkpoint left it.
 
 from __future__ import annotations
 
-import argparse
-
 from jaxsteer.commands._common import add_config_args, overrides
 
 
@@ -17,7 +15,6 @@ def register(sub) -> None:
     add_config_args(p)
     p.add_argument("--out", help="run folder (overrides the config's out)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the run folder")
-    p.add_argument("--crash-after-step", type=int, help=argparse.SUPPRESS)  # tests: SIGKILL after this step
     p.set_defaults(func=run)
 
 
@@ -26,7 +23,7 @@ def run(args) -> int:
     from jaxsteer.cla.trainer import train
 
     cfg = cla_config.load(args.config, overrides(args, out=args.out))
-    result = train(cfg, resume=args.resume, crash_after_step=args.crash_after_step)
+    result = train(cfg, resume=args.resume)
     print(f"trained {cfg.method} for {result['steps']} steps: {result['metrics']}")
     if "export" in result:
         print(f"exported the trained model to {result['export']}")

@@ -63,7 +63,7 @@ class MCQuestion:
 
 
 def load_gmmlu(
-    source: PathLike, lang: str, split: str = "test", subset: Subset = "CA", *, limit: int | None = None
+    source: PathLike, lang: str, split: str = "test", subset: Subset | str = "CA", *, limit: int | None = None
 ) -> list[MCQuestion]:
     """Questions of one language from a data root, a file, or the hub id, restricted to ``subset``.
 

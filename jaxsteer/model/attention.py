@@ -26,8 +26,9 @@ def resolve_impl(impl: str, dtype) -> str:
     return "cudnn" if on_gpu and jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16) else "xla"
 
 
-def causal_mask(t: int, key_valid: Bool[Array, "B S"] | None, window: int | None) -> Bool[Array, "B T T"]:
-    """Query i sees key j iff j ≤ i, the key is not padding and (for a window W) i − W < j."""
+def causal_mask(t: int, key_valid: Bool[Array, "B S"] | None, window: int | None) -> Bool[Array, "#B T T"]:
+    """Query i sees key j iff j ≤ i, the key is not padding and (for a window W) i − W < j (``[1, T, T]``
+    without ``key_valid``)."""
     i = jnp.arange(t)[:, None]
     j = jnp.arange(t)[None, :]
     mask = j <= i
@@ -43,7 +44,7 @@ def _softmax_attend(
     q: Float[Array, "B T H Dh"],
     k: Float[Array, "B S K Dh"],
     v: Float[Array, "B S K Dh"],
-    mask: Bool[Array, "B T S"],
+    mask: Bool[Array, "#B T S"],
     scale: float,
 ) -> Float[Array, "B T H Dh"]:
     b, t, h, dh = q.shape

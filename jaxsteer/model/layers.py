@@ -21,7 +21,7 @@ def rms_norm(x: Float[Array, "... D"], weight: Float[Array, "D"], eps: float) ->
     return normed * (1.0 + weight.astype(jnp.float32))
 
 
-def inv_frequencies(head_dim: int, base: float, scaling: float = 1.0) -> np.ndarray:
+def inv_frequencies(head_dim: int, base: float, scaling: float = 1.0) -> Float[np.ndarray, " R"]:
     """Rotary inverse frequencies in fp32 as transformers computes them (linear scaling divides them)."""
     exponents = np.arange(0, head_dim, 2, dtype=np.float32) / np.float32(head_dim)
     inv = np.float32(1.0) / np.power(np.float32(base), exponents, dtype=np.float32)
@@ -30,19 +30,22 @@ def inv_frequencies(head_dim: int, base: float, scaling: float = 1.0) -> np.ndar
 
 def rope_tables(
     positions: Int[Array, "B T"], config: GemmaConfig
-) -> tuple[Float[Array, "2 B T H"], Float[Array, "2 B T H"]]:
-    """cos and sin for local (index 0) and global (index 1) layers, ``H = head_dim // 2``."""
+) -> tuple[Float[Array, "2 B T R"], Float[Array, "2 B T R"]]:
+    """cos and sin for local (index 0) and global (index 1) layers; ``R = head_dim // 2``, the rotary half-width."""
     local = inv_frequencies(config.head_dim, config.rope_local_base)
     glob = inv_frequencies(config.head_dim, config.rope_global_base, config.rope_global_scaling)
-    inv = jnp.asarray(np.stack([local, glob]))  # [2, H]
+    inv = jnp.asarray(np.stack([local, glob]))  # [2, R]
     angles = positions.astype(jnp.float32)[None, :, :, None] * inv[:, None, None, :]
     return jnp.cos(angles), jnp.sin(angles)
 
 
 def apply_rope(
-    x: Float[Array, "B T N Dh"], cos: Float[Array, "B T H"], sin: Float[Array, "B T H"]
-) -> Float[Array, "B T N Dh"]:
-    """Rotate-half layout: the first and second halves of ``head_dim`` form the rotated pairs."""
+    x: Float[Array, "B T _heads Dh"], cos: Float[Array, "B T R"], sin: Float[Array, "B T R"]
+) -> Float[Array, "B T _heads Dh"]:
+    """Rotate-half layout: the first and second halves of ``head_dim`` form the rotated pairs.
+
+    ``x`` is queries (``H`` heads) or keys (``K`` heads): ``_heads`` is either, left unchecked.
+    """
     half = x.shape[-1] // 2
     x32 = x.astype(jnp.float32)
     x1, x2 = x32[..., :half], x32[..., half:]

@@ -1,60 +1,21 @@
 """Figures of the steering analysis: S_PER vs layer, γ × layer heatmaps, PCA panels, vector norms.
 
 Each function takes numbers already computed (:mod:`jaxsteer.steering.analysis`, a sweep table), writes
-``<out_base>.png`` and ``<out_base>.svg`` — PNG to look at, SVG for the paper — and returns both paths.
-Files are written to a temporary name and renamed, so an interrupted run never leaves half a figure.
-Figures are drawn on standalone Agg canvases (no pyplot): no display is needed on a GPU node and the
-caller's matplotlib backend is left alone.
+``<out_base>.png`` and ``<out_base>.svg`` with the package's one figure writer
+(:func:`jaxsteer.results.write_figure`: atomic, no pyplot) and returns both paths.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from jaxsteer.errors import InputError
-
-
-def _figure(figsize: tuple[float, float]):
-    """A standalone Agg figure: no pyplot, so no global state, no backend switch for the caller, and
-    nothing to leak when many figures are made (pyplot keeps every open figure alive)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=figsize, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _base(out_base: str | os.PathLike) -> str:
-    base = os.fspath(out_base)
-    for suffix in (".png", ".svg"):
-        base = base.removesuffix(suffix)
-    os.makedirs(os.path.dirname(os.path.abspath(base)), exist_ok=True)
-    return base
-
-
-def _save(fig, out_base: str | os.PathLike) -> tuple[str, str]:
-    """Write PNG and SVG atomically (temp file in the same folder, then ``os.replace``)."""
-    base = _base(out_base)
-    paths = []
-    for fmt in ("png", "svg"):
-        out = f"{base}.{fmt}"
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(out)), prefix=".tmp-", suffix=f".{fmt}")
-        os.close(fd)
-        try:
-            fig.savefig(tmp, format=fmt, dpi=150)
-            os.replace(tmp, out)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-        paths.append(out)
-    return paths[0], paths[1]
+from jaxsteer.results import new_figure, write_figure
 
 
 def _series(values: Mapping[str, Any] | Any, what: str) -> dict[str, np.ndarray]:
@@ -76,7 +37,7 @@ def plot_sper(
     ``mark_layers`` draws vertical guides, e.g. the SUR layers (20 and 28 for 12B).
     """
     series = _series(angles_by_layer, "angles_by_layer")
-    fig = _figure((6.4, 3.6))
+    fig = new_figure((6.4, 3.6))
     ax = fig.subplots()
     for label, angles in series.items():
         ax.plot(np.arange(angles.size), angles, marker="o", markersize=3, label=label or None)
@@ -86,7 +47,7 @@ def plot_sper(
     ax.set(xlabel="layer (output of block l)", ylabel="S_PER = arccos|cos| (degrees)", title=title, ylim=(0, 95))
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(alpha=0.3)
-    return _save(fig, out_base)
+    return write_figure(fig, out_base)
 
 
 def plot_norms(
@@ -94,7 +55,7 @@ def plot_norms(
 ) -> tuple[str, str]:
     """Per-layer vector norms (e.g. EN, LOC and the mean residual norm), optionally on a log axis."""
     series = _series(norms_by_label, "norms_by_label")
-    fig = _figure((6.4, 3.6))
+    fig = new_figure((6.4, 3.6))
     ax = fig.subplots()
     for label, norms in series.items():
         ax.plot(np.arange(norms.size), norms, marker="o", markersize=3, label=label or None)
@@ -104,7 +65,7 @@ def plot_norms(
     if any(series):
         ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    return _save(fig, out_base)
+    return write_figure(fig, out_base)
 
 
 def _row(row: Any, metric: str) -> tuple[int, float, float]:
@@ -120,11 +81,13 @@ def plot_sweep_heatmap(
     baseline: float | None = None,
     metric: str = "metric",
     title: str | None = None,
+    best: tuple[int, float] | None = None,
 ) -> tuple[str, str]:
     """Heatmap of a sweep table: layers down, γ across; rows are ``{layer, gamma, <metric>}`` or tuples.
 
     With ``baseline`` (the unsteered score) cells show ``metric − baseline`` on a diverging scale centred
-    at 0, so helpful and harmful settings read at a glance. The best cell is outlined.
+    at 0, so helpful and harmful settings read at a glance. The ``best`` (layer, γ) cell is outlined
+    (default: the first highest cell; ``jaxsteer sweep`` passes the winner of its tie rule).
     """
     try:
         table = [_row(r, metric) for r in rows]
@@ -141,7 +104,7 @@ def plot_sweep_heatmap(
     from matplotlib.colors import TwoSlopeNorm
     from matplotlib.patches import Rectangle
 
-    fig = _figure((1.0 + 0.6 * len(gammas), 1.0 + 0.35 * len(layers)))
+    fig = new_figure((1.0 + 0.6 * len(gammas), 1.0 + 0.35 * len(layers)))
     ax = fig.subplots()
     if baseline is not None:
         span = float(np.nanmax(np.abs(shown))) or 1.0
@@ -159,10 +122,15 @@ def plot_sweep_heatmap(
                 dark = abs(level - 0.5) > 0.35 if baseline is not None else level < 0.45
                 text = f"{round(value, 6) + 0.0:.3g}"  # + 0.0: no "-0" or "-5.55e-17" for a zero difference
                 ax.text(j, i, text, ha="center", va="center", fontsize=6, color="white" if dark else "black")
-    if np.isfinite(grid).any():
+    if best is not None and best[0] in layers and float(best[1]) in gammas:
+        i, j = layers.index(best[0]), gammas.index(float(best[1]))
+    elif np.isfinite(grid).any():
         i, j = np.unravel_index(np.nanargmax(grid), grid.shape)
+    else:
+        i = None
+    if i is not None:
         ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=2))
-    return _save(fig, out_base)
+    return write_figure(fig, out_base)
 
 
 def plot_pca_panels(
@@ -184,7 +152,7 @@ def plot_pca_panels(
             raise InputError(f"layer {layer} out of range for a PCA of {pca.num_layers} layers")
     cols = min(4, len(layers))
     nrows = math.ceil(len(layers) / cols)
-    fig = _figure((3.2 * cols, 3.0 * nrows))
+    fig = new_figure((3.2 * cols, 3.0 * nrows))
     axes = fig.subplots(nrows, cols, squeeze=False)
     for ax in axes.flat[len(layers) :]:
         ax.set_visible(False)
@@ -203,4 +171,4 @@ def plot_pca_panels(
     fig.legend(handles, labels, loc="outside lower center", ncol=min(8, len(labels)), fontsize=8)
     if title:
         fig.suptitle(title)
-    return _save(fig, out_base)
+    return write_figure(fig, out_base)

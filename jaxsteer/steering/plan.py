@@ -42,7 +42,7 @@ class Steering:
     """
 
     vectors: Float[Array, "L D"]
-    gamma: Float[Array, "*S L"]
+    gamma: Float[Array, "*G L"]
     mask: Bool[Array, "B T"] | None = None
     start: Int[Array, ""] | None = None
     scope: str = flax.struct.field(pytree_node=False, default="all")
@@ -97,7 +97,7 @@ class Steering:
         """Layers whose vector is non-zero (needs concrete vectors)."""
         return tuple(int(i) for i in np.flatnonzero(np.any(np.asarray(self.vectors) != 0, axis=-1)))
 
-    def deltas(self) -> Float[Array, "*S L D"]:
+    def deltas(self) -> Float[Array, "*G L D"]:
         return self.gamma.astype(jnp.float32)[..., None] * self.vectors.astype(jnp.float32)
 
     def position_mask(

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import ArrayLike, Float
 
 from jaxsteer.errors import InputError
 from jaxsteer.model.attention import resolve_impl
@@ -62,7 +62,7 @@ class Grid:
 
 
 def layer_gamma_grid(
-    vectors: Float[Array, "L D"], layers: Sequence[int], gammas: Sequence[float], base: np.ndarray | None = None
+    vectors: Float[ArrayLike, "L D"], layers: Sequence[int], gammas: Sequence[float], base: np.ndarray | None = None
 ) -> Grid:
     """Every (layer, γ): ``γ·vectors[layer]`` at that layer, on top of fixed ``base`` deltas ``[L, D]``."""
     vectors = np.asarray(vectors, np.float32)
@@ -84,10 +84,10 @@ def layer_gamma_grid(
 
 
 def pair_grid(
-    first: Float[Array, "L D"],
+    first: Float[ArrayLike, "L D"],
     first_layers: Sequence[int],
     first_gammas: Sequence[float],
-    second: Float[Array, "L D"],
+    second: Float[ArrayLike, "_L _D"],  # [L, D] like ``first``: checked below with a one-line InputError
     second_layers: Sequence[int],
     second_gammas: Sequence[float],
 ) -> Grid:

@@ -82,7 +82,7 @@ class VectorMeta:
     read_position: str = "last"
     kind: str = ""
     num_pairs: int = 0
-    languages: tuple[str, ...] = ()
+    languages: Sequence[str] = ()  # any sequence in (JSON gives lists); stored as a tuple
     normalisation: str = "none"
     layer_convention: str = "block_output"
     jaxsteer_version: str = dataclasses.field(default_factory=_version)

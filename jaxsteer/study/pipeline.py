@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 
 import numpy as np
 
@@ -23,7 +24,32 @@ from jaxsteer.study import metrics
 from jaxsteer.study.evaluate import EvalResult, evaluate, write_eval
 from jaxsteer.study.experiment import Benchmarks, ExperimentConfig
 from jaxsteer.study.plots import plot_plane
-from jaxsteer.study.surgical import SurgicalPlan, combined_steering, extract_kind, plan_surgical, select_loc
+from jaxsteer.study.surgical import (
+    Scorer,
+    SurgicalPlan,
+    combined_steering,
+    dev2_blend,
+    dev2_gmmlu,
+    extract_kind,
+    plan_surgical,
+    select_loc,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Measures:
+    """The model measurements the method is made of. The defaults run the model; tests pass stubs, so
+    the method (what is extracted, selected, combined and compared) is checked without a forward pass.
+
+    - ``extract(model, bench, kind, langs, progress) -> {lang: VectorSet}`` (EN or LOC vectors on Dev1)
+    - ``evaluate(model, bench, method, steering_for, part, progress) -> EvalResult``
+    - ``score_en`` / ``score_loc``: :class:`~jaxsteer.study.surgical.Scorer` of Dev2 candidates
+    """
+
+    extract: Callable = extract_kind
+    evaluate: Callable = evaluate
+    score_en: Scorer = dev2_gmmlu
+    score_loc: Scorer = dev2_blend
 
 
 @dataclasses.dataclass
@@ -35,14 +61,26 @@ class ModelReport:
 
 
 def steer_model(
-    model: Model, name: str, bench: Benchmarks, out_dir: str, progress: bool = True, base_model: str | None = None
+    model: Model,
+    name: str,
+    bench: Benchmarks,
+    out_dir: str,
+    progress: bool = True,
+    base_model: str | None = None,
+    *,
+    measures: Measures = Measures(),
 ) -> ModelReport:
-    """Extraction, selection and the steered evaluations of one model (its plain evaluation excluded)."""
+    """Extraction, selection and the steered evaluations of one model (its plain evaluation excluded).
+
+    SUR: EN at its selected layer + LOC at the (layer, γ) selected *with that EN applied*; LOC: LOC alone at
+    the (layer, γ) selected without EN; EN: EN alone at SUR's EN layer; random: random directions with the
+    EN and LOC vectors' per-layer norms at SUR's layers and γ.
+    """
     cfg = bench.cfg
     langs = cfg.languages
     print(f"[{name}] extracting EN and LOC vectors on Dev1 ({', '.join(langs)})", flush=True)
-    v_en = extract_kind(model, bench, "EN", langs, progress)
-    v_loc = extract_kind(model, bench, "LOC", langs, progress)
+    v_en = measures.extract(model, bench, "EN", langs, progress)
+    v_loc = measures.extract(model, bench, "LOC", langs, progress)
     vec_dir = os.path.join(out_dir, "vectors", name)
     for kind, sets in (("en", v_en), ("loc", v_loc)):
         for lang, vset in sets.items():
@@ -51,8 +89,13 @@ def steer_model(
     print(f"[{name}] selecting layers and γ on Dev2", flush=True)
     plans, loc_only = {}, {}
     for lang in langs:
-        plans[lang] = plan_surgical(model, bench, lang, v_en[key(lang)], v_loc[key(lang)], progress)
-        layer, gamma, scores = select_loc(model, bench, lang, None, plans[lang].en_layer, v_loc[key(lang)], progress)
+        plans[lang] = plan_surgical(
+            model, bench, lang, v_en[key(lang)], v_loc[key(lang)], progress,
+            score_en=measures.score_en, score_loc=measures.score_loc,
+        )  # fmt: skip
+        layer, gamma, scores = select_loc(
+            model, bench, lang, None, plans[lang].en_layer, v_loc[key(lang)], progress, score=measures.score_loc
+        )
         loc_only[lang] = (layer, gamma, scores)
     write_json(
         os.path.join(out_dir, f"{name}.plans.json"),
@@ -82,7 +125,7 @@ def steer_model(
     for which in ("EN", "LOC", "SUR", "random"):
         method = f"{name}+{which}"
         print(f"[{name}] evaluating {method} on test", flush=True)
-        results[method] = evaluate(model, bench, method, plan_for(which), "test", progress)
+        results[method] = measures.evaluate(model, bench, method, plan_for(which), "test", progress)
         write_eval(results[method], out_dir, model, cfg, base_model, extra={"steering": which})
     sper = {lang: analysis.sper_degrees(v_en[lang].vectors, v_loc[lang].vectors) for lang in langs}
     return ModelReport(name, results, plans, sper)
@@ -145,8 +188,13 @@ def run_experiment(
     steer: tuple[str, ...] = ("base",),
     out_dir: str | None = None,
     progress: bool = True,
+    *,
+    measures: Measures = Measures(),
 ) -> dict:
-    """Evaluate every model, steer the chosen ones, and draw the comparison (``models`` must hold ``"base"``)."""
+    """Evaluate every model, steer the chosen ones, and draw the comparison (``models`` must hold ``"base"``).
+
+    ``measures`` replaces the model measurements (extraction, evaluation, Dev2 scoring), for tests.
+    """
     out_dir = out_dir or cfg.out
     bench = Benchmarks(cfg)
     if "base" not in models:
@@ -158,10 +206,10 @@ def run_experiment(
     for name, source in models.items():
         model = source if isinstance(source, Model) else load_pretrained(source, dtype=cfg.dtype)
         print(f"[{name}] evaluating the plain model on test", flush=True)
-        results[name] = evaluate(model, bench, name, None, "test", progress)
+        results[name] = measures.evaluate(model, bench, name, None, "test", progress)
         write_eval(results[name], out_dir, model, cfg, base_id)
         if name in steer:
-            rep = steer_model(model, name, bench, out_dir, progress, base_id)
+            rep = steer_model(model, name, bench, out_dir, progress, base_id, measures=measures)
             results.update(rep.results)
             reports.append(rep)
     from jaxsteer.data.splits import save_splits

@@ -1,27 +1,19 @@
-"""Figures of jaxsteer's reports, written as PNG and SVG with matplotlib's Agg backend (no display needed).
+"""The transfer–localization plane figure, written as PNG and SVG.
 
-Each plotting function takes already-computed numbers (see :mod:`jaxsteer.study.metrics`), writes both formats
-atomically (temporary file, then rename: a crash never leaves half a figure) and returns the paths.
+Each plotting function takes already-computed numbers (see :mod:`jaxsteer.study.metrics`), writes both
+formats with the package's one figure writer (:func:`jaxsteer.results.write_figure`: atomic, no pyplot)
+and returns the paths.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
+from os import PathLike
 from pathlib import Path
 from typing import Any
 
 from jaxsteer.errors import DataError
-
-
-def _figure_libs():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
+from jaxsteer.results import new_figure, write_figure
 
 
 def _point(p: Any) -> tuple[str, float, float, float, float]:
@@ -44,19 +36,6 @@ def _point(p: Any) -> tuple[str, float, float, float, float]:
         raise DataError(f"plane point {p!r} lacks x/y (expected method, dx, dy[, dx_err, dy_err])")
     x, y, xe, ye = (float(v or 0.0) for v in vals)
     return str(label), x, y, xe, ye
-
-
-def _save(fig: Any, base: Path, fmt: str) -> Path:
-    out = base.with_name(base.name + f".{fmt}")
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=f".{fmt}")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight")
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return out
 
 
 def label_positions(
@@ -87,7 +66,7 @@ def label_positions(
 
 def plot_plane(
     points: Iterable[Any],
-    out_path_without_ext: str | os.PathLike,
+    out_path_without_ext: str | PathLike,
     title: str = "Transfer–localization plane",
     *,
     xlabel: str = "ΔGMMLU (points)",
@@ -103,58 +82,57 @@ def plot_plane(
     pts = [_point(p) for p in points]
     if not pts:
         raise DataError("plot_plane needs at least one point")
-    base = Path(out_path_without_ext)
-    base.parent.mkdir(parents=True, exist_ok=True)
-    plt = _figure_libs()
+    from matplotlib import colormaps
+    from matplotlib.patches import Rectangle
+
     xs = [abs(x) + xe for _, x, _, xe, _ in pts]
     ys = [abs(y) + ye for _, _, y, _, ye in pts]
     xlim, ylim = max(max(xs) * 1.25, 1.0), max(max(ys) * 1.25, 1.0)
-    fig, ax = plt.subplots(figsize=(6.0, 5.0))
-    try:
-        ax.add_patch(
-            plt.Rectangle(
-                (0, 0),
-                xlim,
-                ylim,
-                color="tab:green",
-                alpha=0.12,
-                lw=0,
-                zorder=0,
-                label="desirable (Δx > 0, Δy ≥ 0)",
-            )
+    fig = new_figure((6.0, 5.0), layout=None)
+    ax = fig.subplots()
+    ax.add_patch(
+        Rectangle(
+            (0, 0),
+            xlim,
+            ylim,
+            color="tab:green",
+            alpha=0.12,
+            lw=0,
+            zorder=0,
+            label="desirable (Δx > 0, Δy ≥ 0)",
         )
-        ax.axhline(0.0, color="0.3", lw=0.9, zorder=1)
-        ax.axvline(0.0, color="0.3", lw=0.9, zorder=1)
-        cmap = plt.get_cmap("tab10")
-        labels_dy = 0.03 * ylim
-        labels = label_positions([(p[0], p[1], p[2]) for p in pts], xlim, ylim)
-        for i, (label, x, y, xe, ye) in enumerate(pts):
-            color = cmap(i % 10)
-            if xe or ye:
-                ax.errorbar(
-                    x,
-                    y,
-                    xerr=xe or None,
-                    yerr=ye or None,
-                    fmt="none",
-                    ecolor=color,
-                    elinewidth=1,
-                    capsize=3,
-                    zorder=2,
-                )
-            ax.scatter([x], [y], color=color, s=40, zorder=3, edgecolors="black", linewidths=0.5)
-            lx, ly = labels[i]
-            moved = abs(ly - (y + labels_dy)) > 1e-9
-            arrow = {"arrowstyle": "-", "color": "0.6", "lw": 0.6} if moved else None
-            ax.annotate(label, (x, y), xytext=(lx, ly), textcoords="data", fontsize=9, zorder=4,
-                        va="center", arrowprops=arrow)  # fmt: skip
-        ax.set_xlim(-xlim, xlim)
-        ax.set_ylim(-ylim, ylim)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        ax.set_title(title)
-        ax.legend(loc="best", fontsize=8, frameon=False)
-        ax.grid(True, lw=0.3, alpha=0.5)
-        return _save(fig, base, "png"), _save(fig, base, "svg")
-    finally:
-        plt.close(fig)
+    )
+    ax.axhline(0.0, color="0.3", lw=0.9, zorder=1)
+    ax.axvline(0.0, color="0.3", lw=0.9, zorder=1)
+    cmap = colormaps["tab10"]
+    labels_dy = 0.03 * ylim
+    labels = label_positions([(p[0], p[1], p[2]) for p in pts], xlim, ylim)
+    for i, (label, x, y, xe, ye) in enumerate(pts):
+        color = cmap(i % 10)
+        if xe or ye:
+            ax.errorbar(
+                x,
+                y,
+                xerr=xe or None,
+                yerr=ye or None,
+                fmt="none",
+                ecolor=color,
+                elinewidth=1,
+                capsize=3,
+                zorder=2,
+            )
+        ax.scatter([x], [y], color=color, s=40, zorder=3, edgecolors="black", linewidths=0.5)
+        lx, ly = labels[i]
+        moved = abs(ly - (y + labels_dy)) > 1e-9
+        arrow = {"arrowstyle": "-", "color": "0.6", "lw": 0.6} if moved else None
+        ax.annotate(label, (x, y), xytext=(lx, ly), textcoords="data", fontsize=9, zorder=4,
+                    va="center", arrowprops=arrow)  # fmt: skip
+    ax.set_xlim(-xlim, xlim)
+    ax.set_ylim(-ylim, ylim)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(loc="best", fontsize=8, frameon=False)
+    ax.grid(True, lw=0.3, alpha=0.5)
+    png, svg = write_figure(fig, out_path_without_ext, tight=True)
+    return Path(png), Path(svg)

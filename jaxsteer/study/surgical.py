@@ -6,6 +6,9 @@
 - Selection on Dev2: EN keeps the paper's γ (2) at its layer unless ``select_layers`` sweeps layers
   around it (Global-MMLU accuracy, one shared-prefix sweep call); LOC's γ (and optionally its layer)
   maximises BLEnD accuracy with EN applied — BLEnD is scored by generation, one run per grid point.
+  The winner follows :mod:`jaxsteer.study.selection`: the highest score; ties → smaller γ, then lower layer.
+- The measurements are :class:`Scorer` arguments (``dev2_gmmlu``, ``dev2_blend`` by default), so the
+  selection logic is tested apart from the model with stub scorers.
 - SUR adds both at once: ``h ← h + γ_EN·v_EN`` at block ``l_EN`` and ``h ← h + γ_LOC·v_LOC`` at ``l_LOC``.
 Every choice is returned in a ``SurgicalPlan`` and written with the results.
 """
@@ -14,6 +17,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
 
 import jax.numpy as jnp
 import numpy as np
@@ -22,10 +27,11 @@ from jaxsteer.model.model import Model
 from jaxsteer.scoring import option_logprob_fn
 from jaxsteer.steering.extract import TokenPairs, extract, normalise, pool
 from jaxsteer.steering.plan import Steering
-from jaxsteer.steering.sweep import layer_gamma_grid, run_grid
+from jaxsteer.steering.sweep import Grid, run_grid
 from jaxsteer.steering.vectors_io import VectorSet
 from jaxsteer.study.evaluate import blend_accuracy, gmmlu_inputs
-from jaxsteer.study.experiment import Benchmarks
+from jaxsteer.study.experiment import Benchmarks, ExperimentConfig
+from jaxsteer.study.selection import best_point
 
 
 def extract_kind(model: Model, bench: Benchmarks, kind: str, langs, progress: bool = True) -> dict[str, VectorSet]:
@@ -95,19 +101,86 @@ def _window(center: int, radius: int, num_layers: int) -> list[int]:
     return [layer for layer in range(center - radius, center + radius + 1) if 0 <= layer < num_layers]
 
 
-def select_en(model: Model, bench: Benchmarks, lang: str, v_en: VectorSet, progress: bool = True) -> tuple[int, dict]:
-    """EN layer on Dev2 Global-MMLU (γ fixed at ``en_gamma``); one compiled sweep over candidate layers."""
-    cfg = bench.cfg
-    default, _ = cfg.layers_for(model.config.num_layers)
-    if not cfg.select_layers:
-        return default, {}
-    layers = _window(default, cfg.layer_window, model.config.num_layers)
+def candidate_layers(cfg: ExperimentConfig, num_layers: int, kind: str) -> list[int]:
+    """The layers searched for ``kind`` (``"EN"``/``"LOC"``): the default alone, or ±``layer_window``
+    around it (clipped to the model) when ``select_layers``."""
+    default = cfg.layers_for(num_layers)[0 if kind == "EN" else 1]
+    return _window(default, cfg.layer_window, num_layers) if cfg.select_layers else [default]
+
+
+def default_loc_gamma(cfg: ExperimentConfig) -> float:
+    """LOC's γ when nothing is selected (``jaxsteer steer --no-select``): the first grid value > 0."""
+    return next((float(g) for g in cfg.loc_gammas if g > 0), 0.0)
+
+
+# --- scorers: the measurements selection makes (tests inject stubs) ----------------------------------
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """One point to score: the (layer, γ) being chosen and the whole plan it is scored under."""
+
+    layer: int
+    gamma: float
+    steering: Steering
+    label: str  # what is applied, for progress lines
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """Dev2 accuracy (percent) of each candidate plan for one language."""
+
+    def __call__(
+        self, model: Model, bench: Benchmarks, lang: str, candidates: Sequence[Candidate], *, progress: bool
+    ) -> Sequence[float] | np.ndarray: ...
+
+
+def dev2_gmmlu(
+    model: Model, bench: Benchmarks, lang: str, candidates: Sequence[Candidate], *, progress: bool = True
+) -> np.ndarray:
+    """Global-MMLU Dev2 accuracy of every candidate in one shared-prefix sweep (a grid of their deltas)."""
     ids, mask, option_ids, answers = gmmlu_inputs(model, bench, lang, "dev2")
-    grid = layer_gamma_grid(v_en.vectors, layers, [cfg.en_gamma])
+    deltas = np.stack([np.asarray(c.steering.deltas(), np.float32) for c in candidates])
+    grid = Grid(deltas, tuple({"layer": c.layer, "gamma": c.gamma} for c in candidates))
+    cfg = bench.cfg
     logp = run_grid(model, ids, mask, grid, option_logprob_fn(option_ids), chunk_size=cfg.chunk_size, progress=progress)
-    acc = (logp.argmax(-1) == answers[None]).mean(-1) * 100
-    scores = {f"layer={lab['layer']}": float(a) for lab, a in zip(grid.labels, acc)}
-    return int(grid.labels[int(np.argmax(acc))]["layer"]), {"en_dev2_gmmlu": scores}
+    return (logp.argmax(-1) == answers[None]).mean(-1) * 100
+
+
+def dev2_blend(
+    model: Model, bench: Benchmarks, lang: str, candidates: Sequence[Candidate], *, progress: bool = True
+) -> np.ndarray:
+    """BLEnD Dev2 accuracy of every candidate: one greedy generation run per candidate."""
+    scores = []
+    for c in candidates:
+        scores.append(blend_accuracy(model, bench, lang, "dev2", c.steering, progress=False))
+        if progress:
+            print(f"    {lang} {c.label}: Dev2 BLEnD {scores[-1]:.1f}", flush=True)
+    return np.asarray(scores, np.float64)
+
+
+# --- selection ---------------------------------------------------------------------------------------
+def select_en(
+    model: Model,
+    bench: Benchmarks,
+    lang: str,
+    v_en: VectorSet,
+    progress: bool = True,
+    *,
+    score: Scorer = dev2_gmmlu,
+) -> tuple[int, dict]:
+    """EN layer on Dev2 Global-MMLU (γ fixed at ``en_gamma``): the config's layer unless ``select_layers``,
+    then the best of the window by :func:`~jaxsteer.study.selection.best_point` (ties → lower layer)."""
+    cfg = bench.cfg
+    layers = candidate_layers(cfg, model.config.num_layers, "EN")
+    if not cfg.select_layers:
+        return layers[0], {}
+    cands = [
+        Candidate(layer, cfg.en_gamma, combined_steering(model.config, [(v_en.vectors, layer, cfg.en_gamma)]),
+                  f"EN layer {layer} γ={cfg.en_gamma:g}")
+        for layer in layers
+    ]  # fmt: skip
+    acc = _scores(score(model, bench, lang, cands, progress=progress), cands)
+    best = best_point([(c.layer, c.gamma) for c in cands], acc)
+    return best.layer, {"en_dev2_gmmlu": {f"layer={c.layer}": float(a) for c, a in zip(cands, acc)}}
 
 
 def select_loc(
@@ -118,28 +191,57 @@ def select_loc(
     en_layer: int,
     v_loc: VectorSet,
     progress: bool = True,
+    *,
+    score: Scorer = dev2_blend,
 ) -> tuple[int, float, dict]:
-    """LOC layer and γ maximising Dev2 BLEnD accuracy (with EN applied when given); ties → smaller γ."""
+    """LOC layer and γ maximising Dev2 BLEnD accuracy with EN applied (at ``en_layer``, ``en_gamma``) when
+    ``v_en`` is given: every layer of the window × every ``loc_gammas`` value; ties → smaller γ, then lower layer."""
     cfg = bench.cfg
-    _, default = cfg.layers_for(model.config.num_layers)
-    layers = _window(default, cfg.layer_window, model.config.num_layers) if cfg.select_layers else [default]
-    scores, best = {}, None
-    for layer, gamma in itertools.product(layers, cfg.loc_gammas):
-        parts = [(v_loc.vectors, layer, gamma)]
-        if v_en is not None:
-            parts.append((v_en.vectors, en_layer, cfg.en_gamma))
-        acc = blend_accuracy(model, bench, lang, "dev2", combined_steering(model.config, parts), progress=False)
-        scores[f"layer={layer},gamma={gamma}"] = acc
-        if best is None or acc > best[0] + 1e-9:
-            best = (acc, layer, gamma)
-        if progress:
-            print(f"    LOC {lang} layer {layer} γ={gamma}: Dev2 BLEnD {acc:.1f}", flush=True)
-    return best[1], float(best[2]), {"loc_dev2_blend": scores}
+    en = [] if v_en is None else [(v_en.vectors, en_layer, cfg.en_gamma)]
+    with_en = "" if v_en is None else f" + EN layer {en_layer} γ={cfg.en_gamma:g} (SUR)"
+    cands = [
+        Candidate(layer, float(gamma), combined_steering(model.config, [(v_loc.vectors, layer, gamma), *en]),
+                  f"LOC layer {layer} γ={gamma:g}" + (with_en or " (LOC only)"))
+        for layer, gamma in itertools.product(candidate_layers(cfg, model.config.num_layers, "LOC"), cfg.loc_gammas)
+    ]  # fmt: skip
+    acc = _scores(score(model, bench, lang, cands, progress=progress), cands)
+    best = best_point([(c.layer, c.gamma) for c in cands], acc)
+    scores = {f"layer={c.layer},gamma={c.gamma}": float(a) for c, a in zip(cands, acc)}
+    return best.layer, best.gamma, {"loc_dev2_blend": scores}
+
+
+def _scores(values, cands: Sequence[Candidate]) -> np.ndarray:
+    values = np.asarray(values, np.float64).reshape(-1)
+    if values.size != len(cands):
+        raise ValueError(f"the scorer returned {values.size} scores for {len(cands)} candidates")
+    return values
 
 
 def plan_surgical(
-    model: Model, bench: Benchmarks, lang: str, v_en: VectorSet, v_loc: VectorSet, progress: bool = True
+    model: Model,
+    bench: Benchmarks,
+    lang: str,
+    v_en: VectorSet,
+    v_loc: VectorSet | None,
+    progress: bool = True,
+    *,
+    select: bool = True,
+    score_en: Scorer = dev2_gmmlu,
+    score_loc: Scorer = dev2_blend,
 ) -> SurgicalPlan:
-    en_layer, en_scores = select_en(model, bench, lang, v_en, progress)
-    loc_layer, loc_gamma, loc_scores = select_loc(model, bench, lang, v_en, en_layer, v_loc, progress)
-    return SurgicalPlan(lang, en_layer, bench.cfg.en_gamma, loc_layer, loc_gamma, {**en_scores, **loc_scores})
+    """What SUR applies for ``lang``.
+
+    ``select=False``: the config's layers, ``en_gamma`` and :func:`default_loc_gamma` (no Dev2 run).
+    Otherwise EN's layer by :func:`select_en`, then LOC's layer and γ by :func:`select_loc` with that EN
+    applied. Without ``v_loc`` the plan is EN-only (LOC γ = 0 at its default layer).
+    """
+    cfg = bench.cfg
+    en_default, loc_default = cfg.layers_for(model.config.num_layers)
+    if not select:
+        loc_gamma = default_loc_gamma(cfg) if v_loc is not None else 0.0
+        return SurgicalPlan(lang, en_default, cfg.en_gamma, loc_default, loc_gamma, {})
+    en_layer, en_scores = select_en(model, bench, lang, v_en, progress, score=score_en)
+    if v_loc is None:
+        return SurgicalPlan(lang, en_layer, cfg.en_gamma, loc_default, 0.0, en_scores)
+    loc_layer, loc_gamma, loc_scores = select_loc(model, bench, lang, v_en, en_layer, v_loc, progress, score=score_loc)
+    return SurgicalPlan(lang, en_layer, cfg.en_gamma, loc_layer, loc_gamma, {**en_scores, **loc_scores})
