@@ -77,24 +77,25 @@ def head_pass(
     pad = -t % c
     dtype = jnp.dtype(dtype)
     e = embed.astype(dtype)  # once, outside the loop
-    xs = _chunks(x.astype(dtype), c, pad)
+    xs = _chunks(x, c, pad)  # in its own dtype: the weighted copy below is rounded once
     ts = _chunks(targets, c, pad)
     ws = _chunks(weights.astype(jnp.float32), c, pad) if want_de else None  # None: no scanned leaf
 
     def body(g, xs_):
         xc, tc, wc = xs_
-        z = jnp.einsum("bcd,vd->bcv", xc, e, preferred_element_type=jnp.float32)
+        z = jnp.einsum("bcd,vd->bcv", xc.astype(dtype), e, preferred_element_type=jnp.float32)
         lse = jax.nn.logsumexp(z, axis=-1)
         logp = jnp.take_along_axis(z, tc[..., None], axis=-1)[..., 0] - lse
         a = None
         if want_dx or want_de:
-            # ∂ log p / ∂ z, fused by XLA into the casts that feed the two gradient matmuls
+            # ∂ log p / ∂ z in fp32, fused by XLA into its cast: one [B, C, V] block read by both matmuls
             r = (jnp.arange(v)[None, None, :] == tc[..., None]).astype(jnp.float32) - jnp.exp(z - lse[..., None])
+            r = r.astype(dtype)
             if want_dx:
-                a = jnp.einsum("bcv,vd->bcd", r.astype(dtype), e, preferred_element_type=jnp.float32)
-            if want_de:
-                rw = (wc[..., None] * r).astype(dtype)
-                g = g + jnp.einsum("bcv,bcd->vd", rw, xc, preferred_element_type=jnp.float32)
+                a = jnp.einsum("bcv,vd->bcd", r, e, preferred_element_type=jnp.float32)
+            if want_de:  # Σ w·rᵀx with the weight on the [B, C, D] side: no second [B, C, V] block
+                xw = (wc[..., None] * xc.astype(jnp.float32)).astype(dtype)
+                g = g + jnp.einsum("bcv,bcd->vd", r, xw, preferred_element_type=jnp.float32)
         return g, (logp, a)
 
     g0 = jnp.zeros((v, d), jnp.float32) if want_de else None
