@@ -22,6 +22,7 @@ METHODS = ("mist", "midalign", "clo")
 TRAINABLE = ("lora", "full", "attention")
 LORA_TARGETS = ("q", "k", "v", "o", "gate", "up", "down")
 SCHEDULES = ("inverse_sqrt", "cosine", "constant")
+CE_IMPLS = ("fused", "chunked")  # jaxsteer.cla.losses.head_logprob_sums
 REMAT_POLICIES = ("nothing_saveable", "everything_saveable", "dots_saveable", "dots_with_no_batch_dims_saveable")
 
 
@@ -59,6 +60,7 @@ class TrainSpec:
     compute_dtype: str = "bfloat16"  # matmul dtype; trainable weights stay float32 (master copy)
     remat: str | None = "nothing_saveable"  # jax.checkpoint_policies name for the scanned block; None: off
     ce_chunk: int = 256  # sequence positions per cross-entropy chunk: [B, chunk, V] fp32 at a time
+    ce_impl: str = "fused"  # fused: custom VJP, head gradients in the forward pass | chunked: recompute (reference)
     impl: str = "auto"  # attention kernel: auto | xla | cudnn
 
 
@@ -151,6 +153,9 @@ class TrainConfig:
         d = self.to_dict()
         for key in ("out", "log", "checkpoint", "export"):  # where and how often, not what is computed
             d.pop(key)
+        # the two cross-entropy implementations compute the same loss (to fp32 rounding); leaving the switch
+        # out keeps the hashes of runs started before it existed, so they still resume
+        d["train"].pop("ce_impl")
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -179,6 +184,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     _need(t.compute_dtype in ("bfloat16", "float32"), f"train.compute_dtype={t.compute_dtype!r}: bfloat16|float32")
     _need(t.remat is None or t.remat in REMAT_POLICIES, f"train.remat={t.remat!r}: one of {REMAT_POLICIES} or null")
     _need(t.ce_chunk > 0, f"train.ce_chunk={t.ce_chunk} must be positive")
+    _need(t.ce_impl in CE_IMPLS, f"train.ce_impl={t.ce_impl!r}; expected one of {', '.join(CE_IMPLS)}")
     if t.trainable == "lora":
         lo = cfg.lora
         _need(lo.rank > 0, f"lora.rank={lo.rank} must be positive")
@@ -234,6 +240,7 @@ class StepSpec:
     compute_dtype: str = "bfloat16"
     remat: str | None = "nothing_saveable"
     chunk: int = 256
+    ce_impl: str = "fused"
     impl: str = "xla"
     lora_scale: float = 2.0
     lora_dropout: float = 0.0
@@ -254,6 +261,7 @@ class StepSpec:
             compute_dtype=cfg.train.compute_dtype,
             remat=cfg.train.remat,
             chunk=cfg.train.ce_chunk,
+            ce_impl=cfg.train.ce_impl,
             impl=resolve_impl(cfg.train.impl, cfg.train.compute_dtype),
             lora_scale=cfg.lora.alpha / cfg.lora.rank if lora else 0.0,
             lora_dropout=cfg.lora.dropout if lora else 0.0,

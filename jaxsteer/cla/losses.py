@@ -5,8 +5,11 @@ Conventions: ``targets[b, t]`` is the token that position ``t`` predicts (``inpu
 position), so the same ``[B, T]`` log-probabilities serve every loss. Means take an optional explicit
 denominator so that gradient accumulation over micro-batches sums to exactly the full-batch loss.
 
-The vocabulary head is applied in sequence chunks under ``jax.checkpoint``: only ``[B, chunk, V]`` fp32
-logits exist at a time, in the forward and (recomputed) in the backward pass — never ``[B, T, V]``.
+Every objective reaches the vocabulary head through weighted sums of target log-probs ``S = W·log p``
+(:func:`head_logprob_sums`), in sequence chunks so that only ``[B, chunk, V]`` fp32 logits exist at a time —
+never ``[B, T, V]``. ``train.ce_impl`` picks how: ``fused`` (:mod:`jaxsteer.cla.fused_ce`, a custom VJP that
+produces the head's gradients in the forward pass) or ``chunked`` (:func:`chunked_target_logprobs` under
+``jax.checkpoint``: the backward pass recomputes each chunk's logits), kept as the reference.
 
 The last section wires these into the three training objectives over the train tree and a batch
 (``task``: MIST, ``align``: MIDALIGN's contrastive step, ``clo``), each returning ``(loss, metrics)``.
@@ -20,8 +23,10 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
-from jaxsteer.cla.lora import forward_hidden, head
+from jaxsteer.cla import fused_ce
+from jaxsteer.cla.lora import DTYPES, forward_hidden
 from jaxsteer.config import GemmaConfig
+from jaxsteer.model.layers import rms_norm
 from jaxsteer.model.transformer import unembed
 
 
@@ -162,17 +167,39 @@ def clo_loss(nll: Float[Array, ""], dpo: Float[Array, ""], lam: float = 0.5) -> 
     return lam * nll + (1.0 - lam) * dpo
 
 
+def head_logprob_sums(
+    base: dict,
+    h: Float[Array, "B T D"],
+    targets: Int[Array, "B T"],
+    weights: Float[Array, "K B T"],
+    spec,
+) -> Float[Array, "K"]:
+    """``S[k] = Σ_{b,t} W[k,b,t]·log p(targets[b,t] | h[b,t])`` through the final norm and the tied head.
+
+    ``base`` holds ``embed [V, D]`` (as stored: the fp32 master when it trains) and ``final_norm [D]``.
+    ``fused``: the final RMSNorm in plain autodiff, then :func:`jaxsteer.cla.fused_ce.weighted_logprobs`
+    (matmuls in the compute dtype); ``chunked``: :func:`chunked_target_logprobs`, then the sums.
+    """
+    cd = DTYPES[spec.compute_dtype]
+    if spec.ce_impl == "fused":
+        x = rms_norm(h, base["final_norm"], spec.config.rms_norm_eps)
+        return fused_ce.weighted_logprobs(x, base["embed"], targets, weights, chunk=spec.chunk, dtype=cd)
+    head_params = {"embed": base["embed"].astype(cd), "final_norm": base["final_norm"]}
+    logp = chunked_target_logprobs(head_params, h, targets, config=spec.config, chunk=spec.chunk)
+    return jnp.einsum("kbt,bt->k", weights.astype(jnp.float32), logp)
+
+
 # --- objectives over the train tree: (tree, micro-batch, step-wide denominators) → (loss, metrics) ------
 # A micro-batch holds ``ids``, ``targets``, ``weights`` ``[M, T]`` and ``mask`` (omitted for unpadded batches,
 # which lets the cuDNN kernel run without a dense mask), plus ``index``/``nll`` ``[M/2]`` for CLO.
-def token_logprobs(tree, mb, spec, key, constrain) -> Float[Array, "B T"]:
+def logprob_sums(tree, mb, weights, spec, key, constrain) -> Float[Array, "K"]:
     h = forward_hidden(tree, mb["ids"], mb.get("mask"), spec, key=key, constrain=constrain)
-    return chunked_target_logprobs(head(tree, spec), h, mb["targets"], config=spec.config, chunk=spec.chunk)
+    return head_logprob_sums(tree["base"], h, mb["targets"], weights, spec)
 
 
 def task_objective(tree, mb, den, spec, key, constrain, ref=None):
-    """MIST (and MIDALIGN's task step): response-token NLL."""
-    nll = masked_nll(token_logprobs(tree, mb, spec, key, constrain), mb["weights"], den["tokens"])
+    """MIST (and MIDALIGN's task step): response-token NLL (:func:`masked_nll` as one weighted sum)."""
+    nll = -logprob_sums(tree, mb, mb["weights"][None], spec, key, constrain)[0] / den["tokens"]
     return nll, {"nll": nll}
 
 
@@ -191,14 +218,20 @@ def align_objective(tree, mb, den, spec, key, constrain, ref=None):
 
 
 def clo_objective(tree, mb, den, spec, key, constrain, ref=None):
-    """CLO: λ·NLL on the target-language chosen replies + (1−λ)·DPO against cached reference log-probs."""
-    logp = token_logprobs(tree, mb, spec, key, constrain)
-    m = logp.shape[0] // 2  # rows are [chosen_0..chosen_m, rejected_0..rejected_m]
-    seq = sequence_logprob(logp, mb["weights"])
+    """CLO: λ·NLL on the target-language chosen replies + (1−λ)·DPO against cached reference log-probs.
+
+    One head pass gives ``M + 1`` sums: each row's sequence log-prob (:func:`sequence_logprob`) and the
+    NLL's weighted token sum (:func:`masked_nll`).
+    """
+    w = mb["weights"]
+    m = w.shape[0] // 2  # rows are [chosen_0..chosen_m, rejected_0..rejected_m]
+    nll_w = jnp.concatenate([w[:m] * mb["nll"][:, None], jnp.zeros_like(w[m:])])
+    sums = logprob_sums(tree, mb, jnp.concatenate([fused_ce.row_weights(w), nll_w[None]]), spec, key, constrain)
+    seq = sums[:-1]
     r = ref[mb["index"]]  # [m, 2] reference (chosen, rejected)
     terms = dpo_terms(seq[:m], seq[m:], r[:, 0], r[:, 1], spec.beta)
     dpo = jnp.sum(terms) / den["pairs"]
-    nll = masked_nll(logp[:m], mb["weights"][:m] * mb["nll"][:, None], den["nll_tokens"])
+    nll = -sums[-1] / den["nll_tokens"]
     margin = (seq[:m] - r[:, 0]) - (seq[m:] - r[:, 1])
     acc = jnp.sum(margin > 0) / den["pairs"]
     return clo_loss(nll, dpo, spec.lam), {"nll": nll, "dpo": dpo, "reward_acc": acc}
@@ -223,6 +256,6 @@ def reference_fn(spec):
     """Jitted sequence log-probs ``Σ_t w·log p`` per row, no dropout: what CLO caches from the initial model."""
 
     def ref(tree, batch):
-        return sequence_logprob(token_logprobs(tree, batch, spec, None, lambda h: h), batch["weights"])
+        return logprob_sums(tree, batch, fused_ce.row_weights(batch["weights"]), spec, None, lambda h: h)
 
     return jax.jit(ref)
