@@ -24,6 +24,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    import sys
+
     from jaxsteer.data.check import check_blend, format_report
     from jaxsteer.errors import ConfigError
     from jaxsteer.results import provenance, write_json
@@ -34,22 +36,20 @@ def run(args) -> int:
     report["provenance"] = provenance(command="jaxsteer data check")
     if args.out:
         write_json(args.out, report)
-    print(
-        json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_report(report, args.examples),
-        end="\n" if args.json else "",
-    )
-    if args.out and not args.json:
-        print(f"wrote {args.out}")
+    if args.json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        print(format_report(report, args.examples), end="")
+        if args.out:
+            print(f"wrote {args.out}")
+    if args.fail_under is None:
+        return 0
     low = [
         f"{r['country']} {r['decontext']['coverage_pct']:.1f}%"
         for r in report["countries"]
-        if r["decontext"] is not None
-        and args.fail_under is not None
-        and r["decontext"]["coverage_pct"] < args.fail_under
+        if r["decontext"] is not None and r["decontext"]["coverage_pct"] < args.fail_under
     ]
     if low:
-        import sys
-
         print(f"jaxsteer data check: coverage below {args.fail_under}%: {', '.join(low)}", file=sys.stderr)
         return 1
     return 0

@@ -18,7 +18,7 @@ from typing import Any
 
 from jaxsteer.data import blend as blend_data
 from jaxsteer.data import decontext
-from jaxsteer.data.files import PathLike, is_hub_id
+from jaxsteer.data.files import TABLE_SUFFIXES, PathLike, is_hub_id
 from jaxsteer.data.languages import LANGUAGES, blend_country
 from jaxsteer.errors import DataError
 
@@ -32,7 +32,7 @@ def default_countries(source: PathLike) -> list[str]:
             continue
         for folder in ("blend/questions", "questions"):
             stem = os.path.join(os.fspath(source), folder, f"{country}_questions")
-            if any(os.path.isfile(stem + s) for s in (".csv", ".parquet", ".jsonl", ".json")):
+            if any(os.path.isfile(stem + suffix) for suffix in TABLE_SUFFIXES):
                 found.append(country)
                 break
     return found
