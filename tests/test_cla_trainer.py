@@ -263,12 +263,13 @@ def test_export_takes_the_tokenizer_files_the_run_used(tmp_path):
     from types import SimpleNamespace as NS
 
     setup = NS(model_folder="/ckpt/gemma-3-1b-it")
+    export_sources = getattr(T.export_sources, "__wrapped__", T.export_sources)  # stubs, not a TrainConfig
     run = tmp_path / "run"
-    assert T.export_sources(NS(model=NS(tokenizer=None)), setup, run) == {"source": "/ckpt/gemma-3-1b-it"}
-    assert T.export_sources(NS(model=NS(tokenizer="train")), setup, run) == {
+    assert export_sources(NS(model=NS(tokenizer=None)), setup, run) == {"source": "/ckpt/gemma-3-1b-it"}
+    assert export_sources(NS(model=NS(tokenizer="train")), setup, run) == {
         "source": "/ckpt/gemma-3-1b-it",
         "tokenizer_source": str(run / "tokenizer"),
     }
-    assert T.export_sources(NS(model=NS(tokenizer=str(tmp_path))), setup, run)["tokenizer_source"] == str(tmp_path)
-    hub = T.export_sources(NS(model=NS(tokenizer="google/gemma-3-1b-it")), setup, run)
+    assert export_sources(NS(model=NS(tokenizer=str(tmp_path))), setup, run)["tokenizer_source"] == str(tmp_path)
+    hub = export_sources(NS(model=NS(tokenizer="google/gemma-3-1b-it")), setup, run)
     assert hub == {"source": "/ckpt/gemma-3-1b-it", "copy_tokenizer": False}  # saved as loaded, not the base's

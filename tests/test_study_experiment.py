@@ -294,7 +294,6 @@ def test_fixed_length_tuples_are_coerced_item_by_item():
 
 def test_blend_match_reaches_the_scorer(monkeypatch):
     """``blend_match`` picks the matcher of ``evaluate.blend_accuracy``; BLEnD's finds "9" in "19"."""
-    from types import SimpleNamespace
 
     from jaxsteer.study import evaluate
 
@@ -306,7 +305,10 @@ def test_blend_match_reaches_the_scorer(monkeypatch):
     numeric = sum(it.question.answers_local[0].isdigit() for it in items)
     assert 0 < numeric < len(items)
     monkeypatch.setattr(evaluate, "generate_answers", fake_generate)
-    model = SimpleNamespace(tokenizer=object())
+    from jaxsteer.config import tiny
+    from jaxsteer.model.model import Model
+
+    model = Model(config=tiny(), params={}, tokenizer=object())  # generation is faked: no weights needed
     ours = evaluate.blend_accuracy(model, bench, "ko", "test", progress=False)
     bench_b = Benchmarks(cfg(languages=("ko",), blend_match="blend"))
     theirs = evaluate.blend_accuracy(model, bench_b, "ko", "test", progress=False)
