@@ -6,6 +6,8 @@ for MIST, attention-only for CLO.)
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -66,15 +68,42 @@ def test_merged_equals_unmerged(base, batch):
         np.testing.assert_allclose(host["layers"][name], np.asarray(merged["layers"][name]), rtol=1e-6, atol=1e-7)
 
 
-def test_dropout_drops_input_features_of_a():
-    layer = {"q_proj": jnp.zeros((4, 6))}
-    lo = {"q_proj": {"a": jnp.ones((2, 6)), "b": jnp.ones((4, 2))}}
-    plain = L.apply_lora(layer, lo, 1.0)["q_proj"]
-    dropped = L.apply_lora(layer, lo, 1.0, dropout=0.5, key=jax.random.PRNGKey(1))["q_proj"]
-    np.testing.assert_allclose(np.asarray(plain), 2.0)
-    cols = np.asarray(dropped)[0]
-    assert set(np.round(cols, 5)) <= {0.0, 4.0} and 0 < (cols == 0).sum() < 6  # whole input columns, rescaled
-    assert np.all(np.asarray(dropped) == cols[None, :])
+def test_dropout_is_per_token_on_the_lora_input_like_peft():
+    """PEFT: ``y = x Wᵀ + s·B(A(dropout(x)))`` — each input element of the LoRA path dropped on its own."""
+    rng = np.random.default_rng(0)
+    w, a, b = (jnp.asarray(rng.normal(size=s), jnp.float32) for s in ((4, 6), (2, 6), (4, 2)))
+    key = jax.random.PRNGKey(1)
+    p = {"q_proj": w, "lora": {"q_proj": {"a": a, "b": b}}, "dropout_key": key}
+    x = jnp.ones((2, 500, 6), jnp.float32)  # identical tokens: only dropout can tell them apart
+    y = np.asarray(L.lora_projection(0.5, 0.25)(x, p, "q_proj"))
+    # the same masks by hand: one Bernoulli draw per element of x, kept elements scaled by 1/(1-p)
+    keep = jax.random.bernoulli(jax.random.fold_in(key, sorted(L.PROJ.values()).index("q_proj")), 0.75, x.shape)
+    dropped = np.where(np.asarray(keep), 1.0 / 0.75, 0.0)
+    expected = np.ones((2, 500, 6)) @ np.asarray(w).T + 0.5 * (dropped @ np.asarray(a).T) @ np.asarray(b).T
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+    assert len(np.unique(np.round(y[..., 0], 4))) > 10  # tokens (and rows) get their own masks
+    plain = np.asarray(L.lora_projection(0.5, 0.0)(x, p, "q_proj"))
+    assert np.allclose(plain, plain[0, 0])  # without dropout every token is the same
+    np.testing.assert_allclose(y.mean(axis=(0, 1)), plain[0, 0], atol=0.15 * np.abs(plain).max())  # unbiased
+    # a projection without LoRA factors is the plain base projection, never dropped
+    np.testing.assert_array_equal(np.asarray(L.lora_projection(0.5, 0.25)(x, {**p, "k_proj": w}, "k_proj")),
+                                  np.asarray(x @ w.T))  # fmt: skip
+
+
+def test_forward_dropout_needs_a_key(base, batch):
+    """With ``lora_dropout`` set, a key turns dropout on (different keys, different outputs); no key is eval."""
+    ids, mask = map(jnp.asarray, batch)
+    lora = jax.tree.map(jnp.asarray, L.init_lora(CFG, SPEC, seed=0))
+    lora = {k: {"a": ab["a"], "b": ab["b"] + 0.05} for k, ab in lora.items()}
+    tree = {"base": base, "lora": lora}
+    spec = dataclasses.replace(FWD, lora_dropout=0.5)
+    run = jax.jit(L.forward_hidden, static_argnames=("spec",))
+    eval_out = np.asarray(run(tree, ids, mask, spec=spec))
+    np.testing.assert_array_equal(eval_out, np.asarray(hidden(tree, ids, mask)))
+    one = np.asarray(run(tree, ids, mask, spec=spec, key=jax.random.PRNGKey(0)))
+    two = np.asarray(run(tree, ids, mask, spec=spec, key=jax.random.PRNGKey(1)))
+    valid = np.asarray(mask).astype(bool)
+    assert np.abs(one - eval_out)[valid].max() > 1e-4 and np.abs(one - two)[valid].max() > 1e-4
 
 
 def test_trainable_labels():

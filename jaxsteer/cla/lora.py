@@ -1,22 +1,18 @@
 """LoRA beside the base weights, and the trainable-parameter labels that Optax masks read.
 
 The train tree is ``{"base": model params, "lora": {proj: {"a": [L, r, in], "b": [L, out, r]}}}``.
-A LoRA projection computes ``W + (α/r)·B·A`` (B zero-initialised, so training starts at the base
-model). The model's blocks take plain weights, so LoRA is applied *to the weights*: the trainer's layer
-scan builds each layer's effective weights right before running the block (one layer's transient copy,
-not the whole model's), and export merges every layer with the same function.
+A LoRA projection computes ``x Wᵀ + (α/r)·(drop(x) Aᵀ) Bᵀ`` as PEFT does (B zero-initialised, so
+training starts at the base model): the training forward (:func:`forward_hidden`) runs the model's own
+layer runner with two hooks — ``weights_fn`` casts a layer's matrices to the compute dtype and hands it
+its LoRA factors and dropout key, ``proj`` adds the LoRA path beside each targeted projection — so no
+``[out, in]`` delta is ever formed in training. Export merges ``W + (α/r)·B·A`` layer by layer
+(:func:`merge_lora`).
 
-Dropout: PEFT drops the LoRA path's *input activations* per token. With effective weights there is no
-per-token input to drop, so ``lora.dropout`` drops the input *features* of ``A`` (columns of A, inverted
-scaling, a fresh mask per step and layer, shared by the tokens of the step). Per-token dropout would
-need a hook in ``jaxsteer.model.transformer.block``: a ``linear`` argument (default
-``layers.linear``) used for the seven projections, through which the trainer could compute
-``x Wᵀ + (α/r)·drop(x) Aᵀ Bᵀ``.
+Dropout (``lora.dropout``) is PEFT's: each element of the LoRA path's *input activations* is dropped
+independently (per token and feature, inverted scaling), with a fresh key per step, layer and projection;
+the base path ``x Wᵀ`` never sees dropout.
 
-:func:`forward_hidden` is the training forward of the tree: embed, then a scan over layers whose body
-adds the layer's LoRA delta, casts its matrices to the compute dtype and runs the model's own block
-(``run_layers`` on a one-layer slice), optionally rematerialised; a ``stop`` below L is MIDALIGN's
-partial forward.
+A ``stop`` below L is MIDALIGN's partial forward: the layers above are never run.
 
 Trainable sets (``train.trainable``): ``lora`` (the factors only), ``full`` (every base weight),
 ``attention`` (the q, k, v, o projections: CLO's setting). Labels are ``"train"``/``"frozen"`` per leaf;
@@ -32,15 +28,8 @@ from jaxtyping import Array, ArrayLike, Float, Int
 
 from jaxsteer.cla.config import LoraSpec, StepSpec
 from jaxsteer.config import GemmaConfig
-from jaxsteer.model.transformer import (
-    Params,
-    default_positions,
-    embed,
-    layer_shapes,
-    make_context,
-    run_layers,
-    slice_layers,
-)
+from jaxsteer.model.layers import linear
+from jaxsteer.model.transformer import Params, layer_shapes, prepare, run_layers
 
 DTYPES = {"bfloat16": jnp.bfloat16, "float32": jnp.float32}
 
@@ -93,29 +82,17 @@ def lora_delta(
     return scale * xp.einsum("...or,...ri->...oi", b.astype(xp.float32), a.astype(xp.float32))
 
 
-def apply_lora(
-    layers: Params,
-    lora: Params,
-    scale: float,
-    dropout: float = 0.0,
-    key: jax.Array | None = None,
-    xp=jnp,
-) -> Params:
+def apply_lora(layers: Params, lora: Params, scale: float, xp=jnp) -> Params:
     """Per-layer weights with their LoRA deltas added (fp32 sum, cast back to the base dtype).
 
-    Works on a single layer (the trainer's scan body) or on stacked ``[L, ...]`` layers (export).
-    ``dropout > 0`` with a ``key`` drops input features of ``A`` (see the module docstring).
+    Works on a single layer or on stacked ``[L, ...]`` layers (export).
     """
     if not lora:
         return layers
     out = dict(layers)
-    for i, (name, ab) in enumerate(sorted(lora.items())):
-        a = ab["a"]
-        if dropout > 0.0 and key is not None:
-            keep = jax.random.bernoulli(jax.random.fold_in(key, i), 1.0 - dropout, a.shape[:-2] + a.shape[-1:])
-            a = a * (keep[..., None, :] / (1.0 - dropout)).astype(a.dtype)
+    for name, ab in lora.items():
         w = layers[name]
-        out[name] = (w.astype(xp.float32) + lora_delta(a, ab["b"], scale, xp)).astype(w.dtype)
+        out[name] = (w.astype(xp.float32) + lora_delta(ab["a"], ab["b"], scale, xp)).astype(w.dtype)
     return out
 
 
@@ -207,6 +184,27 @@ def combine(train, frozen):
 
 
 # --- the forward of the train tree -----------------------------------------------------------------------
+def lora_projection(scale: float, dropout: float):
+    """The ``proj`` hook of the layer runner: the base projection plus ``scale·(drop(x) Aᵀ) Bᵀ`` where the
+    layer carries LoRA factors for ``name`` (``p["lora"]``; its dropout key in ``p["dropout_key"]``)."""
+    names = sorted(PROJ.values())
+
+    def proj(x, p, name):
+        y = linear(x, p[name])
+        factors = p.get("lora", {}).get(name)
+        if factors is None:
+            return y
+        x = x.astype(y.dtype)
+        if dropout > 0.0:
+            key = jax.random.fold_in(p["dropout_key"], names.index(name))
+            keep = jax.random.bernoulli(key, 1.0 - dropout, x.shape)
+            x = jnp.where(keep, x / (1.0 - dropout), 0.0).astype(y.dtype)
+        down = jnp.einsum("...i,ri->...r", x, factors["a"].astype(y.dtype))
+        return y + scale * jnp.einsum("...r,or->...o", down, factors["b"].astype(y.dtype))
+
+    return proj
+
+
 def forward_hidden(
     tree: dict,
     ids: Int[Array, "B T"],
@@ -217,31 +215,26 @@ def forward_hidden(
     key: jax.Array | None = None,
     constrain=lambda h: h,
 ) -> Float[Array, "B T D"]:
-    """Output of block ``stop − 1`` (default: the last block), fp32, LoRA applied layer by layer.
+    """Output of block ``stop − 1`` (default: the last block), fp32, LoRA beside the base projections.
 
-    ``stop < L`` is MIDALIGN's partial forward: ``slice_layers`` keeps blocks ``0 … stop−1`` and the
-    layers above are never run.
+    Matrices run in ``spec.compute_dtype`` (norm weights as stored); ``key`` switches LoRA dropout on.
     """
     cfg, cd = spec.config, DTYPES[spec.compute_dtype]
     base, lora = tree["base"], tree["lora"]
     stop = cfg.num_layers if stop is None else stop
-    ctx = make_context(cfg, default_positions(mask, ids.shape), mask, None)
-    h = constrain(embed({"embed": base["embed"].astype(cd)}, ids, cfg))
-    layers, lora = slice_layers(base["layers"], 0, stop), slice_layers(lora, 0, stop)
-    flags = jnp.asarray(cfg.is_global[:stop])
-    keys = jax.random.split(key if key is not None else jax.random.PRNGKey(0), stop)
     dropout = spec.lora_dropout if key is not None else 0.0
+    keys = jax.random.split(key if key is not None else jax.random.PRNGKey(0), cfg.num_layers)
 
-    def body(h, xs):
-        p, lo, flag, k = xs
-        p = apply_lora(p, lo, spec.lora_scale, dropout, k)
-        p = {n: (w.astype(cd) if w.ndim >= 2 else w) for n, w in p.items()}  # matrices in bf16, norms as stored
-        h, _ = run_layers(jax.tree.map(lambda w: w[None], p), h, ctx, flag[None], config=cfg, impl=spec.impl)
-        return constrain(h), None
+    def weights_fn(p, extra):
+        p = {n: (w.astype(cd) if w.ndim >= 2 else w) for n, w in p.items()}
+        return {**p, "lora": extra["lora"], "dropout_key": extra["key"]}
 
-    if spec.remat is not None:
-        body = jax.checkpoint(body, policy=getattr(jax.checkpoint_policies, spec.remat), prevent_cse=False)
-    h, _ = jax.lax.scan(body, h, (layers, lora, flags, keys))
+    h, ctx = prepare({"embed": base["embed"].astype(cd)}, ids, mask, config=cfg)
+    h, _ = run_layers(
+        base["layers"], constrain(h), ctx, config=cfg, stop=stop,
+        per_layer={"lora": lora, "key": keys}, weights_fn=weights_fn,
+        proj=lora_projection(spec.lora_scale, dropout), constrain=constrain, impl=spec.impl, remat=spec.remat,
+    )  # fmt: skip
     return h
 
 

@@ -8,6 +8,7 @@ keep steering every new token under the cache — the pitfall of per-call token 
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import flax.struct
 import jax
@@ -17,23 +18,28 @@ from jaxtyping import Array, Float, Int
 from jaxsteer.config import GemmaConfig
 from jaxsteer.errors import InputError
 from jaxsteer.model.attention import cached_attention, resolve_impl
-from jaxsteer.model.layers import rope_tables
 from jaxsteer.model.model import Model, check_tokens
-from jaxsteer.model.transformer import (
-    Context,
-    block,
-    default_positions,
-    embed,
-    make_context,
-    run_layers,
-    unembed,
-)
+from jaxsteer.model.transformer import default_positions, prepare, run_layers, unembed
 
 
 @flax.struct.dataclass
 class GenerateOutput:
     tokens: Int[Array, "B N"]  # new tokens only; ``pad`` after a row's EOS
     lengths: Int[Array, "B"]  # new tokens up to and including EOS
+
+
+class KVCache(NamedTuple):
+    """Rotated keys and values in ``[B, K, S, Dh]`` (one layer, or ``[L, B, K, S, Dh]`` stacked).
+
+    The scanned decode step keeps one stacked ``KVCache`` of full length; the unrolled step keeps a
+    tuple with one ``KVCache`` per layer, sliding-window layers as W-slot ring buffers (:func:`to_ring`).
+    """
+
+    k: Float[Array, "*L B K S Dh"]
+    v: Float[Array, "*L B K S Dh"]
+
+
+Cache = KVCache | tuple[KVCache, ...]
 
 
 def _pick(logits: Float[Array, "B V"], key, temperature: float, top_k: int | None) -> Int[Array, "B"]:
@@ -44,6 +50,29 @@ def _pick(logits: Float[Array, "B V"], key, temperature: float, top_k: int | Non
         kth = jax.lax.top_k(logits, top_k)[0][:, -1:]
         logits = jnp.where(logits < kth, -jnp.inf, logits)
     return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
+
+
+def prefill(
+    params, input_ids, attention_mask, positions, steer, *, config, impl, max_new_tokens, split_layers
+) -> tuple[Float[Array, "B T D"], Cache]:
+    """The whole prompt at once; returns the last block's output and the cache laid out for the decode step."""
+    t = input_ids.shape[1]
+    deltas, steer_mask = steer(positions, jnp.arange(t))
+    h, ctx = prepare(params, input_ids, attention_mask, positions, config=config, steer_mask=steer_mask)
+    h, (ks, vs) = run_layers(
+        params["layers"], h, ctx, config=config, deltas=deltas, collect=lambda h, kv: kv, impl=impl
+    )
+    pad = [(0, 0), (0, 0), (0, 0), (0, max_new_tokens), (0, 0)]
+    stacked = KVCache(*(jnp.pad(jnp.swapaxes(x, 2, 3), pad) for x in (ks, vs)))  # [L, B, K, T + N, Dh]
+    if split_layers is None:
+        return h, stacked
+    ring = config.sliding_window < t + max_new_tokens
+    return h, tuple(
+        KVCache(*(to_ring(x[i], t, config.sliding_window) for x in stacked))
+        if ring and not config.is_global[i]
+        else KVCache(stacked.k[i], stacked.v[i])
+        for i in range(config.num_layers)
+    )
 
 
 @functools.partial(jax.jit, static_argnames=("config", "max_new_tokens", "temperature", "top_k", "eos_ids", "impl"))
@@ -71,94 +100,65 @@ def generate_core(
     positions = default_positions(attention_mask, (b, t))
     full_positions = jnp.concatenate([positions, prompt_len[:, None] + jnp.arange(max_new_tokens)], axis=1)
     key_valid = jnp.concatenate([attention_mask.astype(bool), jnp.ones((b, max_new_tokens), bool)], axis=1)
-    flags = jnp.asarray(config.is_global)
+    window_size = config.sliding_window
+    unrolled = split_layers is not None
+    ring = unrolled and window_size < total  # sliding layers keep only a W-slot ring buffer
 
     def steer(pos, index):
         if steering is None:
             return None, None
         return steering.deltas()[:, None, :], steering.position_mask(pos, prompt_len, index)
 
-    # --- prefill: the whole prompt at once, keeping each layer's rotated keys and values -----------
-    deltas, steer_mask = steer(positions, jnp.arange(t))
-    ctx = make_context(config, positions, attention_mask, steer_mask)
-    h, (ks, vs) = run_layers(
-        params["layers"],
-        embed(params, input_ids, config),
-        ctx,
-        flags,
-        deltas,
-        config=config,
-        impl=impl,
-        collect=lambda h, kv: kv,
-    )
-    pad = [(0, 0), (0, 0), (0, 0), (0, max_new_tokens), (0, 0)]
-    to_cache = lambda x: jnp.pad(jnp.swapaxes(x, 2, 3), pad)  # noqa: E731  [L, B, K, T + N, Dh]
-    cache = (to_cache(ks), to_cache(vs))
-    window_size = config.sliding_window
-    ring = split_layers is not None and window_size < total  # sliding layers keep only a W-slot ring buffer
-    if split_layers is not None:
-        cache = tuple(
-            (_to_ring(cache[0][i], t, window_size), _to_ring(cache[1][i], t, window_size))
-            if ring and not config.is_global[i]
-            else (cache[0][i], cache[1][i])
-            for i in range(config.num_layers)
-        )
+    h, cache = prefill(
+        params, input_ids, attention_mask, positions, steer,
+        config=config, impl=impl, max_new_tokens=max_new_tokens, split_layers=split_layers,
+    )  # fmt: skip
     key, sub = jax.random.split(key)
     first = _pick(unembed(params, h[:, -1], config), sub, temperature, top_k)
     is_eos = lambda tok: jnp.isin(tok, jnp.asarray(eos_ids))  # noqa: E731
     tokens = jnp.full((b, max_new_tokens), config.pad_token_id, jnp.int32).at[:, 0].set(first)
 
     # --- decode: token `step` (at index t + step) goes in, token `step + 1` comes out ---------------
-    def one_layer(p, h, ctx, flag, delta, kc, vc, visible_global, visible_local):
-        def attend(q, k, v):
-            visible = jnp.where(flag, visible_global, visible_local)
-            return cached_attention(q, k, v, kc, vc, visible, config.attn_scale)
-
-        h, kv = block(p, h, ctx, flag, config, impl, attend=attend)
-        if delta is not None:
-            h = h + jnp.where(ctx.steer_mask[..., None], delta[:, None, :], 0.0)  # the steering line
-        return h, kv
-
-    def scanned_layers(h, ctx, deltas, cache, index, vis_g, vis_l):
-        def step(h, xs):
-            p, flag, delta, kc, vc = xs
-            return one_layer(p, h, ctx, flag, delta, kc, vc, vis_g, vis_l)
-
-        h, (k_new, v_new) = jax.lax.scan(step, h, (params["layers"], flags, deltas, *cache))
-        update = functools.partial(jax.lax.dynamic_update_slice_in_dim, start_index=index, axis=3)
-        return h, (update(cache[0], jnp.swapaxes(k_new, 2, 3)), update(cache[1], jnp.swapaxes(v_new, 2, 3)))
-
-    def unrolled_layers(h, ctx, deltas, cache, index, vis_g, vis_l):
+    def step_layers(h, ctx, deltas, cache: Cache, index, before, window):
+        """The cached step through every layer; returns the new hidden state and the updated cache."""
+        vis_g, vis_l = before, before & window
         if ring:
             # slot s of a ring holds index cur−1−((cur−1−s) mod W): the last W indices before this token
             slots = jnp.arange(window_size)
             held = index - 1 - jnp.mod(index - 1 - slots, window_size)
             vis_ring = (held >= 0)[None] & jnp.take(key_valid, jnp.maximum(held, 0), axis=1)
             vis_ring &= (index - held < window_size)[None]  # the slot about to be overwritten is out of the window
-        new_cache = []
-        for i, (p, (kc, vc)) in enumerate(zip(split_layers, cache)):
-            delta = None if deltas is None else deltas[i]
-            local_ring = ring and not config.is_global[i]
-            vis = (vis_ring, vis_ring) if local_ring else (vis_g, vis_l)  # per-layer flags are static here
-            h, (k, v) = one_layer(p, h, ctx, config.is_global[i], delta, kc, vc, *vis)
-            at = jnp.mod(index, window_size) if local_ring else index
-            update = functools.partial(jax.lax.dynamic_update_slice_in_dim, start_index=at, axis=2)
-            new_cache.append((update(kc, jnp.swapaxes(k, 1, 2)), update(vc, jnp.swapaxes(v, 1, 2))))
-        return h, tuple(new_cache)
 
-    layers_fn = scanned_layers if split_layers is None else unrolled_layers
+        def attend(q, k, v, flag, extra):
+            # flags are static Python bools when unrolled: ring layers see their ring slots
+            visible = vis_ring if unrolled and ring and not flag else jnp.where(flag, vis_g, vis_l)
+            return cached_attention(q, k, v, extra.k, extra.v, visible, config.attn_scale)
+
+        layers = split_layers if unrolled else params["layers"]
+        h, new = run_layers(
+            layers, h, ctx, config=config, deltas=deltas, per_layer=cache,
+            attend=attend, collect=lambda h, kv: kv, impl=impl,
+        )  # fmt: skip
+        if not unrolled:  # one in-place write of every layer's new entry
+            update = functools.partial(jax.lax.dynamic_update_slice_in_dim, start_index=index, axis=3)
+            return h, KVCache(*(update(c, jnp.swapaxes(x, 2, 3)) for c, x in zip(cache, new)))
+        out = []
+        for i, (c, (k, v)) in enumerate(zip(cache, new)):
+            at = jnp.mod(index, window_size) if ring and not config.is_global[i] else index
+            update = functools.partial(jax.lax.dynamic_update_slice_in_dim, start_index=at, axis=2)
+            out.append(KVCache(update(c.k, jnp.swapaxes(k, 1, 2)), update(c.v, jnp.swapaxes(v, 1, 2))))
+        return h, tuple(out)
 
     def body(state):
         step, tokens, cache, done, key = state
         index = t + step
         pos = prompt_len[:, None] + step
-        cos, sin = rope_tables(pos, config)
         deltas, steer_mask = steer(pos, index[None])
-        ctx = Context(cos=cos, sin=sin, key_valid=None, steer_mask=steer_mask)
+        token = jax.lax.dynamic_slice_in_dim(tokens, step, 1, axis=1)
+        h, ctx = prepare(params, token, None, pos, config=config, steer_mask=steer_mask)
         before = (jnp.arange(total) < index)[None] & key_valid
         window = (pos - full_positions) < config.sliding_window
-        h = embed(params, jax.lax.dynamic_slice_in_dim(tokens, step, 1, axis=1), config)
-        h, cache = layers_fn(h, ctx, deltas, cache, index, before, before & window)
+        h, cache = step_layers(h, ctx, deltas, cache, index, before, window)
         key, sub = jax.random.split(key)
         nxt = _pick(unembed(params, h[:, 0], config), sub, temperature, top_k)
         done = done | is_eos(tokens[:, step])
@@ -242,7 +242,7 @@ def generate(
     return (out.tokens, out.lengths) if return_lengths else out.tokens
 
 
-def _to_ring(cache: Float[Array, "B K S Dh"], prompt_len: int, window: int) -> Float[Array, "B K W Dh"]:
+def to_ring(cache: Float[Array, "B K S Dh"], prompt_len: int, window: int) -> Float[Array, "B K W Dh"]:
     """Keep the last ``window`` prompt indices, index j at slot j mod W (the decode step's ring layout)."""
     slots = jnp.arange(window)
     held = prompt_len - 1 - jnp.mod(prompt_len - 1 - slots, window)

@@ -58,6 +58,11 @@ def linear(x: Float[Array, "... I"], w: Float[Array, "O I"]) -> Float[Array, "..
     return jnp.einsum("...i,oi->...o", x.astype(w.dtype), w)
 
 
-def mlp(x: Float[Array, "B T D"], p: dict) -> Float[Array, "B T D"]:
-    gate = jax.nn.gelu(linear(x, p["gate_proj"]), approximate=True)
-    return linear(gate * linear(x, p["up_proj"]), p["down_proj"])
+def project(x: Float[Array, "... I"], p: dict, name: str) -> Float[Array, "... O"]:
+    """The default projection hook of a block: ``x @ p[name]ᵀ`` (LoRA passes its own, see ``cla/lora.py``)."""
+    return linear(x, p[name])
+
+
+def mlp(x: Float[Array, "B T D"], p: dict, proj=project) -> Float[Array, "B T D"]:
+    gate = jax.nn.gelu(proj(x, p, "gate_proj"), approximate=True)
+    return proj(gate * proj(x, p, "up_proj"), p, "down_proj")

@@ -19,6 +19,7 @@ use it to share or skip work.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import flax.struct
@@ -29,7 +30,7 @@ from jaxtyping import Array, Bool, Float, Int
 
 from jaxsteer.config import GemmaConfig
 from jaxsteer.model.attention import self_attention
-from jaxsteer.model.layers import apply_rope, linear, mlp, rms_norm, rope_tables
+from jaxsteer.model.layers import apply_rope, mlp, project, rms_norm, rope_tables
 
 Params = dict[str, Any]
 
@@ -96,18 +97,26 @@ def embed(params: Params, input_ids: Int[Array, "B T"], config: GemmaConfig) -> 
 
 
 def block(
-    p: Params, h: Float[Array, "B T D"], ctx: Context, is_global, config: GemmaConfig, impl: str, attend=None
+    p: Params,
+    h: Float[Array, "B T D"],
+    ctx: Context,
+    is_global,
+    config: GemmaConfig,
+    impl: str,
+    attend=None,
+    proj=project,
 ) -> tuple[Float[Array, "B T D"], tuple[Array, Array]]:
     """One Gemma-3 decoder block on the fp32 residual stream; also returns its rotated keys/values.
 
-    ``attend(q, k, v)`` replaces causal self-attention (the decode step attends to its KV cache).
+    ``attend(q, k, v)`` replaces causal self-attention (the decode step attends to its KV cache);
+    ``proj(x, p, name)`` computes the seven projections (LoRA adds its path there).
     """
     b, t, _ = h.shape
     eps, hd, dtype = config.rms_norm_eps, config.head_dim, p["q_proj"].dtype
     x = rms_norm(h, p["input_layernorm"], eps).astype(dtype)
-    q = linear(x, p["q_proj"]).reshape(b, t, config.num_heads, hd)
-    k = linear(x, p["k_proj"]).reshape(b, t, config.num_kv_heads, hd)
-    v = linear(x, p["v_proj"]).reshape(b, t, config.num_kv_heads, hd)
+    q = proj(x, p, "q_proj").reshape(b, t, config.num_heads, hd)
+    k = proj(x, p, "k_proj").reshape(b, t, config.num_kv_heads, hd)
+    v = proj(x, p, "v_proj").reshape(b, t, config.num_kv_heads, hd)
     q = rms_norm(q, p["q_norm"], eps).astype(dtype)
     k = rms_norm(k, p["k_norm"], eps).astype(dtype)
     cos = jnp.where(is_global, ctx.cos[1], ctx.cos[0])
@@ -117,45 +126,103 @@ def block(
         attn = self_attention(q, k, v, is_global=is_global, key_valid=ctx.key_valid, config=config, impl=impl)
     else:
         attn = attend(q, k, v)
-    attn = linear(attn.reshape(b, t, -1), p["o_proj"])
+    attn = proj(attn.reshape(b, t, -1), p, "o_proj")
     h = h + rms_norm(attn, p["post_attention_layernorm"], eps)
     x = rms_norm(h, p["pre_feedforward_layernorm"], eps).astype(dtype)
-    h = h + rms_norm(mlp(x, p), p["post_feedforward_layernorm"], eps)
+    h = h + rms_norm(mlp(x, p, proj), p["post_feedforward_layernorm"], eps)
     return h, (k, v)
 
 
-def run_layers(
-    layers: Params,
-    h: Float[Array, "B T D"],
-    ctx: Context,
-    is_global: Bool[Array, "n"],
-    deltas: Float[Array, "n Bd D"] | None = None,
+# --- the layer runner: prepare → run_layers → head ---------------------------------------------------------
+def prepare(
+    params: Params,
+    input_ids: Int[Array, "B T"],
+    attention_mask: Int[Array, "B T"] | None,
+    positions: Int[Array, "B T"] | None = None,
     *,
     config: GemmaConfig,
-    impl: str = "xla",
+    steer_mask: Bool[Array, "#B T"] | None = None,
+) -> tuple[Float[Array, "B T D"], Context]:
+    """The scaled embeddings and the :class:`Context` every block reads (positions default to
+    :func:`default_positions`: left padding does not shift them)."""
+    if positions is None:
+        positions = default_positions(attention_mask, input_ids.shape)
+    return embed(params, input_ids, config), make_context(config, positions, attention_mask, steer_mask)
+
+
+def run_layers(
+    layers: Params | Sequence[Params],
+    h: Float[Array, "B T D"],
+    ctx: Context,
+    *,
+    config: GemmaConfig,
+    start: int = 0,
+    stop: int | None = None,
+    deltas: Float[Array, "L Bd D"] | None = None,
+    per_layer=None,
     collect=None,
+    attend=None,
+    weights_fn=None,
+    proj=project,
+    constrain=None,
+    impl: str = "xla",
     remat: str | None = None,
 ):
-    """Scan ``block`` over a stack of ``n`` layers; ``deltas[l]`` (``Bd`` = 1 or B) is added to block l's output.
+    """Blocks ``start … stop−1`` on the residual stream ``h``; returns ``(h, collected)``.
 
-    ``collect(h, kv)`` picks what to keep from each layer (stacked by the scan); ``remat`` names a
+    Every input with a layer axis covers the whole model (``L``) and is sliced here:
+      - ``layers``: the stacked layer params ``[L, ...]`` — run by ``lax.scan`` — or a sequence of ``L``
+        per-layer pytrees — run unrolled, each layer reading its own buffers (the decode step: XLA copies
+        the dynamic weight slices of a scan) with static global/local flags;
+      - ``deltas[l]`` (``Bd`` = 1 or B rows) is added to block ``l``'s output where ``ctx.steer_mask`` is set;
+      - ``per_layer``: a stacked pytree (scan) or a sequence (unrolled) of per-layer extras (a KV cache,
+        LoRA factors, dropout keys) handed to the hooks.
+    Hooks (all optional): ``weights_fn(p, extra) → p`` prepares a layer's weights (dtype casts, LoRA
+    factors); ``proj(x, p, name)`` computes a projection; ``attend(q, k, v, flag, extra)`` replaces
+    causal self-attention; ``collect(h, kv)`` picks what to keep per layer (stacked by the scan, a tuple
+    when unrolled); ``constrain(h)`` pins the activations' sharding. ``remat`` names a
     ``jax.checkpoint_policies`` policy (``"nothing_saveable"``, ...) for training.
     """
+    stop = config.num_layers if stop is None else stop
 
     def body(h, xs):
-        p, flag, delta = xs
-        h, kv = block(p, h, ctx, flag, config, impl)
+        p, flag, delta, extra = xs
+        if weights_fn is not None:
+            p = weights_fn(p, extra)
+        att = None if attend is None else functools.partial(attend, flag=flag, extra=extra)
+        h, kv = block(p, h, ctx, flag, config, impl, attend=att, proj=proj)
         if delta is not None:
             h = h + jnp.where(ctx.steer_mask[..., None], delta[:, None, :], 0.0)  # the steering line
+        if constrain is not None:
+            h = constrain(h)
         return h, (collect(h, kv) if collect is not None else None)
 
+    if isinstance(layers, (tuple, list)):
+        collected = []
+        for i in range(start, stop):
+            xs = (layers[i], config.is_global[i], None if deltas is None else deltas[i])
+            h, out = body(h, (*xs, None if per_layer is None else per_layer[i]))
+            collected.append(out)
+        return h, tuple(collected)
     if remat is not None:
         body = jax.checkpoint(body, policy=getattr(jax.checkpoint_policies, remat), prevent_cse=False)
-    return jax.lax.scan(body, h, (layers, is_global, deltas))
+    cut = functools.partial(slice_layers, start=start, stop=stop)
+    flags = jnp.asarray(config.is_global[start:stop])
+    return jax.lax.scan(body, h, (cut(layers), flags, cut(deltas), cut(per_layer)))
 
 
-def slice_layers(layers: Params, start: int, stop: int) -> Params:
+def slice_layers(layers, start: int, stop: int):
+    """Layers ``start … stop−1`` of any pytree stacked on a leading layer axis (``None`` stays ``None``)."""
     return jax.tree.map(lambda a: a[start:stop], layers)
+
+
+def head(
+    params: Params, h: Float[Array, "B T D"], config: GemmaConfig, index: Int[Array, "B *J"] | None = None
+) -> Float[Array, "B T V"] | Float[Array, "B *J V"]:
+    """Logits in fp32: everywhere, or only at ``index`` (``[B]`` or ``[B, J]`` positions per row)."""
+    if index is not None:
+        h = gather_positions(h, index)
+    return unembed(params, h, config)
 
 
 def unembed(params: Params, h: Float[Array, "... D"], config: GemmaConfig) -> Float[Array, "... V"]:
@@ -172,7 +239,7 @@ def last_valid_index(attention_mask: Int[Array, "B T"] | None, shape: tuple[int,
     return (shape[1] - 1 - flipped).astype(jnp.int32)
 
 
-def gather_positions(x: Float[Array, "B T ..."], index: Int[Array, "B *K"]) -> Float[Array, "B *K ..."]:
+def gather_positions(x: Float[Array, "B T ..."], index: Int[Array, "B *J"]) -> Float[Array, "B *J ..."]:
     """``x[b, index[b, ...]]`` for every row."""
     flat = index.reshape(index.shape[0], -1)
     picked = jnp.take_along_axis(x, flat.reshape(*flat.shape, *([1] * (x.ndim - 2))), axis=1)
@@ -183,7 +250,7 @@ def make_context(
     config: GemmaConfig,
     positions: Int[Array, "B T"],
     attention_mask: Int[Array, "B T"] | None,
-    steer_mask: Bool[Array, "B T"] | None,
+    steer_mask: Bool[Array, "#B T"] | None,
 ) -> Context:
     cos, sin = rope_tables(positions, config)
     key_valid = None if attention_mask is None else attention_mask.astype(bool)
@@ -203,9 +270,6 @@ def steering_inputs(steering, positions, attention_mask, shape):
     return steering.deltas()[:, None, :], mask
 
 
-TRACE_COUNT = {"forward": 0}
-
-
 @functools.partial(jax.jit, static_argnames=("config", "return_hidden", "logits_mode", "impl"))
 def forward_core(
     params: Params,
@@ -221,21 +285,15 @@ def forward_core(
     impl: str,
 ) -> ForwardOutput:
     """The jitted forward; ``logits_mode`` is ``"all"``, ``"last"``, ``"index"`` or ``"none"``."""
-    TRACE_COUNT["forward"] += 1  # runs only while tracing: tests count recompiles with it
     shape = input_ids.shape
     if positions is None:
         positions = default_positions(attention_mask, shape)
     deltas, steer_mask = steering_inputs(steering, positions, attention_mask, shape)
-    ctx = make_context(config, positions, attention_mask, steer_mask)
-    h0 = embed(params, input_ids, config)
+    h0, ctx = prepare(params, input_ids, attention_mask, positions, config=config, steer_mask=steer_mask)
     collect = (lambda h, kv: h) if return_hidden else None
-    flags = jnp.asarray(config.is_global)
-    h, stacked = run_layers(params["layers"], h0, ctx, flags, deltas, config=config, impl=impl, collect=collect)
+    h, stacked = run_layers(params["layers"], h0, ctx, config=config, deltas=deltas, collect=collect, impl=impl)
     hidden = jnp.concatenate([h0[None], stacked], axis=0) if return_hidden else None
     if logits_mode == "none":
         return ForwardOutput(logits=None, hidden=hidden)
-    if logits_mode == "last":
-        h = gather_positions(h, last_valid_index(attention_mask, shape))
-    elif logits_mode == "index":
-        h = gather_positions(h, logits_index)
-    return ForwardOutput(logits=unembed(params, h, config), hidden=hidden)
+    index = {"all": None, "last": last_valid_index(attention_mask, shape), "index": logits_index}[logits_mode]
+    return ForwardOutput(logits=head(params, h, config, index), hidden=hidden)

@@ -36,14 +36,7 @@ from jaxsteer.config import GemmaConfig
 from jaxsteer.errors import InputError
 from jaxsteer.model.attention import resolve_impl
 from jaxsteer.model.model import Model, check_tokens
-from jaxsteer.model.transformer import (
-    default_positions,
-    embed,
-    gather_positions,
-    last_valid_index,
-    make_context,
-    run_layers,
-)
+from jaxsteer.model.transformer import gather_positions, last_valid_index, prepare, run_layers
 from jaxsteer.tokens import batches
 
 METHODS = ("mean_diff", "pca_diff", "pca_center")
@@ -62,18 +55,14 @@ def layer_activations(
 ) -> Float[Array, "L B D"]:
     """fp32 output of every block at the read position; only ``[L, B, D]`` is ever stacked."""
     shape = input_ids.shape
-    positions = default_positions(attention_mask, shape)
-    ctx = make_context(config, positions, attention_mask, None)
+    h, ctx = prepare(params, input_ids, attention_mask, config=config)
     if read == "last":
         index = last_valid_index(attention_mask, shape)
         collect = lambda h, kv: gather_positions(h, index)  # noqa: E731
     else:
         weights = attention_mask.astype(jnp.float32) / jnp.sum(attention_mask, axis=1, keepdims=True)
         collect = lambda h, kv: jnp.einsum("btd,bt->bd", h, weights)  # noqa: E731
-    flags = jnp.asarray(config.is_global)
-    _, acts = run_layers(
-        params["layers"], embed(params, input_ids, config), ctx, flags, config=config, impl=impl, collect=collect
-    )
+    _, acts = run_layers(params["layers"], h, ctx, config=config, collect=collect, impl=impl)
     return acts
 
 

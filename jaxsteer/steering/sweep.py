@@ -29,13 +29,11 @@ from jaxsteer.model.attention import resolve_impl
 from jaxsteer.model.model import Model, check_tokens
 from jaxsteer.model.transformer import (
     default_positions,
-    embed,
-    gather_positions,
+    head,
     last_valid_index,
     make_context,
+    prepare,
     run_layers,
-    slice_layers,
-    unembed,
 )
 from jaxsteer.steering.plan import check_layer
 
@@ -111,12 +109,8 @@ def pair_grid(
 
 @functools.partial(jax.jit, static_argnames=("config", "stop", "impl"))
 def _prefix(params, input_ids, attention_mask, *, config, stop, impl):
-    shape = input_ids.shape
-    positions = default_positions(attention_mask, shape)
-    ctx = make_context(config, positions, attention_mask, None)
-    h = embed(params, input_ids, config)
-    flags = jnp.asarray(config.is_global[:stop])
-    h, _ = run_layers(slice_layers(params["layers"], 0, stop), h, ctx, flags, config=config, impl=impl)
+    h, ctx = prepare(params, input_ids, attention_mask, config=config)
+    h, _ = run_layers(params["layers"], h, ctx, config=config, stop=stop, impl=impl)
     return h
 
 
@@ -131,16 +125,11 @@ def _tail(params, h, attention_mask, deltas, logits_index, *, config, start, imp
     steer_mask = (
         positions < jnp.sum(mask, axis=1, keepdims=True) if scope == "prompt" else jnp.ones((chunk * b, t), bool)
     )
-    ctx = make_context(config, positions, mask, steer_mask)
-    row_deltas = jnp.repeat(jnp.swapaxes(deltas[:, start:], 0, 1), b, axis=1)  # [L−s, C·B, D]
-    flags = jnp.asarray(config.is_global[start:])
-    layers = slice_layers(params["layers"], start, config.num_layers)
-    out, _ = run_layers(layers, tile(h), ctx, flags, row_deltas, config=config, impl=impl)
-    if logits_mode == "last":
-        out = gather_positions(out, last_valid_index(mask, (chunk * b, t)))
-    elif logits_mode == "index":
-        out = gather_positions(out, tile(logits_index))
-    logits = unembed(params, out, config)
+    ctx = make_context(config, positions, mask, steer_mask)  # the tail starts from the prefix's h, not from tokens
+    row_deltas = jnp.repeat(jnp.swapaxes(deltas, 0, 1), b, axis=1)  # [L, C·B, D]
+    out, _ = run_layers(params["layers"], tile(h), ctx, config=config, start=start, deltas=row_deltas, impl=impl)
+    index = last_valid_index(mask, (chunk * b, t)) if logits_mode == "last" else tile(logits_index)
+    logits = head(params, out, config, index)
     logits = logits.reshape(chunk, b, *logits.shape[1:])
     return score_fn(logits)
 
