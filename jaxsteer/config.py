@@ -48,6 +48,8 @@ class GemmaConfig:
     pad_token_id: int = 0
     end_of_turn_token_id: int = 106
     name: str = dataclasses.field(default="gemma3", compare=False)  # not part of jit cache keys
+    # the context length generation may reach (1B: 32768); not architecture, so not in the hash
+    max_position_embeddings: int = dataclasses.field(default=131072, compare=False)
 
     def __post_init__(self):
         positive = ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads")
@@ -92,6 +94,7 @@ class GemmaConfig:
         """Short stable hash of the architecture (not the name): vectors and results carry it."""
         d = self.to_dict()
         d.pop("name")
+        d.pop("max_position_embeddings")
         blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -129,7 +132,7 @@ class GemmaConfig:
             "attention_bias": False,
             "final_logit_softcapping": None,
             "attn_logit_softcapping": None,
-            "max_position_embeddings": 131072,
+            "max_position_embeddings": self.max_position_embeddings,
             "torch_dtype": "float32",
         }
 
@@ -179,6 +182,7 @@ class GemmaConfig:
             bos_token_id=_first(hf.bos_token_id, 2),
             eos_token_id=_first(hf.eos_token_id, 1),
             pad_token_id=_first(hf.pad_token_id, 0),
+            max_position_embeddings=int(getattr(hf, "max_position_embeddings", None) or 131072),
             name=str(name),
         )
 
@@ -237,6 +241,7 @@ def _preset(name, layers, d, ff, heads, kv, head_dim, qpas, window, vocab, scali
         layer_types=default_layer_types(layers),
         rope_global_scaling=scaling,
         name=name,
+        max_position_embeddings=32768 if scaling == 1.0 else 131072,  # 1B: 32k context, the others 128k
     )
 
 

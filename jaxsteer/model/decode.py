@@ -13,19 +13,21 @@ from typing import NamedTuple
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, Int
 
 from jaxsteer.config import GemmaConfig
 from jaxsteer.errors import InputError
 from jaxsteer.model.attention import cached_attention, resolve_impl
 from jaxsteer.model.model import Model, check_tokens
-from jaxsteer.model.transformer import default_positions, prepare, run_layers, unembed
+from jaxsteer.model.transformer import default_positions, make_context, prepare, run_layers, unembed
+from jaxsteer.steering.plan import Steering
 
 
 @flax.struct.dataclass
 class GenerateOutput:
-    tokens: Int[Array, "B N"]  # new tokens only; ``pad`` after a row's EOS
-    lengths: Int[Array, "B"]  # new tokens up to and including EOS
+    tokens: Int[Array, "*G B N"]  # new tokens only; ``pad`` after a row's EOS (``[G, B, N]`` for a grid)
+    lengths: Int[Array, "*G B"]  # new tokens up to and including EOS
 
 
 class KVCache(NamedTuple):
@@ -52,16 +54,38 @@ def _pick(logits: Float[Array, "B V"], key, temperature: float, top_k: int | Non
     return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
 
 
+def tile_rows(x: Array, copies: int, axis: int = 0) -> Array:
+    """``copies`` copies of ``x`` stacked plan-major along ``axis`` (row ``g·B + b`` is row ``b`` of copy ``g``)."""
+    x = jnp.expand_dims(x, axis)
+    shape = list(x.shape)
+    shape[axis] = copies
+    x = jnp.broadcast_to(x, shape)
+    return x.reshape(*shape[:axis], copies * shape[axis + 1], *shape[axis + 2 :])
+
+
 def prefill(
-    params, input_ids, attention_mask, positions, steer, *, config, impl, max_new_tokens, split_layers
+    params, input_ids, attention_mask, steer, *, config, impl, max_new_tokens, split_layers, copies=1, shared_stop=0
 ) -> tuple[Float[Array, "B T D"], Cache]:
-    """The whole prompt at once; returns the last block's output and the cache laid out for the decode step."""
+    """The whole prompt at once; returns the last block's output and the cache laid out for the decode step.
+
+    With ``copies`` > 1 (a grid of plans), blocks below ``shared_stop`` — which no plan steers — run once
+    on the ``B`` prompts, and their output and cache entries are tiled to the ``copies·B`` plan rows.
+    """
     t = input_ids.shape[1]
-    deltas, steer_mask = steer(positions, jnp.arange(t))
-    h, ctx = prepare(params, input_ids, attention_mask, positions, config=config, steer_mask=steer_mask)
-    h, (ks, vs) = run_layers(
-        params["layers"], h, ctx, config=config, deltas=deltas, collect=lambda h, kv: kv, impl=impl
+    positions = default_positions(attention_mask, input_ids.shape)
+    h, ctx = prepare(params, input_ids, attention_mask, positions, config=config)
+    kv = lambda h, kv: kv  # noqa: E731
+    parts = []
+    if shared_stop > 0:
+        h, shared = run_layers(params["layers"], h, ctx, config=config, stop=shared_stop, collect=kv, impl=impl)
+        parts.append(jax.tree.map(lambda x: tile_rows(x, copies, axis=1), shared))
+    h, mask = tile_rows(h, copies), tile_rows(attention_mask, copies)
+    deltas, steer_mask = steer(tile_rows(positions, copies), jnp.arange(t))
+    ctx = make_context(config, tile_rows(positions, copies), mask, steer_mask)
+    h, rest = run_layers(
+        params["layers"], h, ctx, config=config, start=shared_stop, deltas=deltas, collect=kv, impl=impl
     )
+    ks, vs = (jnp.concatenate([p[i] for p in [*parts, rest]], axis=0) for i in (0, 1))
     pad = [(0, 0), (0, 0), (0, 0), (0, max_new_tokens), (0, 0)]
     stacked = KVCache(*(jnp.pad(jnp.swapaxes(x, 2, 3), pad) for x in (ks, vs)))  # [L, B, K, T + N, Dh]
     if split_layers is None:
@@ -75,7 +99,10 @@ def prefill(
     )
 
 
-@functools.partial(jax.jit, static_argnames=("config", "max_new_tokens", "temperature", "top_k", "eos_ids", "impl"))
+@functools.partial(
+    jax.jit,
+    static_argnames=("config", "max_new_tokens", "temperature", "top_k", "eos_ids", "impl", "shared_stop"),
+)
 def generate_core(
     params,
     input_ids: Int[Array, "B T"],
@@ -90,28 +117,44 @@ def generate_core(
     eos_ids: tuple[int, ...],
     impl: str,
     split_layers: tuple | None = None,
+    plans: Float[Array, "G L D"] | None = None,
+    shared_stop: int = 0,
 ) -> GenerateOutput:
     """Prefill + decode loop. ``split_layers`` (one weight pytree per layer) selects the unrolled
     decode step, which reads each layer's weights and cache in place; without it the step scans the
-    stacked weights, whose per-layer dynamic slices XLA copies (2.6× slower when memory-bound)."""
-    b, t = input_ids.shape
+    stacked weights, whose per-layer dynamic slices XLA copies (2.6× slower when memory-bound).
+
+    ``plans`` (dense deltas ``[G, L, D]``) decodes every prompt under every plan in one loop: the batch
+    is ``G·B`` rows, plan-major; ``steering`` then only says *where* to add (its scope).
+    """
+    copies = 1 if plans is None else plans.shape[0]
+    prompts = input_ids.shape[0]
+    b, t = copies * prompts, input_ids.shape[1]
     total = t + max_new_tokens
-    prompt_len = jnp.sum(attention_mask, axis=1)
-    positions = default_positions(attention_mask, (b, t))
-    full_positions = jnp.concatenate([positions, prompt_len[:, None] + jnp.arange(max_new_tokens)], axis=1)
-    key_valid = jnp.concatenate([attention_mask.astype(bool), jnp.ones((b, max_new_tokens), bool)], axis=1)
+    mask = tile_rows(attention_mask, copies)
+    prompt_len = jnp.sum(mask, axis=1)
+    full_positions = jnp.concatenate(
+        [default_positions(mask, (b, t)), prompt_len[:, None] + jnp.arange(max_new_tokens)], axis=1
+    )
+    key_valid = jnp.concatenate([mask.astype(bool), jnp.ones((b, max_new_tokens), bool)], axis=1)
     window_size = config.sliding_window
     unrolled = split_layers is not None
     ring = unrolled and window_size < total  # sliding layers keep only a W-slot ring buffer
+    if plans is not None:
+        row_deltas = jnp.repeat(jnp.swapaxes(plans.astype(jnp.float32), 0, 1), prompts, axis=1)  # [L, G·B, D]
+        if steering is not None and steering.mask is not None:
+            steering = steering.replace(mask=tile_rows(steering.mask, copies))
 
     def steer(pos, index):
         if steering is None:
             return None, None
-        return steering.deltas()[:, None, :], steering.position_mask(pos, prompt_len, index)
+        deltas = steering.deltas()[:, None, :] if plans is None else row_deltas
+        return deltas, steering.position_mask(pos, prompt_len, index)
 
     h, cache = prefill(
-        params, input_ids, attention_mask, positions, steer,
+        params, input_ids, attention_mask, steer,
         config=config, impl=impl, max_new_tokens=max_new_tokens, split_layers=split_layers,
+        copies=copies, shared_stop=shared_stop,
     )  # fmt: skip
     key, sub = jax.random.split(key)
     first = _pick(unembed(params, h[:, -1], config), sub, temperature, top_k)
@@ -174,8 +217,10 @@ def generate_core(
     state = (jnp.int32(0), tokens, cache, jnp.zeros((b,), bool), key)
     _, tokens, *_ = jax.lax.while_loop(cond, body, state)
     eos_at = jnp.where(is_eos(tokens), jnp.arange(max_new_tokens), max_new_tokens)
-    lengths = jnp.minimum(jnp.min(eos_at, axis=1) + 1, max_new_tokens)
-    return GenerateOutput(tokens=tokens, lengths=lengths.astype(jnp.int32))
+    lengths = jnp.minimum(jnp.min(eos_at, axis=1) + 1, max_new_tokens).astype(jnp.int32)
+    if plans is not None:
+        tokens, lengths = tokens.reshape(copies, prompts, -1), lengths.reshape(copies, prompts)
+    return GenerateOutput(tokens=tokens, lengths=lengths)
 
 
 def default_eos_ids(config: GemmaConfig) -> tuple[int, ...]:
@@ -198,6 +243,7 @@ def generate(
     impl: str = "auto",
     return_lengths: bool = False,
     decode_layout: str = "auto",
+    plans=None,
 ):
     """Generate ``max_new_tokens`` new tokens ``[B, N]`` (greedy at ``temperature=0``; left-pad prompts).
 
@@ -206,19 +252,28 @@ def generate(
     the decode step its own copy of each layer's weights (one extra weight copy on the device for the
     call; memory-bound decoding runs ~2.6× faster), ``"scan"`` reads the stacked weights, ``"auto"``
     unrolls when the device has room for the copy.
+
+    Many plans in one call: ``plans`` — dense deltas ``[G, L, D]`` or a ``jaxsteer.steering.sweep.Grid`` —
+    or a ``Steering`` whose γ has one sweep axis ``[G, L]`` decodes every prompt under every plan in one
+    compiled loop (``G·B`` rows) and returns ``[G, B, N]``; ``steering`` then gives the scope (default
+    ``"all"``). Blocks below the lowest steered layer run once per prompt for all plans.
     """
     config = model.config
     input_ids, attention_mask = check_tokens(config, input_ids, attention_mask)
     if attention_mask is None:
         attention_mask = jnp.ones_like(input_ids)
-    if int(max_new_tokens) < 1:
-        raise InputError(f"max_new_tokens={max_new_tokens} must be at least 1")
+    max_new_tokens = check_new_tokens(config, input_ids.shape[1], max_new_tokens)
     if temperature < 0 or temperature != temperature:
         raise InputError(f"temperature={temperature} must be ≥ 0")
     if top_k is not None and not 0 < int(top_k) <= config.vocab_size:
         raise InputError(f"top_k={top_k} must be in 1..{config.vocab_size}")
+    if plans is None and steering is not None and steering.gamma.ndim == 2:
+        plans, steering = steering.deltas(), steering.replace(gamma=steering.gamma[0])
+    plans, shared_stop = _check_plans(config, plans)
+    if plans is not None and steering is None:
+        steering = Steering.zeros(config)
     if steering is not None:
-        total = input_ids.shape[1] + int(max_new_tokens)
+        total = input_ids.shape[1] + max_new_tokens
         steering.check_applicable(config, (input_ids.shape[0], total), " (prompt + new tokens)")
     eos = default_eos_ids(config) if eos_token_id is None else tuple(jnp.atleast_1d(jnp.asarray(eos_token_id)).tolist())
     if decode_layout not in ("auto", "scan", "unrolled"):
@@ -232,14 +287,49 @@ def generate(
         steering,
         jax.random.PRNGKey(seed),
         config=config,
-        max_new_tokens=int(max_new_tokens),
+        max_new_tokens=max_new_tokens,
         temperature=float(temperature),
         top_k=None if top_k is None else int(top_k),
         eos_ids=tuple(int(e) for e in eos),
         impl=resolve_impl(impl, model.dtype),
         split_layers=split,
+        plans=plans,
+        shared_stop=shared_stop,
     )
     return (out.tokens, out.lengths) if return_lengths else out.tokens
+
+
+def check_new_tokens(config: GemmaConfig, prompt_len: int, max_new_tokens) -> int:
+    """``max_new_tokens`` as an int in 1 … (context − prompt length)."""
+    try:
+        n = int(max_new_tokens)
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"max_new_tokens={max_new_tokens!r} is not an integer") from None
+    if n < 1:
+        raise InputError(f"max_new_tokens={max_new_tokens} must be at least 1")
+    context = config.max_position_embeddings
+    if prompt_len + n > context:
+        raise InputError(
+            f"max_new_tokens={n} with a {prompt_len}-token prompt exceeds the model's context of {context} tokens "
+            f"(at most {max(context - prompt_len, 0)} new tokens)"
+        )
+    return n
+
+
+def _check_plans(config: GemmaConfig, plans) -> tuple[jax.Array | None, int]:
+    """Dense ``[G, L, D]`` deltas (from an array or a Grid) and the first layer any plan steers."""
+    if plans is None:
+        return None, 0
+    dense = np.asarray(getattr(plans, "deltas", plans), np.float32)
+    if dense.ndim != 3 or dense.shape[1:] != (config.num_layers, config.hidden_size) or len(dense) == 0:
+        raise InputError(
+            f"plans have shape {dense.shape}, expected (G, {config.num_layers}, {config.hidden_size}) with G ≥ 1"
+        )
+    if not np.all(np.isfinite(dense)):
+        raise InputError("plans contain NaN or inf deltas")
+    steered = np.flatnonzero(np.any(dense != 0, axis=(0, 2)))
+    shared_stop = int(steered[0]) if steered.size else config.num_layers - 1
+    return jnp.asarray(dense), shared_stop
 
 
 def to_ring(cache: Float[Array, "B K S Dh"], prompt_len: int, window: int) -> Float[Array, "B K W Dh"]:

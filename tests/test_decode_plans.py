@@ -1,0 +1,101 @@
+"""Many steering plans in one ``generate`` call: every prompt × every plan decodes exactly as a separate
+call with that plan (identical tokens), in both decode layouts, with the prefix below the first steered
+layer shared; bad grids are refused in one line."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxsteer
+from jaxsteer.config import tiny
+from jaxsteer.errors import InputError
+from jaxsteer.steering.plan import Steering
+from jaxsteer.steering.sweep import layer_gamma_grid, pair_grid
+
+NEW = 6
+
+
+@pytest.fixture(scope="module")
+def model(model_factory):
+    return model_factory(tiny(sliding_window=3), seed=4, norm_std=0.3)
+
+
+@pytest.fixture(scope="module")
+def prompt():
+    rng = np.random.RandomState(3)
+    ids = rng.randint(3, 128, size=(3, 6)).astype(np.int32)
+    mask = np.ones_like(ids)
+    ids[1, :2], mask[1, :2] = 0, 0
+    return ids, mask
+
+
+@pytest.fixture(scope="module")
+def vectors(model):
+    rng = np.random.RandomState(7)
+    return 3.0 * rng.randn(model.config.num_layers, model.config.hidden_size).astype(np.float32)
+
+
+def separate(model, ids, mask, deltas, layout, scope="all"):
+    plan = Steering(vectors=jnp.asarray(deltas), gamma=jnp.ones(len(deltas)), scope=scope)
+    return np.asarray(jaxsteer.generate(model, ids, NEW, mask, steering=plan, eos_token_id=-1, decode_layout=layout))
+
+
+@pytest.mark.parametrize("layout", ["unrolled", "scan"])
+def test_grid_equals_separate_runs(model, prompt, vectors, layout):
+    ids, mask = prompt
+    grid = pair_grid(vectors, [1], [2.0], vectors, [3, 4], [0.0, 1.0, 3.0])  # first steered layer 1: shared prefix
+    together = np.asarray(jaxsteer.generate(model, ids, NEW, mask, plans=grid, eos_token_id=-1, decode_layout=layout))
+    assert together.shape == (len(grid.labels), len(ids), NEW)
+    for g, deltas in enumerate(grid.deltas):
+        np.testing.assert_array_equal(together[g], separate(model, ids, mask, deltas, layout))
+    assert len({together[g].tobytes() for g in range(len(grid.labels))}) > 1  # the plans do differ
+
+
+def test_gamma_sweep_axis_and_scope(model, prompt, vectors):
+    """A ``Steering`` with γ ``[G, L]`` is a grid; its scope applies to every plan."""
+    ids, mask = prompt
+    gammas = np.zeros((3, model.config.num_layers), np.float32)
+    gammas[:, 2] = [0.0, 1.5, 4.0]
+    plan = Steering(vectors=jnp.asarray(vectors), gamma=jnp.asarray(gammas), scope="generated")
+    together = np.asarray(jaxsteer.generate(model, ids, NEW, mask, steering=plan, eos_token_id=-1))
+    for g in range(3):
+        deltas = gammas[g][:, None] * vectors
+        np.testing.assert_array_equal(together[g], separate(model, ids, mask, deltas, "auto", "generated"))
+    plain = np.asarray(jaxsteer.generate(model, ids, NEW, mask, eos_token_id=-1))
+    np.testing.assert_array_equal(together[0], plain)
+
+
+def test_layer_zero_grid_and_lengths(model, prompt, vectors):
+    """A plan at block 0 leaves nothing to share; lengths come back per plan and prompt."""
+    ids, mask = prompt
+    grid = layer_gamma_grid(vectors, [0, 5], [1.0])
+    tokens, lengths = jaxsteer.generate(model, ids, NEW, mask, plans=grid.deltas, return_lengths=True)
+    assert np.asarray(tokens).shape == (2, 3, NEW) and np.asarray(lengths).shape == (2, 3)
+    for g, deltas in enumerate(grid.deltas):
+        ref, ref_len = jaxsteer.generate(
+            model, ids, NEW, mask, steering=Steering(jnp.asarray(deltas), jnp.ones(len(deltas))), return_lengths=True
+        )
+        np.testing.assert_array_equal(np.asarray(tokens)[g], np.asarray(ref))
+        np.testing.assert_array_equal(np.asarray(lengths)[g], np.asarray(ref_len))
+
+
+def test_bad_grids(model, prompt):
+    ids, mask = prompt
+    cfg = model.config
+    with pytest.raises(InputError, match=r"plans have shape \(2, 3\)"):
+        jaxsteer.generate(model, ids, NEW, mask, plans=np.zeros((2, 3)))
+    bad = np.zeros((1, cfg.num_layers, cfg.hidden_size), np.float32)
+    bad[0, 1, 0] = np.nan
+    with pytest.raises(InputError, match="NaN or inf"):
+        jaxsteer.generate(model, ids, NEW, mask, plans=bad)
+
+
+def test_context_bound(model, prompt):
+    ids, mask = prompt
+    limit = model.config.max_position_embeddings
+    with pytest.raises(InputError, match=f"exceeds the model's context of {limit} tokens"):
+        jaxsteer.generate(model, ids, limit, mask)
+    with pytest.raises(InputError, match="at most 131066 new tokens"):
+        jaxsteer.generate(model, ids, 10**10, mask)
