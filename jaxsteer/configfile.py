@@ -66,6 +66,9 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     if hint is Any or value is None and (type(None) in args):
         return value
     if origin in (typing.Union, types.UnionType):
+        nested = [a for a in args if dataclasses.is_dataclass(a)]
+        if isinstance(value, dict) and len(nested) == 1:  # an optional section: keep its precise errors
+            return _coerce(value, nested[0], key)
         for arg in args:
             if arg is type(None):
                 continue

@@ -136,12 +136,19 @@ def generate_answers(
     chat: bool = False,
     batch_size: int = 16,
     progress: bool = True,
-) -> list[str]:
-    """Greedy answers to text prompts (left-padded batches, steering by absolute position)."""
+    plans=None,
+) -> list[str] | list[list[str]]:
+    """Greedy answers to text prompts (left-padded batches, steering by absolute position).
+
+    ``plans`` (dense deltas ``[G, L, D]`` or a sweep ``Grid``) answers every prompt under every plan, one
+    compiled generation per batch of prompts for all plans (``steering`` then only gives the scope), and
+    returns one list of answers per plan.
+    """
     from jaxsteer.tokens import decode_new, encode_batch
 
-    answers: list[str] = []
-    bar = _bar(len(prompts), progress, "generate")
+    count = None if plans is None else len(getattr(plans, "deltas", plans))
+    answers: list[list[str]] = [[] for _ in range(count or 1)]
+    bar = _bar(len(prompts) * (count or 1), progress, "generate")
     for lo in range(0, len(prompts), batch_size):
         part = list(prompts[lo : lo + batch_size])
         n = len(part)
@@ -150,13 +157,14 @@ def generate_answers(
         width = bucket(ids.shape[1])
         ids = np.pad(ids, ((0, 0), (width - ids.shape[1], 0)))
         mask = np.pad(mask, ((0, 0), (width - mask.shape[1], 0)))
-        tokens = generate(model, ids, max_new_tokens, mask, steering=steering)
-        answers += decode_new(tokenizer, tokens, model.config)[:n]
+        tokens = np.asarray(generate(model, ids, max_new_tokens, mask, steering=steering, plans=plans))
+        for g, rows in enumerate(tokens if count else tokens[None]):
+            answers[g] += decode_new(tokenizer, rows, model.config)[:n]
         if bar is not None:
-            bar.update(n)
+            bar.update(n * (count or 1))
     if bar is not None:
         bar.close()
-    return answers
+    return answers if count else answers[0]
 
 
 def _bar(total: int, enabled: bool, desc: str):

@@ -1,10 +1,17 @@
 """The device mesh, partition rules by parameter name, and placing batches on the mesh.
 
 One code path for 1 CPU, N GPUs of one host, and multi-host GPU/TPU: a ``Mesh`` with axes
-``("data", "fsdp")``. Parameters (and their Adam moments) are sharded ZeRO-3 style over ``fsdp`` along
-their largest dimension that divides evenly — never the stacked layer axis, which the layer scan walks
-— and replicated over ``data``; XLA all-gathers one layer's weights inside the scan. The batch axis is
-sharded over both axes together, so every device holds ``micro_batch / (data·fsdp)`` rows.
+``("data", "fsdp", "model")``. The batch axis is sharded over ``data`` and ``fsdp`` together, so every
+device holds ``batch / (data·fsdp)`` rows (inference: prompts, and the rows of sweep grid points).
+
+- Training (:data:`DEFAULT_RULES`): parameters (and their Adam moments) are sharded ZeRO-3 style over
+  ``fsdp`` along their largest dimension that divides evenly — never the stacked layer axis, which the
+  layer scan walks — and replicated over ``data``; XLA all-gathers one layer's weights inside the scan.
+- Inference (:data:`INFERENCE_RULES`): tensor parallelism over ``model`` — q/k/v and gate/up split their
+  output features (whole heads, whole MLP columns), o/down their input features, the tied embedding its
+  vocabulary rows — and the other dimension over ``fsdp`` (ZeRO-3: a model larger than one device's
+  memory is gathered a layer at a time). :func:`check_inference_mesh` refuses a mesh that does not divide
+  the devices or the heads, or whose devices cannot hold the weights, before any weight is read.
 
 Multi-host: run the same command on every host with ``mesh.distributed: true``; :func:`initialize` calls
 ``jax.distributed.initialize()`` (coordinator, process count and id come from the cluster environment —
@@ -28,12 +35,13 @@ from jaxsteer.errors import ConfigError
 
 @dataclasses.dataclass(frozen=True)
 class MeshSpec:
-    data: int = -1  # data-parallel axis; -1: all devices left after fsdp
-    fsdp: int = 1  # parameter-sharding axis
+    data: int = -1  # data-parallel axis; -1: all devices left after fsdp and model
+    fsdp: int = 1  # parameter-sharding axis (ZeRO-3)
+    model: int = 1  # tensor-parallel axis: splits attention heads and MLP columns (inference)
     distributed: bool = False  # call jax.distributed.initialize() first (multi-host)
 
 
-AXES = ("data", "fsdp")
+AXES = ("data", "fsdp", "model")
 BATCH = ("data", "fsdp")  # the batch axis spans both mesh axes
 LARGEST = "fsdp_largest"  # rule value: shard over fsdp along the largest evenly divisible non-layer dim
 
@@ -56,19 +64,29 @@ def initialize(spec: MeshSpec) -> None:
         _initialized = True
 
 
+def mesh_shape(spec: MeshSpec, n: int) -> tuple[int, int, int]:
+    """``(data, fsdp, model)`` for ``n`` devices; ``data = -1`` takes what fsdp and model leave."""
+    fsdp, model = spec.fsdp, getattr(spec, "model", 1)
+    if fsdp < 1 or model < 1:
+        raise ConfigError(f"mesh fsdp={fsdp} and model={model} must be ≥ 1")
+    data = n // (fsdp * model) if spec.data == -1 else spec.data
+    if data * fsdp * model != n or data < 1:
+        raise ConfigError(
+            f"mesh data={spec.data} × fsdp={fsdp} × model={model} does not cover the {n} available device(s)"
+        )
+    return data, fsdp, model
+
+
 def make_mesh(spec: MeshSpec, devices: Sequence[jax.Device] | None = None) -> Mesh:
-    """A ``(data, fsdp)`` mesh over ``devices`` (default: all); ``data = -1`` takes what fsdp leaves."""
+    """A ``(data, fsdp, model)`` mesh over ``devices`` (default: all)."""
     devices = list(jax.devices() if devices is None else devices)
-    n, fsdp = len(devices), spec.fsdp
-    data = n // fsdp if spec.data == -1 else spec.data
-    if data * fsdp != n or data < 1:
-        raise ConfigError(f"mesh data={spec.data} × fsdp={fsdp} does not cover the {n} available device(s)")
+    shape = mesh_shape(spec, len(devices))
     try:  # topology-aware order on TPU slices and NVLink islands; plain order elsewhere
         from jax.experimental import mesh_utils
 
-        grid = mesh_utils.create_device_mesh((data, fsdp), devices)
+        grid = mesh_utils.create_device_mesh(shape, devices)
     except Exception:  # noqa: BLE001 - any failure falls back to the plain order
-        grid = np.asarray(devices).reshape(data, fsdp)
+        grid = np.asarray(devices).reshape(shape)
     return Mesh(grid, AXES)
 
 
@@ -182,3 +200,82 @@ def activation_constraint(mesh: Mesh | None):
         return lambda h: h
     sharding = NamedSharding(mesh, PartitionSpec(BATCH, None, None))
     return lambda h: jax.lax.with_sharding_constraint(h, sharding)
+
+
+# --- inference ----------------------------------------------------------------------------------------------
+INFERENCE_RULES: tuple[tuple[str, PartitionSpec], ...] = (
+    (r"norm$", PartitionSpec()),
+    (r"(^|/)embed$", PartitionSpec("model", "fsdp")),  # [V, D]: vocab rows over model, D over fsdp
+    (r"(q_proj|k_proj|v_proj|gate_proj|up_proj)$", PartitionSpec(None, "model", "fsdp")),  # [L, out, in]
+    (r"(o_proj|down_proj)$", PartitionSpec(None, "fsdp", "model")),  # [L, out, in]: input features split
+    (r".*", PartitionSpec()),
+)
+
+
+def inference_spec(name: str, shape: tuple[int, ...], mesh: Mesh) -> PartitionSpec:
+    """The first :data:`INFERENCE_RULES` rule matching ``name``; an axis that does not divide its dimension
+    evenly is dropped (replicated), so odd shapes such as a 262208-row vocabulary still place."""
+    spec = next(rule for pattern, rule in INFERENCE_RULES if re.search(pattern, name))
+    parts = list(spec) + [None] * (len(shape) - len(spec))
+    return _trim([p if p is None or shape[i] % mesh.shape[p] == 0 else None for i, p in enumerate(parts)])
+
+
+def inference_sharding(mesh: Mesh):
+    """``sharding(name, shape)`` for :func:`jaxsteer.checkpoint.hf.load_params` (names ``embed``,
+    ``final_norm`` or a layer key such as ``q_proj``)."""
+    return lambda name, shape: NamedSharding(mesh, inference_spec(name, tuple(shape), mesh))
+
+
+def check_inference_mesh(spec: MeshSpec, config, dtype_bytes: int, batch: int | None = None) -> tuple[int, ...]:
+    """Refuse, in one line naming the numbers, a mesh that does not cover the devices, split whole heads,
+    divide the batch, or leave room for the weights on each device; returns ``(data, fsdp, model)``."""
+    data, fsdp, model = mesh_shape(spec, jax.device_count())
+    for what, count in (("query heads", config.num_heads), ("key/value heads", config.num_kv_heads)):
+        if count % model:
+            raise ConfigError(f"mesh model={model} does not divide the model's {count} {what}")
+    if batch is not None and batch % (data * fsdp):
+        raise ConfigError(f"batch_size={batch} is not divisible by the mesh's {data * fsdp} batch shards (data × fsdp)")
+    from jaxsteer.model.transformer import layer_shapes
+
+    per_layer = sum(int(np.prod(s)) for s in layer_shapes(config).values())
+    total = (config.num_layers * per_layer + config.vocab_size * config.hidden_size) * dtype_bytes
+    need = total / (fsdp * model)
+    free = device_free_bytes(jax.devices()[0])
+    if free is not None and need > free:
+        raise ConfigError(
+            f"the weights need {need / 2**30:.1f} GiB per device ({total / 2**30:.1f} GiB over fsdp={fsdp} × "
+            f"model={model}) but a device has {free / 2**30:.1f} GiB free: raise mesh.fsdp or mesh.model"
+        )
+    return data, fsdp, model
+
+
+def device_free_bytes(device) -> int | None:
+    """Free memory of a device from its allocator stats (GPU, TPU); ``None`` where unknown (CPU)."""
+    try:
+        stats = device.memory_stats()
+    except Exception:  # noqa: BLE001 - backends without stats
+        return None
+    if not stats or "bytes_limit" not in stats:
+        return None
+    return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+
+
+def inference_mesh(spec: MeshSpec | Mesh | None) -> Mesh | None:
+    """The mesh inference runs on (``None``: one device, nothing placed)."""
+    if spec is None or isinstance(spec, Mesh):
+        return spec
+    initialize(spec)
+    return make_mesh(spec)
+
+
+def place_rows(mesh: Mesh | None, x, axis: int = 0):
+    """Put a host array on ``mesh`` with axis ``axis`` split over the batch shards (``data × fsdp``);
+    replicated when the rows do not divide (always correct; the batch just is not split)."""
+    if mesh is None:
+        return x
+    x = np.asarray(x)
+    parts = [None] * x.ndim
+    if x.shape[axis] % batch_devices(mesh) == 0:
+        parts[axis] = BATCH
+    sharding = NamedSharding(mesh, PartitionSpec(*parts))
+    return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])

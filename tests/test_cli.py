@@ -203,6 +203,28 @@ def test_sweep_writes_csv_heatmap_and_matches_the_evaluator(tiny_folder, tiny_mo
     assert float(rows[-1]["gmmlu_accuracy"]) > float(rows[0]["gmmlu_accuracy"])  # γ=50 of " C" at block 5 helps
 
 
+def test_blend_sweep_decodes_every_point_like_separate_evaluations(tiny_folder, tiny_model, letter_vector, work):  # noqa: F811
+    """``--bench blend``: all grid points in one generation call per batch; each point's accuracy equals
+    ``blend_accuracy`` run alone with that steering."""
+    from jaxsteer.study.evaluate import blend_accuracy
+    from jaxsteer.study.surgical import combined_steering
+
+    b = bench()
+    out = work / "sweep_blend"
+    args = ["--vectors", letter_vector, "--layers", "1,4", "--gammas", "0,50", "--part", "test", "--bench", "blend"]
+    ok("sweep", *common(tiny_folder, out), *args)
+    rows = read_csv(out / "sweep.csv")
+    assert [(int(r["layer"]), float(r["gamma"])) for r in rows] == [(1, 0.0), (1, 50.0), (4, 0.0), (4, 50.0)]
+    assert read_json(out / "sweep.json")["bench"] == "blend"
+    v = load_vectors(letter_vector).vectors
+    refs = []
+    for r in rows:
+        steer = combined_steering(tiny_model.config, [(v, int(r["layer"]), float(r["gamma"]))])
+        refs.append(blend_accuracy(tiny_model, b, "zh", "test", steer, progress=False))
+        assert float(r["blend_accuracy"]) == pytest.approx(refs[-1]), r
+        assert int(r["n"]) == len(b.blend("zh", "test"))
+
+
 def test_analyze_writes_sper_table_and_plots(vectors, work):
     from jaxsteer.steering import analysis
 

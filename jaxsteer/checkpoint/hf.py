@@ -116,20 +116,18 @@ def load_params(
     """Read every tensor of a Gemma-3 checkpoint into the stacked params pytree.
 
     ``vocab_rows`` keeps only the first rows of the embedding (e.g. 262144 drops the 64 image-token
-    rows of multimodal checkpoints); ``sharding(name, shape)`` places each array (e.g. on a mesh).
+    rows of multimodal checkpoints); ``sharding(name, shape)`` places each array (e.g. on a mesh). Each
+    device's shard is read straight from the memory-mapped files (``jax.make_array_from_callback``), so
+    the host holds at most one shard of one stacked parameter at a time, never the model.
     """
     np_dtype = np.dtype(ml_dtypes.bfloat16) if jnp.dtype(dtype) == jnp.bfloat16 else np.dtype(np.float32)
     rows = config.vocab_size if vocab_rows is None else int(vocab_rows)
     expected = {"embed": (config.vocab_size, config.hidden_size), "final_norm": (config.hidden_size,)}
     shapes = layer_shapes(config)
-    host = {
-        "embed": np.empty((rows, config.hidden_size), np_dtype),
-        "final_norm": np.empty(expected["final_norm"], np_dtype),
-    }
-    host.update({k: np.empty((config.num_layers, *s), np_dtype) for k, s in shapes.items()})
-    seen: set[tuple[str, int | None]] = set()
-    for path in weight_files(folder):
-        with SafetensorsFile(path) as f:
+    files = [SafetensorsFile(path) for path in weight_files(folder)]
+    try:
+        where: dict[tuple[str, int | None], tuple[SafetensorsFile, str]] = {}
+        for f in files:
             for name in f.names():
                 target = _target_name(name)
                 if target is None:
@@ -138,35 +136,41 @@ def load_params(
                 if layer is not None and layer >= config.num_layers:
                     raise CheckpointError(f"tensor {name} is for layer {layer} of a {config.num_layers}-layer config")
                 want = expected[key] if layer is None else shapes[key]
-                got = f.shape(name)
-                if got != want:
-                    raise CheckpointError(f"tensor {name} has shape {got}, expected {want} from config.json")
-                value = f.get(name)
-                if key == "embed":
-                    host[key][:] = value[:rows]
-                elif layer is None:
-                    host[key][:] = value
-                else:
-                    host[key][layer] = value
-                seen.add(target)
-    needed = {("embed", None), ("final_norm", None)}
-    needed |= {(k, i) for k in shapes for i in range(config.num_layers)}
-    missing = sorted(needed - seen, key=lambda t: (t[1] or -1, t[0]))
-    if missing:
-        names = [hf_name(k, i) for k, i in missing[:3]]
-        raise CheckpointError(f"{folder} is missing {len(missing)} tensor(s), e.g. {', '.join(names)}")
+                if f.shape(name) != want:
+                    raise CheckpointError(f"tensor {name} has shape {f.shape(name)}, expected {want} from config.json")
+                where[target] = (f, name)
+        needed = {("embed", None), ("final_norm", None)}
+        needed |= {(k, i) for k in shapes for i in range(config.num_layers)}
+        missing = sorted(needed - set(where), key=lambda t: (t[1] or -1, t[0]))
+        if missing:
+            names = [hf_name(k, i) for k, i in missing[:3]]
+            raise CheckpointError(f"{folder} is missing {len(missing)} tensor(s), e.g. {', '.join(names)}")
 
-    def place(name, array):
-        out = jax.device_put(array, sharding(name, array.shape) if sharding else None)
-        host[name] = None  # drop the host copy before the next array is placed
-        return out
+        def tensor(key: str, layer: int | None) -> np.ndarray:
+            f, name = where[(key, layer)]
+            return f.get(name)  # a view of the mapped file: nothing is read until it is sliced
 
-    layers = {k: place(k, host[k]) for k in shapes}
-    return {
-        "embed": place("embed", host["embed"]),
-        "final_norm": place("final_norm", host["final_norm"]),
-        "layers": layers,
-    }
+        def block(key: str, index: tuple) -> np.ndarray:
+            """The part ``index`` of the stacked array ``key``, in the target dtype."""
+            if key == "embed":
+                return np.asarray(tensor(key, None)[:rows][index], np_dtype)
+            if key == "final_norm":
+                return np.asarray(tensor(key, None)[index], np_dtype)
+            layers = range(*index[0].indices(config.num_layers))
+            return np.stack([np.asarray(tensor(key, i)[index[1:]], np_dtype) for i in layers])
+
+        def place(key: str, shape: tuple[int, ...]):
+            where_to = sharding(key, shape) if sharding else jax.sharding.SingleDeviceSharding(jax.devices()[0])
+            return jax.make_array_from_callback(shape, where_to, lambda index: block(key, index))
+
+        return {
+            "embed": place("embed", (rows, config.hidden_size)),
+            "final_norm": place("final_norm", expected["final_norm"]),
+            "layers": {k: place(k, (config.num_layers, *s)) for k, s in shapes.items()},
+        }
+    finally:
+        for f in files:
+            f.close()
 
 
 def hf_name(key: str, layer: int | None, prefix: str = "model.") -> str:
@@ -192,18 +196,35 @@ def load_pretrained(
     vocab_rows: int | None = None,
     sharding: Callable | None = None,
     tokenizer: bool = True,
+    mesh=None,
+    batch_size: int | None = None,
 ) -> Model:
-    """Load a Gemma-3 (text or multimodal) checkpoint from a folder or hub id into a ``Model``."""
+    """Load a Gemma-3 (text or multimodal) checkpoint from a folder or hub id into a ``Model``.
+
+    ``mesh`` (a ``jaxsteer.sharding.MeshSpec`` or a ``jax.sharding.Mesh``) shards the weights by the
+    inference partition rules as they stream in; the mesh is checked against the devices, the heads,
+    ``batch_size`` and the devices' memory first, before any weight is read.
+    """
+    from jaxsteer import sharding as mesh_lib
+
     target = resolve_dtype(dtype)
     folder = resolve_folder(path_or_hub_id)
     config = GemmaConfig.from_hf(folder)
     if vocab_rows is not None and not 0 < vocab_rows <= config.vocab_size:
         raise ConfigError(f"vocab_rows={vocab_rows} must be in 1..{config.vocab_size}")
+    on = None
+    if mesh is not None:
+        spec = mesh if isinstance(mesh, mesh_lib.MeshSpec) else None
+        if spec is not None:
+            mesh_lib.initialize(spec)
+            mesh_lib.check_inference_mesh(spec, config, jnp.dtype(target).itemsize, batch_size)
+        on = mesh_lib.inference_mesh(mesh)
+        sharding = sharding or mesh_lib.inference_sharding(on)
     params = load_params(folder, config, target, vocab_rows, sharding)
     if vocab_rows is not None:
         config = config.replace(vocab_size=int(vocab_rows))
     tok = load_tokenizer(folder) if tokenizer else None
-    return Model(config=config, params=params, tokenizer=tok, source=os.fspath(path_or_hub_id))
+    return Model(config=config, params=params, tokenizer=tok, source=os.fspath(path_or_hub_id), mesh=on)
 
 
 # Keys whose value is the function of the saved weights: always jaxsteer's (they describe the arrays

@@ -62,4 +62,9 @@ def load_model(args_or_cfg):
     source = getattr(args_or_cfg, "model", None)
     if not source:
         raise ConfigError("no model given: pass --model FOLDER or set `model:` in the config")
-    return load_pretrained(source, dtype=getattr(args_or_cfg, "dtype", None) or "bfloat16")
+    return load_pretrained(
+        source,
+        dtype=getattr(args_or_cfg, "dtype", None) or "bfloat16",
+        mesh=getattr(args_or_cfg, "mesh", None),
+        batch_size=getattr(args_or_cfg, "batch_size", None),
+    )

@@ -1,4 +1,6 @@
-"""``jaxsteer sweep``: Global-MMLU accuracy over layers × γ for a vector file, in one compiled call per chunk.
+"""``jaxsteer sweep``: accuracy over layers × γ for a vector file — Global-MMLU by log-likelihood (one
+shared-prefix call per chunk of grid points) or BLEnD by greedy generation (``--bench blend``: every grid
+point decoded in the same generation call per batch of questions).
 
 Prints the best point by the library's selection rule (:mod:`jaxsteer.study.selection`: ties → smaller γ,
 then lower layer) with the items behind it and the points it ties with; ``sweep.json`` records the same.
@@ -18,6 +20,7 @@ def register(sub) -> None:
     p.add_argument("--layers", help="comma-separated layers (default: the config's sweep_layers or all)")
     p.add_argument("--gammas", help="comma-separated γ values (default: the config's sweep_gammas)")
     p.add_argument("--part", default="dev2", choices=["dev1", "dev2", "test"])
+    p.add_argument("--bench", default="gmmlu", choices=["gmmlu", "blend"], help="benchmark scored (default gmmlu)")
     p.add_argument("--force", action="store_true", help="apply a vector made for another config hash")
     p.set_defaults(func=run)
 
@@ -38,7 +41,7 @@ def run(args) -> int:
     from jaxsteer.steering.figures import plot_sweep_heatmap
     from jaxsteer.steering.sweep import layer_gamma_grid, layer_passes, run_grid
     from jaxsteer.steering.vectors_io import check_compatible, load_vectors
-    from jaxsteer.study.evaluate import gmmlu_inputs
+    from jaxsteer.study.evaluate import blend_accuracies, gmmlu_inputs
     from jaxsteer.study.experiment import Benchmarks
     from jaxsteer.study.selection import best_of_table, sweep_table
 
@@ -51,15 +54,21 @@ def run(args) -> int:
     grid = layer_gamma_grid(vset.vectors, layers, gammas)
     bench = Benchmarks(cfg)
     rows = []
+    metric = f"{args.bench}_accuracy"
     for lang in cfg.languages:
-        ids, mask, option_ids, answers = gmmlu_inputs(model, bench, lang, args.part)
-        logp = run_grid(
-            model, ids, mask, grid, option_logprob_fn(option_ids), chunk_size=cfg.chunk_size, progress=not args.quiet
-        )
-        acc = (logp.argmax(-1) == answers[None]).mean(-1) * 100
-        n = len(answers)
-        rows += [{"lang": lang, **lab, "gmmlu_accuracy": float(a), "n": n} for lab, a in zip(grid.labels, acc)]
-    table = sweep_table(rows, "gmmlu_accuracy")
+        if args.bench == "blend":
+            acc = blend_accuracies(model, bench, lang, args.part, plans=grid, progress=not args.quiet)
+            n = len(bench.blend(lang, args.part))
+        else:
+            ids, mask, option_ids, answers = gmmlu_inputs(model, bench, lang, args.part)
+            logp = run_grid(
+                model, ids, mask, grid, option_logprob_fn(option_ids), chunk_size=cfg.chunk_size,
+                progress=not args.quiet,
+            )  # fmt: skip
+            acc = (logp.argmax(-1) == answers[None]).mean(-1) * 100
+            n = len(answers)
+        rows += [{"lang": lang, **lab, metric: float(a), "n": n} for lab, a in zip(grid.labels, acc)]
+    table = sweep_table(rows, metric)
     best = best_of_table(table)
     write_csv(os.path.join(cfg.out, "sweep.csv"), rows)
     write_json(
@@ -71,6 +80,7 @@ def run(args) -> int:
             "layer_passes": layer_passes(grid, model.config.num_layers, cfg.chunk_size),
             "vectors": os.path.abspath(args.vectors),
             "part": args.part,
+            "bench": args.bench,
             "provenance": provenance(model, seed=cfg.seed, command="jaxsteer sweep"),
         },
     )
@@ -79,7 +89,7 @@ def run(args) -> int:
         [(r["layer"], r["gamma"], r["metric"]) for r in table],
         os.path.join(cfg.out, "sweep_heatmap"),
         baseline=baseline,
-        metric="Global-MMLU acc (%)",
+        metric={"gmmlu": "Global-MMLU acc (%)", "blend": "BLEnD acc (%)"}[args.bench],
         best=(best.layer, best.gamma),
     )
     print(f"best (mean over {', '.join(cfg.languages)}): {best.describe()}")

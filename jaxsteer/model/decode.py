@@ -19,7 +19,7 @@ from jaxtyping import Array, Float, Int
 from jaxsteer.config import GemmaConfig
 from jaxsteer.errors import InputError
 from jaxsteer.model.attention import cached_attention, resolve_impl
-from jaxsteer.model.model import Model, check_tokens
+from jaxsteer.model.model import Model, check_tokens, on_mesh
 from jaxsteer.model.transformer import default_positions, make_context, prepare, run_layers, unembed
 from jaxsteer.steering.plan import Steering
 
@@ -280,6 +280,9 @@ def generate(
         raise InputError(f"decode_layout={decode_layout!r}: expected auto, scan or unrolled")
     unroll = decode_layout == "unrolled" or (decode_layout == "auto" and _room_for_layer_copy(model.params))
     split = _split_layers(model.params["layers"], config.num_layers) if unroll else None
+    input_ids, attention_mask = on_mesh(model, input_ids, attention_mask)
+    if steering is not None and steering.mask is not None:
+        steering = steering.replace(mask=on_mesh(model, steering.mask)[0])
     out = generate_core(
         model.params,
         input_ids,
@@ -345,11 +348,13 @@ def _split_layers(layers, num_layers: int) -> tuple:
 
 
 def _room_for_layer_copy(params) -> bool:
-    """True when the device can hold a second copy of the layer weights (always on CPU)."""
+    """True when every device can hold a second copy of its share of the layer weights (unknown: True)."""
+    from jaxsteer.sharding import device_free_bytes
+
     leaves = jax.tree.leaves(params["layers"])
     device = next(iter(leaves[0].devices()))
-    stats = device.memory_stats() if device.platform != "cpu" else None
-    if not stats or "bytes_limit" not in stats:
+    free = device_free_bytes(device)
+    if free is None:
         return True
-    need = sum(x.nbytes for x in leaves)
-    return stats["bytes_limit"] - stats.get("bytes_in_use", 0) > 1.25 * need
+    need = sum(int(np.prod(x.sharding.shard_shape(x.shape))) * x.dtype.itemsize for x in leaves)
+    return free > 1.25 * need

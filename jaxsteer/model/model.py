@@ -35,12 +35,17 @@ def resolve_dtype(dtype: Any):
 
 @dataclasses.dataclass(frozen=True)
 class Model:
-    """A Gemma-3 decoder: its config, its params pytree and (when loaded from a folder) a tokenizer."""
+    """A Gemma-3 decoder: its config, its params pytree and (when loaded from a folder) a tokenizer.
+
+    ``mesh`` (a ``jax.sharding.Mesh``) is where the params live when they are sharded: every inference
+    entry point then splits its batch rows over the mesh's batch shards (``jaxsteer.sharding``).
+    """
 
     config: GemmaConfig
     params: Params
     tokenizer: Any = None
     source: str | None = None
+    mesh: Any = None
 
     @classmethod
     def random(cls, config: GemmaConfig, seed: int = 0, dtype="float32", norm_std: float = 0.0) -> Model:
@@ -50,6 +55,15 @@ class Model:
     @property
     def dtype(self):
         return self.params["embed"].dtype
+
+
+def on_mesh(model: Model, *arrays) -> tuple:
+    """Batch-major arrays split over the model's mesh (unchanged without one; ``None`` stays ``None``)."""
+    if model.mesh is None or any(isinstance(x, jax.core.Tracer) for x in arrays):
+        return arrays
+    from jaxsteer.sharding import place_rows
+
+    return tuple(None if x is None else place_rows(model.mesh, x) for x in arrays)
 
 
 def _concrete(x) -> bool:
@@ -129,6 +143,9 @@ def forward(
         positions = jnp.asarray(positions, jnp.int32)
         if positions.shape != input_ids.shape:
             raise InputError(f"positions have shape {tuple(positions.shape)}, expected {tuple(input_ids.shape)}")
+    input_ids, attention_mask, positions, index = on_mesh(model, input_ids, attention_mask, positions, index)
+    if steering is not None and steering.mask is not None:
+        steering = steering.replace(mask=on_mesh(model, steering.mask)[0])
     return forward_core(
         model.params,
         input_ids,

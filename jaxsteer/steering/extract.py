@@ -35,7 +35,7 @@ from jaxtyping import Array, Float, Int
 from jaxsteer.config import GemmaConfig
 from jaxsteer.errors import InputError
 from jaxsteer.model.attention import resolve_impl
-from jaxsteer.model.model import Model, check_tokens
+from jaxsteer.model.model import Model, check_tokens, on_mesh
 from jaxsteer.model.transformer import gather_positions, last_valid_index, prepare, run_layers
 from jaxsteer.tokens import batches
 
@@ -116,6 +116,7 @@ def iterate_activations(model: Model, ids: np.ndarray, mask: np.ndarray, batch_s
     check_tokens(model.config, ids, mask)
     for rows, pi, pm in batches(np.asarray(ids), np.asarray(mask), batch_size):
         n = rows.stop - rows.start
+        pi, pm = on_mesh(model, pi, pm)
         acts = layer_activations(model.params, pi, pm, config=model.config, read=read, impl=impl)
         if progress is not None:
             progress.update(n)

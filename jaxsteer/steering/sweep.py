@@ -26,7 +26,7 @@ from jaxtyping import ArrayLike, Float
 
 from jaxsteer.errors import InputError
 from jaxsteer.model.attention import resolve_impl
-from jaxsteer.model.model import Model, check_tokens
+from jaxsteer.model.model import Model, check_tokens, on_mesh
 from jaxsteer.model.transformer import (
     default_positions,
     head,
@@ -165,6 +165,7 @@ def run_grid(
     impl = resolve_impl("auto", model.dtype)
     mode, index = ("last", None) if logits_at == "last" else ("index", jnp.asarray(logits_at, jnp.int32))
     start = min(grid.first_steered_layer, cfg.num_layers - 1)
+    input_ids, attention_mask, index = on_mesh(model, input_ids, attention_mask, index)
     h = _prefix(model.params, input_ids, attention_mask, config=cfg, stop=start, impl=impl)
     chunk = min(chunk_size, len(grid.labels))
     outs = []

@@ -61,17 +61,32 @@ def gmmlu_inputs(model: Model, bench: Benchmarks, lang: str, part: str):
 def blend_accuracy(
     model: Model, bench: Benchmarks, lang: str, part: str, steering=None, progress=True, responses_out=None
 ) -> float:
+    return blend_accuracies(model, bench, lang, part, steering, progress=progress, responses_out=responses_out)[0]
+
+
+def blend_accuracies(
+    model: Model, bench: Benchmarks, lang: str, part: str, steering=None, plans=None, progress=True, responses_out=None
+) -> list[float]:
+    """BLEnD accuracy (percent) under ``steering``, or under each of ``plans`` (``[G, L, D]`` deltas or a
+    sweep ``Grid``: every plan decoded in the same generation calls); ``responses_out`` gets the first plan's."""
     tok = _tokenizer(model)
     cfg = bench.cfg
     items = bench.blend(lang, part)
     queries = [it.decontextualised if cfg.blend_eval == "decontextualised" else it.contextualised for it in items]
     texts = [bench.blend_prompt(q, lang, tok) for q in queries]
-    answers = generate_answers(model, tok, texts, cfg.max_new_tokens, steering, False, cfg.batch_size, progress)
-    responses = {it.question.id: a for it, a in zip(items, answers)}
-    if responses_out is not None:
-        responses_out.update(responses)
+    answers = generate_answers(
+        model, tok, texts, cfg.max_new_tokens, steering, False, cfg.batch_size, progress, plans=plans
+    )
+    per_plan = answers if plans is not None else [answers]
     prompts_by_id = {it.question.id: t for it, t in zip(items, texts)}  # BLEnD's matcher strips an echo
-    return metrics.blend_accuracy(responses, [it.question for it in items], cfg.blend_match, prompts_by_id).accuracy
+    questions = [it.question for it in items]
+    scores = []
+    for plan_answers in per_plan:
+        responses = {it.question.id: a for it, a in zip(items, plan_answers)}
+        scores.append(metrics.blend_accuracy(responses, questions, cfg.blend_match, prompts_by_id).accuracy)
+    if responses_out is not None:
+        responses_out.update({it.question.id: a for it, a in zip(items, per_plan[0])})
+    return scores
 
 
 @dataclasses.dataclass

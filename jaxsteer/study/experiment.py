@@ -19,6 +19,7 @@ from jaxsteer.data import blend as blend_data
 from jaxsteer.data import decontext, gmmlu, prompts, splits
 from jaxsteer.data.languages import language
 from jaxsteer.errors import ConfigError, DataError
+from jaxsteer.sharding import MeshSpec
 
 PARTS = ("dev1", "dev2", "test")
 log = logging.getLogger(__name__)
@@ -59,6 +60,8 @@ class ExperimentConfig:
     blend_local_instruction: bool = True  # BLEnD's instruction in the local language (False: English)
     blend_match: str = "jaxsteer"  # soft exact match: jaxsteer's (casefolded, whole numbers) | "blend" (BLEnD's)
     out: str = "results"
+    # devices the models are sharded over (data × fsdp × model; jaxsteer/sharding.py); default: one device
+    mesh: MeshSpec | None = None
 
     def __post_init__(self):
         for lang in self.languages:

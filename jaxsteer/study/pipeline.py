@@ -204,7 +204,11 @@ def run_experiment(
     results: dict[str, EvalResult] = {}
     reports = []
     for name, source in models.items():
-        model = source if isinstance(source, Model) else load_pretrained(source, dtype=cfg.dtype)
+        model = (
+            source
+            if isinstance(source, Model)
+            else load_pretrained(source, dtype=cfg.dtype, mesh=cfg.mesh, batch_size=cfg.batch_size)
+        )
         print(f"[{name}] evaluating the plain model on test", flush=True)
         results[name] = measures.evaluate(model, bench, name, None, "test", progress)
         write_eval(results[name], out_dir, model, cfg, base_id)

@@ -29,7 +29,7 @@ from jaxsteer.steering.extract import TokenPairs, extract, normalise, pool
 from jaxsteer.steering.plan import Steering
 from jaxsteer.steering.sweep import Grid, run_grid
 from jaxsteer.steering.vectors_io import VectorSet
-from jaxsteer.study.evaluate import blend_accuracy, gmmlu_inputs
+from jaxsteer.study.evaluate import blend_accuracies, gmmlu_inputs
 from jaxsteer.study.experiment import Benchmarks, ExperimentConfig
 from jaxsteer.study.selection import best_point
 
@@ -148,13 +148,14 @@ def dev2_gmmlu(
 def dev2_blend(
     model: Model, bench: Benchmarks, lang: str, candidates: Sequence[Candidate], *, progress: bool = True
 ) -> np.ndarray:
-    """BLEnD Dev2 accuracy of every candidate: one greedy generation run per candidate."""
-    scores = []
-    for c in candidates:
-        scores.append(blend_accuracy(model, bench, lang, "dev2", c.steering, progress=False))
-        if progress:
-            print(f"    {lang} {c.label}: Dev2 BLEnD {scores[-1]:.1f}", flush=True)
-    return np.asarray(scores, np.float64)
+    """BLEnD Dev2 accuracy of every candidate: all candidates decoded together, one generation call per
+    batch of questions (``generate`` with a grid of plans)."""
+    deltas = np.stack([np.asarray(c.steering.deltas(), np.float32) for c in candidates])
+    scores = np.asarray(blend_accuracies(model, bench, lang, "dev2", plans=deltas, progress=progress), np.float64)
+    if progress:
+        for c, score in zip(candidates, scores):
+            print(f"    {lang} {c.label}: Dev2 BLEnD {score:.1f}", flush=True)
+    return scores
 
 
 # --- selection ---------------------------------------------------------------------------------------
