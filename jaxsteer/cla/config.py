@@ -212,7 +212,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     _need(d.length_window >= 1, f"data.length_window={d.length_window} must be ≥ 1")
     _need(bool(d.langs), "data.langs is empty")
     _need(cfg.mesh.fsdp >= 1 and (cfg.mesh.data >= 1 or cfg.mesh.data == -1), "mesh.data/fsdp must be ≥ 1 (data -1)")
-    _need(cfg.mesh.model == 1, f"mesh.model={cfg.mesh.model}: tensor parallelism is for inference; train with mesh.fsdp")
+    _need(
+        cfg.mesh.model == 1, f"mesh.model={cfg.mesh.model}: tensor parallelism is for inference; train with mesh.fsdp"
+    )
     _need(cfg.checkpoint.every > 0 and cfg.checkpoint.keep > 0, "checkpoint.every and checkpoint.keep must be ≥ 1")
     _need(cfg.log.every > 0, f"log.every={cfg.log.every} must be ≥ 1")
     return cfg
