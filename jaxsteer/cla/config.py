@@ -61,7 +61,7 @@ class TrainSpec:
     remat: str | None = "nothing_saveable"  # jax.checkpoint_policies name for the scanned block; None: off
     ce_chunk: int = 256  # sequence positions per cross-entropy chunk: [B, chunk, V] fp32 at a time
     ce_impl: str = "fused"  # fused: custom VJP, head gradients in the forward pass | chunked: recompute (reference)
-    impl: str = "auto"  # attention kernel: auto | xla | cudnn
+    impl: str = "auto"  # attention kernel: auto | xla | cudnn | splash
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,6 +15,7 @@ them: ``tests/conftest.py`` switches jaxtyping + beartype on)::
     Bd   rows of a steering delta: 1 (shared by the batch) or B
     G    grid points of a sweep (``*G``: the leading γ-grid axes of a ``Steering``)
     J    index axes of gathered positions (``*J``)
+    Tp   T padded up to whole kernel blocks (splash attention)
     2    local (0) / global (1) rotary tables ``""`` a scalar
 
 A leading ``_`` marks an axis named for the reader but not checked (``_heads`` is H or K); ``#``

@@ -132,7 +132,7 @@ def forward(
         ``[l+1]`` the output of block ``l`` including its steering delta, not normed).
       logits_at: ``None``/``"all"`` → ``[B, T, V]``; ``"last"`` → ``[B, V]`` at each row's last real
         token; an index array ``[B]`` or ``[B, K]`` → logits there; ``"none"`` → no head at all.
-      impl: attention kernel, ``"auto"`` | ``"xla"`` | ``"cudnn"``.
+      impl: attention kernel, ``"auto"`` | ``"xla"`` | ``"cudnn"`` | ``"splash"`` (see ``attention.resolve_impl``).
     """
     config = model.config
     input_ids, attention_mask = check_tokens(config, input_ids, attention_mask)
