@@ -30,6 +30,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from jaxsteer import devices
 from jaxsteer.errors import ConfigError
 
 
@@ -240,24 +241,13 @@ def check_inference_mesh(spec: MeshSpec, config, dtype_bytes: int, batch: int | 
     per_layer = sum(int(np.prod(s)) for s in layer_shapes(config).values())
     total = (config.num_layers * per_layer + config.vocab_size * config.hidden_size) * dtype_bytes
     need = total / (fsdp * model)
-    free = device_free_bytes(jax.devices()[0])
+    free = devices.free_bytes(jax.devices()[0])
     if free is not None and need > free:
         raise ConfigError(
             f"the weights need {need / 2**30:.1f} GiB per device ({total / 2**30:.1f} GiB over fsdp={fsdp} × "
             f"model={model}) but a device has {free / 2**30:.1f} GiB free: raise mesh.fsdp or mesh.model"
         )
     return data, fsdp, model
-
-
-def device_free_bytes(device) -> int | None:
-    """Free memory of a device from its allocator stats (GPU, TPU); ``None`` where unknown (CPU)."""
-    try:
-        stats = device.memory_stats()
-    except Exception:  # noqa: BLE001 - backends without stats
-        return None
-    if not stats or "bytes_limit" not in stats:
-        return None
-    return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
 
 
 def inference_mesh(spec: MeshSpec | Mesh | None) -> Mesh | None:

@@ -134,6 +134,6 @@ def test_memory_check_names_the_numbers(monkeypatch):
     from jaxsteer.config import gemma3_12b
     from jaxsteer.errors import ConfigError
 
-    monkeypatch.setattr(M, "device_free_bytes", lambda device: 16 * 2**30)  # a TPU v5e chip
+    monkeypatch.setattr(M.devices, "free_bytes", lambda device: 16 * 2**30)  # a TPU v5e chip
     with pytest.raises(ConfigError, match=r"the weights need 2[0-9.]+ GiB per device .* has 16.0 GiB free"):
         M.check_inference_mesh(M.MeshSpec(), gemma3_12b(), 2)

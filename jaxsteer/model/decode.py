@@ -349,12 +349,6 @@ def _split_layers(layers, num_layers: int) -> tuple:
 
 def _room_for_layer_copy(params) -> bool:
     """True when every device can hold a second copy of its share of the layer weights (unknown: True)."""
-    from jaxsteer.sharding import device_free_bytes
+    from jaxsteer.devices import room_for_copy
 
-    leaves = jax.tree.leaves(params["layers"])
-    device = next(iter(leaves[0].devices()))
-    free = device_free_bytes(device)
-    if free is None:
-        return True
-    need = sum(int(np.prod(x.sharding.shard_shape(x.shape))) * x.dtype.itemsize for x in leaves)
-    return free > 1.25 * need
+    return room_for_copy(params["layers"])
