@@ -52,11 +52,11 @@ def test_defects_are_reported_with_the_question(tmp_path):
             "99,Fx-zz-99,Food,English (US),Τι τρώνε Έλληνες φοιτητές στην Ελλάδα;,What do students eat in Greece?\n"
         )
     d = check_country(tmp_path, "Greece")["decontext"]
-    assert d["checked"] == 25 and d["clean"] == 24
+    assert d["checked"] == 27 and d["clean"] == 26
     assert [(row["id"], row["left"]) for row in d["residual"]] == [("Fx-zz-99", "Έλληνες")]
     assert d["residual"][0]["decontextualised"] == "Τι τρώνε Έλληνες φοιτητές;"
     assert d["residual"][0]["rules"] == ["preposition"]
-    assert d["coverage_pct"] == pytest.approx(100 * 24 / 25)
+    assert d["coverage_pct"] == pytest.approx(100 * 26 / 27)
     text = format_report(check_blend(tmp_path, ["Greece"]))
     assert "Greece: residual 'Έλληνες' in Fx-zz-99" in text
 
@@ -65,8 +65,8 @@ def test_all_countries_by_default_and_totals():
     assert default_countries(DATA) == ["China", "South_Korea", "Spain", "Indonesia", "Greece", "Iran"]
     report = check_blend(DATA)
     t = report["totals"]
-    assert t["questions"] == sum(r["questions"] for r in report["countries"]) == 155
-    assert t["checked"] == 154 and t["clean"] == 154 and t["min_coverage_pct"] == pytest.approx(100.0)
+    assert t["questions"] == sum(r["questions"] for r in report["countries"]) == 159
+    assert t["checked"] == 158 and t["clean"] == 158 and t["min_coverage_pct"] == pytest.approx(100.0)
 
 
 def test_cli_text_json_and_file(tmp_path):
@@ -90,7 +90,7 @@ def test_cli_fail_under_and_user_mistakes(tmp_path):
             "99,Fx-zz-99,Food,English (US),Τι τρώνε Έλληνες φοιτητές στην Ελλάδα;,What do students eat in Greece?\n"
         )
     rc, _, err = call("data", "check", tmp_path, "--country", "Greece", "--fail-under", "99.5")
-    assert rc == 1 and "coverage below 99.5%: Greece 96.0%" in err
+    assert rc == 1 and "coverage below 99.5%: Greece 96.3%" in err
     assert call("data", "check", tmp_path, "--country", "Greece", "--fail-under", "95")[0] == 0
     for args, needle in [
         (("data", "check", tmp_path / "nope"), "is not a folder"),
