@@ -98,6 +98,9 @@ def test_missing_annotation_file_and_columns(tmp_path):
     shutil.copy(DATA / "blend" / "questions" / "Spain_questions.csv", tmp_path / "blend" / "questions")
     with pytest.raises(DataError, match="Spain_data.json not found"):
         load_blend(tmp_path, "Spain")
+    qs = load_blend(tmp_path, "Spain", require_annotations=False)  # the questions alone, e.g. for ``data check``
+    assert len(qs) == 25 and not any(q.skipped for q in qs)  # Fx-hd-25 needs the annotator counts to be skipped
+    assert not any(q.annotated or q.annotations for q in qs) and all(q.annotated for q in load_blend(DATA, "Spain"))
     (tmp_path / "blend" / "questions" / "Spain_questions.csv").write_text(",ID,Topic,Question\n0,a,Food,q\n")
     with pytest.raises(DataError, match=r"Spain_questions.csv: missing column\(s\) Source, Translation"):
         load_blend(tmp_path, "Spain")

@@ -37,6 +37,8 @@ def test_country_report_counts_skips_rules_and_kept_cues():
     assert d["rules"]["origin"] == 3 and d["rules"]["cuisine"] == 1 and d["rules"]["demonym"] == 3
     assert sum(d["rules"].values()) >= d["named"]  # every named question fired at least one rule
     assert d["kept"] == {"Chinese language or script (中文/汉语)": ["Fx-hd-29"]}
+    assert d["kept_counts"] == {"Chinese language or script (中文/汉语)": 1} and d["kept_questions"] == 1
+    assert r["annotated"] is True
     assert d["residual"] == d["dangling"] == d["no_local_mention"] == []
     iran = check_country(DATA, "fa")["decontext"]
     assert [row["id"] for row in iran["no_local_mention"]] == ["Fx-hd-26"]
@@ -52,11 +54,11 @@ def test_defects_are_reported_with_the_question(tmp_path):
             "99,Fx-zz-99,Food,English (US),Τι τρώνε Έλληνες φοιτητές στην Ελλάδα;,What do students eat in Greece?\n"
         )
     d = check_country(tmp_path, "Greece")["decontext"]
-    assert d["checked"] == 25 and d["clean"] == 24
+    assert d["checked"] == 27 and d["clean"] == 26
     assert [(row["id"], row["left"]) for row in d["residual"]] == [("Fx-zz-99", "Έλληνες")]
     assert d["residual"][0]["decontextualised"] == "Τι τρώνε Έλληνες φοιτητές;"
     assert d["residual"][0]["rules"] == ["preposition"]
-    assert d["coverage_pct"] == pytest.approx(100 * 24 / 25)
+    assert d["coverage_pct"] == pytest.approx(100 * 26 / 27)
     text = format_report(check_blend(tmp_path, ["Greece"]))
     assert "Greece: residual 'Έλληνες' in Fx-zz-99" in text
 
@@ -65,8 +67,8 @@ def test_all_countries_by_default_and_totals():
     assert default_countries(DATA) == ["China", "South_Korea", "Spain", "Indonesia", "Greece", "Iran"]
     report = check_blend(DATA)
     t = report["totals"]
-    assert t["questions"] == sum(r["questions"] for r in report["countries"]) == 155
-    assert t["checked"] == 154 and t["clean"] == 154 and t["min_coverage_pct"] == pytest.approx(100.0)
+    assert t["questions"] == sum(r["questions"] for r in report["countries"]) == 159
+    assert t["checked"] == 158 and t["clean"] == 158 and t["min_coverage_pct"] == pytest.approx(100.0)
 
 
 def test_cli_text_json_and_file(tmp_path):
@@ -90,7 +92,7 @@ def test_cli_fail_under_and_user_mistakes(tmp_path):
             "99,Fx-zz-99,Food,English (US),Τι τρώνε Έλληνες φοιτητές στην Ελλάδα;,What do students eat in Greece?\n"
         )
     rc, _, err = call("data", "check", tmp_path, "--country", "Greece", "--fail-under", "99.5")
-    assert rc == 1 and "coverage below 99.5%: Greece 96.0%" in err
+    assert rc == 1 and "coverage below 99.5%: Greece 96.3%" in err
     assert call("data", "check", tmp_path, "--country", "Greece", "--fail-under", "95")[0] == 0
     for args, needle in [
         (("data", "check", tmp_path / "nope"), "is not a folder"),
@@ -102,3 +104,21 @@ def test_cli_fail_under_and_user_mistakes(tmp_path):
         assert err.startswith("jaxsteer data: error:") and needle in err, err
     with pytest.raises(DataError, match="reads local files"):
         check_blend("nlee0212/BLEnD")
+
+
+def test_questions_alone_are_audited_without_annotations(tmp_path):
+    (tmp_path / "blend" / "questions").mkdir(parents=True)
+    for country in ("China", "Greece"):
+        name = f"{country}_questions.csv"
+        shutil.copy(DATA / "blend" / "questions" / name, tmp_path / "blend" / "questions" / name)
+    r = check_country(tmp_path, "China")
+    assert (r["annotated"], r["questions"], r["scored"]) == (False, 30, None)
+    assert r["skipped_ids"] == {"blank question": ["Fx-hd-30"]}  # the annotator rule needs the annotations
+    full = check_country(DATA, "China")["decontext"]
+    assert r["decontext"] == {**full, "scored_clean": None}  # the audit reads the questions only
+    report = check_blend(tmp_path)
+    assert report["totals"]["scored"] is None and report["totals"]["kept_questions"] == 2  # China 1, Greece 1
+    text = format_report(report)
+    assert "China: no annotation file (China_data.json): only blank questions counted as skipped" in text
+    assert "China: kept on purpose in 1, Chinese language or script (中文/汉语): Fx-hd-29" in text
+    assert text.splitlines()[2].split() == ["China", "zh", "30", "1", "-", "29", "29", "1", "100.0%"]

@@ -257,6 +257,35 @@ CASES = [
     ("fa", "Iran", "معروف‌ترین غذای ایرانی چیست؟", "معروف‌ترین غذای محلی چیست؟"),
     ("fa", "Iran", "یک وعده غذایی معمول در جشن‌های‌ایران چیست؟", "یک وعده غذایی معمول در جشن‌های محلی چیست؟"),
     ("fa", "Iran", "چه رنگی با تیم ملی فوتبال ایران مرتبط است؟", "چه رنگی با تیم ملی فوتبال مرتبط است؟"),
+    # id: "di seluruh" (all over) goes with the name; a verb that needs an object gets "daerah setempat"
+    ("id", "Indonesia", "Kapan arus mudik terpadat di seluruh Indonesia?", "Kapan arus mudik terpadat?"),
+    (
+        "id",
+        "Indonesia",
+        "Festival musik apa yang paling ramai dari seluruh Indonesia?",
+        "Festival musik apa yang paling ramai?",
+    ),
+    (
+        "id",
+        "Indonesia",
+        "Tarian apa yang paling mewakili Indonesia di acara internasional?",
+        "Tarian apa yang paling mewakili daerah setempat di acara internasional?",
+    ),
+    (  # melahirkan (give birth) stands alone: only the locative goes
+        "id",
+        "Indonesia",
+        "Pada usia berapa perempuan biasanya melahirkan di Indonesia?",
+        "Pada usia berapa perempuan biasanya melahirkan?",
+    ),
+    # el: στην glued onto the word before it; "of Greek origin" keeps an adjective (τοπικής)
+    ("el", "Greece", "Πόσα παιδιά έχει μια οικογένειαστην Ελλάδα;", "Πόσα παιδιά έχει μια οικογένεια;"),
+    ("el", "Greece", "Ποιο φαγητόστην Ελλάδα τρώγεται το Πάσχα;", "Ποιο φαγητό τρώγεται το Πάσχα;"),
+    (
+        "el",
+        "Greece",
+        "Ποια φρούτα ελληνικής προέλευσης εξάγονται περισσότερο;",
+        "Ποια φρούτα τοπικής προέλευσης εξάγονται περισσότερο;",
+    ),
     # kept on purpose: language names
     (
         "es",
@@ -384,6 +413,9 @@ def test_explain_names_the_rules_and_the_kept_cues():
     assert r.rules == ("locative",) and r.kept == ("Korean age or language (한국식/한국어)",)
     r = explain("Selain bahasa Indonesia, bahasa apa yang dipelajari siswa di Indonesia?", "id", "Indonesia")
     assert r.text == "Selain bahasa Indonesia, bahasa apa yang dipelajari siswa?" and r.kept and r.clean
+    assert explain("Ποιο φαγητόστην Ελλάδα τρώγεται;", "el", "Greece").rules == ("glued-preposition",)
+    assert explain("Ποια γλυκά ελληνικής καταγωγής;", "el", "Greece").rules == ("origin",)
+    assert explain("Lagu apa yang mewakili Indonesia?", "id", "Indonesia").rules == ("verb-object",)
     r = explain("What is the most popular fruit?", "en", "Spain")
     assert not r.named and r.rules == () and r.text == "What is the most popular fruit?"
 
@@ -427,6 +459,34 @@ def test_explain_names_the_rules_and_the_kept_cues():
         ("fa", "Iran", "بدترین دوره برای ایران چه زمانی بود؟", "بدترین دوره برای چه زمانی بود؟", (None, "برای ")),
         ("fa", "Iran", "دانشجویان ایرانی کجا می‌روند؟", "دانشجویان ایرانی کجا می‌روند؟", ("ایرانی", None)),
         ("en", "Spain", "What was the worst period for Spain?", "What was the worst period for?", (None, "for")),
+        (
+            "id",
+            "Indonesia",
+            "Kapan arus mudik terpadat di seluruh Indonesia?",
+            "Kapan arus mudik terpadat di?",
+            (None, "di"),
+        ),
+        (
+            "id",
+            "Indonesia",
+            "Tarian apa yang paling mewakili Indonesia?",
+            "Tarian apa yang paling mewakili?",
+            (None, "mewakili"),
+        ),
+        (
+            "el",
+            "Greece",
+            "Πόσα παιδιά έχει μια οικογένειαστην Ελλάδα;",
+            "Πόσα παιδιά έχει μια οικογένειαστην;",
+            (None, "στην"),
+        ),
+        (
+            "el",
+            "Greece",
+            "Ποια φρούτα ελληνικής προέλευσης εξάγονται;",
+            "Ποια φρούτα προέλευσης εξάγονται;",
+            (None, " προέλευσης"),
+        ),
     ],
 )
 def test_defects_are_detected(lang, country, question, broken, left):
@@ -440,3 +500,7 @@ def test_a_function_word_of_the_original_is_not_a_defect():
     assert decontextualize(q, "fa", "Iran") == "دانش‌آموزان برای چه درسی کلاس خصوصی می‌گیرند؟"
     assert defects(q, decontextualize(q, "fa", "Iran"), "fa", "Iran") == (None, None)
     assert defects("哪些来自日本的食物在中国受欢迎？", "哪些来自日本的食物受欢迎？", "zh", "China") == (None, None)
+    # "χώρα προέλευσης" (country of origin) stands in the original: not an orphan of the removed adjective
+    q = "Ποια είναι η χώρα προέλευσης της φέτας στην Ελλάδα;"
+    assert decontextualize(q, "el", "Greece") == "Ποια είναι η χώρα προέλευσης της φέτας;"
+    assert defects(q, decontextualize(q, "el", "Greece"), "el", "Greece") == (None, None)

@@ -87,6 +87,7 @@ class BlendQuestion:
     annotations: tuple[BlendAnswer, ...] = ()
     idk_counts: IdkCounts = IdkCounts()
     source: str = ""
+    annotated: bool = True  # False: loaded without an annotation file (``require_annotations=False``)
 
     @property
     def answers_local(self) -> tuple[str, ...]:
@@ -103,9 +104,14 @@ class BlendQuestion:
 
     @property
     def skip_reason(self) -> str | None:
-        """The first of :data:`SKIP_REASONS` that applies, or None when the question is scored."""
+        """The first of :data:`SKIP_REASONS` that applies, or None when the question is scored.
+
+        Without annotations (``annotated`` False) only a blank question is known to be skipped.
+        """
         if self.blank:
             return SKIP_BLANK
+        if not self.annotated:
+            return None
         return skip_reason(self.idk_counts, len(self.annotations))
 
     @property
@@ -189,12 +195,15 @@ def load_blend(
     *,
     annotations: PathLike | None = None,
     include_skipped: bool = True,
+    require_annotations: bool = True,
 ) -> list[BlendQuestion]:
     """BLEnD questions of one country (BLEnD name or language code) joined with annotations by ``ID``.
 
     ``source`` is a data root, the ``{Country}_questions.csv`` file (annotations are then looked up in
     ``../annotations/{Country}_data.json`` unless ``annotations`` is given), or the hub id. Questions
-    without annotations are kept with no answers (and count as skipped).
+    without annotations are kept with no answers (and count as skipped). With ``require_annotations``
+    False a missing local annotation file is not an error: every question comes back with
+    ``annotated=False`` (what ``jaxsteer data check`` needs to audit the questions alone).
     """
     country = blend_country(country)
     lang = _country_lang(country)
@@ -211,8 +220,10 @@ def load_blend(
         where = str(qpath)
         rows = read_table(qpath, required=QUESTION_COLUMNS)
         apath = Path(annotations) if annotations is not None else _annotation_path(source, qpath, country)
-        raw_ann = read_json(apath)
-        if not isinstance(raw_ann, dict):
+        if apath is None and require_annotations:
+            raise DataError(f"BLEnD annotations for {country}: {country}_data.json not found next to {qpath}")
+        raw_ann = read_json(apath) if apath is not None else None
+        if raw_ann is not None and not isinstance(raw_ann, dict):
             raise DataError(f"{apath}: expected a JSON object keyed by question ID")
     require_rows(rows, where)
     out: list[BlendQuestion] = []
@@ -220,7 +231,7 @@ def load_blend(
         qid = str(row["ID"]).strip()
         if not qid:
             raise DataError(f"{where} row {i}: empty ID")
-        ann = raw_ann.get(qid) or {}
+        ann = (raw_ann.get(qid) if raw_ann is not None else None) or {}
         at = f"{country} annotation {qid!r}"
         if not isinstance(ann, Mapping):
             raise DataError(f"{at}: expected an object with annotations and idks")
@@ -236,6 +247,7 @@ def load_blend(
             annotations=parse_annotations(ann_list, at),
             idk_counts=parse_idks(idks, at),
             source=str(row["Source"]),
+            annotated=raw_ann is not None,
         )
         if include_skipped or not q.skipped:
             out.append(q)
@@ -293,7 +305,7 @@ def scorable(questions: Sequence[BlendQuestion]) -> list[BlendQuestion]:
     return [q for q in questions if not q.skipped]
 
 
-def _annotation_path(source: PathLike, qpath: Path, country: str) -> Path:
+def _annotation_path(source: PathLike, qpath: Path, country: str) -> Path | None:
     root = Path(source)
     candidates = [
         root / "blend" / "annotations",
@@ -304,7 +316,7 @@ def _annotation_path(source: PathLike, qpath: Path, country: str) -> Path:
     for folder in candidates:
         if (folder / f"{country}_data.json").is_file():
             return folder / f"{country}_data.json"
-    raise DataError(f"BLEnD annotations for {country}: {country}_data.json not found next to {qpath}")
+    return None
 
 
 def _decoded(value: Any, where: str) -> Any:

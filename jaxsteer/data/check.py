@@ -7,6 +7,10 @@ which have no country mention in the local text (nothing to remove, so the pair 
 question with a locative added), and — the defects — which still name the country or left a function
 word without its object. *Coverage* is the share of non-blank questions whose decontextualised form is
 clean (no mention left, nothing dangling). Everything is plain data, ready for JSON.
+
+The annotation files are optional here: the decontextualisation audit needs the questions only. Without
+``{Country}_data.json`` the report says ``annotated: false``, counts only blank questions as skipped and
+leaves ``scored`` unknown (None), since BLEnD's annotator rule cannot be applied.
 """
 
 from __future__ import annotations
@@ -50,9 +54,10 @@ def _example(q: blend_data.BlendQuestion, result: decontext.Decontext | None = N
 
 def check_country(source: PathLike, country: str) -> dict[str, Any]:
     """The audit of one country (see the module docstring); raises ``DataError`` for unreadable files."""
-    questions = blend_data.load_blend(source, country)
+    questions = blend_data.load_blend(source, country, require_annotations=False)
     country = questions[0].country if questions else blend_country(country)
     lang = questions[0].lang if questions else None
+    annotated = all(q.annotated for q in questions)
     skipped: dict[str, list[str]] = {}
     for q in questions:
         if q.skip_reason is not None:
@@ -63,7 +68,8 @@ def check_country(source: PathLike, country: str) -> dict[str, Any]:
         "questions": len(questions),
         "skipped": {reason: len(ids) for reason, ids in skipped.items()},
         "skipped_ids": skipped,
-        "scored": sum(1 for q in questions if not q.skipped),
+        "annotated": annotated,
+        "scored": sum(1 for q in questions if not q.skipped) if annotated else None,
     }
     if lang not in decontext.SUPPORTED:
         report["decontext"] = None  # no rules for this language: nothing to audit
@@ -93,9 +99,11 @@ def check_country(source: PathLike, country: str) -> dict[str, Any]:
         "named": checked - len(unnamed),
         "clean": clean,
         "coverage_pct": 100.0 * clean / checked if checked else 0.0,
-        "scored_clean": clean_scored,
+        "scored_clean": clean_scored if annotated else None,
         "rules": dict(sorted(rules.items(), key=lambda kv: (-kv[1], kv[0]))),
         "kept": kept,
+        "kept_counts": {name: len(ids) for name, ids in kept.items()},
+        "kept_questions": len({qid for ids in kept.values() for qid in ids}),
         "no_local_mention": unnamed,
         "residual": residual,
         "dangling": dangling,
@@ -123,9 +131,10 @@ def check_blend(source: PathLike, countries: Sequence[str] | None = None) -> dic
         "countries": reports,
         "totals": {
             "questions": sum(r["questions"] for r in reports),
-            "scored": sum(r["scored"] for r in reports),
+            "scored": sum(r["scored"] for r in reports) if all(r["annotated"] for r in reports) else None,
             "checked": checked,
             "clean": clean,
+            "kept_questions": sum(d["kept_questions"] for d in audited),
             "coverage_pct": 100.0 * clean / checked if checked else 0.0,
             "min_coverage_pct": min((d["coverage_pct"] for d in audited), default=0.0),
         },
@@ -134,22 +143,30 @@ def check_blend(source: PathLike, countries: Sequence[str] | None = None) -> dic
 
 def format_report(report: dict[str, Any], examples: int = 3) -> str:
     """The audit as text: a table per country, then the reasons, rules, kept cues and defects."""
-    head = f"{'country':<12} {'lang':<4} {'questions':>9} {'skipped':>7} {'scored':>6} {'named':>5} {'clean':>5}"
-    lines = [f"BLEnD preprocessing of {report['data']}", head + f" {'coverage':>8}"]
+    head = (
+        f"{'country':<12} {'lang':<4} {'questions':>9} {'skipped':>7} {'scored':>6} {'named':>5} {'clean':>5} "
+        f"{'kept':>4} {'coverage':>8}"
+    )
+    lines = [f"BLEnD preprocessing of {report['data']}", head]
     for r in report["countries"]:
         d = r["decontext"] or {}
         cov = f"{d['coverage_pct']:7.1f}%" if d else "   (none)"
         lines.append(
             f"{r['country']:<12} {r['lang'] or '-':<4} {r['questions']:>9} {sum(r['skipped'].values()):>7} "
-            f"{r['scored']:>6} {d.get('named', '-'):>5} {d.get('clean', '-'):>5} {cov:>8}"
+            f"{_unknown(r['scored']):>6} {d.get('named', '-'):>5} {d.get('clean', '-'):>5} "
+            f"{d.get('kept_questions', '-'):>4} {cov:>8}"
         )
     t = report["totals"]
     lines.append(
-        f"{'all':<12} {'':<4} {t['questions']:>9} {'':>7} {t['scored']:>6} {'':>5} {t['clean']:>5} "
-        f"{t['coverage_pct']:7.1f}%"
+        f"{'all':<12} {'':<4} {t['questions']:>9} {'':>7} {_unknown(t['scored']):>6} {'':>5} {t['clean']:>5} "
+        f"{t['kept_questions']:>4} {t['coverage_pct']:7.1f}%"
     )
     for r in report["countries"]:
         c, d = r["country"], r["decontext"]
+        if not r["annotated"]:
+            lines.append(
+                f"{c}: no annotation file ({c}_data.json): only blank questions counted as skipped, scored unknown"
+            )
         for reason, ids in r["skipped_ids"].items():
             lines.append(f"{c}: skipped {len(ids)} ({reason}): {_ids(ids, examples)}")
         if d is None:
@@ -158,7 +175,7 @@ def format_report(report: dict[str, Any], examples: int = 3) -> str:
         if d["rules"]:
             lines.append(f"{c}: rules fired: " + ", ".join(f"{k} {v}" for k, v in d["rules"].items()))
         for name, ids in d["kept"].items():
-            lines.append(f"{c}: kept on purpose, {name}: {_ids(ids, examples)}")
+            lines.append(f"{c}: kept on purpose in {len(ids)}, {name}: {_ids(ids, examples)}")
         for row in d["no_local_mention"][:examples]:
             lines.append(
                 f"{c}: no country mention in {row['id']} {row['question']!r} (English: {row['translation']!r})"
@@ -171,6 +188,10 @@ def format_report(report: dict[str, Any], examples: int = 3) -> str:
             if len(d[kind]) > examples:
                 lines.append(f"{c}: … {len(d[kind]) - examples} more {kind} (see --json)")
     return "\n".join(lines) + "\n"
+
+
+def _unknown(value: int | None) -> str:
+    return "-" if value is None else str(value)
 
 
 def _ids(ids: Sequence[str], n: int) -> str:

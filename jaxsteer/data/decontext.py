@@ -203,17 +203,21 @@ def _spanish(home: Language) -> LangRules:
 def _indonesian(home: Language) -> LangRules:
     n = rf"(?<!bahasa ){_alt(home.country_local)}"  # "bahasa Indonesia" is the language
     c = rf"(?:{n}|{_alt(home.your_country)})"
-    prepositions = r"(?:di|dari|ke|dalam|seluruh|untuk|bagi|oleh|tentang|asal)"  # not khas: "makanan khas" stands
+    # "di seluruh Indonesia" (all over Indonesia) goes whole; not khas: "makanan khas" stands
+    prepositions = r"(?:(?:di|ke|dari)\s+seluruh|di|dari|ke|dalam|seluruh|untuk|bagi|oleh|tentang|asal)"
+    # verbs that need an object (not melahirkan "give birth", which stands alone): the country was it
+    transitive = r"\b(?:mewakili|mengunjungi|meninggalkan|mengekspor|mengimpor|membela)"
     rules = (
         Rule(
             "demonym",
             re.compile(rf"\b(orang(?:-orang)?|masyarakat|warga|penduduk|rakyat|bangsa)\s+{n}\b", _I),
             r"\1",
         ),
+        Rule("verb-object", re.compile(rf"({transitive})\s+{c}\b", _I), r"\1 daerah setempat"),
         Rule("preposition", re.compile(rf",?\s*\b{prepositions}\s+{c}\b", _I), ""),
         Rule("bare", re.compile(rf"\s*\b{c}\b", _I), ""),
     )
-    dangling = re.compile(rf"\b{prepositions}\s*(?=[?,.;)]|$)", _I)
+    dangling = re.compile(rf"(?:\b{prepositions}|{transitive})\s*(?=[?,.;)]|$)", _I)
     kept = (("Indonesian language (bahasa Indonesia)", re.compile(r"\bbahasa Indonesia\b", _I)),)
     return LangRules(rules, re.compile(rf"\b{c}\b", _I), dangling, kept)
 
@@ -229,13 +233,22 @@ def _greek(home: Language) -> LangRules:
             re.compile(r"\b(οι|τους|στους|των)\s+(?:Έλληνες|Ελλήνων|Έλληνας)\b", _I),
             lambda m: _GREEK_PEOPLE[m.group(1).lower()],
         ),
+        # φαγητά ελληνικής προέλευσης: "of origin" needs its qualifier, so the adjective becomes "local"
+        Rule("origin", re.compile(r"\bελληνικ(?:ής|ης)\s+(προέλευσης|καταγωγής)\b", _I), r"τοπικής \1"),
         Rule("adjective", re.compile(rf"{language}\s+ελληνικ(?:ή|ό|ός|ές|ά|ής|ού|ών|οί|ούς|ήν)\b", _I), ""),
         Rule("your-country", re.compile(rf",?\s*\b(?:από\s+)?{your}\b", _I), ""),
+        # BLEnD glues στην onto the previous word (πληθυσμόστην Ελλάδα): it goes with the name
+        Rule("glued-preposition", re.compile(rf"(?<=[^\W\d_])στην?\s+{n}(?!\w)", _I), ""),
         Rule("preposition", re.compile(rf",?\s*\b{prepositions}\s+{n}(?!\w)", _I), ""),
         Rule("article", re.compile(rf"\s*\b(?:της|η|την|τη)\s+{n}(?!\w)", _I), ""),
         Rule("bare", re.compile(rf"\s*\b{n}(?!\w)", _I), ""),
     )
-    dangling = re.compile(r"\b(?:στην|στη|σε|της|για|από|προς|την|τη|η|των)\s*(?=[;;,.)]|$)", _I)
+    dangling = re.compile(
+        r"\b(?:στην|στη|σε|της|για|από|προς|την|τη|η|των)\s*(?=[;;,.)]|$)"
+        r"|(?<=[^\W\d_])στην(?=\s*[;;,.)]|$)"  # a glued στην left at the end
+        r"|(?<=[^\W\d_])(?<!ής)(?<!ης)\s+(?:προέλευσης|καταγωγής)\b",  # "of origin" with no adjective
+        _I,
+    )
     kept = (("Greek language (τα ελληνικά)", re.compile(r"\b(?:τα|στα)\s+ελληνικά\b", _I)),)
     mention = re.compile(rf"\b(?:{n}|{your}|Έλληνες|Ελλήνων)(?!\w)|(?<!\bτα )(?<!\bστα )\bελληνικ\w+", _I)
     return LangRules(rules, mention, dangling, kept)
