@@ -46,5 +46,5 @@ def write_comparison(out_dir: str, runs: dict[str, dict], base: str, langs=None,
 def format_tables(tables: Mapping[str, metrics.DeltaTable], base: str = "base") -> str:
     """Both Δ tables as Markdown, each under a line naming its benchmark (printed by run, plane and demo)."""
     return "\n\n".join(
-        f"Δ {BENCHMARKS[bench]}, points vs {base}:\n{tables[bench].to_markdown()}" for bench in BENCHMARKS
+        f"Δ {BENCHMARKS[bench]}, points vs {base}:\n{tables[bench].to_markdown().rstrip()}" for bench in BENCHMARKS
     )
