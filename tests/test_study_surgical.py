@@ -135,6 +135,10 @@ def test_select_loc_progress_says_whether_it_chooses_for_sur_or_loc_alone_and_wh
         f"{alone}: chose LOC layer 5 γ=0 → 40.0%; a tie with 1 other point(s): layer 5 γ=1 (the smaller γ, then "
         "the lower layer, wins); γ = 0 is the unsteered model: no steered point beats it",
     ]
+    en_table = {(layer, 2.0): 30.0 for layer in (2, 3, 4)}
+    select_en(stub_model(), bench_of(select_layers=True, layer_window=1), "ko", vectors(0, "EN"), True,
+              score=TableScorer(en_table))  # fmt: skip
+    assert capsys.readouterr().out.strip().startswith("ko EN (Dev2 Global-MMLU): chose layer 2 γ=2 → 30.0%; a tie")
 
 
 # --- the plan ----------------------------------------------------------------------------------------

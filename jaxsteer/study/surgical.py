@@ -182,7 +182,7 @@ def select_en(
     acc = _scores(score(model, bench, lang, cands, progress=progress), cands)
     best = best_point([(c.layer, c.gamma) for c in cands], acc)
     if progress:
-        print(f"    {lang} EN: chose {best.describe()} on Dev2 Global-MMLU", flush=True)
+        print(f"    {lang} EN (Dev2 Global-MMLU): chose {best.describe()}", flush=True)
     return best.layer, {"en_dev2_gmmlu": {f"layer={c.layer}": float(a) for c, a in zip(cands, acc)}}
 
 
