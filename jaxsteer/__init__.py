@@ -1,20 +1,33 @@
 """jaxsteer: find and apply steering vectors in Gemma-3, and measure what they do across languages."""
 
+from __future__ import annotations
+
+import importlib
+
 __version__ = "0.1.0"
 
-from jaxsteer.checkpoint.hf import load_pretrained, save_pretrained
-from jaxsteer.config import GemmaConfig
-from jaxsteer.model.decode import generate
-from jaxsteer.model.model import Model, forward
-from jaxsteer.steering.plan import Steering
+# The public names, loaded on first use (PEP 562): `import jaxsteer` — and so the `jaxsteer` command line,
+# `jaxsteer --help` included — must not pay for importing JAX, Flax and transformers (seconds on a small CPU).
+_EXPORTS = {
+    "load_pretrained": "jaxsteer.checkpoint.hf",
+    "save_pretrained": "jaxsteer.checkpoint.hf",
+    "GemmaConfig": "jaxsteer.config",
+    "generate": "jaxsteer.model.decode",
+    "Model": "jaxsteer.model.model",
+    "forward": "jaxsteer.model.model",
+    "Steering": "jaxsteer.steering.plan",
+}
 
-__all__ = [
-    "GemmaConfig",
-    "Model",
-    "Steering",
-    "forward",
-    "generate",
-    "load_pretrained",
-    "save_pretrained",
-    "__version__",
-]
+__all__ = [*sorted(_EXPORTS), "__version__"]
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'jaxsteer' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # the next access skips __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

@@ -8,17 +8,41 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from jaxsteer.errors import JaxsteerError
 
-COMMANDS = ("demo", "info", "data", "generate", "run", "extract", "sweep", "steer", "analyze", "eval", "plane", "train")
+DESCRIPTION = (
+    "Steer and align multilingual Gemma-3 models in JAX: extract steering vectors, sweep and select layers "
+    "and γ, train cross-lingual alignment baselines, and evaluate transfer against localization "
+    "(Global-MMLU, BLEnD)."
+)
+EPILOG = (
+    "Start with `jaxsteer demo` (offline, a few minutes on a CPU). `jaxsteer COMMAND --help` lists a command's "
+    "options; README.md shows every flow. A mistake in the input prints one line and exits with status 2."
+)
+COMMANDS = (
+    "demo",
+    "info",
+    "data",
+    "fixtures",
+    "generate",
+    "run",
+    "extract",
+    "sweep",
+    "steer",
+    "analyze",
+    "eval",
+    "plane",
+    "train",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     from jaxsteer import __version__
 
-    parser = argparse.ArgumentParser(prog="jaxsteer", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="jaxsteer", description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"jaxsteer {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
@@ -33,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # transformers announces "PyTorch was not found" on import; jaxsteer needs only its tokenizers, so the
+    # notice is noise on every command (a user who wants transformers' advice can set the variable to "").
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from typing import Any, TypeVar
@@ -18,6 +19,9 @@ import yaml
 from jaxsteer.errors import ConfigError
 
 T = TypeVar("T")
+# YAML 1.1 (PyYAML) reads `2e-4` and `1e3` as strings (its floats need a dot: 2.0e-4); in a number field such a
+# string is the number the user wrote (`--set optim.lr=2e-4`, `lr: 3e-4`)
+_EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
@@ -100,6 +104,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             return value
         raise ConfigError(f"config key {key}={value!r} must be true or false")
     if hint in (int, float):
+        if isinstance(value, str) and _EXPONENT_NUMBER.fullmatch(value.strip()):
+            value = float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"config key {key}={value!r} must be a number")
         if hint is int and float(value) != int(value):

@@ -168,8 +168,6 @@ def generate_answers(
 
 
 def _bar(total: int, enabled: bool, desc: str):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
+    from jaxsteer.progress import bar
 
-    return tqdm(total=total, desc=desc, unit="q", leave=False)
+    return bar(total, desc, "q", enabled, leave=False)

@@ -49,6 +49,14 @@ def bos_post_processor(bos_id: int):
 
 
 def apply_chat(tokenizer, text: str) -> str:
+    """``text`` as one user turn with the generation prompt, through the tokenizer's own chat template."""
+    if getattr(tokenizer, "chat_template", None) is None:
+        from jaxsteer.errors import InputError
+
+        # transformers' own error is a multi-line ValueError from deep inside; say which setting to change
+        raise InputError(
+            "the tokenizer has no chat template: drop --chat / set chat: false, or use an instruct checkpoint"
+        )
     messages = [{"role": "user", "content": text}]
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 

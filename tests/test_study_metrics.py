@@ -15,6 +15,7 @@ from jaxsteer.study.metrics import (
     blend_clean_response,
     blend_exact_match,
     blend_soft_match,
+    common_languages,
     delta_table,
     load_result,
     mean_spread,
@@ -116,8 +117,21 @@ def test_delta_table_strings():
     assert "| SUR | +3.00 ± 1.41 | +3.00 ± 1.41 | +3.00 ± 0.00 |" in seeds.to_markdown()
 
 
+def test_common_languages_keep_the_base_order_and_name_the_methods_lacking_the_rest():
+    def runs(scores):
+        return {method: [MethodResult(method, s) for s in seeds] for method, seeds in scores.items()}
+
+    gmmlu = runs({"base": [{"zh": 1.0, "ko": 1.0, "es": 1.0}], "EN": [{"ko": 1.0, "es": 1.0}, {"ko": 1.0}]})
+    blend = runs({"base": [{"zh": 1.0, "ko": 1.0, "es": 1.0}], "EN": [{"ko": 1.0, "es": 1.0, "fa": 1.0}] * 2})
+    langs, missing = common_languages({"gmmlu": gmmlu, "blend": blend}, "base")
+    assert langs == ("ko",)  # es: the second EN seed lacks it on Global-MMLU
+    assert missing == {"zh": ["EN"], "es": ["EN"], "fa": ["base", "EN"]}  # EN has no Global-MMLU fa
+    full = runs({"base": [{"zh": 1.0, "ko": 1.0}], "SUR": [{"ko": 1.0, "zh": 1.0}]})
+    assert common_languages({"gmmlu": full, "blend": full}, "base") == (("zh", "ko"), {})
+
+
 def test_delta_table_missing_language_and_base():
-    with pytest.raises(DataError, match="no accuracy for language 'ko'"):
+    with pytest.raises(DataError, match=r"no accuracy for language 'ko' \(it has zh\)"):
         delta_table({"MIST": {"zh": 55.0}}, base=BASE)
     with pytest.raises(DataError, match="base 'unaligned' is not among the methods"):
         delta_table({"MIST": BASE}, base="unaligned")

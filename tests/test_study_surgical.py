@@ -118,6 +118,29 @@ def test_select_loc_applies_en_to_every_candidate_and_searches_layers():
     assert all(set(steered(c)) <= {c.layer} for c in score.calls[0][1])
 
 
+def test_select_loc_progress_says_whether_it_chooses_for_sur_or_loc_alone_and_what_won(capsys):
+    """`jaxsteer run` chooses LOC twice per language (for SUR with EN applied, then alone): each block of
+    lines names which, and the choice line shows the ties and what γ = 0 applies."""
+    table = {(5, 0.0): 40.0, (5, 1.0): 40.0, (5, 2.0): 10.0}
+    bench = bench_of(loc_gammas=(0.0, 1.0, 2.0), en_gamma=2.0)
+    select_loc(stub_model(), bench, "ko", vectors(0, "EN"), 3, vectors(1, "LOC"), True, score=TableScorer(table))
+    select_loc(stub_model(), bench, "ko", None, 3, vectors(1, "LOC"), True, score=TableScorer(table))
+    lines = capsys.readouterr().out.splitlines()
+    sur, alone = "ko SUR: LOC with EN layer 3 γ=2 applied", "ko LOC only"
+    assert [line.strip() for line in lines] == [
+        f"{sur}: choosing LOC's layer and γ on Dev2 BLEnD",
+        f"{sur}: chose LOC layer 5 γ=0 → 40.0%; a tie with 1 other point(s): layer 5 γ=1 (the smaller γ, then the "
+        "lower layer, wins); γ = 0 is EN alone: no steered point beats it",
+        f"{alone}: choosing LOC's layer and γ on Dev2 BLEnD",
+        f"{alone}: chose LOC layer 5 γ=0 → 40.0%; a tie with 1 other point(s): layer 5 γ=1 (the smaller γ, then "
+        "the lower layer, wins); γ = 0 is the unsteered model: no steered point beats it",
+    ]
+    en_table = {(layer, 2.0): 30.0 for layer in (2, 3, 4)}
+    select_en(stub_model(), bench_of(select_layers=True, layer_window=1), "ko", vectors(0, "EN"), True,
+              score=TableScorer(en_table))  # fmt: skip
+    assert capsys.readouterr().out.strip().startswith("ko EN (Dev2 Global-MMLU): chose layer 2 γ=2 → 30.0%; a tie")
+
+
 # --- the plan ----------------------------------------------------------------------------------------
 def test_plan_surgical_selects_loc_with_the_selected_en_layer():
     v_en, v_loc = vectors(0, "EN"), vectors(1, "LOC")

@@ -60,3 +60,17 @@ def test_encode_batch_has_exactly_one_bos(trained):
     if tok.chat_template:  # the chat template writes <bos> itself: still one
         chat, m = encode_batch(tok, texts[:1], chat=True)
         assert np.sum(chat[0][m[0].astype(bool)] == tok.bos_token_id) == 1
+
+
+def test_chat_without_a_template_is_a_one_line_input_error(trained):
+    """``jaxsteer generate --chat`` on a tokenizer without a chat template (the fixtures' BPE): one line, not
+    transformers' traceback; the CLA tokenizer carries Gemma's template and encodes through it."""
+    from jaxsteer.errors import InputError
+
+    tok, _ = trained
+    if tok.chat_template is None:
+        with pytest.raises(InputError, match="no chat template: drop --chat / set chat: false"):
+            encode_batch(tok, ["hi"], chat=True)
+    else:
+        ids, _ = encode_batch(tok, ["hi"], chat=True)
+        assert tok.convert_tokens_to_ids("<start_of_turn>") in ids[0]

@@ -1,4 +1,4 @@
-"""One tiny Gemma-3 checkpoint folder (random fp32 weights + a BPE tokenizer trained on the fixtures).
+"""The session's tiny Gemma-3 checkpoint (built by :mod:`jaxsteer.fixtures`, as ``jaxsteer fixtures build``).
 
 Test modules import the session fixtures from here (``from tiny_checkpoint import tiny_folder  # noqa: F401``).
 pytest registers an imported fixture once per importing module, so the folder and the loaded model are
@@ -7,77 +7,24 @@ memoised at module level: the whole session builds exactly one checkpoint and lo
 
 from __future__ import annotations
 
-import glob
 import os
 
 import jax
-import numpy as np
 import pytest
+
+from jaxsteer.fixtures import build_tiny_folder, random_model, tiny_config
 
 jax.config.update("jax_default_matmul_precision", "highest")
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "data")
-NUM_LAYERS = 6
-HIDDEN = 32
-VOCAB = 1500
+__all__ = ["FIXTURES", "random_model", "tiny_config"]  # re-exported for the test modules
 
 _CACHE: dict[str, object] = {}
 
 
-def tiny_config(vocab_size: int, **changes):
-    """The checkpoint's architecture: 6 blocks (global block 5), GQA, a 16-token window."""
-    from jaxsteer.config import tiny
-
-    fields = dict(vocab_size=vocab_size, hidden_size=HIDDEN, intermediate_size=64, num_layers=NUM_LAYERS)
-    fields.update(sliding_window=16, name="tiny-fixture")
-    fields.update(changes)
-    return tiny(**fields)
-
-
-def numpy_params(config, seed: int = 0, norm_std: float = 0.3) -> dict:
-    """Random fp32 params drawn with NumPy (std 0.02, norm weights ``norm_std``): no per-shape jax.random compiles."""
-    import jax.numpy as jnp
-
-    from jaxsteer.model.transformer import layer_shapes
-
-    rng = np.random.RandomState(seed)
-
-    def draw(name, shape):
-        std = norm_std if name.endswith("norm") else 0.02
-        return jnp.asarray((std * rng.randn(*shape)).astype(np.float32))
-
-    layers = {name: draw(name, (config.num_layers, *shape)) for name, shape in layer_shapes(config).items()}
-    return {
-        "embed": draw("embed", (config.vocab_size, config.hidden_size)),
-        "final_norm": draw("final_norm", (config.hidden_size,)),
-        "layers": layers,
-    }
-
-
-def random_model(config, seed: int = 0, norm_std: float = 0.3, tokenizer=None):
-    import jaxsteer
-
-    return jaxsteer.Model(config=config, params=numpy_params(config, seed, norm_std), tokenizer=tokenizer)
-
-
-def fixture_texts() -> list[str]:
-    paths = sorted(glob.glob(os.path.join(FIXTURES, "**", "*.*"), recursive=True))
-    return [open(p, encoding="utf-8").read() for p in paths]
-
-
-def build_tiny_folder(root: str) -> str:
-    """Train the tokenizer, draw the weights, ``save_pretrained`` → ``{root}/tiny`` (with tokenizer files)."""
-    import jaxsteer
-    from jaxsteer.tokens import train_bpe_tokenizer
-
-    tok = train_bpe_tokenizer(fixture_texts(), os.path.join(root, "tokenizer"), VOCAB)
-    model = random_model(tiny_config(len(tok)), seed=0, tokenizer=tok)
-    return jaxsteer.save_pretrained(model, os.path.join(root, "tiny"), overwrite=True)
-
-
 def get_tiny_folder(tmp_path_factory) -> str:
     if "folder" not in _CACHE:
-        _CACHE["folder"] = build_tiny_folder(str(tmp_path_factory.mktemp("tiny_checkpoint")))
+        _CACHE["folder"] = build_tiny_folder(str(tmp_path_factory.mktemp("tiny_checkpoint")), FIXTURES)
     return _CACHE["folder"]
 
 

@@ -46,6 +46,7 @@ from jaxsteer.cla.lora import (
 )
 from jaxsteer.cla.losses import OBJECTIVES, denominators, reference_fn
 from jaxsteer.errors import ConfigError, JaxsteerError
+from jaxsteer.progress import bar as progress_bar
 from jaxsteer.results import atomic_write, provenance, write_json
 
 KINDS = {"mist": ("task",), "midalign": ("task", "align"), "clo": ("clo",)}
@@ -430,11 +431,8 @@ def _loop(setup, state, pipeline, ref, ckpt, tokenizer, out, start, config_recor
     cfg = setup.cfg
     kinds = KINDS[cfg.method]
     log = MetricsLog(out / "metrics.jsonl", start)
-    bar = None
-    if cfg.log.progress and jax.process_index() == 0:
-        from tqdm import tqdm
-
-        bar = tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.method}", unit="step", dynamic_ncols=True)
+    on_main = cfg.log.progress and jax.process_index() == 0
+    bar = progress_bar(cfg.steps, f"train {cfg.method}", "step", on_main, initial=start, dynamic_ncols=True)
     try:
         for s in range(start, cfg.steps):
             kind = kinds[s % len(kinds)]

@@ -17,9 +17,15 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
 
 
-def add_experiment_args(p: argparse.ArgumentParser) -> None:
+def add_experiment_args(p: argparse.ArgumentParser, model_name: bool = True) -> None:
     add_config_args(p)
     add_model_args(p, required=False)
+    if model_name:
+        p.add_argument(
+            "--model-name",
+            metavar="NAME",
+            help="which model of the config's `models:` to use (default: base; --model overrides)",
+        )
     p.add_argument("--data", help="data root (layout in jaxsteer/data/files.py) or hub ids")
     p.add_argument("--lang", action="append", help="language code (repeatable; default: the config's)")
     p.add_argument("--out", help="output folder")
@@ -33,9 +39,17 @@ def overrides(args: argparse.Namespace, **flags) -> dict:
     return out
 
 
+# Keys of an experiment config that `jaxsteer run` reads (every model of the study, the ones it steers); the
+# single-model commands accept the same files and take one model out of `models:`.
+RUN_KEYS = ("models", "steer")
+
+
 def experiment_config(args: argparse.Namespace, extra_keys: tuple[str, ...] = ()):
-    """The ExperimentConfig of ``--config`` + flags; keys in ``extra_keys`` are returned apart."""
+    """The ExperimentConfig of ``--config`` + flags; keys in ``extra_keys`` and :data:`RUN_KEYS` are returned
+    apart. Without a ``model`` (config key or ``--model``), ``--model-name`` (default ``base``) picks it
+    from the config's ``models:``."""
     from jaxsteer.configfile import build, merge, read_yaml
+    from jaxsteer.errors import ConfigError
     from jaxsteer.study.experiment import ExperimentConfig
 
     data = read_yaml(args.config) if getattr(args, "config", None) else {}
@@ -51,8 +65,29 @@ def experiment_config(args: argparse.Namespace, extra_keys: tuple[str, ...] = ()
     )
     if getattr(args, "lang", None):
         data["languages"] = list(args.lang)
-    extra = {k: data.pop(k) for k in extra_keys if k in data}
+    extra = {k: data.pop(k) for k in (*extra_keys, *RUN_KEYS) if k in data}
+    models = extra.get("models")
+    if models is not None and not (isinstance(models, dict) and all(isinstance(v, str) for v in models.values())):
+        raise ConfigError("config key models must map names to model folders (e.g. models: {base: FOLDER})")
+    name = getattr(args, "model_name", None)
+    if name is not None and getattr(args, "model", None):
+        raise ConfigError("pass --model FOLDER or --model-name NAME, not both")
+    if "models" not in extra_keys and (name is not None or (models and not data.get("model"))):
+        data["model"] = pick_model(models, name or "base")
     return build(ExperimentConfig, data), extra
+
+
+def pick_model(models: dict | None, name: str) -> str:
+    """The folder of model ``name`` in a config's ``models:`` mapping."""
+    from jaxsteer.errors import ConfigError
+
+    if not models:
+        raise ConfigError(f"--model-name {name}: the config has no `models:` to pick from (pass --model FOLDER)")
+    if name not in models:
+        raise ConfigError(
+            f"no model named {name!r} in the config's models ({', '.join(models)}); pick one with --model-name"
+        )
+    return models[name]
 
 
 def load_model(args_or_cfg):

@@ -8,8 +8,11 @@ from jaxsteer.commands._common import add_experiment_args, experiment_config
 def register(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a model on Global-MMLU and BLEnD (test split), optionally steered")
     add_experiment_args(p)
-    p.add_argument("--method", default="base", help="name of this run in the result files (default: base)")
-    p.add_argument("--base-model", help="identity of the unaligned model the Δ refers to (default: this model)")
+    p.add_argument("--method", help="name of this run in the result files (default: --model-name, else base)")
+    p.add_argument(
+        "--base-model",
+        help="identity of the unaligned model the Δ refers to (default: the config's models.base, else this model)",
+    )
     p.add_argument(
         "--steer",
         action="append",
@@ -51,13 +54,16 @@ def run(args) -> int:
     from jaxsteer.study.evaluate import evaluate, write_eval
     from jaxsteer.study.experiment import Benchmarks
 
-    cfg, _ = experiment_config(args)
+    cfg, extra = experiment_config(args)
     model = load_model(cfg)
     steering = parse_steer(args.steer, model.config, args.force)
+    method = args.method or args.model_name or "base"
+    # the same base identity `jaxsteer run` records, so eval's files compare with run's and with each other
+    base_model = args.base_model or (extra.get("models") or {}).get("base")
     result = evaluate(
-        model, Benchmarks(cfg), args.method, (lambda lang: steering) if steering else None, "test", not args.quiet
+        model, Benchmarks(cfg), method, (lambda lang: steering) if steering else None, "test", not args.quiet
     )
-    for path in write_eval(result, cfg.out, model, cfg, args.base_model, extra={"steer": args.steer or []}):
+    for path in write_eval(result, cfg.out, model, cfg, base_model, extra={"steer": args.steer or []}):
         print(f"wrote {path}")
     if args.blend_mc:
         import os
@@ -72,9 +78,9 @@ def run(args) -> int:
             for lang in cfg.languages
         }
         path = write_json(
-            os.path.join(cfg.out, f"{args.method}.blend_mc_ll.json"),
+            os.path.join(cfg.out, f"{method}.blend_mc_ll.json"),
             {
-                "method": args.method,
+                "method": method,
                 "metric": BLEND_MC_LL_LABEL,
                 "accuracy": scores,
                 "config_hash": model.config.config_hash(),

@@ -18,7 +18,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from jaxsteer.errors import DataError
     from jaxsteer.study import metrics
-    from jaxsteer.study.pipeline import write_comparison
+    from jaxsteer.study.compare import format_tables, write_comparison
 
     runs: dict[str, dict[str, list]] = {"gmmlu": {}, "blend": {}}
     for folder in args.results:
@@ -31,10 +31,19 @@ def run(args) -> int:
     for bench, by_method in runs.items():
         if args.base not in by_method:
             raise DataError(f"no {bench} result for the base method {args.base!r} in {', '.join(args.results)}")
+    langs = args.lang
+    if not langs:
+        # methods evaluated on different languages (`jaxsteer eval --lang ko` beside a full base run) are
+        # compared where all of them were measured, and the user is told what was left out
+        langs, missing = metrics.common_languages(runs, args.base)
+        left_out = "; ".join(f"{lang} (no result from {', '.join(m)})" for lang, m in missing.items())
+        if not langs:
+            raise DataError(f"no language has a result for every method in {', '.join(args.results)}: {left_out}")
+        if missing:
+            print(f"comparing on {', '.join(langs)}, the languages every method has; left out: {left_out}")
     os.makedirs(args.out, exist_ok=True)
-    out = write_comparison(args.out, runs, args.base, args.lang)
-    for bench, table in out["tables"].items():
-        print(f"Δ {bench} (points vs {args.base}):\n{table.to_markdown()}")
+    out = write_comparison(args.out, runs, args.base, langs)
+    print(format_tables(out["tables"], args.base))
     png, svg = out["plane"]
     print(f"wrote {png}, {svg}, delta_gmmlu.md, delta_blend.md, plane.csv in {args.out}")
     return 0

@@ -7,12 +7,13 @@ from jaxsteer.commands._common import add_experiment_args, experiment_config
 
 def register(sub) -> None:
     p = sub.add_parser("run", help="evaluate base and CLA models, steer (EN, LOC, SUR), draw the plane")
-    add_experiment_args(p)
+    add_experiment_args(p, model_name=False)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from jaxsteer.errors import ConfigError
+    from jaxsteer.study.compare import format_tables
     from jaxsteer.study.pipeline import run_experiment
 
     cfg, extra = experiment_config(args, ("models", "steer"))
@@ -26,7 +27,6 @@ def run(args) -> int:
     if unknown:
         raise ConfigError(f"steer lists {unknown[0]!r}, which is not among models {', '.join(models)}")
     out = run_experiment(cfg, models, steer, cfg.out, progress=not args.quiet)
-    print(out["plane"]["tables"]["gmmlu"].to_markdown())
-    print(out["plane"]["tables"]["blend"].to_markdown())
+    print(format_tables(out["plane"]["tables"]))
     print(f"results in {cfg.out}/ (delta_*.md, plane.png, sper_by_layer.png)")
     return 0

@@ -250,7 +250,8 @@ def conclusions(points: dict[str, metrics.PlanePoint], runs_dir: str | None = No
 
 def run_demo(cfg: DemoConfig) -> dict:
     from jaxsteer.checkpoint.hf import load_pretrained
-    from jaxsteer.study.pipeline import run_experiment, sper_outputs, write_comparison
+    from jaxsteer.study.compare import format_tables, write_comparison
+    from jaxsteer.study.pipeline import run_experiment, sper_outputs
 
     t0 = time.time()
     os.makedirs(cfg.out, exist_ok=True)
@@ -290,8 +291,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         },
     )
     print("[5/5] done", flush=True)
-    print(tables["gmmlu"].to_markdown())
-    print(tables["blend"].to_markdown())
+    print(format_tables(tables))
     print(f"report: {report}\nplane: {plane[0]}\nS_PER: {sper[0] if sper else '-'}\nall files: {cfg.out}/")
     return {"tables": tables, "points": points, "report": report}
 

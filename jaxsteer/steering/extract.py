@@ -230,8 +230,6 @@ def pool(extractions: Sequence[Extraction]) -> Extraction:
 
 
 def _progress(total: int, enabled: bool, desc: str):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
+    from jaxsteer.progress import bar
 
-    return tqdm(total=total, desc=desc, unit="prompt", leave=False)
+    return bar(total, desc, "prompt", enabled, leave=False)

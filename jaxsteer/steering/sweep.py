@@ -35,6 +35,7 @@ from jaxsteer.model.transformer import (
     prepare,
     run_layers,
 )
+from jaxsteer.progress import bar as progress_bar
 from jaxsteer.steering.plan import check_layer
 
 
@@ -169,11 +170,7 @@ def run_grid(
     h = _prefix(model.params, input_ids, attention_mask, config=cfg, stop=start, impl=impl)
     chunk = min(chunk_size, len(grid.labels))
     outs = []
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(grid.labels), desc="sweep", unit="point", leave=False)
+    bar = progress_bar(len(grid.labels), "sweep", "point", progress, leave=False)
     for lo in range(0, len(grid.labels), chunk):
         part = grid.deltas[lo : lo + chunk]
         n = len(part)

@@ -347,6 +347,25 @@ def delta_table(
     return DeltaTable(langs, delta, mean, spread, mean_sd, n_seeds)
 
 
+def common_languages(
+    runs: Mapping[str, Mapping[str, Sequence[MethodResult]]], base: str
+) -> tuple[tuple[str, ...], dict[str, list[str]]]:
+    """The languages every result of ``runs[bench][method]`` has, in the base's order, and for each language
+    some result lacks, the methods lacking it (``{"zh": ["EN"]}``): the comparison a folder supports when
+    methods were evaluated on different languages (``jaxsteer eval --lang ko`` beside a full base run)."""
+    order: list[str] = []
+    for bench in runs.values():
+        for result in [*bench.get(base, ()), *(r for rs in bench.values() for r in rs)]:
+            order += [lang for lang in result.scores if lang not in order]
+    missing: dict[str, list[str]] = {}
+    for bench in runs.values():
+        for method, results in bench.items():
+            for lang in order:
+                if any(lang not in r.scores for r in results) and method not in missing.get(lang, []):
+                    missing.setdefault(lang, []).append(method)
+    return tuple(lang for lang in order if lang not in missing), missing
+
+
 def _runs(name: str, value: Any) -> list[MethodResult]:
     items = list(value) if isinstance(value, (list, tuple)) else [value]
     if not items:
@@ -356,7 +375,10 @@ def _runs(name: str, value: Any) -> list[MethodResult]:
 
 def _score(result: MethodResult, lang: str) -> float:
     if lang not in result.scores:
-        raise DataError(f"{result.source or result.method}: no accuracy for language {lang!r}")
+        raise DataError(
+            f"{result.source or result.method}: no accuracy for language {lang!r} (it has {', '.join(result.scores)}); "
+            "compare on the languages every result has (leave --lang out) or evaluate it on that language"
+        )
     value = float(result.scores[lang])
     if not math.isfinite(value):
         raise DataError(f"{result.source or result.method}: accuracy for {lang!r} is {value}")

@@ -17,13 +17,13 @@ import numpy as np
 from jaxsteer.checkpoint.hf import load_pretrained
 from jaxsteer.errors import ConfigError
 from jaxsteer.model.model import Model
-from jaxsteer.results import atomic_write, provenance, write_csv, write_json
+from jaxsteer.results import provenance, write_csv, write_json
 from jaxsteer.steering import analysis, figures
 from jaxsteer.steering.vectors_io import save_vectors
 from jaxsteer.study import metrics
+from jaxsteer.study.compare import write_comparison
 from jaxsteer.study.evaluate import EvalResult, evaluate, write_eval
 from jaxsteer.study.experiment import Benchmarks, ExperimentConfig
-from jaxsteer.study.plots import plot_plane
 from jaxsteer.study.surgical import (
     Scorer,
     SurgicalPlan,
@@ -129,36 +129,6 @@ def steer_model(
         write_eval(results[method], out_dir, model, cfg, base_model, extra={"steering": which})
     sper = {lang: analysis.sper_degrees(v_en[lang].vectors, v_loc[lang].vectors) for lang in langs}
     return ModelReport(name, results, plans, sper)
-
-
-PLANE_TITLE = "Transfer–localization plane (Δ vs base)"
-
-
-def write_comparison(out_dir: str, runs: dict[str, dict], base: str, langs=None, title: str = PLANE_TITLE) -> dict:
-    """Δ tables (CSV, Markdown) for both benchmarks, ``plane.csv`` and the plane (PNG, SVG).
-
-    ``runs[bench][method]`` is a result or a list of results over seeds (mean ± s.d. then); the one place
-    that turns result files into the comparison, shared by ``jaxsteer run``, ``jaxsteer plane`` and the demo.
-    """
-    tables = {bench: metrics.delta_table(runs[bench], base=base, langs=langs) for bench in ("gmmlu", "blend")}
-    for bench, table in tables.items():
-        atomic_write(os.path.join(out_dir, f"delta_{bench}.csv"), table.to_csv())
-        atomic_write(os.path.join(out_dir, f"delta_{bench}.md"), table.to_markdown())
-    points = metrics.plane_points(tables["gmmlu"], tables["blend"])
-    png, svg = plot_plane(points, os.path.join(out_dir, "plane"), title=title)
-    rows = [
-        {
-            "method": p.method,
-            "delta_gmmlu": p.dx,
-            "sd_gmmlu": p.dx_err,
-            "delta_blend": p.dy,
-            "sd_blend": p.dy_err,
-            "quadrant": p.quadrant,
-        }
-        for p in points
-    ]
-    write_csv(os.path.join(out_dir, "plane.csv"), rows)
-    return {"tables": tables, "points": points, "plane": [png, svg]}
 
 
 def write_plane(out_dir: str, results: dict[str, EvalResult], base: str, langs) -> dict:

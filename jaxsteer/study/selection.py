@@ -53,8 +53,9 @@ class Best:
             "ties": [{"layer": layer, "gamma": gamma} for layer, gamma in self.ties],
         }
 
-    def describe(self, unit: str = "%") -> str:
-        """One line: ``layer 3 γ=0.5 → 60.0% (n=10 items); tied with layer 3 γ=1.0 (smaller γ wins)``."""
+    def describe(self, unit: str = "%", at_zero: str = "the unsteered model") -> str:
+        """One line: ``layer 3 γ=0.5 → 60.0% (n=10 items); tied with layer 3 γ=1.0 (smaller γ wins)``;
+        ``at_zero`` says what γ = 0 applies (SUR's LOC at γ = 0 still has EN applied)."""
         text = f"layer {self.layer} γ={self.gamma:g} → {self.score:.1f}{unit}"
         if self.n is not None:
             text += f" (n={self.n} items)"
@@ -63,7 +64,7 @@ class Best:
             more = f" and {len(self.others) - 6} more" if len(self.others) > 6 else ""
             text += f"; a tie with {len(self.others)} other point(s): {shown}{more} (the smaller γ, then the lower layer, wins)"
         if self.gamma == 0:
-            text += "; γ = 0 is the unsteered model: no steered point beats it"
+            text += f"; γ = 0 is {at_zero}: no steered point beats it"
         return text
 
 

@@ -150,11 +150,12 @@ def dev2_blend(
 ) -> np.ndarray:
     """BLEnD Dev2 accuracy of every candidate: all candidates decoded together, one generation call per
     batch of questions (``generate`` with a grid of plans)."""
+    n = len(bench.blend(lang, "dev2"))
     deltas = np.stack([np.asarray(c.steering.deltas(), np.float32) for c in candidates])
     scores = np.asarray(blend_accuracies(model, bench, lang, "dev2", plans=deltas, progress=progress), np.float64)
     if progress:
         for c, score in zip(candidates, scores):
-            print(f"    {lang} {c.label}: Dev2 BLEnD {score:.1f}", flush=True)
+            print(f"      {c.label}: Dev2 BLEnD {score:.1f}% (n={n} items)", flush=True)
     return scores
 
 
@@ -181,6 +182,8 @@ def select_en(
     ]  # fmt: skip
     acc = _scores(score(model, bench, lang, cands, progress=progress), cands)
     best = best_point([(c.layer, c.gamma) for c in cands], acc)
+    if progress:
+        print(f"    {lang} EN (Dev2 Global-MMLU): chose {best.describe()}", flush=True)
     return best.layer, {"en_dev2_gmmlu": {f"layer={c.layer}": float(a) for c, a in zip(cands, acc)}}
 
 
@@ -199,14 +202,20 @@ def select_loc(
     ``v_en`` is given: every layer of the window × every ``loc_gammas`` value; ties → smaller γ, then lower layer."""
     cfg = bench.cfg
     en = [] if v_en is None else [(v_en.vectors, en_layer, cfg.en_gamma)]
-    with_en = "" if v_en is None else f" + EN layer {en_layer} γ={cfg.en_gamma:g} (SUR)"
+    # SUR's LOC and LOC-only steering are both chosen on Dev2, one after the other: every line says which
+    purpose = "LOC only" if v_en is None else f"SUR: LOC with EN layer {en_layer} γ={cfg.en_gamma:g} applied"
     cands = [
         Candidate(layer, float(gamma), combined_steering(model.config, [(v_loc.vectors, layer, gamma), *en]),
-                  f"LOC layer {layer} γ={gamma:g}" + (with_en or " (LOC only)"))
+                  f"LOC layer {layer} γ={gamma:g}")
         for layer, gamma in itertools.product(candidate_layers(cfg, model.config.num_layers, "LOC"), cfg.loc_gammas)
     ]  # fmt: skip
+    if progress:
+        print(f"    {lang} {purpose}: choosing LOC's layer and γ on Dev2 BLEnD", flush=True)
     acc = _scores(score(model, bench, lang, cands, progress=progress), cands)
     best = best_point([(c.layer, c.gamma) for c in cands], acc)
+    if progress:
+        at_zero = "the unsteered model" if v_en is None else "EN alone"
+        print(f"    {lang} {purpose}: chose LOC {best.describe(at_zero=at_zero)}", flush=True)
     scores = {f"layer={c.layer},gamma={c.gamma}": float(a) for c, a in zip(cands, acc)}
     return best.layer, best.gamma, {"loc_dev2_blend": scores}
 
