@@ -18,7 +18,7 @@ from jaxsteer.config import GemmaConfig
 from jaxsteer.errors import InputError
 from jaxsteer.model.attention import cached_attention, resolve_impl
 from jaxsteer.model.layers import rope_tables
-from jaxsteer.model.model import Model, check_tokens
+from jaxsteer.model.model import Model, check_new_tokens, check_tokens
 from jaxsteer.model.transformer import (
     Context,
     block,
@@ -211,8 +211,7 @@ def generate(
     input_ids, attention_mask = check_tokens(config, input_ids, attention_mask)
     if attention_mask is None:
         attention_mask = jnp.ones_like(input_ids)
-    if int(max_new_tokens) < 1:
-        raise InputError(f"max_new_tokens={max_new_tokens} must be at least 1")
+    max_new_tokens = check_new_tokens(config, input_ids.shape[1], max_new_tokens)
     if temperature < 0 or temperature != temperature:
         raise InputError(f"temperature={temperature} must be ≥ 0")
     if top_k is not None and not 0 < int(top_k) <= config.vocab_size:
