@@ -17,9 +17,11 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from jaxsteer.errors import DataError
+    from jaxsteer.outputs import check_output_folder
     from jaxsteer.study import metrics
     from jaxsteer.study.pipeline import write_comparison
 
+    check_output_folder(args.out)
     runs: dict[str, dict[str, list]] = {"gmmlu": {}, "blend": {}}
     for folder in args.results:
         if not os.path.isdir(folder):
@@ -31,7 +33,6 @@ def run(args) -> int:
     for bench, by_method in runs.items():
         if args.base not in by_method:
             raise DataError(f"no {bench} result for the base method {args.base!r} in {', '.join(args.results)}")
-    os.makedirs(args.out, exist_ok=True)
     out = write_comparison(args.out, runs, args.base, args.lang)
     for bench, table in out["tables"].items():
         print(f"Δ {bench} (points vs {args.base}):\n{table.to_markdown()}")
