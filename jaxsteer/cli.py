@@ -1,7 +1,8 @@
 """``jaxsteer`` command line: one sub-command per module in ``jaxsteer.commands``.
 
 A user mistake (any ``JaxsteerError``) prints one line and exits with status 2; results are
-written atomically, so an interrupted or failed command leaves no partial file behind.
+written atomically, so an interrupted or failed command leaves no partial file behind. Ctrl-C exits
+with status 130 and says what was written (:mod:`jaxsteer.interrupt`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import importlib
 import sys
 
+from jaxsteer import interrupt
 from jaxsteer.errors import JaxsteerError
 
 COMMANDS = ("demo", "info", "data", "generate", "run", "extract", "sweep", "steer", "analyze", "eval", "plane", "train")
@@ -33,8 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    own_process = argv is None  # the `jaxsteer` executable, not a caller's interpreter (jaxsteer/interrupt.py)
+    if own_process:
+        interrupt.install()
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt as e:
+        return interrupt.leave("jaxsteer", e, own_process)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -43,9 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     except JaxsteerError as e:
         print(f"jaxsteer {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"jaxsteer {args.command}: interrupted; no partial results were written", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        return interrupt.leave(f"jaxsteer {args.command}", e, own_process)
 
 
 if __name__ == "__main__":
