@@ -336,6 +336,8 @@ def test_plane_without_base_results(evals, work, capsys):
     out = work / "bad_plane"
     assert_user_error(capsys, ["plane", lone, "--out", out], out, "base method 'base'")
     assert_user_error(capsys, ["plane", work / "no_such_results", "--out", out], out, "no results folder")
+    # refused after the results were read: no empty --out folder is left behind either
+    assert_user_error(capsys, ["plane", evals, "--lang", "ko", "--out", out], out, "no accuracy for language 'ko'")
 
 
 def test_other_user_errors(tiny_folder, vectors, work, capsys):  # noqa: F811
