@@ -72,6 +72,8 @@ def describe(exc: KeyboardInterrupt) -> str:
 def leave(prog: str, exc: KeyboardInterrupt, own_process: bool) -> int:
     """Print ``PROG: interrupted; …`` and end with status 130: at once (:func:`exit_now`) in the process
     that is the command itself, by returning 130 for a caller of ``main([...])``."""
+    if own_process:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the way out
     lead = "\n" if sys.stderr.isatty() else ""  # off the line a progress bar was drawing on
     print(f"{lead}{prog}: interrupted; {describe(exc)}", file=sys.stderr, flush=True)
     if own_process:
@@ -81,7 +83,7 @@ def leave(prog: str, exc: KeyboardInterrupt, own_process: bool) -> int:
 
 def exit_now(code: int) -> None:
     """Leave at once with ``code``, after flushing stdout and stderr (see the module docstring for why)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the exit
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):
             stream.flush()
