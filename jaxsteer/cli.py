@@ -1,7 +1,8 @@
 """``jaxsteer`` command line: one sub-command per module in ``jaxsteer.commands``.
 
 A user mistake (any ``JaxsteerError``) prints one line and exits with status 2; results are
-written atomically, so an interrupted or failed command leaves no partial file behind.
+written atomically, so an interrupted or failed command leaves no partial file behind. Ctrl-C exits
+with status 130 and says what was written (:mod:`jaxsteer.interrupt`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import importlib
 import os
 import sys
 
+from jaxsteer import interrupt
 from jaxsteer.errors import JaxsteerError
 
 DESCRIPTION = (
@@ -60,8 +62,14 @@ def main(argv: list[str] | None = None) -> int:
     # transformers announces "PyTorch was not found" on import; jaxsteer needs only its tokenizers, so the
     # notice is noise on every command (a user who wants transformers' advice can set the variable to "").
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    own_process = argv is None  # the `jaxsteer` executable, not a caller's interpreter (jaxsteer/interrupt.py)
+    if own_process:
+        interrupt.install()
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt as e:
+        return interrupt.leave("jaxsteer", e, own_process)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -70,9 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     except JaxsteerError as e:
         print(f"jaxsteer {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"jaxsteer {args.command}: interrupted; no partial results were written", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        return interrupt.leave(f"jaxsteer {args.command}", e, own_process)
 
 
 if __name__ == "__main__":

@@ -48,12 +48,13 @@ class GemmaConfig:
     pad_token_id: int = 0
     end_of_turn_token_id: int = 106
     name: str = dataclasses.field(default="gemma3", compare=False)  # not part of jit cache keys
-    # the context length generation may reach (1B: 32768); not architecture, so not in the hash
+    # the longest sequence (prompt + generated tokens) the checkpoint was trained for: a bound checked before
+    # generating, not a shape, so neither compared, hashed nor a jit cache key (Gemma-3 1B: 32768, others 131072)
     max_position_embeddings: int = dataclasses.field(default=131072, compare=False)
 
     def __post_init__(self):
         positive = ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads")
-        positive += ("num_kv_heads", "head_dim", "sliding_window")
+        positive += ("num_kv_heads", "head_dim", "sliding_window", "max_position_embeddings")
         for field in positive:
             if int(getattr(self, field)) <= 0:
                 raise ConfigError(f"config {field}={getattr(self, field)} must be positive")
@@ -94,7 +95,7 @@ class GemmaConfig:
         """Short stable hash of the architecture (not the name): vectors and results carry it."""
         d = self.to_dict()
         d.pop("name")
-        d.pop("max_position_embeddings")
+        d.pop("max_position_embeddings")  # not the architecture: hashes of existing vector files stay valid
         blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -182,8 +183,8 @@ class GemmaConfig:
             bos_token_id=_first(hf.bos_token_id, 2),
             eos_token_id=_first(hf.eos_token_id, 1),
             pad_token_id=_first(hf.pad_token_id, 0),
-            max_position_embeddings=int(getattr(hf, "max_position_embeddings", None) or 131072),
             name=str(name),
+            max_position_embeddings=int(raw.get("max_position_embeddings") or 131072),
         )
 
 
@@ -215,7 +216,7 @@ def _read_config_json(source: str | os.PathLike) -> dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as f:
             raw = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:  # the decode error names byte and offset
         raise ConfigError(f"cannot read {path}: {e}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} does not hold a JSON object")
@@ -241,12 +242,13 @@ def _preset(name, layers, d, ff, heads, kv, head_dim, qpas, window, vocab, scali
         layer_types=default_layer_types(layers),
         rope_global_scaling=scaling,
         name=name,
-        max_position_embeddings=32768 if scaling == 1.0 else 131072,  # 1B: 32k context, the others 128k
     )
 
 
 def gemma3_1b() -> GemmaConfig:
-    return _preset("gemma-3-1b", 26, 1152, 6912, 4, 1, 256, 256, 512, 262144, 1.0)
+    return _preset("gemma-3-1b", 26, 1152, 6912, 4, 1, 256, 256, 512, 262144, 1.0).replace(
+        max_position_embeddings=32768
+    )
 
 
 def gemma3_4b() -> GemmaConfig:

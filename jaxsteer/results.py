@@ -22,15 +22,62 @@ from typing import Any
 _PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "transformers", "numpy")
 
 
+def process_umask() -> int:
+    """The process umask, read without changing it where Linux tells it (``/proc/self/status``)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore at once (no file is created in between)
+    os.umask(mask)
+    return mask
+
+
+def temp_file(folder: str, prefix: str = ".tmp-", suffix: str = "") -> tuple[int, str]:
+    """``tempfile.mkstemp`` in ``folder`` with the mode an ordinary ``open`` would give (0666 less the umask).
+
+    mkstemp makes files 0600 whatever the umask, so a result renamed into place would be unreadable by
+    the rest of a group on a shared cluster; every temporary file of the package comes from here.
+    """
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=suffix)
+    os.fchmod(fd, 0o666 & ~process_umask())
+    return fd, tmp
+
+
+def temp_dir(parent: str, prefix: str = ".tmp-") -> str:
+    """``tempfile.mkdtemp`` in ``parent`` with the mode of ``os.makedirs`` (0777 less the umask), not 0700."""
+    tmp = tempfile.mkdtemp(dir=parent, prefix=prefix)
+    os.chmod(tmp, 0o777 & ~process_umask())
+    return tmp
+
+
+_WRITTEN: list[str] = []
+
+
+def commit(tmp: str, path: str) -> str:
+    """Rename a finished temporary file (or folder) into place, and remember it for :func:`written`."""
+    os.replace(tmp, path)
+    _WRITTEN.append(os.path.abspath(path))
+    return path
+
+
+def written() -> list[str]:
+    """Every path this process has put into place (for an honest message after an interrupt)."""
+    return list(_WRITTEN)
+
+
 def atomic_write(path: str | os.PathLike, data: str | bytes) -> str:
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+    fd, tmp = temp_file(folder)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode("utf-8") if isinstance(data, str) else data)
-        os.replace(tmp, path)
+        commit(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)

@@ -61,10 +61,39 @@ def apply_chat(tokenizer, text: str) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
+def check_texts(texts, what: str = "text") -> list[str]:
+    """``texts`` as ``str``, bytes decoded as UTF-8; anything else is a one-line ``InputError`` naming the text.
+
+    A command-line argument with bytes that are not UTF-8 reaches Python as lone surrogates (PEP 383), which
+    the tokenizer rejects with a bare ``TypeError``; here it is ``--prompt 2 is not UTF-8: byte 0xb1 at offset 4``.
+    """
+    from jaxsteer.errors import InputError
+
+    out = []
+    for i, text in enumerate(texts, 1):
+        if isinstance(text, (bytes, bytearray)):
+            try:
+                text = bytes(text).decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise InputError(f"{what} {i} is not UTF-8: byte 0x{text[e.start]:02x} at offset {e.start}") from None
+        if not isinstance(text, str):
+            raise InputError(f"{what} {i} is not text but {type(text).__name__}")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:
+            char = ord(text[e.start])
+            offset = len(text[: e.start].encode("utf-8", "surrogateescape"))
+            if 0xDC80 <= char <= 0xDCFF:  # a byte the OS gave that was not UTF-8, kept as a surrogate escape
+                raise InputError(f"{what} {i} is not UTF-8: byte 0x{char - 0xDC00:02x} at offset {offset}") from None
+            raise InputError(f"{what} {i} holds a lone surrogate U+{char:04X} at offset {offset}") from None
+        out.append(text)
+    return out
+
+
 def encode_batch(tokenizer, texts: list[str], chat: bool = False, add_bos: bool = True, pad_to: int | None = None):
     """Left-padded ``(ids, mask)`` int32 arrays; the chat template already holds ``<bos>``."""
     rows = []
-    for text in texts:
+    for text in check_texts(texts):
         if chat:
             ids = tokenizer(apply_chat(tokenizer, text), add_special_tokens=False)["input_ids"]
         else:

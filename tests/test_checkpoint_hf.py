@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 from pathlib import Path
 
 import jax
@@ -62,7 +63,13 @@ def test_load_matches_hf_state_dict(hf_tiny):
 
 
 def test_save_writes_the_hf_tensors(hf_tiny, tmp_path):
-    folder = jaxsteer.save_pretrained(hf_tiny.js, tmp_path / "saved")
+    old_mask = os.umask(0o022)  # a shared cluster's usual umask: the folder must be 0755, not mkdtemp's 0700
+    try:
+        folder = jaxsteer.save_pretrained(hf_tiny.js, tmp_path / "saved")
+    finally:
+        os.umask(old_mask)
+    assert stat.S_IMODE(os.stat(folder).st_mode) == 0o755
+    assert stat.S_IMODE(os.stat(os.path.join(folder, "model.safetensors")).st_mode) == 0o644
     assert sorted(os.listdir(folder)) == sorted(os.listdir(hf_tiny.folder))  # + generation_config.json
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp")]
     saved, original = _read_tensors(folder), _read_tensors(hf_tiny.folder)
@@ -114,7 +121,7 @@ def test_save_keeps_what_the_source_folder_had(hf_tiny, tmp_path):
     bare = jaxsteer.Model(model.config, model.params, tokenizer=model.tokenizer, source="numpy")
     folder = jaxsteer.save_pretrained(bare, tmp_path / "bare")
     assert "tokenizer.json" in os.listdir(folder) and "tokenizer.model" not in os.listdir(folder)
-    # the config itself carries the context length it was read with
+    # without a source, the context the model's config carries (read from the folder it was loaded from)
     assert json.loads(Path(folder, "config.json").read_text())["max_position_embeddings"] == 32768
     tok_only = tmp_path / "tok"
     tok_only.mkdir()

@@ -247,6 +247,20 @@ def test_bad_configs_fail_in_one_line(sets, message, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err, err
     assert err.startswith("jaxsteer train: error:")
+    assert not (tmp_path / "x").exists()  # no empty OUT/ or OUT/checkpoints/ from a refused run
+
+
+@pytest.mark.parametrize("where", ["file", "under_file"])
+def test_an_output_location_that_cannot_be_a_folder_is_refused_before_training(where, tmp_path, capsys):
+    from jaxsteer.cli import main
+
+    (tmp_path / "f").write_text("x")
+    out = tmp_path / "f" if where == "file" else tmp_path / "f" / "run"
+    args = ["train", "--config", str(ROOT / "configs" / "cla" / "tiny_mist.yaml"), "--out", str(out)]
+    assert main(args + ["--set", f"data.root={FIXTURES}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is a file" in err, err
+    assert sorted(os.listdir(tmp_path)) == ["f"]
 
 
 def test_config_files_parse():

@@ -25,6 +25,7 @@ from jaxsteer.study.experiment import Benchmarks, ExperimentConfig
 
 jax.config.update("jax_default_matmul_precision", "highest")
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SETTINGS = ["--set", "allow_small=true", "--set", "batch_size=8", "--set", "max_new_tokens=2"]
 LETTER_GAMMA = 50.0
 
@@ -357,6 +358,8 @@ def test_plane_without_base_results(evals, work, capsys):
     out = work / "bad_plane"
     assert_user_error(capsys, ["plane", lone, "--out", out], out, "base method 'base'")
     assert_user_error(capsys, ["plane", work / "no_such_results", "--out", out], out, "no results folder")
+    # refused after the results were read: no empty --out folder is left behind either
+    assert_user_error(capsys, ["plane", evals, "--lang", "ko", "--out", out], out, "no accuracy for language 'ko'")
 
 
 def test_other_user_errors(tiny_folder, vectors, work, capsys):  # noqa: F811
@@ -407,3 +410,147 @@ def test_run_end_to_end_on_one_language(tiny_folder, work):  # noqa: F811
         assert vset.meta.kind == kind.upper() and vset.vectors.shape == (6, 32)
     splits = read_json(out / "splits_gmmlu.json")["splits"]["zh"]
     assert not set(splits["dev1"]) & set(splits["test"]) and not set(splits["dev2"]) & set(splits["test"])
+
+
+# --- bad inputs of issue 15: output locations, encodings, lengths, γ, empty pairs, zero vectors -----------
+def assert_refused(capsys, argv, needle: str) -> str:
+    """Exit 2 with one ``jaxsteer CMD: error:`` line matching ``needle``; returns the line."""
+    rc = main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert rc == 2 and len(lines) == 1, err
+    assert lines[0].startswith(f"jaxsteer {argv[0]}: error: ") and re.search(needle, lines[0]), lines[0]
+    return lines[0]
+
+
+def writers(folder, vectors, work) -> dict[str, list]:
+    """Every command that writes, with its arguments before ``--out`` (or the file option of data check)."""
+    return {
+        "eval": ["eval", *common(folder, "X")[:-2]],
+        "extract": ["extract", *common(folder, "X")[:-2]],
+        "sweep": ["sweep", *common(folder, "X")[:-2], "--vectors", vectors["en"]],
+        "steer": ["steer", *common(folder, "X")[:-2], "--en", vectors["en"], "--no-select"],
+        "analyze": ["analyze", "--a", vectors["en"], "--b", vectors["loc"]],
+        "run": ["run", *common(folder, "X")[:-2]],
+        "plane": ["plane", work / "eval"],
+        "train": ["train", "--config", os.path.join(ROOT, "configs", "cla", "tiny_mist.yaml")],
+        "demo": ["demo", "--fast"],
+        "data": ["data", "check", FIXTURES],
+    }
+
+
+@pytest.mark.parametrize(
+    "command", ["eval", "extract", "sweep", "steer", "analyze", "run", "plane", "train", "demo", "data"]
+)
+def test_an_output_path_that_cannot_be_written_is_refused_before_any_work(
+    command,
+    tiny_folder,  # noqa: F811
+    vectors,
+    evals,
+    work,
+    tmp_path,
+    capsys,  # noqa: F811
+):
+    """An existing file, a path under a file: FileExistsError/NotADirectoryError tracebacks before."""
+    blocker = tmp_path / "blocker"
+    blocker.write_text("mine")
+    argv = writers(tiny_folder, vectors, work)[command]
+    if command == "data":  # its --out is a file: a folder there, or a file under a file
+        (tmp_path / "folder").mkdir()
+        assert_refused(capsys, [*argv, "--out", tmp_path / "folder"], "is a folder; expected a file name")
+        assert_refused(capsys, [*argv, "--out", blocker / "report.json"], "blocker is a file, so .* cannot be written")
+    else:
+        assert_refused(capsys, [*argv, "--out", blocker], "blocker is a file, not a folder")
+        assert_refused(capsys, [*argv, "--out", blocker / "sub"], "blocker is a file, so no folder can be made")
+    assert sorted(os.listdir(tmp_path)) == sorted(["blocker", *(["folder"] if command == "data" else [])])
+    assert blocker.read_text() == "mine"
+
+
+def test_a_pairs_file_that_is_not_utf8_names_the_byte(tiny_folder, work, capsys):  # noqa: F811
+    pairs = work / "pairs_euc_kr.jsonl"
+    text = json.dumps({"positive": "한국의 수도는?", "negative": "What is the capital?"}, ensure_ascii=False) + "\n"
+    pairs.write_bytes(text.encode("euc-kr"))
+    offset = text.encode("euc-kr").index(b'"positive": "') + len('"positive": "')
+    out = work / "bad_pairs_encoding"
+    needle = rf"pairs_euc_kr.jsonl: not UTF-8: byte 0x[0-9a-f]{{2}} at offset {offset} \(line 1\)"
+    assert_user_error(capsys, ["extract", *common(tiny_folder, out), "--pairs", pairs], out, needle)
+
+
+def test_pairs_that_tokenise_to_nothing_are_refused(tiny_folder, work, capsys):  # noqa: F811
+    pairs = work / "pairs_empty.jsonl"
+    rows = [{"positive": "Answer: A", "negative": "Answer: B"}, {"positive": "", "negative": ""}]
+    pairs.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    out = work / "bad_pairs_empty"
+    needle = "pair 2: the positive text '' tokenises to nothing"
+    assert_user_error(capsys, ["extract", *common(tiny_folder, out), "--pairs", pairs], out, needle)
+
+
+def test_a_prompt_that_is_not_utf8_names_the_byte(tiny_folder, work, capsys):  # noqa: F811
+    prompt = b"caf\xe9".decode("utf-8", "surrogateescape")  # a Latin-1 shell hands Python this argument
+    argv = ["generate", "--model", tiny_folder, "--prompt", "fine", "--prompt", prompt]
+    assert_user_error(capsys, argv, work / "none", r"--prompt 2 is not UTF-8: byte 0xe9 at offset 3")
+
+
+@pytest.mark.parametrize("n", ["1000000", "10000000000"])
+def test_max_new_tokens_beyond_the_context_is_refused_with_both_numbers(n, tiny_folder, work, capsys):  # noqa: F811
+    needle = rf"max_new_tokens={n} exceeds the model's context: .* > 131072 positions"
+    out = work / "bad_max_new_tokens"
+    assert_user_error(capsys, ["eval", *common(tiny_folder, out), "--set", f"max_new_tokens={n}"], out, needle)
+    assert_user_error(capsys, ["run", *common(tiny_folder, out), "--set", f"max_new_tokens={n}"], out, needle)
+    argv = ["generate", "--model", tiny_folder, "--prompt", "hi", "--max-new-tokens", n]
+    assert_user_error(capsys, argv, out, needle)
+
+
+def test_a_gamma_that_is_not_finite_is_refused_as_a_gamma_before_anything_is_written(
+    tiny_folder,  # noqa: F811
+    vectors,
+    work,
+    capsys,  # noqa: F811
+):
+    out = work / "bad_gamma"
+    for spec in (f"{vectors['en']}:2:nan", f"{vectors['en']}:2:inf"):
+        argv = ["eval", *common(tiny_folder, out), "--method", "x", "--steer", spec]
+        assert_user_error(capsys, argv, out, r"γ = (nan|inf) is not a finite number")
+    argv = ["steer", *common(tiny_folder, out), "--en", vectors["en"], "--no-select", "--set", "en_gamma=.inf"]
+    assert_user_error(capsys, argv, out, r"config key en_gamma: γ = inf is not a finite number")  # no plan.json
+    argv = ["sweep", *common(tiny_folder, out), "--vectors", vectors["en"], "--gammas", "0,nan"]
+    assert_user_error(capsys, argv, out, r"--gammas: γ = nan is not a finite number")
+
+
+def test_a_vector_that_is_zero_at_the_requested_layer_is_refused(tiny_folder, tiny_model, work, capsys):  # noqa: F811
+    cfg = tiny_model.config
+    v = np.ones((cfg.num_layers, cfg.hidden_size), np.float32)
+    v[3] = 0.0  # what an extraction from empty pairs gives at every layer
+    path = save_vectors(work / "zero_at_3.safetensors", VectorSet.from_config(cfg, v, kind="EN"))
+    out = work / "bad_zero_vector"
+    needle = r"layer 3 has a zero vector in .*zero_at_3.safetensors"
+    assert_user_error(capsys, ["eval", *common(tiny_folder, out), "--steer", f"{path}:3:2"], out, needle)
+    argv = ["sweep", *common(tiny_folder, out), "--vectors", path, "--layers", "2,3", "--gammas", "0,1"]
+    assert_user_error(capsys, argv, out, needle)
+    argv = ["steer", *common(tiny_folder, out), "--en", path, "--no-select", "--set", "en_layer=3"]
+    assert_user_error(capsys, argv, out, needle)
+
+
+# --- nothing lost, nothing mixed ----------------------------------------------------------------------
+def test_eval_of_another_model_into_a_results_folder_is_refused_unless_overwrite(
+    tiny_folder,  # noqa: F811
+    evals,
+    work,
+    capsys,  # noqa: F811
+):
+    """Model B's base.*.json used to replace model A's silently; --overwrite moves A's files aside, all of them."""
+    import shutil
+
+    res = work / "eval_of_a"
+    shutil.copytree(evals, res)
+    before = {p.name: p.read_bytes() for p in res.iterdir()}
+    other = work / "model_b"
+    shutil.copytree(tiny_folder, other)  # the same weights elsewhere: another model as far as a folder can tell
+    line = assert_refused(capsys, ["eval", *common(other, res)], r"holds results of model .*; this is model .*model_b")
+    assert os.path.realpath(tiny_folder) in line and "--overwrite" in line
+    assert {p.name: p.read_bytes() for p in res.iterdir()} == before
+    ok("eval", *common(other, res), "--overwrite")
+    aside = [p for p in res.iterdir() if p.name.startswith("replaced-")]
+    assert len(aside) == 1 and sorted(p.name for p in aside[0].iterdir()) == sorted(before)
+    assert read_json(res / "manifest.json")["writer"]["model"] == os.path.realpath(other)
+    assert read_json(res / "base.gmmlu.json")["provenance"]["model"]["source"] == str(other)

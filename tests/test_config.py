@@ -178,3 +178,14 @@ def test_parameter_counts_match_transformers(size):
 def test_parameter_count_of_a_tiny_config_matches_transformers():
     cfg = tiny(num_layers=5, num_kv_heads=1)
     assert _jax_count(cfg) == cfg.num_params() == _hf_count(cfg)
+
+
+def test_the_context_length_is_read_kept_and_not_hashed(tmp_path):
+    """max_position_embeddings bounds generation; it is not architecture, so vector files' hashes stay valid."""
+    one_b = gemma3_1b()
+    assert one_b.max_position_embeddings == 32768 and gemma3_12b().max_position_embeddings == 131072
+    (tmp_path / "config.json").write_text(json.dumps(one_b.to_hf_dict()))
+    assert GemmaConfig.from_hf(tmp_path).max_position_embeddings == 32768
+    assert one_b.replace(max_position_embeddings=4096).config_hash() == one_b.config_hash()
+    with pytest.raises(ConfigError, match="max_position_embeddings=0 must be positive"):
+        tiny(max_position_embeddings=0)

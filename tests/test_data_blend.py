@@ -136,3 +136,18 @@ def test_multiple_choice_bad_answer(tmp_path):
         csv.writer(f).writerows(rows)
     with pytest.raises(DataError, match=r"MCQID 'Fx-en-04_0'\): answer_idx 'E' is not one of A, B, C, D"):
         load_blend_mc(tmp_path)
+
+
+def test_an_euc_kr_annotation_file_names_the_file_and_the_byte(tmp_path):
+    """BLEnD's Korean files re-saved as EUC-KR (as a Windows editor does): the first byte that is not UTF-8."""
+    shutil.copytree(DATA / "blend", tmp_path / "blend")
+    path = tmp_path / "blend" / "annotations" / "South_Korea_data.json"
+    text = path.read_text(encoding="utf-8")
+    path.write_bytes(text.encode("euc-kr"))
+    raw = path.read_bytes()
+    offset = next(i for i, b in enumerate(raw) if b >= 0x80)
+    line = raw.count(b"\n", 0, offset) + 1
+    with pytest.raises(DataError) as e:
+        load_blend(tmp_path, "South_Korea")
+    message = str(e.value)
+    assert message == f"{path}: not UTF-8: byte 0x{raw[offset]:02x} at offset {offset} (line {line}); save it as UTF-8"

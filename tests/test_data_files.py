@@ -101,3 +101,36 @@ def test_as_bool_and_as_int():
     assert files.as_int("3", "c") == 3 and files.as_int(4.0, "c") == 4
     with pytest.raises(DataError, match="not an integer"):
         files.as_int("2.5", "count")
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".json"])
+def test_a_file_that_is_not_utf8_is_one_line_with_its_byte_and_offset(tmp_path, suffix):
+    rows = [{"id": "1", "text": "plain"}, {"id": "2", "text": "caf\u00e9"}]
+    text = {
+        ".csv": "id,text\n1,plain\n2,caf\u00e9\n",
+        ".jsonl": "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
+        ".json": json.dumps(rows, ensure_ascii=False),
+    }[suffix]
+    path = tmp_path / f"t{suffix}"
+    path.write_bytes(text.encode("latin-1"))  # é is one byte, 0xe9, not UTF-8
+    offset = text.index("\u00e9")
+    line = text.count("\n", 0, offset) + 1
+    with pytest.raises(DataError) as e:
+        files.read_table(path)
+    assert str(e.value) == f"{path}: not UTF-8: byte 0xe9 at offset {offset} (line {line}); save it as UTF-8"
+
+
+def test_a_byte_order_mark_is_skipped_but_counted_in_the_offset(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_bytes(b"\xef\xbb\xbfid,text\n1,\xff\n")
+    with pytest.raises(DataError, match=r"byte 0xff at offset 13 \(line 2\)"):
+        files.read_table(path)
+    path.write_bytes(b"\xef\xbb\xbfid,text\n1,ok\n")
+    assert files.read_table(path) == [{"id": "1", "text": "ok"}]
+
+
+def test_jsonl_lines_split_at_newlines_only(tmp_path):
+    """A JSON string may hold U+2028 (a line separator to str.splitlines): the row must stay whole."""
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps({"text": "a\u2028b"}, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert files.read_table(path) == [{"text": "a\u2028b"}]

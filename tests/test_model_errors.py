@@ -331,3 +331,29 @@ def test_the_test_session_checks_shape_annotations():
         pytest.skip("annotation checks switched off (JAXSTEER_TYPECHECK=0)")
     with pytest.raises(jaxtyping.TypeCheckError, match="rms_norm"):
         rms_norm(jnp.ones((2, 3)), jnp.ones((4,)), 1e-6)
+
+
+def test_a_config_that_is_not_utf8(good, tmp_path):
+    folder = _variant(good, tmp_path)
+    with open(os.path.join(folder, "config.json"), "wb") as f:
+        f.write(b'{"model_type": "gemma3_text", "_name_or_path": "caf\xe9"}')
+    _load_fails(folder, tmp_path, ConfigError, r"config.json: .*can't decode byte 0xe9 in position 51")
+
+
+# --- generation length ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("n", [10**10, 10**6, 131062])
+def test_max_new_tokens_past_the_context_says_both_numbers(n, js_random, batch):
+    """10¹⁰ overflowed int32 in the cache shape; 10⁶ ran silently past positions the model never saw."""
+    ids, mask = batch  # 11 tokens wide: at most 131072 − 11 = 131061 new tokens
+    message = one_line_error(lambda: jaxsteer.generate(js_random, ids, n, mask), InputError)
+    assert message == (
+        f"max_new_tokens={n} exceeds the model's context: 11 prompt + {n} new tokens > 131072 positions "
+        "(max_position_embeddings); at most 131061 new tokens fit"
+    )
+
+
+def test_max_new_tokens_follows_the_checkpoints_context(js_random, batch):
+    short = jaxsteer.Model(config=js_random.config.replace(max_position_embeddings=16), params=js_random.params)
+    one_line_error(lambda: jaxsteer.generate(short, *batch[:1], 6, batch[1]), InputError, "at most 5 new tokens fit")
+    for bad in (0, -3):
+        one_line_error(lambda b=bad: jaxsteer.generate(short, batch[0], b, batch[1]), InputError, "max_new_tokens")

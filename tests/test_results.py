@@ -1,11 +1,16 @@
-"""Result files: the one figure writer (PNG + SVG, atomic, no pyplot) is the only place that saves a figure."""
+"""Result files: the one figure writer (PNG + SVG, atomic, no pyplot) is the only place that saves a figure;
+files and folders get the modes the umask allows; the process knows what it has written."""
 
 from __future__ import annotations
 
+import os
 import pathlib
+import stat
+
+import pytest
 
 import jaxsteer
-from jaxsteer.results import new_figure, write_figure
+from jaxsteer.results import new_figure, write_figure, write_json, written
 
 PACKAGE = pathlib.Path(jaxsteer.__file__).parent
 FORBIDDEN = (".savefig(", "import matplotlib.pyplot", "matplotlib.use(")
@@ -27,3 +32,34 @@ def test_no_module_saves_figures_or_touches_pyplot_but_the_writer():
         if path.name != "results.py" and any(s in path.read_text(encoding="utf-8") for s in FORBIDDEN)
     ]
     assert offenders == []
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for one test, then restore it."""
+    old = os.umask(0o022)
+    yield os.umask
+    os.umask(old)
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
+def test_result_files_and_folders_get_the_modes_the_umask_allows(umask, mask, tmp_path):
+    """mkstemp/mkdtemp make 0600/0700 whatever the umask: unreadable to a group on a shared cluster."""
+    import numpy as np
+
+    from jaxsteer.checkpoint.safetensors_io import write_safetensors
+    from jaxsteer.results import temp_dir
+
+    umask(mask)
+    write_json(tmp_path / "r.json", {"a": 1})
+    write_safetensors(tmp_path / "t.safetensors", {"x": np.zeros(2, np.float32)})
+    folder = temp_dir(str(tmp_path))
+    for name in ("r.json", "t.safetensors"):
+        assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o666 & ~mask, name
+    assert stat.S_IMODE(os.stat(folder).st_mode) == 0o777 & ~mask
+
+
+def test_written_lists_what_this_process_put_in_place(tmp_path):
+    before = written()
+    path = write_json(tmp_path / "w.json", {})
+    assert written() == [*before, os.path.abspath(path)]

@@ -317,3 +317,12 @@ def test_pca_sign_mean_projection_vs_repeng_majority(method):
     pos[0, :, 0] = neg[0, :, 0] + np.array([1.0, 1.0, 1.0, -2.0])
     v = ex._pca_vectors(pos, neg, method)
     assert v[0, 0] > 0 and np.array_equal(ex.repeng_sign(v, pos, neg), v)
+
+
+@pytest.mark.parametrize("side", ["positive", "negative"])
+def test_a_pair_side_that_tokenises_to_nothing_is_refused(tiny_model, side):  # noqa: F811
+    """ "" is <bos> alone on both sides: its difference is exactly zero and would be averaged in silently."""
+    texts = {"positive": ["Answer: A", "Answer: B"], "negative": ["B", "C"]}
+    texts[side][1] = ""
+    with pytest.raises(InputError, match=rf"^pair 2: the {side} text '' tokenises to nothing$"):
+        TokenPairs.from_texts(tiny_model.tokenizer, texts["positive"], texts["negative"])

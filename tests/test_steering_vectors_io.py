@@ -260,3 +260,12 @@ def test_lm_eval_export_without_pickle(tmp_path):
     assert list(json.loads(Path(json_path).read_text())["hookpoints"]) == ["language_model.layers.7"]
     with pytest.raises(InputError, match="hook_action"):
         export_lm_eval(vset, tmp_path / "x", [2], hook_action="multiply")
+
+
+def test_steering_at_a_zero_layer_is_refused_naming_the_file():
+    from jaxsteer.steering.vectors_io import check_nonzero_at
+
+    vset = make_set()  # layers 3 and 4 are zero
+    check_nonzero_at(vset, [2, 5], "en.safetensors")
+    with pytest.raises(InputError, match=r"^layer 4 has a zero vector in en.safetensors \(non-zero layers: .*\)$"):
+        check_nonzero_at(vset, [2, 4], "en.safetensors")

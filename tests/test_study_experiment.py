@@ -314,3 +314,24 @@ def test_blend_match_reaches_the_scorer(monkeypatch):
     theirs = evaluate.blend_accuracy(model, bench_b, "ko", "test", progress=False)
     assert ours == pytest.approx(100.0 * (len(items) - numeric) / len(items))  # "19" is not the number 9
     assert theirs == pytest.approx(100.0)
+
+
+@pytest.mark.parametrize(
+    "key,value", [("en_gamma", float("inf")), ("loc_gammas", (0.0, float("nan"))), ("sweep_gammas", (float("-inf"),))]
+)
+def test_a_gamma_that_is_not_finite_is_refused_as_a_gamma(key, value):
+    """Not as "steering vectors contain NaN or inf": γ is folded into the vectors only later."""
+    with pytest.raises(ConfigError, match=rf"^config key {key}: γ = (inf|nan|-inf) is not a finite number$"):
+        ExperimentConfig(**{key: value})
+
+
+def test_combined_steering_refuses_a_gamma_that_is_not_finite():
+    import numpy as np
+
+    from jaxsteer.config import tiny
+    from jaxsteer.study.surgical import combined_steering
+
+    config = tiny()
+    v = np.ones((config.num_layers, config.hidden_size), np.float32)
+    with pytest.raises(JaxsteerError, match=r"^γ = nan at layer 3 is not a finite number$"):
+        combined_steering(config, [(v, 2, 1.0), (v, 3, float("nan"))])

@@ -184,3 +184,133 @@ def test_delta_tables_are_against_base_for_every_method(run):
 def test_the_experiment_needs_a_base_model(tmp_path):
     with pytest.raises(ConfigError, match="named 'base'"):
         run_experiment(ExperimentConfig(out=str(tmp_path)), {"cla": "x"}, measures=Measures())
+
+
+# --- the run folder: manifest, interrupt, resume, another seed ---------------------------------------------
+class Interrupting(Stubs):
+    """Stubs whose ``evaluate`` is cut short (Ctrl-C) at its ``at``-th call, or fails with a user error."""
+
+    def __init__(self, at: int, error: Exception | None = None):
+        super().__init__()
+        self.at, self.calls, self.error = at, 0, error
+
+    def evaluate(self, model, bench, method, steering_for, part, progress):
+        self.calls += 1
+        if self.calls == self.at:
+            raise self.error or KeyboardInterrupt
+        return super().evaluate(model, bench, method, steering_for, part, progress)
+
+
+def experiment(out, stubs, seed=3, **kwargs):
+    cfg = ExperimentConfig(
+        languages=LANGS, select_layers=True, layer_window=1, en_gamma=2.0, loc_gammas=(0.0, 1.0, 2.0), seed=seed
+    )
+    models = {name: jaxsteer.Model(config=CONFIG, params={}, source=name) for name in ("base", "cla", "other")}
+    measures = Measures(stubs.extract, stubs.evaluate, stubs.score_en, stubs.score_loc)
+    return run_experiment(cfg, models, ("base", "cla"), str(out), progress=False, measures=measures, **kwargs)
+
+
+def manifest(out) -> dict:
+    with open(os.path.join(out, "manifest.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def listed(out) -> set[str]:
+    return {f for stage in manifest(out)["stages"].values() for f in stage["files"]}
+
+
+def on_disk(out) -> set[str]:
+    found = {os.path.relpath(os.path.join(d, f), out) for d, _, fs in os.walk(out) for f in fs}
+    return {f for f in found if not f.startswith("replaced-")} - {"manifest.json"}
+
+
+def results_of(out) -> dict:
+    """Every result and table of a run folder without provenance (dates, versions)."""
+    found = {}
+    for name in sorted(on_disk(out)):
+        if name.endswith(".json"):
+            with open(os.path.join(out, name), encoding="utf-8") as f:
+                data = json.load(f)
+            if isinstance(data, dict):
+                data.pop("provenance", None)
+            found[name] = data
+        elif name.endswith((".csv", ".md")):
+            with open(os.path.join(out, name), encoding="utf-8") as f:
+                found[name] = f.read()
+        elif name.endswith(".safetensors"):
+            found[name] = load_vectors(os.path.join(out, name)).vectors.tolist()
+    return found
+
+
+def test_a_complete_run_lists_every_stage_and_every_file(run):
+    out, _, _ = run
+    record = manifest(out)
+    models = ("base", "cla", "other")
+    steered = [f"{m}+{w}" for m in ("base", "cla") for w in ("EN", "LOC", "SUR", "random")]
+    assert record["complete"] is True and record["planned"] == list(record["stages"])
+    assert set(record["stages"]) == {f"eval:{m}" for m in (*models, *steered)} | {
+        f"{kind}:{m}" for kind in ("vectors", "plans") for m in ("base", "cla")
+    } | {"comparison"}
+    assert record["writer"]["seed"] == 3 and record["writer"]["steer"] == ["base", "cla"]
+    assert listed(out) == on_disk(out)  # nothing unlisted, nothing listed that is missing
+
+
+def test_an_interrupted_run_says_what_it_lists_and_resume_finishes_it_identically(run, tmp_path):
+    from jaxsteer.interrupt import Interrupted
+
+    whole, _, _ = run
+    out = tmp_path / "run"
+    cut = Interrupting(at=4)  # base, base+EN, base+LOC done; cut during base+SUR
+    with pytest.raises(Interrupted) as e:
+        experiment(out, cut)
+    done = ["eval:base", "vectors:base", "plans:base", "eval:base+EN", "eval:base+LOC"]
+    assert str(e.value) == (
+        f"{out}/manifest.json lists 5 of 16 stage(s) finished ({', '.join(done)}); files of the stage that "
+        "was cut short are listed nowhere and are redone by the same command with --resume"
+    )
+    record = manifest(out)
+    assert list(record["stages"]) == done and record["complete"] is False
+    assert all(os.path.isfile(os.path.join(out, f)) for f in listed(out))
+    assert not os.path.exists(out / "delta_gmmlu.csv")  # no comparison of a part of the run
+    with pytest.raises(ConfigError, match="an incomplete run of these settings.*--resume"):
+        experiment(out, Stubs(), resume=False)
+    with pytest.raises(ConfigError, match="--resume: .* was started by .*seed 3.*not by this run"):
+        experiment(out, Stubs(), seed=4, resume=True)
+    rest = Stubs()
+    experiment(out, rest, resume=True)
+    assert not [s for s in rest.extracted if s[0] == "base"]  # finished stages are read back, not run
+    assert ("base", "zh") not in rest.evaluated and ("base+LOC", "zh") in {k for k in cut.evaluated}
+    assert manifest(out)["complete"] is True and listed(out) == on_disk(out)
+    assert results_of(out) == results_of(whole)
+
+
+def test_another_seed_over_a_complete_run_never_mixes_the_two(tmp_path):
+    """Seed 4 into seed 3's folder: refused; with overwrite, seed 3's files go aside before any is replaced,
+    so a cut-short seed-4 run leaves only seed-4 files (no Δ table of seed 3 beside base files of seed 4)."""
+    out = tmp_path / "run"
+    experiment(out, Stubs())
+    with pytest.raises(ConfigError, match=r"holds results of .*seed 3; this is .*seed 4.*--overwrite"):
+        experiment(out, Stubs(), seed=4, resume=False)
+    with pytest.raises(KeyboardInterrupt):
+        experiment(out, Interrupting(at=2), seed=4, resume=False, overwrite=True)
+    assert manifest(out)["writer"]["seed"] == 4
+    assert list(manifest(out)["stages"]) == ["eval:base", "vectors:base", "plans:base"]
+    assert on_disk(out) >= listed(out) and not {f for f in on_disk(out) if f.startswith("delta_")}
+    with open(os.path.join(out, "base.gmmlu.json"), encoding="utf-8") as f:
+        assert json.load(f)["seed"] == 4
+    aside = [n for n in os.listdir(out) if n.startswith("replaced-")]
+    assert len(aside) == 1 and os.path.isfile(os.path.join(out, aside[0], "delta_gmmlu.csv"))
+
+
+def test_the_api_starts_again_in_its_own_folder_and_a_refusal_leaves_nothing(tmp_path):
+    from jaxsteer.errors import DataError
+
+    out = tmp_path / "run"
+    experiment(out, Stubs())
+    with pytest.raises(KeyboardInterrupt):
+        experiment(out, Interrupting(at=1))  # resume=None: the same experiment starts again...
+    assert manifest(out)["stages"] == {} and on_disk(out) == set()  # ...forgetting what it had first
+    fresh = tmp_path / "a" / "fresh"
+    with pytest.raises(DataError):
+        experiment(fresh, Interrupting(at=1, error=DataError("no data")), resume=False)
+    assert not os.path.exists(tmp_path / "a")

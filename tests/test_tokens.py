@@ -74,3 +74,19 @@ def test_chat_without_a_template_is_a_one_line_input_error(trained):
     else:
         ids, _ = encode_batch(tok, ["hi"], chat=True)
         assert tok.convert_tokens_to_ids("<start_of_turn>") in ids[0]
+
+
+def test_texts_that_are_not_utf8_are_one_line_naming_the_text_and_byte():
+    from jaxsteer.errors import InputError
+    from jaxsteer.tokens import check_texts
+
+    argv_text = b"ab\xb1c".decode("utf-8", "surrogateescape")  # how Python hands over a non-UTF-8 argument
+    with pytest.raises(InputError, match=r"^--prompt 2 is not UTF-8: byte 0xb1 at offset 2$"):
+        check_texts(["fine", argv_text], "--prompt")
+    with pytest.raises(InputError, match=r"^text 1 is not UTF-8: byte 0xff at offset 3$"):
+        check_texts([b"abc\xff"])
+    with pytest.raises(InputError, match=r"^text 1 holds a lone surrogate U\+D800 at offset 1$"):
+        check_texts(["a\ud800"])
+    with pytest.raises(InputError, match=r"^text 1 is not text but int$"):
+        check_texts([3])
+    assert check_texts([b"caf\xc3\xa9", "x"]) == ["café", "x"]

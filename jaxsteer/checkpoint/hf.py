@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Callable
 
 import jax
@@ -26,6 +25,7 @@ from jaxsteer.config import GemmaConfig
 from jaxsteer.errors import CheckpointError, ConfigError, OfflineError
 from jaxsteer.model.model import Model, resolve_dtype
 from jaxsteer.model.transformer import layer_shapes
+from jaxsteer.results import commit, temp_dir
 
 PREFIXES = ("model.language_model.", "language_model.model.", "model.")
 DROPPED = ("vision_tower.", "multi_modal_projector.", "model.vision_tower.", "model.multi_modal_projector.")
@@ -74,7 +74,7 @@ def weight_files(folder: str) -> list[str]:
         try:
             with open(index, encoding="utf-8") as f:
                 shards = sorted(set(json.load(f)["weight_map"].values()))
-        except (OSError, json.JSONDecodeError, KeyError) as e:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError) as e:
             raise CheckpointError(f"cannot read {index}: {e}") from None
         missing = [s for s in shards if not os.path.isfile(os.path.join(folder, s))]
         if missing:
@@ -273,8 +273,8 @@ def merged_hf_config(config: GemmaConfig, source: str | os.PathLike | None) -> d
     try:
         with open(path, encoding="utf-8") as f:
             raw = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path}: cannot read the source config ({type(e).__name__})") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: cannot read the source config ({e})") from None
     text = dict(raw.get("text_config") or raw) if isinstance(raw, dict) else {}
     merged = {k: v for k, v in text.items() if k not in DROPPED_KEYS and k not in ARCH_KEYS}
     merged.update({k: v for k, v in ours.items() if k in ARCH_KEYS or k not in merged})
@@ -320,7 +320,7 @@ def save_pretrained(
     np_dtype = np.dtype(ml_dtypes.bfloat16) if jnp.dtype(out_dtype) == jnp.bfloat16 else np.dtype(np.float32)
     hf_config = merged_hf_config(model.config, source)
     hf_config["torch_dtype"] = "bfloat16" if np_dtype != np.float32 else "float32"
-    tmp = tempfile.mkdtemp(dir=parent, prefix=".tmp-")
+    tmp = temp_dir(parent)
     try:
         tensors = {hf_name("embed", None): np.asarray(model.params["embed"]).astype(np_dtype)}
         tensors[hf_name("final_norm", None)] = np.asarray(model.params["final_norm"]).astype(np_dtype)
@@ -337,7 +337,7 @@ def save_pretrained(
             model.tokenizer.save_pretrained(tmp)
         if os.path.exists(folder):
             shutil.rmtree(folder)
-        os.replace(tmp, folder)
+        commit(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -12,12 +12,12 @@ import json
 import mmap
 import os
 import struct
-import tempfile
 
 import ml_dtypes
 import numpy as np
 
 from jaxsteer.errors import CheckpointError
+from jaxsteer.results import commit, temp_file
 
 _DTYPES = {
     "F64": np.float64,
@@ -112,14 +112,14 @@ def write_safetensors(path: str | os.PathLike, tensors: dict[str, np.ndarray], m
     blob = json.dumps(header, separators=(",", ":")).encode()
     blob += b" " * (-len(blob) % 8)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".safetensors")
+    fd, tmp = temp_file(folder, suffix=".safetensors")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(struct.pack("<Q", len(blob)))
             f.write(blob)
             for arr in arrays:
                 f.write(arr.tobytes())
-        os.replace(tmp, path)
+        commit(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)

@@ -17,6 +17,7 @@ model's positions count real tokens, so padding never shifts them.
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from jaxsteer.cla.config import TrainConfig
+from jaxsteer.data.files import read_text
 from jaxsteer.errors import ConfigError, DataError
 
 STREAMS = {"task": 0, "align": 1, "clo": 2}
@@ -119,13 +121,12 @@ def read_texts(path: str) -> list[str]:
     if not os.path.isfile(path):
         raise DataError(f"no texts file at {path}")
     out = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    out.append(str(json.loads(line)["text"]))
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    raise DataError(f"{path} line {n}: expected a JSON object with a 'text' field") from None
+    for n, line in enumerate(io.StringIO(read_text(path), newline=None), 1):
+        if line.strip():
+            try:
+                out.append(str(json.loads(line)["text"]))
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise DataError(f"{path} line {n}: expected a JSON object with a 'text' field") from None
     return out
 
 

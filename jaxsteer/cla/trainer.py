@@ -391,10 +391,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, mesh=None, on_step: OnStep 
     mesh_lib.initialize(cfg.mesh)
     out = Path(cfg.out)
     setup = build(cfg, mesh)
-    ckpt = TrainCheckpointer(out / "checkpoints", every=cfg.checkpoint.every, keep=cfg.checkpoint.keep,
-                             async_save=cfg.checkpoint.async_save)  # fmt: skip
+    # Orbax creates its folder (and OUT) on construction: open it now only if it exists, otherwise once the
+    # inputs are checked, so a refused run leaves no empty OUT/checkpoints behind
+    ckpt = checkpointer(cfg) if (out / "checkpoints").is_dir() else None
     try:
-        latest = ckpt.latest_step()
+        latest = ckpt.latest_step() if ckpt is not None else None
         if latest is not None and not resume:
             raise ConfigError(f"{out} already holds checkpoints (step {latest}); pass --resume or another --out")
         tokenizer = data_lib.resolve_tokenizer(cfg, setup.model_tokenizer, out)
@@ -406,6 +407,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, mesh=None, on_step: OnStep 
         examples = {k: EXAMPLES[k](cfg, tokenizer) for k in KINDS[cfg.method]}
         pipeline = data_lib.Pipeline(cfg, examples, pad_id)
         state = init_state(setup)
+        ckpt = ckpt or checkpointer(cfg)
         ref = cached_reference(setup, state, examples["clo"], pad_id, out) if cfg.method == "clo" else None
         start, config_record = 0, {"config": cfg.to_dict(), "config_hash": cfg.config_hash()}
         if resume and latest is not None:
@@ -424,7 +426,13 @@ def train(cfg: TrainConfig, *, resume: bool = False, mesh=None, on_step: OnStep 
             write_json(out / "run.json", record)
         return _loop(setup, state, pipeline, ref, ckpt, tokenizer, out, start, config_record, on_step)
     finally:
-        ckpt.close()
+        if ckpt is not None:
+            ckpt.close()
+
+
+def checkpointer(cfg: TrainConfig) -> TrainCheckpointer:
+    c = cfg.checkpoint
+    return TrainCheckpointer(Path(cfg.out) / "checkpoints", every=c.every, keep=c.keep, async_save=c.async_save)
 
 
 def _loop(setup, state, pipeline, ref, ckpt, tokenizer, out, start, config_record, on_step) -> dict:

@@ -103,3 +103,19 @@ def load_model(args_or_cfg):
         mesh=getattr(args_or_cfg, "mesh", None),
         batch_size=getattr(args_or_cfg, "batch_size", None),
     )
+
+
+def add_overwrite_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write into an --out holding results of another model or seed: its files move to OUT/replaced-DATE/",
+    )
+
+
+def claim_results(out: str, model, seed: int, overwrite: bool, planned_files=()):
+    """The results folder ``out`` for this model and seed (see :class:`jaxsteer.outputs.ResultsFolder`)."""
+    from jaxsteer.outputs import ResultsFolder, model_identity
+
+    writer = {"model": model_identity(model.source), "config_hash": model.config.config_hash(), "seed": seed}
+    return ResultsFolder.claim(out, writer, overwrite=overwrite, planned_files=planned_files)

@@ -21,6 +21,7 @@ def run(args) -> int:
     import numpy as np
 
     from jaxsteer.errors import ConfigError
+    from jaxsteer.outputs import check_output_folder
     from jaxsteer.results import write_csv
     from jaxsteer.steering import analysis, figures
     from jaxsteer.steering.vectors_io import load_vectors
@@ -28,6 +29,7 @@ def run(args) -> int:
     cfg, _ = experiment_config(args)
     if not (args.a and args.b) and not args.pca:
         raise ConfigError("nothing to analyse: pass --a and --b vector files, and/or --pca with a model")
+    check_output_folder(cfg.out)
     if args.a and args.b:
         a, b = load_vectors(args.a), load_vectors(args.b)
         if a.vectors.shape != b.vectors.shape:

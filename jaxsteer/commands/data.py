@@ -28,10 +28,13 @@ def run(args) -> int:
 
     from jaxsteer.data.check import check_blend, format_report
     from jaxsteer.errors import ConfigError
+    from jaxsteer.outputs import check_output_file
     from jaxsteer.results import provenance, write_json
 
     if args.examples < 0:
         raise ConfigError(f"--examples {args.examples}: expected a count >= 0")
+    if args.out:
+        check_output_file(args.out)
     report = check_blend(args.data, args.country)
     report["provenance"] = provenance(command="jaxsteer data check")
     if args.out:

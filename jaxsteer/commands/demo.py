@@ -50,7 +50,9 @@ def run(args) -> int:
     from jaxsteer.errors import ConfigError
     from jaxsteer.organism.demo import DemoConfig, run_demo
     from jaxsteer.organism.model import ASSETS, load_organism, pretrain
+    from jaxsteer.outputs import check_output_folder
 
+    check_output_folder(args.out)
     use_compilation_cache()
     model = args.model or str(ASSETS)
     if args.retrain:

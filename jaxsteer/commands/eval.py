@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jaxsteer.commands._common import add_experiment_args, experiment_config
+from jaxsteer.commands._common import add_experiment_args, add_overwrite_arg, experiment_config
 
 
 def register(sub) -> None:
@@ -20,6 +20,7 @@ def register(sub) -> None:
         help="add γ·v[layer] from a vector file (repeatable; e.g. en.safetensors:20:2)",
     )
     p.add_argument("--force", action="store_true", help="apply vectors made for another config hash")
+    add_overwrite_arg(p)
     p.add_argument(
         "--blend-mc",
         action="store_true",
@@ -30,7 +31,8 @@ def register(sub) -> None:
 
 def parse_steer(items, config, force: bool):
     from jaxsteer.errors import ConfigError
-    from jaxsteer.steering.vectors_io import check_compatible, load_vectors
+    from jaxsteer.steering.vectors_io import check_compatible, check_nonzero_at, load_vectors
+    from jaxsteer.study.experiment import check_gamma
     from jaxsteer.study.surgical import combined_steering
 
     parts = []
@@ -40,52 +42,68 @@ def parse_steer(items, config, force: bool):
             layer, gamma = int(layer), float(gamma)
         except ValueError:
             raise ConfigError(f"--steer {item!r}: expected FILE:LAYER:GAMMA") from None
+        check_gamma(gamma, f"--steer {item!r}")
         vset = load_vectors(path)
         check_compatible(vset, config, force=force)
         from jaxsteer.steering.plan import check_layer
 
         check_layer(layer, config.num_layers)
+        check_nonzero_at(vset, [layer], path)
         parts.append((vset.vectors, layer, gamma))
     return combined_steering(config, parts) if parts else None
 
 
 def run(args) -> int:
-    from jaxsteer.commands._common import load_model
-    from jaxsteer.study.evaluate import evaluate, write_eval
+    import os
+
+    from jaxsteer.commands._common import claim_results, load_model
+    from jaxsteer.model.model import check_new_tokens
+    from jaxsteer.outputs import check_output_folder
+    from jaxsteer.study.evaluate import eval_file_names, evaluate, write_eval
     from jaxsteer.study.experiment import Benchmarks
 
     cfg, extra = experiment_config(args)
+    check_output_folder(cfg.out)
     model = load_model(cfg)
+    check_new_tokens(model.config, 1, cfg.max_new_tokens)
     steering = parse_steer(args.steer, model.config, args.force)
     method = args.method or args.model_name or "base"
     # the same base identity `jaxsteer run` records, so eval's files compare with run's and with each other
     base_model = args.base_model or (extra.get("models") or {}).get("base")
+    planned = eval_file_names(method) + ([f"{method}.blend_mc_ll.json"] if args.blend_mc else [])
+    folder = claim_results(cfg.out, model, cfg.seed, args.overwrite, planned)
     result = evaluate(
         model, Benchmarks(cfg), method, (lambda lang: steering) if steering else None, "test", not args.quiet
     )
-    for path in write_eval(result, cfg.out, model, cfg, base_model, extra={"steer": args.steer or []}):
+    mc_scores = blend_mc_scores(model, cfg, steering) if args.blend_mc else None  # all measured before any write
+    paths = write_eval(result, cfg.out, model, cfg, base_model, extra={"steer": args.steer or []})
+    for path in paths:
         print(f"wrote {path}")
-    if args.blend_mc:
-        import os
-
+    if mc_scores is not None:
         from jaxsteer.results import provenance, write_json
-        from jaxsteer.study.evaluate import BLEND_MC_LL_LABEL, blend_mc_loglik_accuracy
+        from jaxsteer.study.evaluate import BLEND_MC_LL_LABEL
 
-        scores = {
-            lang: blend_mc_loglik_accuracy(model, cfg.blend_source or cfg.data, lang, steering, cfg.batch_size)[
-                "accuracy"
-            ]
-            for lang in cfg.languages
-        }
         path = write_json(
             os.path.join(cfg.out, f"{method}.blend_mc_ll.json"),
             {
                 "method": method,
                 "metric": BLEND_MC_LL_LABEL,
-                "accuracy": scores,
+                "accuracy": mc_scores,
                 "config_hash": model.config.config_hash(),
                 "provenance": provenance(model, seed=cfg.seed),
             },
         )
+        paths.append(path)
         print(f"wrote {path} ({BLEND_MC_LL_LABEL})")
+    folder.finish(f"eval:{method}", paths)
     return 0
+
+
+def blend_mc_scores(model, cfg, steering) -> dict[str, float]:
+    from jaxsteer.study.evaluate import blend_mc_loglik_accuracy
+
+    source = cfg.blend_source or cfg.data
+    return {
+        lang: blend_mc_loglik_accuracy(model, source, lang, steering, cfg.batch_size)["accuracy"]
+        for lang in cfg.languages
+    }

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 
-from jaxsteer.commands._common import add_experiment_args, experiment_config
+from jaxsteer.commands._common import add_experiment_args, add_overwrite_arg, experiment_config
 
 
 def register(sub) -> None:
@@ -13,41 +14,48 @@ def register(sub) -> None:
     add_experiment_args(p)
     p.add_argument("--kind", choices=["en", "loc"], default="en", help="EN (transfer) or LOC (localization)")
     p.add_argument("--pairs", help='JSONL of {"positive": text, "negative": text} (instead of the data)')
+    add_overwrite_arg(p)
     p.set_defaults(func=run)
 
 
 def read_pairs(path: str) -> tuple[list[str], list[str]]:
+    from jaxsteer.data.files import read_text
     from jaxsteer.errors import DataError
 
     if not os.path.isfile(path):
         raise DataError(f"no pairs file at {path}")
     pos, neg = [], []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                pos.append(str(row["positive"]))
-                neg.append(str(row["negative"]))
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise DataError(f"{path} line {n}: expected a JSON object with positive and negative") from None
+    for n, line in enumerate(io.StringIO(read_text(path), newline=None), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            pos.append(str(row["positive"]))
+            neg.append(str(row["negative"]))
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise DataError(f"{path} line {n}: expected a JSON object with positive and negative") from None
     return pos, neg
 
 
 def run(args) -> int:
-    from jaxsteer.commands._common import load_model
+    from jaxsteer.commands._common import claim_results, load_model
+    from jaxsteer.outputs import check_output_folder
     from jaxsteer.steering.extract import TokenPairs, extract, normalise
     from jaxsteer.steering.vectors_io import VectorSet, save_vectors
     from jaxsteer.study.experiment import Benchmarks
     from jaxsteer.study.surgical import extract_kind
 
     cfg, _ = experiment_config(args)
+    check_output_folder(cfg.out)
+    pairs = read_pairs(args.pairs) if args.pairs else None
     model = load_model(cfg)
     kind = args.kind.upper()
     out_dir = cfg.out
-    if args.pairs:
-        pos, neg = read_pairs(args.pairs)
+    names = ["pairs"] if pairs else [*cfg.languages, *(["pooled"] if cfg.pooled else [])]
+    planned = [f"{args.kind}_{name}.safetensors" for name in names]
+    folder = claim_results(out_dir, model, cfg.seed, args.overwrite, planned)
+    if pairs:
+        pos, neg = pairs
         ex = extract(
             model,
             TokenPairs.from_texts(model.tokenizer, pos, neg, cfg.chat),
@@ -71,6 +79,7 @@ def run(args) -> int:
         sets = extract_kind(model, Benchmarks(cfg), kind, cfg.languages, not args.quiet)
     for name, vset in sets.items():
         path = save_vectors(os.path.join(out_dir, f"{args.kind}_{name}.safetensors"), vset)
+        folder.finish(f"vectors:{os.path.basename(path)}", [path])
         norms = vset.vectors.astype("float64") ** 2
         peak = int(norms.sum(-1).argmax())
         print(f"{path}: {vset.num_layers}×{vset.hidden_size}, {vset.meta.num_pairs} pairs, largest at layer {peak}")

@@ -17,19 +17,40 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+LONG_GENERATION = 256  # new tokens from which the command says what it is doing and how long it took
+
+
 def run(args) -> int:
+    import sys
+    import time
+
     from jaxsteer.commands._common import load_model
     from jaxsteer.errors import InputError
     from jaxsteer.model.decode import generate
-    from jaxsteer.tokens import decode_new, encode_batch
+    from jaxsteer.model.model import check_new_tokens
+    from jaxsteer.tokens import check_texts, decode_new, encode_batch
 
+    prompts = check_texts(args.prompt, "--prompt")
     model = load_model(args)
     if model.tokenizer is None:
         raise InputError(f"{args.model} has no tokenizer files (tokenizer.json); cannot encode prompts")
-    ids, mask = encode_batch(model.tokenizer, args.prompt, chat=args.chat)
+    ids, mask = encode_batch(model.tokenizer, prompts, chat=args.chat)
+    check_new_tokens(model.config, ids.shape[1], args.max_new_tokens)
+    long = args.max_new_tokens >= LONG_GENERATION
+    if long:  # one compiled loop: no per-token progress to show, so say what runs and, after, how long it took
+        print(
+            f"generating up to {args.max_new_tokens} new tokens for {len(prompts)} prompt(s) in one compiled "
+            "loop (Ctrl-C stops it)…",
+            file=sys.stderr,
+            flush=True,
+        )
+    t0 = time.perf_counter()
     tokens = generate(
         model, ids, args.max_new_tokens, mask, temperature=args.temperature, top_k=args.top_k, seed=args.seed
     )
-    for prompt, text in zip(args.prompt, decode_new(model.tokenizer, tokens, model.config)):
+    texts = decode_new(model.tokenizer, tokens, model.config)
+    if long:
+        print(f"generated in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+    for prompt, text in zip(prompts, texts):
         print(f"{prompt!r} -> {text!r}")
     return 0

@@ -17,9 +17,11 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from jaxsteer.errors import DataError
+    from jaxsteer.outputs import check_output_folder
     from jaxsteer.study import metrics
     from jaxsteer.study.compare import format_tables, write_comparison
 
+    check_output_folder(args.out)
     runs: dict[str, dict[str, list]] = {"gmmlu": {}, "blend": {}}
     for folder in args.results:
         if not os.path.isdir(folder):

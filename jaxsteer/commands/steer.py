@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from jaxsteer.commands._common import add_experiment_args, experiment_config
+from jaxsteer.commands._common import add_experiment_args, add_overwrite_arg, experiment_config
 
 
 def register(sub) -> None:
@@ -19,24 +19,37 @@ def register(sub) -> None:
     )
     p.add_argument("--evaluate", action="store_true", help="evaluate the plan on the test split")
     p.add_argument("--force", action="store_true", help="apply vectors made for another config hash")
+    add_overwrite_arg(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from jaxsteer.commands._common import load_model
+    from jaxsteer.commands._common import claim_results, load_model
+    from jaxsteer.model.model import check_new_tokens
+    from jaxsteer.outputs import check_output_folder
     from jaxsteer.results import provenance, write_json
-    from jaxsteer.steering.vectors_io import check_compatible, load_vectors
-    from jaxsteer.study.evaluate import evaluate, write_eval
+    from jaxsteer.steering.vectors_io import check_compatible, check_nonzero_at, load_vectors
+    from jaxsteer.study.evaluate import eval_file_names, evaluate, write_eval
     from jaxsteer.study.experiment import Benchmarks
-    from jaxsteer.study.surgical import plan_surgical
+    from jaxsteer.study.surgical import candidate_layers, plan_surgical
+    from jaxsteer.tokens import check_texts, encode_batch
 
     cfg, _ = experiment_config(args)
+    check_output_folder(cfg.out)
+    prompts = check_texts(args.prompt, "--prompt") if args.prompt else None
     model = load_model(cfg)
+    encoded = encode_batch(model.tokenizer, prompts, chat=cfg.chat) if prompts else None
+    check_new_tokens(model.config, encoded[0].shape[1] if encoded else 1, cfg.max_new_tokens)
     v_en = load_vectors(args.en)
     check_compatible(v_en, model.config, force=args.force)
+    check_nonzero_at(v_en, candidate_layers(cfg, model.config.num_layers, "EN"), args.en)
     v_loc = load_vectors(args.loc) if args.loc else None
     if v_loc is not None:
         check_compatible(v_loc, model.config, force=args.force)
+        check_nonzero_at(v_loc, candidate_layers(cfg, model.config.num_layers, "LOC"), args.loc)
+    method = "SUR" if v_loc is not None else "EN"
+    planned = ["plan.json", *(eval_file_names(method) if args.evaluate else [])]
+    folder = claim_results(cfg.out, model, cfg.seed, args.overwrite, planned)
     bench = Benchmarks(cfg)
     plans = {}
     for lang in cfg.languages:
@@ -45,7 +58,7 @@ def run(args) -> int:
         print(f"{lang}: EN layer {p.en_layer} γ={p.en_gamma}; LOC layer {p.loc_layer} γ={p.loc_gamma}")
     which = "sur" if v_loc is not None else "en"
     loc = v_loc if v_loc is not None else v_en
-    write_json(
+    plan_path = write_json(
         os.path.join(cfg.out, "plan.json"),
         {
             "plans": {lang: dataclasses.asdict(p) for lang, p in plans.items()},
@@ -54,18 +67,18 @@ def run(args) -> int:
             "provenance": provenance(model, seed=cfg.seed, command="jaxsteer steer"),
         },
     )
-    if args.prompt:
+    folder.finish("plan", [plan_path])
+    if encoded:
         from jaxsteer.model.decode import generate
-        from jaxsteer.tokens import decode_new, encode_batch
+        from jaxsteer.tokens import decode_new
 
         steer = plans[cfg.languages[0]].steering(model.config, v_en, loc, which)
-        ids, mask = encode_batch(model.tokenizer, args.prompt, chat=cfg.chat)
+        ids, mask = encoded
         for prompt, steered in (("plain", None), ("steered", steer)):
             tokens = generate(model, ids, cfg.max_new_tokens, mask, steering=steered)
-            for text, out in zip(args.prompt, decode_new(model.tokenizer, tokens, model.config)):
+            for text, out in zip(prompts, decode_new(model.tokenizer, tokens, model.config)):
                 print(f"[{prompt}] {text!r} -> {out!r}")
     if args.evaluate:
-        method = "SUR" if v_loc is not None else "EN"
         result = evaluate(
             model,
             bench,
@@ -74,7 +87,9 @@ def run(args) -> int:
             "test",
             not args.quiet,
         )
-        for path in write_eval(result, cfg.out, model, cfg):
+        paths = write_eval(result, cfg.out, model, cfg)
+        folder.finish(f"eval:{method}", paths)
+        for path in paths:
             print(f"wrote {path}")
     print(f"wrote {cfg.out}/plan.json")
     return 0

@@ -21,8 +21,10 @@ def register(sub) -> None:
 def run(args) -> int:
     from jaxsteer.cla import config as cla_config
     from jaxsteer.cla.trainer import train
+    from jaxsteer.outputs import check_output_folder
 
     cfg = cla_config.load(args.config, overrides(args, out=args.out))
+    check_output_folder(cfg.out)
     result = train(cfg, resume=args.resume)
     print(f"trained {cfg.method} for {result['steps']} steps: {result['metrics']}")
     if "export" in result:

@@ -40,7 +40,9 @@ Data-root layout (tables may be ``.csv``, ``.parquet``, ``.jsonl`` or ``.json`` 
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import json
 import os
 import re
@@ -124,15 +126,41 @@ def read_table(path: PathLike, *, required: Iterable[str] = (), what: str | None
 
 
 def read_json(path: PathLike) -> Any:
-    """Parsed JSON of ``path`` with a one-line error for a missing or malformed file."""
+    """Parsed JSON of ``path`` with a one-line error for a missing, non-UTF-8 or malformed file."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"no such file {str(path)!r}")
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+        return json.loads(read_text(path))
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: invalid JSON at line {e.lineno} ({e.msg})") from None
+
+
+def read_text(path: PathLike, *, bom: bool = False) -> str:
+    """The UTF-8 text of ``path`` (``bom``: drop a leading byte-order mark, as Excel writes CSV files).
+
+    Every text file the package reads (tables, JSON/JSONL, pairs, corpora, result files) goes through here,
+    so a file in another encoding (an EUC-KR BLEnD file, a Latin-1 CSV) is one ``DataError`` naming the
+    file, the first byte that is not UTF-8 and its offset, wherever it is given.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"no such file {str(path)!r}") from None
+    except IsADirectoryError:
+        raise DataError(f"{path} is a folder; expected a file") from None
+    skip = len(codecs.BOM_UTF8) if bom and raw.startswith(codecs.BOM_UTF8) else 0
+    try:
+        return raw[skip:].decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: {not_utf8(raw, skip + e.start)}; save it as UTF-8") from None
+
+
+def not_utf8(raw: bytes, offset: int) -> str:
+    """``not UTF-8: byte 0xb1 at offset 17 (line 2)`` for the byte of ``raw`` at which decoding failed."""
+    line = raw.count(b"\n", 0, offset) + 1
+    return f"not UTF-8: byte 0x{raw[offset]:02x} at offset {offset} (line {line})"
 
 
 def check_columns(rows: Sequence[dict], required: Iterable[str], source: str) -> None:
@@ -157,8 +185,9 @@ def require_rows(rows: Sequence[Any], source: str) -> None:
 def _read_csv(path: Path) -> list[dict]:
     # The standard library reader keeps every cell as the exact string written (no NaN, no type guessing)
     # and imports in milliseconds; quoted fields may span lines, as in BLEnD's multiple-choice prompts.
+    text = read_text(path, bom=True)
     try:
-        with open(path, encoding="utf-8-sig", newline="") as f:
+        with io.StringIO(text, newline="") as f:
             reader = csv.reader(f)
             header = next(reader, None)
             if header is None:
@@ -173,23 +202,28 @@ def _read_csv(path: Path) -> list[dict]:
                     )
                 rows.append(dict(zip(header, record)))
             return rows
-    except (csv.Error, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: not a readable UTF-8 CSV file ({_first_line(e)})") from None
+    except csv.Error as e:
+        raise DataError(f"{path}: not a readable CSV file ({_first_line(e)})") from None
 
 
 def _read_jsonl(path: Path) -> list[dict]:
+    return [row for _, row in jsonl_objects(path)]
+
+
+def jsonl_objects(path: PathLike) -> list[tuple[int, dict]]:
+    """``(line number, object)`` of each non-blank line of a JSONL file; one-line errors for bad lines."""
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path} line {lineno}: invalid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path} line {lineno}: expected a JSON object, got {type(row).__name__}")
-            rows.append(row)
+    # StringIO splits at newlines only (str.splitlines would also split at U+2028 inside a JSON string)
+    for lineno, line in enumerate(io.StringIO(read_text(path), newline=None), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path} line {lineno}: invalid JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path} line {lineno}: expected a JSON object, got {type(row).__name__}")
+        rows.append((lineno, row))
     return rows
 
 

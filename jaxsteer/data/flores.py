@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from jaxsteer.data.files import PathLike, is_hub_id, load_hub, locate, read_table, require_rows
+from jaxsteer.data.files import PathLike, is_hub_id, load_hub, locate, read_table, read_text, require_rows
 from jaxsteer.data.languages import flores_code
 from jaxsteer.errors import DataError
 
@@ -113,8 +113,7 @@ def _find(root: Path, code: str, split: str) -> Path:
 
 
 def _read_plain(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        lines = f.read().splitlines()
+    lines = read_text(path).splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
     return [{"id": i, "sentence": line} for i, line in enumerate(lines, 1)]

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from jaxsteer.data.files import read_text
 from jaxsteer.errors import DataError
 
 PARTS: tuple[str, ...] = ("dev1", "dev2", "test")
@@ -129,10 +130,10 @@ def save_splits(splits: Mapping[str, Split], path: str | os.PathLike) -> Path:
 def load_splits(path: str | os.PathLike) -> dict[str, Split]:
     """Splits written by :func:`save_splits`; checks the format and that parts are disjoint."""
     path = Path(path)
+    if not path.is_file():
+        raise DataError(f"no such split file {str(path)!r}")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"no such split file {str(path)!r}") from None
+        data = json.loads(read_text(path))
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: invalid JSON at line {e.lineno} ({e.msg})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("splits"), dict):

@@ -19,7 +19,7 @@ from jaxtyping import Array, Float, Int
 from jaxsteer.config import GemmaConfig
 from jaxsteer.errors import InputError
 from jaxsteer.model.attention import cached_attention, resolve_impl
-from jaxsteer.model.model import Model, check_tokens, on_mesh
+from jaxsteer.model.model import Model, check_new_tokens, check_tokens, on_mesh
 from jaxsteer.model.transformer import default_positions, make_context, prepare, run_layers, unembed
 from jaxsteer.steering.plan import Steering
 
@@ -300,23 +300,6 @@ def generate(
         shared_stop=shared_stop,
     )
     return (out.tokens, out.lengths) if return_lengths else out.tokens
-
-
-def check_new_tokens(config: GemmaConfig, prompt_len: int, max_new_tokens) -> int:
-    """``max_new_tokens`` as an int in 1 … (context − prompt length)."""
-    try:
-        n = int(max_new_tokens)
-    except (TypeError, ValueError, OverflowError):
-        raise InputError(f"max_new_tokens={max_new_tokens!r} is not an integer") from None
-    if n < 1:
-        raise InputError(f"max_new_tokens={max_new_tokens} must be at least 1")
-    context = config.max_position_embeddings
-    if prompt_len + n > context:
-        raise InputError(
-            f"max_new_tokens={n} with a {prompt_len}-token prompt exceeds the model's context of {context} tokens "
-            f"(at most {max(context - prompt_len, 0)} new tokens)"
-        )
-    return n
 
 
 def _check_plans(config: GemmaConfig, plans) -> tuple[jax.Array | None, int]:

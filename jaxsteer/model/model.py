@@ -99,6 +99,25 @@ def check_tokens(config: GemmaConfig, input_ids, attention_mask=None) -> tuple[j
     return input_ids.astype(jnp.int32), attention_mask
 
 
+def check_new_tokens(config: GemmaConfig, prompt_len: int, max_new_tokens: Any) -> int:
+    """``max_new_tokens`` as an int in 1 .. context − prompt length, else a one-line ``InputError`` saying both
+    numbers: past ``max_position_embeddings`` the model has never seen the positions (and 10¹⁰ overflows)."""
+    if isinstance(max_new_tokens, float) and max_new_tokens.is_integer():
+        max_new_tokens = int(max_new_tokens)
+    if isinstance(max_new_tokens, (bool, np.bool_)) or not isinstance(max_new_tokens, (int, np.integer)):
+        raise InputError(f"max_new_tokens={max_new_tokens!r} must be a whole number of tokens")
+    n, context = int(max_new_tokens), int(config.max_position_embeddings)
+    if n < 1:
+        raise InputError(f"max_new_tokens={n} must be at least 1")
+    if prompt_len + n > context:
+        room = max(context - prompt_len, 0)
+        raise InputError(
+            f"max_new_tokens={n} exceeds the model's context: {prompt_len} prompt + {n} new tokens > "
+            f"{context} positions (max_position_embeddings); at most {room} new tokens fit"
+        )
+    return n
+
+
 def _logits_request(logits_at, batch: int):
     if logits_at is None or (isinstance(logits_at, str) and logits_at == "all"):
         return "all", None

@@ -24,7 +24,6 @@ import csv
 import io
 import json
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +34,7 @@ import numpy as np
 from jaxsteer.errors import ConfigError
 from jaxsteer.organism.config import CORPUS_KINDS, COUNTRIES, ENGLISH
 from jaxsteer.organism.world import Fact, Topic, World
+from jaxsteer.results import commit, temp_file
 
 LETTERS = ("A", "B", "C", "D")
 FRAMES = ("what", "which", "tell")
@@ -352,10 +352,10 @@ def oasst_rows(world: World) -> list[dict]:
 def write_text(path: Path, text: str) -> None:
     """Write atomically: a temporary file in the same folder, then ``os.replace``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, tmp = temp_file(str(path.parent), prefix=f".{path.name}.")
     with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
         f.write(text)
-    os.replace(tmp, path)
+    commit(tmp, str(path))
 
 
 def _csv(rows: Sequence[dict], columns: Sequence[str]) -> str:

@@ -264,7 +264,8 @@ def run_demo(cfg: DemoConfig) -> dict:
     models = {"base": load_pretrained(cfg.model, dtype="float32"), **trained}
     steer = ("base", *[m for m in trained if m.startswith("MIDALIGN")])
     print("[3/5] evaluating, extracting, selecting and steering (the real pipeline)", flush=True)
-    out = run_experiment(exp, models, steer, exp.out, progress=cfg.progress)
+    # the demo owns its folder: results of other demo settings there are moved aside (runs/replaced-DATE/)
+    out = run_experiment(exp, models, steer, exp.out, progress=cfg.progress, overwrite=True)
     print("[4/5] aggregating over seeds", flush=True)
     names = list(out["results"])
     runs = {bench: grouped(names, exp.out, bench) for bench in ("gmmlu", "blend")}

@@ -83,12 +83,17 @@ class TokenPairs:
 
     @classmethod
     def from_texts(cls, tokenizer, positives: Sequence[str], negatives: Sequence[str], chat: bool = False):
-        from jaxsteer.tokens import encode_batch
+        from jaxsteer.tokens import check_texts, encode_batch
 
         if len(positives) != len(negatives):
             raise InputError(f"mismatched pairs: {len(positives)} positive vs {len(negatives)} negative texts")
         if not positives:
             raise InputError("empty pair set: no positive/negative texts to extract from")
+        for side, texts in (("positive", positives), ("negative", negatives)):
+            for i, text in enumerate(check_texts(texts, f"{side} text")):
+                # "" is <bos> alone on both sides: a difference of exactly zero, averaged in silently
+                if not tokenizer(text, add_special_tokens=False)["input_ids"]:
+                    raise InputError(f"pair {i + 1}: the {side} text {text!r} tokenises to nothing")
         pi, pm = encode_batch(tokenizer, list(positives), chat=chat)
         ni, nm = encode_batch(tokenizer, list(negatives), chat=chat)
         return cls(pi, pm, ni, nm)

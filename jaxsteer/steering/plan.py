@@ -139,7 +139,8 @@ class Steering:
         for name in ("vectors", "gamma"):
             value = getattr(self, name)
             if _is_concrete(value) and not bool(np.all(np.isfinite(np.asarray(value)))):
-                raise InputError(f"steering {name} contain NaN or inf")
+                what = "gamma (γ) contains" if name == "gamma" else "vectors contain"
+                raise InputError(f"steering {what} NaN or inf")
 
 
 def check_layer(layer: int, num_layers: int) -> None:

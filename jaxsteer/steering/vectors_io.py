@@ -34,7 +34,6 @@ import datetime
 import json
 import math
 import os
-import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -44,7 +43,7 @@ import numpy as np
 from jaxsteer.checkpoint.safetensors_io import SafetensorsFile, write_safetensors
 from jaxsteer.config import GemmaConfig
 from jaxsteer.errors import CheckpointError, InputError
-from jaxsteer.results import write_json
+from jaxsteer.results import commit, temp_file, write_json
 from jaxsteer.steering.plan import Steering, check_layer
 
 CONVENTIONS = {"block_output": "vector[l] is added to the output of decoder block l (0-based) = HF hidden_states[l+1]"}
@@ -237,15 +236,22 @@ def _layer_gammas(vset: VectorSet, layers, gamma) -> dict[int, float]:
         chosen = {layer: 1.0 if gamma is None else float(gamma) for layer in layers}
     if not chosen:
         raise InputError("no layers chosen: pass a list of layers or {layer: gamma}")
-    nonzero = vset.nonzero_layers()
     for layer, g in chosen.items():
         check_layer(layer, vset.num_layers)
         if not math.isfinite(g):
             raise InputError(f"gamma {g} for layer {layer} is not finite")
+    check_nonzero_at(vset, chosen, "this file")
+    return {int(k): v for k, v in chosen.items()}
+
+
+def check_nonzero_at(vset: VectorSet, layers, source: str) -> None:
+    """Refuse steering at a layer where ``vset`` is zero: γ·0 changes nothing, and a run steered "at layer l"
+    that was not steered at all is a silent wrong result (an extraction from empty pairs, a GGUF without l)."""
+    nonzero = vset.nonzero_layers()
+    for layer in layers:
         if int(layer) not in nonzero:
             listed = ", ".join(map(str, nonzero)) or "none"
-            raise InputError(f"layer {layer} has a zero vector in this file (non-zero layers: {listed})")
-    return {int(k): v for k, v in chosen.items()}
+            raise InputError(f"layer {layer} has a zero vector in {source} (non-zero layers: {listed})")
 
 
 def to_steering(
@@ -302,7 +308,7 @@ def export_gguf(
 
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".gguf")
+    fd, tmp = temp_file(folder, suffix=".gguf")
     os.close(fd)
     try:
         writer = gguf.GGUFWriter(tmp, "controlvector")
@@ -318,7 +324,7 @@ def export_gguf(
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
-        os.replace(tmp, path)
+        commit(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

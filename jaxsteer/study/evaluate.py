@@ -136,17 +136,31 @@ def write_eval(
         "seed": cfg.seed,
         "provenance": prov,
     }
+    gm_name, bl_name, csv_name, responses_name = eval_file_names(result.method)
     paths = []
-    for bench, scores in (("gmmlu", result.gmmlu), ("blend", result.blend)):
-        path = os.path.join(out_dir, f"{result.method}.{bench}.json")
-        paths.append(write_json(path, {**common, "benchmark": bench, "accuracy": scores}))
+    for bench, scores, name in (("gmmlu", result.gmmlu, gm_name), ("blend", result.blend, bl_name)):
+        paths.append(write_json(os.path.join(out_dir, name), {**common, "benchmark": bench, "accuracy": scores}))
     rows = [
         {"method": result.method, "lang": lang, "gmmlu": result.gmmlu[lang], "blend": result.blend[lang]}
         for lang in result.gmmlu
     ]
-    paths.append(write_csv(os.path.join(out_dir, f"{result.method}.csv"), rows))
-    paths.append(write_json(os.path.join(out_dir, f"{result.method}.responses.json"), result.responses))
+    paths.append(write_csv(os.path.join(out_dir, csv_name), rows))
+    paths.append(write_json(os.path.join(out_dir, responses_name), result.responses))
     return paths
+
+
+def eval_file_names(method: str) -> list[str]:
+    """The files :func:`write_eval` writes for ``method`` (Global-MMLU, BLEnD, CSV, responses)."""
+    return [f"{method}.gmmlu.json", f"{method}.blend.json", f"{method}.csv", f"{method}.responses.json"]
+
+
+def read_eval(out_dir: str, method: str) -> EvalResult:
+    """The :class:`EvalResult` that :func:`write_eval` wrote (a resumed run reads its finished evaluations)."""
+    from jaxsteer.data.files import read_json
+
+    gm_name, bl_name, _, responses_name = eval_file_names(method)
+    gm, bl = (metrics.load_result(os.path.join(out_dir, n)).scores for n in (gm_name, bl_name))
+    return EvalResult(method, dict(gm), dict(bl), read_json(os.path.join(out_dir, responses_name)))
 
 
 BLEND_MC_LL_LABEL = "blend_mc_ll (jaxsteer variant: summed log-likelihood of each choice; not BLEnD's protocol)"

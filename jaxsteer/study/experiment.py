@@ -10,13 +10,16 @@ split, and builds the EN pairs (English vs XX query of the same question) and LO
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import logging
+import math
 import os
 from collections.abc import Sequence
 
 from jaxsteer.data import blend as blend_data
 from jaxsteer.data import decontext, gmmlu, prompts, splits
+from jaxsteer.data.files import read_text
 from jaxsteer.data.languages import language
 from jaxsteer.errors import ConfigError, DataError
 from jaxsteer.sharding import MeshSpec
@@ -82,6 +85,10 @@ class ExperimentConfig:
                 raise ConfigError(f"config key {key}={getattr(self, key)!r}: expected one of {', '.join(allowed)}")
         if self.batch_size < 1 or self.max_new_tokens < 1 or self.chunk_size < 1:
             raise ConfigError("batch_size, max_new_tokens and chunk_size must be positive")
+        for key in ("en_gamma", "loc_gammas", "sweep_gammas"):
+            value = getattr(self, key)
+            for g in value if isinstance(value, (tuple, list)) else (value,):
+                check_gamma(g, f"config key {key}")
 
     def layers_for(self, num_layers: int) -> tuple[int, int]:
         """(EN layer, LOC layer): explicit values, or 20/48 and 28/48 of the depth."""
@@ -91,6 +98,18 @@ class ExperimentConfig:
             if not 0 <= layer < num_layers:
                 raise ConfigError(f"{name}={layer} out of range for a {num_layers}-layer model")
         return en, loc
+
+
+def check_gamma(value, where: str) -> float:
+    """A steering strength γ as a finite float, else a one-line ``ConfigError`` about γ itself (not about the
+    vectors it would multiply)."""
+    try:
+        g = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: γ {value!r} is not a number") from None
+    if not math.isfinite(g):
+        raise ConfigError(f"{where}: γ = {g} is not a finite number")
+    return g
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,15 +209,12 @@ def _shipped_decontext(source: str, country: str) -> dict:
         path = os.path.join(str(source), "blend", "decontext", f"{country}.jsonl")
         rows = {}
         if os.path.isfile(path):
-            with open(path, encoding="utf-8") as f:
-                for n, line in enumerate(f, 1):
-                    if line.strip():
-                        try:
-                            row = json.loads(line)
-                            rows[str(row["id"])] = row
-                        except (json.JSONDecodeError, KeyError):
-                            raise DataError(
-                                f"{path} line {n}: expected {{id, contextualised, decontextualised}}"
-                            ) from None
+            for n, line in enumerate(io.StringIO(read_text(path), newline=None), 1):
+                if line.strip():
+                    try:
+                        row = json.loads(line)
+                        rows[str(row["id"])] = row
+                    except (json.JSONDecodeError, KeyError, TypeError):
+                        raise DataError(f"{path} line {n}: expected {{id, contextualised, decontextualised}}") from None
         _SHIPPED[key] = rows
     return _SHIPPED[key]

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from jaxsteer.data.files import read_text
 from jaxsteer.errors import DataError
 
 if TYPE_CHECKING:
@@ -211,11 +212,10 @@ class MethodResult:
 def load_result(path: str | os.PathLike) -> MethodResult:
     """A result JSON: ``method``, ``accuracy`` ({lang: %}; ``scores`` also accepted), ``config_hash``,
     ``base_model`` and ``seed``, at top level or under ``provenance``."""
+    if not os.path.isfile(path):
+        raise DataError(f"no such result file {str(path)!r}")
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise DataError(f"no such result file {str(path)!r}") from None
+        data = json.loads(read_text(path))
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: invalid JSON at line {e.lineno} ({e.msg})") from None
     if not isinstance(data, dict):

@@ -15,14 +15,17 @@ from collections.abc import Callable
 import numpy as np
 
 from jaxsteer.checkpoint.hf import load_pretrained
-from jaxsteer.errors import ConfigError
+from jaxsteer.data.files import read_json
+from jaxsteer.errors import ConfigError, JaxsteerError
+from jaxsteer.interrupt import Interrupted
 from jaxsteer.model.model import Model
+from jaxsteer.outputs import MANIFEST, ResultsFolder, model_identity
 from jaxsteer.results import provenance, write_csv, write_json
 from jaxsteer.steering import analysis, figures
-from jaxsteer.steering.vectors_io import save_vectors
+from jaxsteer.steering.vectors_io import VectorSet, load_vectors, save_vectors
 from jaxsteer.study import metrics
 from jaxsteer.study.compare import write_comparison
-from jaxsteer.study.evaluate import EvalResult, evaluate, write_eval
+from jaxsteer.study.evaluate import EvalResult, eval_file_names, evaluate, read_eval, write_eval
 from jaxsteer.study.experiment import Benchmarks, ExperimentConfig
 from jaxsteer.study.surgical import (
     Scorer,
@@ -60,8 +63,19 @@ class ModelReport:
     sper: dict[str, np.ndarray]
 
 
+STEERED = ("EN", "LOC", "SUR", "random")
+
+
+def model_stages(name: str, steered: bool) -> list[str]:
+    """The manifest stages of one model, in the order they run (:mod:`jaxsteer.outputs`)."""
+    stages = [f"eval:{name}"]
+    if steered:
+        stages += [f"vectors:{name}", f"plans:{name}", *(f"eval:{name}+{which}" for which in STEERED)]
+    return stages
+
+
 def steer_model(
-    model: Model,
+    model: Model | None,
     name: str,
     bench: Benchmarks,
     out_dir: str,
@@ -69,42 +83,57 @@ def steer_model(
     base_model: str | None = None,
     *,
     measures: Measures = Measures(),
+    folder: ResultsFolder | None = None,
 ) -> ModelReport:
     """Extraction, selection and the steered evaluations of one model (its plain evaluation excluded).
 
     SUR: EN at its selected layer + LOC at the (layer, γ) selected *with that EN applied*; LOC: LOC alone at
     the (layer, γ) selected without EN; EN: EN alone at SUR's EN layer; random: random directions with the
-    EN and LOC vectors' per-layer norms at SUR's layers and γ.
+    EN and LOC vectors' per-layer norms at SUR's layers and γ. With a ``folder``, each stage it lists as
+    finished is read back from its files instead of being run (``model`` may then be None), and each stage
+    run is recorded there once its files are in place.
     """
     cfg = bench.cfg
     langs = cfg.languages
-    print(f"[{name}] extracting EN and LOC vectors on Dev1 ({', '.join(langs)})", flush=True)
-    v_en = measures.extract(model, bench, "EN", langs, progress)
-    v_loc = measures.extract(model, bench, "LOC", langs, progress)
-    vec_dir = os.path.join(out_dir, "vectors", name)
-    for kind, sets in (("en", v_en), ("loc", v_loc)):
-        for lang, vset in sets.items():
+    done = folder.done if folder is not None else (lambda stage: False)
+    if done(f"vectors:{name}"):
+        v_en, v_loc = read_vector_sets(folder.path, folder.files(f"vectors:{name}"))
+    else:
+        print(f"[{name}] extracting EN and LOC vectors on Dev1 ({', '.join(langs)})", flush=True)
+        v_en = measures.extract(model, bench, "EN", langs, progress)
+        v_loc = measures.extract(model, bench, "LOC", langs, progress)
+        vec_dir = os.path.join(out_dir, "vectors", name)
+        paths = [
             save_vectors(os.path.join(vec_dir, f"{kind}_{lang}.safetensors"), vset)
+            for kind, sets in (("en", v_en), ("loc", v_loc))
+            for lang, vset in sets.items()
+        ]
+        _finish(folder, f"vectors:{name}", paths)
     key = (lambda lang: "pooled") if cfg.pooled and "pooled" in v_en else (lambda lang: lang)
-    print(f"[{name}] selecting layers and γ on Dev2", flush=True)
-    plans, loc_only = {}, {}
-    for lang in langs:
-        plans[lang] = plan_surgical(
-            model, bench, lang, v_en[key(lang)], v_loc[key(lang)], progress,
-            score_en=measures.score_en, score_loc=measures.score_loc,
-        )  # fmt: skip
-        layer, gamma, scores = select_loc(
-            model, bench, lang, None, plans[lang].en_layer, v_loc[key(lang)], progress, score=measures.score_loc
+    plans_path = os.path.join(out_dir, f"{name}.plans.json")
+    if done(f"plans:{name}"):
+        plans, loc_only = read_plans(plans_path)
+    else:
+        print(f"[{name}] selecting layers and γ on Dev2", flush=True)
+        plans, loc_only = {}, {}
+        for lang in langs:
+            plans[lang] = plan_surgical(
+                model, bench, lang, v_en[key(lang)], v_loc[key(lang)], progress,
+                score_en=measures.score_en, score_loc=measures.score_loc,
+            )  # fmt: skip
+            layer, gamma, scores = select_loc(
+                model, bench, lang, None, plans[lang].en_layer, v_loc[key(lang)], progress, score=measures.score_loc
+            )
+            loc_only[lang] = (layer, gamma, scores)
+        write_json(
+            plans_path,
+            {
+                "sur": {lang: dataclasses.asdict(p) for lang, p in plans.items()},
+                "loc_only": {lang: {"layer": v[0], "gamma": v[1], "selection": v[2]} for lang, v in loc_only.items()},
+                "provenance": provenance(model, seed=cfg.seed, command="jaxsteer run (selection)"),
+            },
         )
-        loc_only[lang] = (layer, gamma, scores)
-    write_json(
-        os.path.join(out_dir, f"{name}.plans.json"),
-        {
-            "sur": {lang: dataclasses.asdict(p) for lang, p in plans.items()},
-            "loc_only": {lang: {"layer": v[0], "gamma": v[1], "selection": v[2]} for lang, v in loc_only.items()},
-            "provenance": provenance(model, seed=cfg.seed, command="jaxsteer run (selection)"),
-        },
-    )
+        _finish(folder, f"plans:{name}", [plans_path])
     random_en = {lang: analysis.random_like(v_en[key(lang)].vectors, cfg.seed + 1) for lang in langs}
     random_loc = {lang: analysis.random_like(v_loc[key(lang)].vectors, cfg.seed + 2) for lang in langs}
 
@@ -122,13 +151,39 @@ def steer_model(
         return steering_for
 
     results = {}
-    for which in ("EN", "LOC", "SUR", "random"):
+    for which in STEERED:
         method = f"{name}+{which}"
+        if done(f"eval:{method}"):
+            results[method] = read_eval(out_dir, method)
+            continue
         print(f"[{name}] evaluating {method} on test", flush=True)
         results[method] = measures.evaluate(model, bench, method, plan_for(which), "test", progress)
-        write_eval(results[method], out_dir, model, cfg, base_model, extra={"steering": which})
+        paths = write_eval(results[method], out_dir, model, cfg, base_model, extra={"steering": which})
+        _finish(folder, f"eval:{method}", paths)
     sper = {lang: analysis.sper_degrees(v_en[lang].vectors, v_loc[lang].vectors) for lang in langs}
     return ModelReport(name, results, plans, sper)
+
+
+def _finish(folder: ResultsFolder | None, stage: str, paths) -> None:
+    if folder is not None:
+        folder.finish(stage, paths)
+
+
+def read_vector_sets(root: str, files: list[str]) -> tuple[dict[str, VectorSet], dict[str, VectorSet]]:
+    """EN and LOC sets ``{lang: VectorSet}`` from the ``vectors/NAME/{en,loc}_{lang}.safetensors`` of a run."""
+    sets: dict[str, dict[str, VectorSet]] = {"en": {}, "loc": {}}
+    for rel in files:
+        kind, lang = os.path.basename(rel).removesuffix(".safetensors").split("_", 1)
+        sets[kind][lang] = load_vectors(os.path.join(root, rel))
+    return sets["en"], sets["loc"]
+
+
+def read_plans(path: str) -> tuple[dict[str, SurgicalPlan], dict[str, tuple]]:
+    """The SUR plans and LOC-only choices that ``{name}.plans.json`` records."""
+    data = read_json(path)
+    plans = {lang: SurgicalPlan(**p) for lang, p in data["sur"].items()}
+    loc_only = {lang: (v["layer"], v["gamma"], v["selection"]) for lang, v in data["loc_only"].items()}
+    return plans, loc_only
 
 
 def write_plane(out_dir: str, results: dict[str, EvalResult], base: str, langs) -> dict:
@@ -160,37 +215,126 @@ def run_experiment(
     progress: bool = True,
     *,
     measures: Measures = Measures(),
+    resume: bool | None = None,
+    overwrite: bool = False,
 ) -> dict:
     """Evaluate every model, steer the chosen ones, and draw the comparison (``models`` must hold ``"base"``).
 
-    ``measures`` replaces the model measurements (extraction, evaluation, Dev2 scoring), for tests.
+    The folder's ``manifest.json`` (:class:`~jaxsteer.outputs.ResultsFolder`) lists every stage (a model's
+    plain evaluation, its vectors, its plans, each steered evaluation, the comparison) once its files are in
+    place, and ``complete`` once all are. ``resume=True`` skips the stages it lists (same models, settings
+    and seed required); ``resume=False`` (``jaxsteer run``) refuses a folder that holds a run; ``None`` (the
+    API, the demo) starts again in a folder this same experiment wrote, forgetting its stages first.
+    ``overwrite`` moves another experiment's results aside. A Ctrl-C raises
+    :class:`~jaxsteer.interrupt.Interrupted` saying what the manifest lists. ``measures`` replaces the model
+    measurements (extraction, evaluation, Dev2 scoring), for tests.
     """
     out_dir = out_dir or cfg.out
-    bench = Benchmarks(cfg)
     if "base" not in models:
         raise ConfigError("the experiment needs a model named 'base' (the unaligned reference for Δ)")
+    check_contexts(cfg, models)
+    stages = [stage for name in models for stage in model_stages(name, name in steer)] + ["comparison"]
+    methods = [name for name in models] + [f"{name}+{which}" for name in models if name in steer for which in STEERED]
+    folder = ResultsFolder.claim(
+        out_dir,
+        run_writer(cfg, models, steer),
+        overwrite=overwrite,
+        resume=resume,
+        planned_stages=stages,
+        planned_files=[f for m in methods for f in eval_file_names(m)],
+    )
+    for stage in list(folder.record["stages"]) if resume is None else ["comparison"]:
+        folder.forget(stage)  # derived files go before the results they are derived from change
+    folder.save()  # from here on the folder says which stages are done, whatever happens
+    try:
+        return _run(cfg, models, steer, out_dir, progress, measures, folder)
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"{os.path.join(out_dir, MANIFEST)} lists {folder.summary()}; files of the stage that was cut short "
+            "are listed nowhere and are redone by the same command with --resume"
+        ) from None
+    except JaxsteerError:
+        folder.abandon()  # refused before any stage finished: leave no manifest (nor an empty folder)
+        raise
+
+
+def _run(cfg, models, steer, out_dir, progress, measures: Measures, folder: ResultsFolder) -> dict:
+    bench = Benchmarks(cfg)
     base = models["base"]
     base_id = base.source if isinstance(base, Model) else str(base)
     results: dict[str, EvalResult] = {}
     reports = []
+    first = next(iter(models))
     for name, source in models.items():
-        model = (
-            source
-            if isinstance(source, Model)
-            else load_pretrained(source, dtype=cfg.dtype, mesh=cfg.mesh, batch_size=cfg.batch_size)
-        )
-        print(f"[{name}] evaluating the plain model on test", flush=True)
-        results[name] = measures.evaluate(model, bench, name, None, "test", progress)
-        write_eval(results[name], out_dir, model, cfg, base_id)
+        pending = [s for s in model_stages(name, name in steer) if not folder.done(s)]
+        model = None
+        if pending:
+            model = (
+                source
+                if isinstance(source, Model)
+                else load_pretrained(source, dtype=cfg.dtype, mesh=cfg.mesh, batch_size=cfg.batch_size)
+            )
+        if folder.done(f"eval:{name}"):
+            results[name] = read_eval(out_dir, name)
+        else:
+            print(f"[{name}] evaluating the plain model on test", flush=True)
+            results[name] = measures.evaluate(model, bench, name, None, "test", progress)
+            paths = write_eval(results[name], out_dir, model, cfg, base_id)
+            # the first evaluation has split every language (the seed's Dev1/Dev2/test): saved with it, so a
+            # resumed run has them whether or not it evaluates anything itself
+            paths += save_all_splits(bench, out_dir) if name == first else []
+            folder.finish(f"eval:{name}", paths)
         if name in steer:
-            rep = steer_model(model, name, bench, out_dir, progress, base_id, measures=measures)
+            rep = steer_model(model, name, bench, out_dir, progress, base_id, measures=measures, folder=folder)
             results.update(rep.results)
             reports.append(rep)
+    plane = write_plane(out_dir, results, "base", cfg.languages)
+    files = [os.path.join(out_dir, f"delta_{b}.{ext}") for b in ("gmmlu", "blend") for ext in ("csv", "md")]
+    files += [os.path.join(out_dir, "plane.csv"), *plane["plane"]]
+    sper_files = sper_outputs(out_dir, reports) if reports else []
+    files += [os.path.join(out_dir, "sper_by_layer.csv"), *sper_files] if reports else []
+    folder.finish("comparison", files)
+    return {"results": results, "reports": reports, "plane": plane, "sper_files": sper_files}
+
+
+def save_all_splits(bench: Benchmarks, out_dir: str) -> list[str]:
+    """``splits_{gmmlu,blend}.json``: every split the benchmarks have made."""
     from jaxsteer.data.splits import save_splits
 
-    for bench_name, by_lang in bench.splits.items():
-        if by_lang:
-            save_splits(by_lang, os.path.join(out_dir, f"splits_{bench_name}.json"))
-    plane = write_plane(out_dir, results, "base", cfg.languages)
-    sper_files = sper_outputs(out_dir, reports) if reports else []
-    return {"results": results, "reports": reports, "plane": plane, "sper_files": sper_files}
+    path = lambda name: os.path.join(out_dir, f"splits_{name}.json")  # noqa: E731
+    return [str(save_splits(by_lang, path(name))) for name, by_lang in bench.splits.items() if by_lang]
+
+
+def check_contexts(cfg: ExperimentConfig, models: dict[str, str | Model]) -> None:
+    """``max_new_tokens`` against each model's context, from its config.json, before any model is loaded."""
+    from jaxsteer.config import GemmaConfig
+    from jaxsteer.model.model import check_new_tokens
+
+    for source in models.values():
+        if isinstance(source, Model):
+            config = source.config
+        elif os.path.isfile(os.path.join(str(source), "config.json")):
+            config = GemmaConfig.from_hf(str(source))
+        else:
+            continue  # a hub id or a missing folder: checked once loaded
+        check_new_tokens(config, 1, cfg.max_new_tokens)
+
+
+def run_writer(cfg: ExperimentConfig, models: dict[str, str | Model], steer) -> dict:
+    """What a run folder records as its writer: the models, which are steered, the settings and the seed."""
+    import hashlib
+    import json
+
+    settings = dataclasses.asdict(cfg)
+    for key in ("out", "model"):
+        settings.pop(key)
+    for key in ("data", "blend_source"):  # the same files however the path is spelled
+        if settings[key] and os.path.exists(settings[key]):
+            settings[key] = os.path.realpath(settings[key])
+    blob = json.dumps(settings, sort_keys=True, default=str).encode()
+    return {
+        "models": {n: model_identity(m.source if isinstance(m, Model) else m) for n, m in models.items()},
+        "steer": [n for n in models if n in steer],
+        "experiment_hash": hashlib.sha256(blob).hexdigest()[:16],
+        "seed": cfg.seed,
+    }

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 import jax.numpy as jnp
 import numpy as np
 
+from jaxsteer.errors import InputError
 from jaxsteer.model.model import Model
 from jaxsteer.scoring import option_logprob_fn
 from jaxsteer.steering.extract import TokenPairs, extract, normalise, pool
@@ -72,6 +74,8 @@ def combined_steering(config, parts: list[tuple[np.ndarray, int, float]], scope:
     dense = np.zeros((config.num_layers, config.hidden_size), np.float32)
     gamma = np.zeros(config.num_layers, np.float32)
     for vectors, layer, g in parts:
+        if not math.isfinite(float(g)):  # folded into the vectors below, it would be blamed on them
+            raise InputError(f"γ = {float(g)} at layer {layer} is not a finite number")
         dense[layer] += np.float32(g) * np.asarray(vectors, np.float32)[layer]
         gamma[layer] = 1.0
     return Steering(vectors=jnp.asarray(dense), gamma=jnp.asarray(gamma), scope=scope)
