@@ -6,6 +6,7 @@ Each check runs in a fresh interpreter: this test process has imported JAX long 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -13,7 +14,9 @@ HEAVY = ("jax", "jaxlib", "flax", "optax", "orbax", "transformers", "tokenizers"
 
 
 def python(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    # a fresh environment: an in-process ``main`` of another test in this worker may have set the variable
+    env = {k: v for k, v in os.environ.items() if k != "TRANSFORMERS_NO_ADVISORY_WARNINGS"}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
 
 
 def test_help_imports_no_heavy_module_and_shows_user_text():

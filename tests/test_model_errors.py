@@ -273,7 +273,8 @@ def test_gamma_sweep_axes_in_forward(js_random, batch, v):
 # BUG (jaxsteer/model/decode.py:179-186): generate validates the plan but, unlike forward
 # (model.py:123), does not refuse gamma with sweep axes; the layer scan then fails with a raw ValueError.
 def test_gamma_sweep_axes_in_generate(js_random, batch, v):
-    steer = Steering.from_layers(js_random.config, {2: v}, gamma=np.ones((3, 8), np.float32))
+    """One sweep axis on γ is a grid of plans (tests/test_decode_plans.py); two are refused."""
+    steer = Steering.from_layers(js_random.config, {2: v}, gamma=np.ones((2, 3, 8), np.float32))
     one_line_error(lambda: jaxsteer.generate(js_random, batch[0], 2, batch[1], steering=steer), InputError)
 
 

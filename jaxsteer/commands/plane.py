@@ -33,16 +33,17 @@ def run(args) -> int:
     for bench, by_method in runs.items():
         if args.base not in by_method:
             raise DataError(f"no {bench} result for the base method {args.base!r} in {', '.join(args.results)}")
-    langs = args.lang
+    # methods evaluated on different languages (`jaxsteer eval --lang ko` beside a full base run) are
+    # compared where all of them were measured, and the user is told what was left out
+    common, missing = metrics.common_languages(runs, args.base)
+    left_out = "; ".join(f"{lang} (no result from {', '.join(m)})" for lang, m in missing.items())
+    langs = args.lang or common
     if not langs:
-        # methods evaluated on different languages (`jaxsteer eval --lang ko` beside a full base run) are
-        # compared where all of them were measured, and the user is told what was left out
-        langs, missing = metrics.common_languages(runs, args.base)
-        left_out = "; ".join(f"{lang} (no result from {', '.join(m)})" for lang, m in missing.items())
-        if not langs:
-            raise DataError(f"no language has a result for every method in {', '.join(args.results)}: {left_out}")
-        if missing:
-            print(f"comparing on {', '.join(langs)}, the languages every method has; left out: {left_out}")
+        raise DataError(f"no language has a result for every method in {', '.join(args.results)}: {left_out}")
+    if missing and not args.lang:
+        print(f"comparing on {', '.join(langs)}, the languages every method has; left out: {left_out}")
+    for by_method in runs.values():  # the tables' own checks (a language a method lacks) before any write
+        metrics.delta_table(by_method, base=args.base, langs=langs)
     os.makedirs(args.out, exist_ok=True)
     out = write_comparison(args.out, runs, args.base, langs)
     print(format_tables(out["tables"], args.base))
