@@ -20,7 +20,7 @@ from jaxsteer.errors import InputError
 from jaxsteer.model.decode import generate
 from jaxsteer.model.model import Model, forward
 from jaxsteer.steering.plan import Steering
-from jaxsteer.tokens import batches, bucket
+from jaxsteer.tokens import batches
 
 
 def single_token_ids(tokenizer, continuations: Sequence[str]) -> tuple[int, ...]:
@@ -144,19 +144,25 @@ def generate_answers(
     compiled generation per batch of prompts for all plans (``steering`` then only gives the scope), and
     returns one list of answers per plan.
     """
-    from jaxsteer.tokens import decode_new, encode_batch
+    from jaxsteer.tokens import coarse_bucket, decode_new, encode_batch
 
     count = None if plans is None else len(getattr(plans, "deltas", plans))
     answers: list[list[str]] = [[] for _ in range(count or 1)]
+    if not len(prompts):
+        return answers if count else answers[0]
+    # one prompt width for the whole list (its longest prompt, coarsely bucketed) and one batch shape:
+    # the decode loop compiles once per list, and languages of similar lengths share it
+    all_ids, all_mask = encode_batch(tokenizer, list(prompts), chat=chat)
+    width = coarse_bucket(all_ids.shape[1])
+    all_ids = np.pad(all_ids, ((0, 0), (width - all_ids.shape[1], 0)))
+    all_mask = np.pad(all_mask, ((0, 0), (width - all_mask.shape[1], 0)))
     bar = _bar(len(prompts) * (count or 1), progress, "generate")
     for lo in range(0, len(prompts), batch_size):
-        part = list(prompts[lo : lo + batch_size])
-        n = len(part)
-        part += [part[-1]] * (batch_size - n)  # constant batch shape: one compile
-        ids, mask = encode_batch(tokenizer, part, chat=chat)
-        width = bucket(ids.shape[1])
-        ids = np.pad(ids, ((0, 0), (width - ids.shape[1], 0)))
-        mask = np.pad(mask, ((0, 0), (width - mask.shape[1], 0)))
+        ids, mask = all_ids[lo : lo + batch_size], all_mask[lo : lo + batch_size]
+        n = len(ids)
+        if n < batch_size:  # the last prompt repeated: constant batch shape
+            ids = np.concatenate([ids, np.repeat(ids[-1:], batch_size - n, axis=0)])
+            mask = np.concatenate([mask, np.repeat(mask[-1:], batch_size - n, axis=0)])
         tokens = np.asarray(generate(model, ids, max_new_tokens, mask, steering=steering, plans=plans))
         for g, rows in enumerate(tokens if count else tokens[None]):
             answers[g] += decode_new(tokenizer, rows, model.config)[:n]

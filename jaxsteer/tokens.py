@@ -171,6 +171,20 @@ def bucket(n: int, multiple: int = 16) -> int:
     return max(multiple, -(-n // multiple) * multiple)
 
 
+def coarse_bucket(n: int, multiple: int = 16) -> int:
+    """Round a length up to the next of two steps per octave (16, 32, 48, 64, 96, 128, 192, 256, 368, 512, …).
+
+    For generation, whose compile is costly (a large model's decode loop compiles for tens of seconds) and
+    whose prompt padding is cheap (decoding is memory-bound): a few shapes serve every language.
+    """
+    k = 0
+    while True:
+        for step in (multiple << k, (3 * multiple << k) // 2):  # m·2^k and 1.5·m·2^k
+            if step >= n and step % multiple == 0:
+                return step
+        k += 1
+
+
 def batches(ids: np.ndarray, mask: np.ndarray, batch_size: int):
     """Yield ``(slice, ids, mask)`` with the time axis trimmed and bucketed and the rows padded to ``batch_size``."""
     for lo in range(0, len(ids), batch_size):

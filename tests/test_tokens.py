@@ -90,3 +90,11 @@ def test_texts_that_are_not_utf8_are_one_line_naming_the_text_and_byte():
     with pytest.raises(InputError, match=r"^text 1 is not text but int$"):
         check_texts([3])
     assert check_texts([b"caf\xc3\xa9", "x"]) == ["café", "x"]
+
+
+def test_coarse_bucket_two_steps_per_octave():
+    from jaxsteer.tokens import coarse_bucket
+
+    got = [coarse_bucket(n) for n in (1, 16, 17, 33, 49, 65, 97, 129, 200, 257, 1000)]
+    assert got == [16, 16, 32, 48, 64, 96, 128, 192, 256, 384, 1024]
+    assert all(coarse_bucket(n) >= n and coarse_bucket(n) % 16 == 0 for n in range(1, 3000))
