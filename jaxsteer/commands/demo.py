@@ -53,6 +53,8 @@ def run(args) -> int:
     from jaxsteer.outputs import check_output_folder
 
     check_output_folder(args.out)
+    from jaxsteer.commands._common import use_compilation_cache
+
     use_compilation_cache()
     model = args.model or str(ASSETS)
     if args.retrain:
@@ -83,22 +85,6 @@ def run(args) -> int:
         changes["align_steps"] = args.align_steps
     run_demo(dataclasses.replace(cfg, **changes))
     return 0
-
-
-def use_compilation_cache() -> None:
-    """Keep compiled XLA programs on disk (``$XDG_CACHE_HOME/jaxsteer/xla``) unless the user chose a cache:
-    the three alignment seeds compile the same train steps, so seeds 1 and 2 (and every rerun) load them
-    instead of compiling again (a first demo on 2 CPU cores: 5.3 min without the cache, 4.1–4.6 min with it)."""
-    import os
-
-    import jax
-
-    if jax.config.jax_compilation_cache_dir or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-        return
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    jax.config.update("jax_compilation_cache_dir", os.path.join(root, "jaxsteer", "xla"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 def world_config(items: list[str]):

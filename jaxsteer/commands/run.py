@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jaxsteer.commands._common import add_experiment_args, add_overwrite_arg, experiment_config
+from jaxsteer.commands._common import add_experiment_args, add_overwrite_arg, experiment_config, use_compilation_cache
 
 
 def register(sub) -> None:
@@ -36,6 +36,7 @@ def run(args) -> int:
     unknown = [s for s in steer if s not in models]
     if unknown:
         raise ConfigError(f"steer lists {unknown[0]!r}, which is not among models {', '.join(models)}")
+    use_compilation_cache()
     out = run_experiment(
         cfg, models, steer, cfg.out, progress=not args.quiet, resume=args.resume, overwrite=args.overwrite
     )
