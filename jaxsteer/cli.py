@@ -80,6 +80,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as e:
         return interrupt.leave(f"jaxsteer {args.command}", e, own_process)
+    except Exception as e:  # a Ctrl-C that landed inside a C++ callback comes back wrapped in another error
+        cause = interrupt.cause(e)
+        if cause is None:
+            raise
+        return interrupt.leave(f"jaxsteer {args.command}", cause, own_process)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,18 @@ def _in_swallowing_frame(frame) -> bool:
     return False
 
 
+def cause(exc: BaseException) -> KeyboardInterrupt | None:
+    """The ``KeyboardInterrupt`` behind ``exc``, if any: a SIGINT handled while C++ called back into Python
+    (JAX's jit cache comparing a static argument) is re-raised by the extension as another exception type."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def describe(exc: KeyboardInterrupt) -> str:
     """What an interrupt leaves behind: the command's account, else the files this process put in place."""
     if isinstance(exc, Interrupted) and str(exc):

@@ -97,3 +97,18 @@ def test_ctrl_c_during_a_run_exits_130_cleanly_every_time(tiny_folder, tmp_path)
         assert f"lists {len(record['stages'])} of {len(record['planned'])} stage(s)" in lines[-1]
         leftovers = [n for _, _, names in os.walk(out) for n in names if n.startswith(".tmp-")]
         assert leftovers == [], leftovers
+
+
+def test_an_interrupt_wrapped_by_an_extension_is_still_an_interrupt():
+    """A SIGINT raised inside a C++ → Python callback comes back as another exception type whose context is
+    the ``KeyboardInterrupt``; it is still an interrupt (exit 130), any other error is not."""
+    from jaxsteer import interrupt
+
+    try:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as inner:
+            raise RuntimeError("wrapped by the extension") from inner
+    except RuntimeError as e:
+        assert isinstance(interrupt.cause(e), KeyboardInterrupt)
+    assert interrupt.cause(ValueError("plain")) is None
