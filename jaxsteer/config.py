@@ -12,7 +12,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from typing import Any
+from typing import Any, ClassVar
 
 from jaxsteer.errors import ConfigError
 
@@ -47,6 +47,7 @@ class GemmaConfig:
     eos_token_id: int = 1
     pad_token_id: int = 0
     end_of_turn_token_id: int = 106
+    family: ClassVar[str] = "gemma3"  # jaxsteer.model.family: which block, weight names and defaults apply
     name: str = dataclasses.field(default="gemma3", compare=False)  # not part of jit cache keys
     # the longest sequence (prompt + generated tokens) the checkpoint was trained for: a bound checked before
     # generating, not a shape, so neither compared, hashed nor a jit cache key (Gemma-3 1B: 32768, others 131072)

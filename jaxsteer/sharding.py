@@ -32,6 +32,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxsteer import devices
 from jaxsteer.errors import ConfigError
+from jaxsteer.model.family import DecoderConfig, family_of
 
 
 @dataclasses.dataclass(frozen=True)
@@ -227,7 +228,9 @@ def inference_sharding(mesh: Mesh):
     return lambda name, shape: NamedSharding(mesh, inference_spec(name, tuple(shape), mesh))
 
 
-def check_inference_mesh(spec: MeshSpec, config, dtype_bytes: int, batch: int | None = None) -> tuple[int, ...]:
+def check_inference_mesh(
+    spec: MeshSpec, config: DecoderConfig, dtype_bytes: int, batch: int | None = None
+) -> tuple[int, ...]:
     """Refuse, in one line naming the numbers, a mesh that does not cover the devices, split whole heads,
     divide the batch, or leave room for the weights on each device; returns ``(data, fsdp, model)``."""
     data, fsdp, model = mesh_shape(spec, jax.device_count())
@@ -236,9 +239,7 @@ def check_inference_mesh(spec: MeshSpec, config, dtype_bytes: int, batch: int | 
             raise ConfigError(f"mesh model={model} does not divide the model's {count} {what}")
     if batch is not None and batch % (data * fsdp):
         raise ConfigError(f"batch_size={batch} is not divisible by the mesh's {data * fsdp} batch shards (data × fsdp)")
-    from jaxsteer.model.transformer import layer_shapes
-
-    per_layer = sum(int(np.prod(s)) for s in layer_shapes(config).values())
+    per_layer = sum(int(np.prod(s)) for s in family_of(config).layer_shapes(config).values())
     total = (config.num_layers * per_layer + config.vocab_size * config.hidden_size) * dtype_bytes
     need = total / (fsdp * model)
     free = devices.free_bytes(jax.devices()[0])

@@ -23,28 +23,15 @@ import numpy as np
 from jaxsteer.checkpoint.safetensors_io import SafetensorsFile, write_safetensors
 from jaxsteer.config import GemmaConfig
 from jaxsteer.errors import CheckpointError, ConfigError, OfflineError
+from jaxsteer.model.family import family_of
+from jaxsteer.model.gemma3 import GEMMA3
 from jaxsteer.model.model import Model, resolve_dtype
-from jaxsteer.model.transformer import layer_shapes
 from jaxsteer.results import commit, temp_dir
 
 PREFIXES = ("model.language_model.", "language_model.model.", "model.")
 DROPPED = ("vision_tower.", "multi_modal_projector.", "model.vision_tower.", "model.multi_modal_projector.")
 _LAYER = re.compile(r"layers\.(\d+)\.(.+)\.weight$")
-_HF_LAYER_NAMES = {
-    "input_layernorm": "input_layernorm",
-    "self_attn.q_proj": "q_proj",
-    "self_attn.k_proj": "k_proj",
-    "self_attn.v_proj": "v_proj",
-    "self_attn.o_proj": "o_proj",
-    "self_attn.q_norm": "q_norm",
-    "self_attn.k_norm": "k_norm",
-    "post_attention_layernorm": "post_attention_layernorm",
-    "pre_feedforward_layernorm": "pre_feedforward_layernorm",
-    "mlp.gate_proj": "gate_proj",
-    "mlp.up_proj": "up_proj",
-    "mlp.down_proj": "down_proj",
-    "post_feedforward_layernorm": "post_feedforward_layernorm",
-}
+_HF_LAYER_NAMES = GEMMA3.hf_layer_names  # the one family with an HF loader today (jaxsteer.model.family)
 _JS_LAYER_NAMES = {v: k for k, v in _HF_LAYER_NAMES.items()}
 
 
@@ -123,7 +110,7 @@ def load_params(
     np_dtype = np.dtype(ml_dtypes.bfloat16) if jnp.dtype(dtype) == jnp.bfloat16 else np.dtype(np.float32)
     rows = config.vocab_size if vocab_rows is None else int(vocab_rows)
     expected = {"embed": (config.vocab_size, config.hidden_size), "final_norm": (config.hidden_size,)}
-    shapes = layer_shapes(config)
+    shapes = family_of(config).layer_shapes(config)
     files = [SafetensorsFile(path) for path in weight_files(folder)]
     try:
         where: dict[tuple[str, int | None], tuple[SafetensorsFile, str]] = {}

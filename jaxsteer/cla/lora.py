@@ -27,7 +27,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int
 
 from jaxsteer.cla.config import LoraSpec, StepSpec
-from jaxsteer.config import GemmaConfig
+from jaxsteer.model.family import DecoderConfig
 from jaxsteer.model.layers import linear
 from jaxsteer.model.transformer import Params, layer_shapes, prepare, run_layers
 
@@ -45,7 +45,7 @@ PROJ = {
 ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
 
 
-def lora_shapes(config: GemmaConfig, spec: LoraSpec, dtype=jnp.float32) -> Params:
+def lora_shapes(config: DecoderConfig, spec: LoraSpec, dtype=jnp.float32) -> Params:
     """``ShapeDtypeStruct``s of the LoRA tree: ``a`` ``[L, r, in]`` and ``b`` ``[L, out, r]`` per target."""
     shapes = layer_shapes(config)
     out = {}
@@ -58,7 +58,7 @@ def lora_shapes(config: GemmaConfig, spec: LoraSpec, dtype=jnp.float32) -> Param
     return out
 
 
-def init_lora(config: GemmaConfig, spec: LoraSpec, seed: int = 0) -> Params:
+def init_lora(config: DecoderConfig, spec: LoraSpec, seed: int = 0) -> Params:
     """Host (NumPy) factors: A ~ U(±1/√in) (PEFT's kaiming-uniform bound), B = 0; the same on every host."""
     rng = np.random.default_rng(seed)
     out = {}
@@ -102,7 +102,7 @@ def merge_lora(params: Params, lora: Params, scale: float, xp=jnp) -> Params:
 
 
 def export_merged(
-    config: GemmaConfig,
+    config: DecoderConfig,
     params: Params,
     scale: float,
     tokenizer,

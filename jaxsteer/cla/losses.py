@@ -25,7 +25,7 @@ from jaxtyping import Array, Float, Int
 
 from jaxsteer.cla import fused_ce
 from jaxsteer.cla.lora import DTYPES, forward_hidden
-from jaxsteer.config import GemmaConfig
+from jaxsteer.model.family import DecoderConfig
 from jaxsteer.model.layers import rms_norm
 from jaxsteer.model.transformer import unembed
 
@@ -42,7 +42,7 @@ def chunked_target_logprobs(
     h: Float[Array, "B T D"],
     targets: Int[Array, "B T"],
     *,
-    config: GemmaConfig,
+    config: DecoderConfig,
     chunk: int,
 ) -> Float[Array, "B T"]:
     """:func:`target_logprobs` of ``unembed(head, h)`` computed ``chunk`` positions at a time.

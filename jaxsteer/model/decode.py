@@ -223,11 +223,12 @@ def generate_core(
     return GenerateOutput(tokens=tokens, lengths=lengths)
 
 
-def default_eos_ids(config: GemmaConfig) -> tuple[int, ...]:
-    """EOS, plus ``<end_of_turn>`` for the real Gemma-3 vocabulary (instruction-tuned checkpoints end turns with it)."""
-    if config.vocab_size > 200_000:
-        return (config.eos_token_id, config.end_of_turn_token_id)
-    return (config.eos_token_id,)
+def default_eos_ids(config) -> tuple[int, ...]:
+    """The ids generation stops at unless told otherwise: the model family's (Gemma-3: EOS, and
+    ``<end_of_turn>`` for the real vocabulary, which instruction-tuned checkpoints end turns with)."""
+    from jaxsteer.model.family import family_of
+
+    return family_of(config).eos_ids(config)
 
 
 def generate(

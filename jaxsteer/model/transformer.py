@@ -30,6 +30,7 @@ from jaxtyping import Array, Bool, Float, Int
 
 from jaxsteer.config import GemmaConfig
 from jaxsteer.model.attention import self_attention
+from jaxsteer.model.family import family_of
 from jaxsteer.model.layers import apply_rope, mlp, project, rms_norm, rope_tables
 
 Params = dict[str, Any]
@@ -184,13 +185,14 @@ def run_layers(
     ``jax.checkpoint_policies`` policy (``"nothing_saveable"``, ...) for training.
     """
     stop = config.num_layers if stop is None else stop
+    family_block = family_of(config).block  # Gemma-3's ``block`` below, or another family's
 
     def body(h, xs):
         p, flag, delta, extra = xs
         if weights_fn is not None:
             p = weights_fn(p, extra)
         att = None if attend is None else functools.partial(attend, flag=flag, extra=extra)
-        h, kv = block(p, h, ctx, flag, config, impl, attend=att, proj=proj)
+        h, kv = family_block(p, h, ctx, flag, config, impl, attend=att, proj=proj)
         if delta is not None:
             h = h + jnp.where(ctx.steer_mask[..., None], delta[:, None, :], 0.0)  # the steering line
         if constrain is not None:

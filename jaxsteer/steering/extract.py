@@ -32,9 +32,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
-from jaxsteer.config import GemmaConfig
 from jaxsteer.errors import InputError
 from jaxsteer.model.attention import resolve_impl
+from jaxsteer.model.family import DecoderConfig
 from jaxsteer.model.model import Model, check_tokens, on_mesh
 from jaxsteer.model.transformer import gather_positions, last_valid_index, prepare, run_layers
 from jaxsteer.tokens import batches
@@ -49,7 +49,7 @@ def layer_activations(
     input_ids: Int[Array, "B T"],
     attention_mask: Int[Array, "B T"],
     *,
-    config: GemmaConfig,
+    config: DecoderConfig,
     read: str,
     impl: str,
 ) -> Float[Array, "L B D"]:

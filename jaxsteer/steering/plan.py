@@ -18,8 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
-from jaxsteer.config import GemmaConfig
 from jaxsteer.errors import InputError
+from jaxsteer.model.family import DecoderConfig
 
 SCOPES = ("all", "prompt", "generated", "from", "mask")
 
@@ -50,7 +50,7 @@ class Steering:
     @classmethod
     def from_layers(
         cls,
-        config: GemmaConfig,
+        config: DecoderConfig,
         vectors: Mapping[int, Any],
         gamma: float | Mapping[int, float] | Any = 1.0,
         scope: str | int | Any = "all",
@@ -86,7 +86,7 @@ class Steering:
         return plan
 
     @classmethod
-    def zeros(cls, config: GemmaConfig, scope: str = "all") -> Steering:
+    def zeros(cls, config: DecoderConfig, scope: str = "all") -> Steering:
         return cls.from_layers(config, {0: np.zeros(config.hidden_size)}, 0.0, scope)
 
     def with_gamma(self, gamma) -> Steering:
@@ -114,7 +114,7 @@ class Steering:
             return positions >= self.start
         return jnp.take(self.mask, index, axis=1, mode="fill", fill_value=False)
 
-    def check_applicable(self, config: GemmaConfig, mask_shape: tuple[int, int], mask_meaning: str = "") -> None:
+    def check_applicable(self, config: DecoderConfig, mask_shape: tuple[int, int], mask_meaning: str = "") -> None:
         """One plan for one run: valid, no sweep axes on γ, an explicit mask of ``mask_shape``."""
         self.validate(config)
         if self.gamma.ndim != 1:
@@ -127,7 +127,7 @@ class Steering:
                 f"steering mask has shape {tuple(self.mask.shape)}, expected {tuple(mask_shape)}{mask_meaning}"
             )
 
-    def validate(self, config: GemmaConfig) -> None:
+    def validate(self, config: DecoderConfig) -> None:
         """Shape checks always; value checks (NaN/inf) when the arrays are concrete."""
         if self.vectors.shape != (config.num_layers, config.hidden_size):
             raise InputError(

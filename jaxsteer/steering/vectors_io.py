@@ -41,8 +41,8 @@ from typing import Any
 import numpy as np
 
 from jaxsteer.checkpoint.safetensors_io import SafetensorsFile, write_safetensors
-from jaxsteer.config import GemmaConfig
 from jaxsteer.errors import CheckpointError, InputError
+from jaxsteer.model.family import DecoderConfig
 from jaxsteer.results import commit, temp_file, write_json
 from jaxsteer.steering.plan import Steering, check_layer
 
@@ -108,7 +108,7 @@ class VectorMeta:
             raise InputError(f"vector metadata extra is not JSON-serialisable: {e}") from None
 
     @classmethod
-    def for_config(cls, config: GemmaConfig, **fields: Any) -> VectorMeta:
+    def for_config(cls, config: DecoderConfig, **fields: Any) -> VectorMeta:
         return cls(config.name, config.config_hash(), config.num_layers, config.hidden_size, **fields)
 
     def to_strings(self) -> dict[str, str]:
@@ -161,7 +161,7 @@ class VectorSet:
         object.__setattr__(self, "vectors", v)
 
     @classmethod
-    def from_config(cls, config: GemmaConfig, vectors: Any, **meta_fields: Any) -> VectorSet:
+    def from_config(cls, config: DecoderConfig, vectors: Any, **meta_fields: Any) -> VectorSet:
         return cls(np.asarray(vectors), VectorMeta.for_config(config, **meta_fields))
 
     @property
@@ -211,7 +211,7 @@ def load_vectors(path: str | os.PathLike) -> VectorSet:
 
 
 # --- applying ------------------------------------------------------------------------------------
-def check_compatible(vset: VectorSet, config: GemmaConfig, force: bool = False) -> None:
+def check_compatible(vset: VectorSet, config: DecoderConfig, force: bool = False) -> None:
     """Refuse a vector set made for another model; ``force`` skips only the config-hash check."""
     if vset.hidden_size != config.hidden_size:
         raise InputError(f"vector file has width {vset.hidden_size}, the model has {config.hidden_size}")
@@ -256,7 +256,7 @@ def check_nonzero_at(vset: VectorSet, layers, source: str) -> None:
 
 def to_steering(
     vset: VectorSet,
-    config: GemmaConfig,
+    config: DecoderConfig,
     layers: Mapping[int, float] | Sequence[int] | int,
     gamma: float | None = None,
     scope: Any = "all",
@@ -336,7 +336,7 @@ def _gguf_value(reader, key: str) -> Any:
     return None if field is None else field.contents()
 
 
-def import_gguf(path: str | os.PathLike, config: GemmaConfig, force: bool = False) -> VectorSet:
+def import_gguf(path: str | os.PathLike, config: DecoderConfig, force: bool = False) -> VectorSet:
     """Read a ``controlvector`` GGUF (ours, repeng's or llama.cpp's) into a dense ``[L, D]`` set.
 
     Values are returned as stored (any export ``scale`` is baked in; it is kept in ``meta.extra``).
