@@ -137,12 +137,14 @@ def generate_answers(
     batch_size: int = 16,
     progress: bool = True,
     plans=None,
+    width: int | None = None,
 ) -> list[str] | list[list[str]]:
     """Greedy answers to text prompts (left-padded batches, steering by absolute position).
 
     ``plans`` (dense deltas ``[G, L, D]`` or a sweep ``Grid``) answers every prompt under every plan, one
     compiled generation per batch of prompts for all plans (``steering`` then only gives the scope), and
-    returns one list of answers per plan.
+    returns one list of answers per plan. ``width``: pad prompts to at least this many tokens (one shape
+    for several lists: see ``study.evaluate.blend_width``).
     """
     from jaxsteer.tokens import coarse_bucket, decode_new, encode_batch
 
@@ -153,7 +155,7 @@ def generate_answers(
     # one prompt width for the whole list (its longest prompt, coarsely bucketed) and one batch shape:
     # the decode loop compiles once per list, and languages of similar lengths share it
     all_ids, all_mask = encode_batch(tokenizer, list(prompts), chat=chat)
-    width = coarse_bucket(all_ids.shape[1])
+    width = coarse_bucket(max(all_ids.shape[1], width or 0))
     all_ids = np.pad(all_ids, ((0, 0), (width - all_ids.shape[1], 0)))
     all_mask = np.pad(all_mask, ((0, 0), (width - all_mask.shape[1], 0)))
     bar = _bar(len(prompts) * (count or 1), progress, "generate")

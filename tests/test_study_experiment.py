@@ -6,8 +6,9 @@ import dataclasses
 import json
 import shutil
 
+import numpy as np
 import pytest
-from tiny_checkpoint import FIXTURES
+from tiny_checkpoint import FIXTURES, tiny_model  # noqa: F401
 
 from jaxsteer.configfile import build, parse_overrides
 from jaxsteer.data import prompts
@@ -305,6 +306,7 @@ def test_blend_match_reaches_the_scorer(monkeypatch):
     numeric = sum(it.question.answers_local[0].isdigit() for it in items)
     assert 0 < numeric < len(items)
     monkeypatch.setattr(evaluate, "generate_answers", fake_generate)
+    monkeypatch.setattr(evaluate, "blend_width", lambda bench, tok: 1)  # the fake tokenizer cannot encode
     from jaxsteer.config import tiny
     from jaxsteer.model.model import Model
 
@@ -335,3 +337,32 @@ def test_combined_steering_refuses_a_gamma_that_is_not_finite():
     v = np.ones((config.num_layers, config.hidden_size), np.float32)
     with pytest.raises(JaxsteerError, match=r"^γ = nan at layer 3 is not a finite number$"):
         combined_steering(config, [(v, 2, 1.0), (v, 3, float("nan"))])
+
+
+def test_blend_generation_uses_one_width_for_every_language(tiny_model, monkeypatch):  # noqa: F811
+    """Every BLEnD generation of an experiment (each language, Dev2 and test) has one prompt width — one
+    compile of the decode loop — and the extra left padding changes no answer."""
+    from jaxsteer import scoring
+    from jaxsteer.study import evaluate
+
+    bench = Benchmarks(cfg(languages=("zh", "ko"), max_new_tokens=3, batch_size=8))
+    shapes, real = [], scoring.generate
+
+    def spy(model, ids, *args, **kwargs):
+        shapes.append(np.shape(ids))
+        return real(model, ids, *args, **kwargs)
+
+    monkeypatch.setattr(scoring, "generate", spy)
+    for lang in ("zh", "ko"):
+        evaluate.blend_accuracy(tiny_model, bench, lang, "test", progress=False)
+    assert len(shapes) > 2 and len(set(shapes)) == 1, shapes
+    from jaxsteer.tokens import encode_batch
+
+    texts_of = {lang: evaluate.blend_texts(bench, lang, "test", tiny_model.tokenizer)[1] for lang in ("zh", "ko")}
+    own = {encode_batch(tiny_model.tokenizer, texts)[0].shape[1] for texts in texts_of.values()}
+    assert shapes[0][1] >= max(own)
+    _, texts = evaluate.blend_texts(bench, "ko", "test", tiny_model.tokenizer)
+    narrow = scoring.generate_answers(tiny_model, tiny_model.tokenizer, texts, 3, batch_size=8, progress=False)
+    wide = scoring.generate_answers(tiny_model, tiny_model.tokenizer, texts, 3, batch_size=8, progress=False,
+                                    width=shapes[0][1] + 100)  # fmt: skip
+    assert narrow == wide

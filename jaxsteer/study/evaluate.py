@@ -64,6 +64,34 @@ def blend_accuracy(
     return blend_accuracies(model, bench, lang, part, steering, progress=progress, responses_out=responses_out)[0]
 
 
+def blend_texts(bench: Benchmarks, lang: str, part: str, tok) -> tuple[list, list[str]]:
+    """A language's BLEnD items of one split and their prompts (the query ``blend_eval`` names)."""
+    items = bench.blend(lang, part)
+    decontext = bench.cfg.blend_eval == "decontextualised"
+    return items, [
+        bench.blend_prompt(it.decontextualised if decontext else it.contextualised, lang, tok) for it in items
+    ]
+
+
+def blend_width(bench: Benchmarks, tok) -> int:
+    """One prompt width for every BLEnD generation of the experiment (every language, Dev2 and test): the
+    decode loop then compiles once for plain/steered evaluation and once for the Dev2 plan grid, instead of
+    once per language and width (a 12B decode loop compiles in 7–18 s; the extra padding costs a little
+    prefill). Computed once per ``Benchmarks`` and tokenizer."""
+    from jaxsteer.tokens import encode_batch
+
+    cache = bench.__dict__.setdefault("_generation_width", {})
+    if id(tok) not in cache:
+        widths = [
+            encode_batch(tok, texts)[0].shape[1]
+            for lang in bench.cfg.languages
+            for part in ("dev2", "test")
+            if (texts := blend_texts(bench, lang, part, tok)[1])
+        ]
+        cache[id(tok)] = max(widths, default=1)
+    return cache[id(tok)]
+
+
 def blend_accuracies(
     model: Model, bench: Benchmarks, lang: str, part: str, steering=None, plans=None, progress=True, responses_out=None
 ) -> list[float]:
@@ -71,12 +99,11 @@ def blend_accuracies(
     sweep ``Grid``: every plan decoded in the same generation calls); ``responses_out`` gets the first plan's."""
     tok = _tokenizer(model)
     cfg = bench.cfg
-    items = bench.blend(lang, part)
-    queries = [it.decontextualised if cfg.blend_eval == "decontextualised" else it.contextualised for it in items]
-    texts = [bench.blend_prompt(q, lang, tok) for q in queries]
+    items, texts = blend_texts(bench, lang, part, tok)
     answers = generate_answers(
-        model, tok, texts, cfg.max_new_tokens, steering, False, cfg.batch_size, progress, plans=plans
-    )
+        model, tok, texts, cfg.max_new_tokens, steering, False, cfg.batch_size, progress, plans=plans,
+        width=blend_width(bench, tok),
+    )  # fmt: skip
     per_plan = answers if plans is not None else [answers]
     prompts_by_id = {it.question.id: t for it, t in zip(items, texts)}  # BLEnD's matcher strips an echo
     questions = [it.question for it in items]
