@@ -188,12 +188,7 @@ def batch_sharding(mesh: Mesh, ndim: int, batch_axis: int = 1) -> NamedSharding:
 def put_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
     """Place a host batch (every array ``[A, B, ...]``) on the mesh, each process feeding its own rows."""
 
-    def put(x):
-        x = np.asarray(x)
-        sharding = batch_sharding(mesh, x.ndim) if x.ndim >= 2 else replicated(mesh)
-        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
-
-    return {k: put(v) for k, v in batch.items()}
+    return {k: _place(mesh, np.asarray(v), 1 if np.ndim(v) >= 2 else None) for k, v in batch.items()}
 
 
 def activation_constraint(mesh: Mesh | None):
@@ -265,8 +260,11 @@ def place_rows(mesh: Mesh | None, x, axis: int = 0):
     if mesh is None:
         return x
     x = np.asarray(x)
-    parts = [None] * x.ndim
-    if x.shape[axis] % batch_devices(mesh) == 0:
-        parts[axis] = BATCH
-    sharding = NamedSharding(mesh, PartitionSpec(*parts))
+    return _place(mesh, x, axis if x.shape[axis] % batch_devices(mesh) == 0 else None)
+
+
+def _place(mesh: Mesh, x: np.ndarray, batch_axis: int | None) -> jax.Array:
+    """``x`` on the mesh, ``batch_axis`` split over the batch shards (``None``: replicated); every process
+    fills the shards of its own devices from the same host array (multi-host safe)."""
+    sharding = replicated(mesh) if batch_axis is None else batch_sharding(mesh, x.ndim, batch_axis)
     return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])

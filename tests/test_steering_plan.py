@@ -112,7 +112,8 @@ def test_vmap_over_gamma_equals_loop(js_random, batch, valid):
 
 
 def test_new_gammas_and_vectors_do_not_retrace(js_random, batch):
-    config = js_random.config.replace(name="retrace-probe")  # a config no other test has compiled
+    # a config no other test has compiled (the name is not part of equality: an architecture value must differ)
+    config = js_random.config.replace(name="retrace-probe", rms_norm_eps=js_random.config.rms_norm_eps * 1.0001)
     model = jaxsteer.Model(config=config, params=js_random.params)
     d = config.hidden_size
     first = Steering.from_layers(config, _vectors(d, [2]), gamma=1.0)

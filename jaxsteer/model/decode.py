@@ -20,8 +20,16 @@ from jaxsteer.config import GemmaConfig
 from jaxsteer.errors import InputError
 from jaxsteer.model.attention import cached_attention, resolve_impl
 from jaxsteer.model.model import Model, check_new_tokens, check_tokens, on_mesh
-from jaxsteer.model.transformer import default_positions, make_context, prepare, run_layers, unembed
-from jaxsteer.steering.plan import Steering
+from jaxsteer.model.transformer import (
+    default_positions,
+    make_context,
+    plan_row_deltas,
+    prepare,
+    run_layers,
+    tile_rows,
+    unembed,
+)
+from jaxsteer.steering.plan import Steering, first_steered_layer
 
 
 @flax.struct.dataclass
@@ -52,15 +60,6 @@ def _pick(logits: Float[Array, "B V"], key, temperature: float, top_k: int | Non
         kth = jax.lax.top_k(logits, top_k)[0][:, -1:]
         logits = jnp.where(logits < kth, -jnp.inf, logits)
     return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
-
-
-def tile_rows(x: Array, copies: int, axis: int = 0) -> Array:
-    """``copies`` copies of ``x`` stacked plan-major along ``axis`` (row ``g·B + b`` is row ``b`` of copy ``g``)."""
-    x = jnp.expand_dims(x, axis)
-    shape = list(x.shape)
-    shape[axis] = copies
-    x = jnp.broadcast_to(x, shape)
-    return x.reshape(*shape[:axis], copies * shape[axis + 1], *shape[axis + 2 :])
 
 
 def prefill(
@@ -141,7 +140,7 @@ def generate_core(
     unrolled = split_layers is not None
     ring = unrolled and window_size < total  # sliding layers keep only a W-slot ring buffer
     if plans is not None:
-        row_deltas = jnp.repeat(jnp.swapaxes(plans.astype(jnp.float32), 0, 1), prompts, axis=1)  # [L, G·B, D]
+        row_deltas = plan_row_deltas(plans, prompts)
         if steering is not None and steering.mask is not None:
             steering = steering.replace(mask=tile_rows(steering.mask, copies))
 
@@ -314,9 +313,7 @@ def _check_plans(config: GemmaConfig, plans) -> tuple[jax.Array | None, int]:
         )
     if not np.all(np.isfinite(dense)):
         raise InputError("plans contain NaN or inf deltas")
-    steered = np.flatnonzero(np.any(dense != 0, axis=(0, 2)))
-    shared_stop = int(steered[0]) if steered.size else config.num_layers - 1
-    return jnp.asarray(dense), shared_stop
+    return jnp.asarray(dense), min(first_steered_layer(dense), config.num_layers - 1)
 
 
 def to_ring(cache: Float[Array, "B K S Dh"], prompt_len: int, window: int) -> Float[Array, "B K W Dh"]:

@@ -259,6 +259,21 @@ def make_context(
     return Context(cos=cos, sin=sin, key_valid=key_valid, steer_mask=steer_mask)
 
 
+def tile_rows(x: Array, copies: int, axis: int = 0) -> Array:
+    """``copies`` copies of ``x`` stacked plan-major along ``axis`` (row ``g·B + b`` is row ``b`` of copy ``g``):
+    the batch layout of a grid of steering plans (sweeps, ``generate`` with ``plans``)."""
+    x = jnp.expand_dims(x, axis)
+    shape = list(x.shape)
+    shape[axis] = copies
+    x = jnp.broadcast_to(x, shape)
+    return x.reshape(*shape[:axis], copies * shape[axis + 1], *shape[axis + 2 :])
+
+
+def plan_row_deltas(plans: Float[Array, "G L D"], rows: int) -> Float[Array, "L Bd D"]:
+    """Per-row deltas ``[L, G·B, D]`` of a grid of plans over ``B = rows`` prompts, in :func:`tile_rows`' order."""
+    return jnp.repeat(jnp.swapaxes(plans.astype(jnp.float32), 0, 1), rows, axis=1)
+
+
 def steering_inputs(steering, positions, attention_mask, shape):
     """The dense per-layer deltas ``[L, 1, D]`` and the position mask of a ``Steering`` plan."""
     if steering is None:

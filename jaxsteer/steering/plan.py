@@ -143,6 +143,12 @@ class Steering:
                 raise InputError(f"steering {what} NaN or inf")
 
 
+def first_steered_layer(deltas: Float[np.ndarray, "G L D"]) -> int:
+    """The lowest layer any of a grid's dense deltas steers (``L`` when none does): blocks below it are shared."""
+    rows = np.flatnonzero(np.any(np.asarray(deltas) != 0, axis=(0, 2)))
+    return int(rows[0]) if rows.size else np.shape(deltas)[1]
+
+
 def check_layer(layer: int, num_layers: int) -> None:
     if isinstance(layer, (bool, np.bool_)) or not isinstance(layer, (int, np.integer)):
         raise InputError(f"layer {layer!r} is not an integer layer index")

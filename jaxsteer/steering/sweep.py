@@ -32,11 +32,13 @@ from jaxsteer.model.transformer import (
     head,
     last_valid_index,
     make_context,
+    plan_row_deltas,
     prepare,
     run_layers,
+    tile_rows,
 )
 from jaxsteer.progress import bar as progress_bar
-from jaxsteer.steering.plan import check_layer
+from jaxsteer.steering.plan import check_layer, first_steered_layer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,8 +58,7 @@ class Grid:
 
     @property
     def first_steered_layer(self) -> int:
-        rows = np.flatnonzero(np.any(self.deltas != 0, axis=(0, 2)))
-        return int(rows[0]) if rows.size else self.deltas.shape[1]
+        return first_steered_layer(self.deltas)
 
 
 def layer_gamma_grid(
@@ -120,14 +121,14 @@ def _tail(params, h, attention_mask, deltas, logits_index, *, config, start, imp
     """Blocks ``start … L−1`` on ``C·B`` rows (grid-major), then the head and ``score_fn`` → ``[C, ...]``."""
     chunk = deltas.shape[0]
     b, t = attention_mask.shape
-    tile = lambda x: jnp.broadcast_to(x[None], (chunk, *x.shape)).reshape(chunk * x.shape[0], *x.shape[1:])  # noqa: E731
+    tile = functools.partial(tile_rows, copies=chunk)
     mask = tile(attention_mask)
     positions = default_positions(mask, (chunk * b, t))
     steer_mask = (
         positions < jnp.sum(mask, axis=1, keepdims=True) if scope == "prompt" else jnp.ones((chunk * b, t), bool)
     )
     ctx = make_context(config, positions, mask, steer_mask)  # the tail starts from the prefix's h, not from tokens
-    row_deltas = jnp.repeat(jnp.swapaxes(deltas, 0, 1), b, axis=1)  # [L, C·B, D]
+    row_deltas = plan_row_deltas(deltas, b)  # [L, C·B, D]
     out, _ = run_layers(params["layers"], tile(h), ctx, config=config, start=start, deltas=row_deltas, impl=impl)
     index = last_valid_index(mask, (chunk * b, t)) if logits_mode == "last" else tile(logits_index)
     logits = head(params, out, config, index)

@@ -80,7 +80,7 @@ def blend_width(bench: Benchmarks, tok) -> int:
     prefill). Computed once per ``Benchmarks`` and tokenizer."""
     from jaxsteer.tokens import encode_batch
 
-    cache = bench.__dict__.setdefault("_generation_width", {})
+    cache = bench.generation_widths
     if id(tok) not in cache:
         widths = [
             encode_batch(tok, texts)[0].shape[1]

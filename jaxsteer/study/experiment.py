@@ -127,6 +127,7 @@ class Benchmarks:
         self._gmmlu: dict[str, list[gmmlu.MCQuestion]] = {}
         self._blend: dict[str, list[BlendItem]] = {}
         self.splits: dict[str, dict[str, splits.Split]] = {"gmmlu": {}, "blend": {}}
+        self.generation_widths: dict[int, int] = {}  # per tokenizer (id): see study.evaluate.blend_width
 
     def _split(self, bench: str, lang: str, ids: Sequence[str]) -> splits.Split:
         if lang not in self.splits[bench]:
