@@ -1,6 +1,8 @@
 """Where the time of a step goes: a device trace of warm steps, summarised by kernel and by kind.
 
-    PYTHONPATH=. python3 bench/profile.py --out $OUT train:1b:8:1024 fwd:12b:32:512 gen:12b:32:256:64
+    PYTHONPATH=. python3 bench/profile.py --out $OUT train:1b:8:1024 fwd:12b:32:512 gen:12b:32:256:64[:LAYOUT]
+
+(``LAYOUT`` of ``gen``: 0 auto, 1 scan, 2 unrolled.) XLA flags to compare go in ``XLA_FLAGS`` as usual.
 
 Each workload runs in its own child process (one model in memory at a time): it is compiled and warmed,
 then ``jax.profiler.trace`` records a few steps and writes a Perfetto JSON trace; this script reads the
@@ -121,23 +123,24 @@ def child(spec: str, out: str) -> None:
         mesh = tb.M.make_mesh(tb.C.MeshSpec(), jax.devices()[:1])
         r = tb.Runner(cfg, {"task": tb.host_batch(tb.T.resolve_model(cfg)[0], b, s, False)}, mesh)
         r.compile("task")
-        run, steps = (lambda: r.run("task")), 3
+        run, steps = (lambda: r.run("task")), 1
     elif kind == "fwd":
         from jaxsteer import forward
 
         model = random_model(name)
         b, s = nums
         ids = jax.random.randint(jax.random.PRNGKey(1), (b, s), 3, model.config.vocab_size)
-        run, steps = (lambda: jax.block_until_ready(forward(model, ids, logits_at="last").logits)), 3
+        run, steps = (lambda: jax.block_until_ready(forward(model, ids, logits_at="last").logits)), 1
     elif kind == "gen":
         from jaxsteer import Steering, generate
 
         model = random_model(name)
-        b, p, n = nums
+        b, p, n = nums[:3]
+        layout = {0: "auto", 1: "scan", 2: "unrolled"}[nums[3] if len(nums) > 3 else 0]
         ids = jax.random.randint(jax.random.PRNGKey(2), (b, p), 3, model.config.vocab_size)
         vec = np.random.default_rng(0).normal(size=model.config.hidden_size)
         steer = Steering.from_layers(model.config, {model.config.num_layers // 2: vec}, gamma=2.0)
-        run = lambda: jax.block_until_ready(generate(model, ids, n, steering=steer, eos_token_id=-1))  # noqa: E731
+        run = lambda: jax.block_until_ready(generate(model, ids, n, steering=steer, eos_token_id=-1, decode_layout=layout))  # noqa: E731
         steps = n - 1  # the decode steps; the prefill is in the trace too (reported apart below)
     else:
         raise SystemExit(f"unknown workload {spec}")
@@ -155,6 +158,7 @@ def child(spec: str, out: str) -> None:
         summary["note"] = "per-step figures divide the whole call (prefill included) by the decode steps"
         summary["wall_ms_per_step_incl_prefill"] = wall / steps * 1e3
     summary["jax"] = jax.__version__
+    summary["xla_flags"] = os.environ.get("XLA_FLAGS", "")
     summary["device"] = jax.devices()[0].device_kind
     del jnp
     with open(os.path.join(out, f"profile_{spec.replace(':', '_')}.json"), "w") as f:
@@ -162,12 +166,12 @@ def child(spec: str, out: str) -> None:
 
 
 def show(summary: dict) -> None:
-    print(f"\n== {summary['workload']} on {summary['device']} (jax {summary['jax']})")
+    print(f"\n== {summary['workload']} on {summary['device']} (jax {summary['jax']}) {summary.get('xla_flags', '')}")
     print(f"  wall per call {summary['wall_s_per_call'] * 1e3:.1f} ms; per step: kernels {summary['kernels_per_step']:.0f}, "
           f"kernel time {summary['kernel_ms_per_step']:.2f} ms, busy {summary['busy_ms_per_step']:.2f} ms, "
           f"window {summary['window_ms_per_step']:.2f} ms")  # fmt: skip
     print("  by kind: " + ", ".join(f"{k} {v}%" for k, v in summary["by_kind_pct"].items()))
-    for row in summary["top"]:
+    for row in summary["top"][:10]:
         print(f"  {row['pct']:5.1f}%  {row['ms_per_step']:8.3f} ms  ×{row['count_per_step']:<6.1f} {row['kind']:<9} {row['name']}")
     if not summary["top"]:
         print("  no kernel events found; threads seen: " + "; ".join(summary["threads"][:20]))

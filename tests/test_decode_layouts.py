@@ -21,3 +21,23 @@ def test_ring_buffer_decode_equals_scanned_full_cache():
     ring = np.asarray(jaxsteer.generate(model, ids, decode_layout="unrolled", **kw))
     np.testing.assert_array_equal(ring, scanned)
     assert len(set(scanned[0].tolist())) > 1  # not a degenerate constant output
+
+
+def test_fused_layer_copy_computes_the_same_block():
+    """The unrolled layout's per-layer copy stacks q/k/v and gate/up; the block gives the same output from it."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxsteer.model.gemma3 import GEMMA3
+    from jaxsteer.model.transformer import block, prepare, slice_layers
+
+    cfg = tiny()
+    model = jaxsteer.Model.random(cfg, seed=2, norm_std=0.3)
+    layer = jax.tree.map(lambda a: a[0], slice_layers(model.params["layers"], 0, 1))
+    fused = GEMMA3.fuse_layer(layer)
+    assert {"qkv_proj", "gate_up_proj"} <= set(fused) and not {"q_proj", "up_proj"} & set(fused)
+    ids = jnp.asarray(np.random.RandomState(0).randint(3, cfg.vocab_size, size=(2, 6)))
+    h, ctx = prepare(model.params, ids, jnp.ones_like(ids), config=cfg)
+    (out, kv), (out_f, kv_f) = (block(p, h, ctx, True, cfg, "xla") for p in (layer, fused))
+    np.testing.assert_allclose(np.asarray(out_f), np.asarray(out), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(kv_f[1]), np.asarray(kv[1]), rtol=1e-5, atol=1e-5)

@@ -19,6 +19,7 @@ from jaxtyping import Array, Float, Int
 from jaxsteer.config import GemmaConfig
 from jaxsteer.errors import InputError
 from jaxsteer.model.attention import cached_attention, resolve_impl
+from jaxsteer.model.family import family_of
 from jaxsteer.model.model import Model, check_new_tokens, check_tokens, on_mesh
 from jaxsteer.model.transformer import (
     default_positions,
@@ -279,7 +280,7 @@ def generate(
     if decode_layout not in ("auto", "scan", "unrolled"):
         raise InputError(f"decode_layout={decode_layout!r}: expected auto, scan or unrolled")
     unroll = decode_layout == "unrolled" or (decode_layout == "auto" and _room_for_layer_copy(model.params))
-    split = _split_layers(model.params["layers"], config.num_layers) if unroll else None
+    split = _split_layers(model.params["layers"], config, fuse=_fusable(model)) if unroll else None
     input_ids, attention_mask = on_mesh(model, input_ids, attention_mask)
     if steering is not None and steering.mask is not None:
         steering = steering.replace(mask=on_mesh(model, steering.mask)[0])
@@ -323,9 +324,17 @@ def to_ring(cache: Float[Array, "B K S Dh"], prompt_len: int, window: int) -> Fl
     return jnp.take(cache, jnp.maximum(held, 0), axis=2)  # slots of negative indices are masked by visibility
 
 
-@functools.partial(jax.jit, static_argnames=("num_layers",))
-def _split_layers(layers, num_layers: int) -> tuple:
-    return tuple(jax.tree.map(lambda a, i=i: a[i], layers) for i in range(num_layers))
+@functools.partial(jax.jit, static_argnames=("config", "fuse"))
+def _split_layers(layers, config, fuse: bool) -> tuple:
+    """One weight pytree per layer; with ``fuse``, in the family's fused form (q/k/v and gate/up stacked: a
+    memory-bound step reads two wide matrices instead of five narrow ones; the copy is made anyway)."""
+    fuse_layer = family_of(config).fuse_layer if fuse else (lambda p: p)
+    return tuple(fuse_layer(jax.tree.map(lambda a, i=i: a[i], layers)) for i in range(config.num_layers))
+
+
+def _fusable(model: Model) -> bool:
+    """Fused projections unless a model axis splits each projection's rows on its own (tensor parallel)."""
+    return model.mesh is None or dict(model.mesh.shape).get("model", 1) == 1
 
 
 def _room_for_layer_copy(params) -> bool:

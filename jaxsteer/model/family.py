@@ -50,6 +50,9 @@ class Family(Protocol):
     hf_layer_names: Mapping[str, str]  # HF name inside ``layers.{i}.`` → the params key
     config_from_hf: Callable[[Any], Any]  # a checkpoint folder / config.json / dict → its DecoderConfig
     eos_ids: Callable[[Any], tuple[int, ...]]  # the ids generation stops at by default
+    # one layer's weights → the same layer for a per-layer copy (the unrolled decode layout): projections that
+    # read the same input stacked into one matrix, which ``block`` recognises; the identity for a family without
+    fuse_layer: Callable[[Any], Any]
 
 
 FAMILIES: dict[str, Family] = {}

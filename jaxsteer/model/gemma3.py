@@ -10,7 +10,7 @@ from typing import Any
 
 from jaxsteer.config import GemmaConfig
 from jaxsteer.model.family import register
-from jaxsteer.model.transformer import block, layer_shapes
+from jaxsteer.model.transformer import block, fuse_projections, layer_shapes
 
 HF_LAYER_NAMES: Mapping[str, str] = MappingProxyType(
     {
@@ -46,6 +46,7 @@ class Gemma3Family:
     hf_layer_names: Mapping[str, str] = dataclasses.field(default_factory=lambda: HF_LAYER_NAMES)
     config_from_hf: Callable[[Any], Any] = GemmaConfig.from_hf
     eos_ids: Callable[[Any], tuple[int, ...]] = eos_ids
+    fuse_layer: Callable[[Any], Any] = fuse_projections
 
 
 GEMMA3 = register(Gemma3Family())

@@ -64,5 +64,8 @@ def project(x: Float[Array, "... I"], p: dict, name: str) -> Float[Array, "... O
 
 
 def mlp(x: Float[Array, "B T D"], p: dict, proj=project) -> Float[Array, "B T D"]:
-    gate = jax.nn.gelu(proj(x, p, "gate_proj"), approximate=True)
-    return proj(gate * proj(x, p, "up_proj"), p, "down_proj")
+    if "gate_up_proj" in p:  # gate and up stacked on the output axis (transformer.fuse_projections)
+        gate, up = jnp.split(proj(x, p, "gate_up_proj"), 2, axis=-1)
+    else:
+        gate, up = proj(x, p, "gate_proj"), proj(x, p, "up_proj")
+    return proj(jax.nn.gelu(gate, approximate=True) * up, p, "down_proj")
