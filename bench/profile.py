@@ -98,8 +98,13 @@ def summarise(kernels: list[dict], steps: int) -> dict:
         "window_ms_per_step": window / steps / 1e3,
         "by_kind_pct": {k: round(100 * v / total, 1) for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])},
         "top": [
-            {"name": n[:110], "kind": kind_of(n), "count_per_step": len(d) / steps, "ms_per_step": sum(d) / steps / 1e3,
-             "pct": round(100 * sum(d) / total, 1)}
+            {
+                "name": n[:110],
+                "kind": kind_of(n),
+                "count_per_step": len(d) / steps,
+                "ms_per_step": sum(d) / steps / 1e3,
+                "pct": round(100 * sum(d) / total, 1),
+            }
             for n, d in top
         ],  # fmt: skip
     }
@@ -109,7 +114,6 @@ def child(spec: str, out: str) -> None:
     import jax
     import jax.numpy as jnp
     import numpy as np
-
     from common import random_model
 
     kind, name, *nums = spec.split(":")
@@ -140,7 +144,9 @@ def child(spec: str, out: str) -> None:
         ids = jax.random.randint(jax.random.PRNGKey(2), (b, p), 3, model.config.vocab_size)
         vec = np.random.default_rng(0).normal(size=model.config.hidden_size)
         steer = Steering.from_layers(model.config, {model.config.num_layers // 2: vec}, gamma=2.0)
-        run = lambda: jax.block_until_ready(generate(model, ids, n, steering=steer, eos_token_id=-1, decode_layout=layout))  # noqa: E731
+        run = lambda: jax.block_until_ready(
+            generate(model, ids, n, steering=steer, eos_token_id=-1, decode_layout=layout)
+        )  # noqa: E731
         steps = n - 1  # the decode steps; the prefill is in the trace too (reported apart below)
     else:
         raise SystemExit(f"unknown workload {spec}")
@@ -172,7 +178,9 @@ def show(summary: dict) -> None:
           f"window {summary['window_ms_per_step']:.2f} ms")  # fmt: skip
     print("  by kind: " + ", ".join(f"{k} {v}%" for k, v in summary["by_kind_pct"].items()))
     for row in summary["top"][:10]:
-        print(f"  {row['pct']:5.1f}%  {row['ms_per_step']:8.3f} ms  ×{row['count_per_step']:<6.1f} {row['kind']:<9} {row['name']}")
+        print(
+            f"  {row['pct']:5.1f}%  {row['ms_per_step']:8.3f} ms  ×{row['count_per_step']:<6.1f} {row['kind']:<9} {row['name']}"
+        )
     if not summary["top"]:
         print("  no kernel events found; threads seen: " + "; ".join(summary["threads"][:20]))
 

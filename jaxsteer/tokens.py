@@ -185,13 +185,15 @@ def coarse_bucket(n: int, multiple: int = 16) -> int:
         k += 1
 
 
-def batches(ids: np.ndarray, mask: np.ndarray, batch_size: int):
-    """Yield ``(slice, ids, mask)`` with the time axis trimmed and bucketed and the rows padded to ``batch_size``."""
+def batches(ids: np.ndarray, mask: np.ndarray, batch_size: int, widths=bucket):
+    """Yield ``(slice, ids, mask)`` with the time axis trimmed and bucketed (``widths``: :func:`bucket`, or
+    :func:`coarse_bucket` where a new shape's compile costs more than the padding) and the rows padded to
+    ``batch_size``."""
     for lo in range(0, len(ids), batch_size):
         bi, bm = ids[lo : lo + batch_size], mask[lo : lo + batch_size]
         keep = bm.any(axis=0)
         bi, bm = bi[:, keep], bm[:, keep]
-        width, rows = bucket(bi.shape[1]), batch_size
+        width, rows = widths(bi.shape[1]), batch_size
         pi = np.zeros((rows, width), np.int32)
         pm = np.zeros((rows, width), np.int32)
         pi[: len(bi), width - bi.shape[1] :] = bi

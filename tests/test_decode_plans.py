@@ -99,3 +99,29 @@ def test_context_bound(model, prompt):
         jaxsteer.generate(model, ids, limit, mask)
     with pytest.raises(InputError, match="at most 131066 new tokens fit"):
         jaxsteer.generate(model, ids, 10**10, mask)
+
+
+def test_plans_whose_cache_outgrows_the_device_decode_in_equal_chunks(model, prompt, vectors, monkeypatch):
+    """With room for 2 plans' KV cache, 5 plans decode in 3 calls of 2 (the last padded): same tokens, one shape."""
+    from jaxsteer import devices
+    from jaxsteer.model import decode
+
+    ids, mask = prompt
+    grid = layer_gamma_grid(vectors, [2], [0.0, 0.5, 1.0, 2.0, 4.0])
+    whole = np.asarray(jaxsteer.generate(model, ids, NEW, mask, plans=grid, eos_token_id=-1, decode_layout="scan"))
+    cfg = model.config
+    per_plan = len(ids) * (ids.shape[1] + NEW) * cfg.num_layers * cfg.num_kv_heads * cfg.head_dim * 2 * 4
+    monkeypatch.setattr(devices, "free_bytes", lambda device: int(2 * per_plan / 0.5) + 1)
+    assert decode.plans_per_call(model, len(ids), ids.shape[1] + NEW, 5, unrolled=False) == 2
+    shapes, real = [], decode.generate_core
+
+    def spy(*a, plans=None, **k):
+        shapes.append(plans.shape)
+        return real(*a, plans=plans, **k)
+
+    monkeypatch.setattr(decode, "generate_core", spy)
+    chunked = np.asarray(jaxsteer.generate(model, ids, NEW, mask, plans=grid, eos_token_id=-1, decode_layout="scan"))
+    assert [s[0] for s in shapes] == [2, 2, 2]
+    np.testing.assert_array_equal(chunked, whole)
+    monkeypatch.setattr(devices, "free_bytes", lambda device: 0)  # no room at all: still one plan per call
+    assert decode.plans_per_call(model, len(ids), ids.shape[1] + NEW, 5, unrolled=True) == 1

@@ -326,3 +326,21 @@ def test_a_pair_side_that_tokenises_to_nothing_is_refused(tiny_model, side):  # 
     texts[side][1] = ""
     with pytest.raises(InputError, match=rf"^pair 2: the {side} text '' tokenises to nothing$"):
         TokenPairs.from_texts(tiny_model.tokenizer, texts["positive"], texts["negative"])
+
+
+def test_batches_are_padded_to_coarse_widths_and_the_vectors_do_not_change(model, monkeypatch):
+    """Widths 66..79 run at 96 (two widths per octave: fewer compiles), not at 80; the padding changes nothing."""
+    from jaxsteer.tokens import bucket
+
+    lengths = [66, 70, 72, 75, 79, 68]
+    pos, pos_mask = left_padded(lengths, 79, seed=1)
+    neg, neg_mask = left_padded(lengths[::-1], 79, seed=2)
+    pairs = TokenPairs(pos, pos_mask, neg, neg_mask)
+    seen, real = [], ex.layer_activations
+    monkeypatch.setattr(ex, "layer_activations", lambda p, i, m, **k: seen.append(i.shape[1]) or real(p, i, m, **k))
+    coarse = extract(model, pairs, batch_size=2, progress=False)
+    assert set(seen) == {96}
+    monkeypatch.setattr(ex, "coarse_bucket", bucket)  # 16-token buckets
+    fine = extract(model, pairs, batch_size=2, progress=False)
+    assert set(seen) - {96} == {80}
+    np.testing.assert_allclose(coarse.vectors, fine.vectors, rtol=1e-5, atol=1e-6)

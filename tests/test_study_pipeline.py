@@ -45,13 +45,17 @@ def plan_score(deltas: np.ndarray) -> float:
 
 class Stubs:
     def __init__(self):
-        self.extracted, self.evaluated, self.loc_calls = [], {}, []
+        self.extracted, self.evaluated, self.loc_calls, self.eval_calls = [], {}, [], []
 
     def extract(self, model, bench, kind, langs, progress):
         self.extracted.append((model.source, kind, tuple(langs)))
         return {lang: VectorSet.from_config(CONFIG, vector(model.source, kind, lang), kind=kind) for lang in langs}
 
-    def evaluate(self, model, bench, method, steering_for, part, progress):
+    def evaluate(self, model, bench, methods, steering_fors, part, progress):
+        self.eval_calls.append(tuple(methods))
+        return [self.evaluate_one(model, bench, m, f, part) for m, f in zip(methods, steering_fors)]
+
+    def evaluate_one(self, model, bench, method, steering_for, part):
         assert part == "test"
         gm, bl = {}, {}
         for lang in bench.cfg.languages:
@@ -68,10 +72,10 @@ class Stubs:
         return [100.0 if c.layer == EN_CHOICE[(model.source, lang)] else 10.0 for c in candidates]
 
     def score_loc(self, model, bench, lang, candidates, *, progress):
-        with_en = bool(np.abs(np.asarray(candidates[0].steering.deltas())[:4]).sum())  # EN lives below layer 4
+        with_en = [bool(np.abs(np.asarray(c.steering.deltas())[:4]).sum()) for c in candidates]  # EN is below layer 4
         self.loc_calls.append((model.source, lang, with_en, candidates))
-        want = (SUR_LOC if with_en else LOC_ONLY)[(model.source, lang)]
-        return [80.0 if (c.layer, c.gamma) == want else 0.0 for c in candidates]
+        want = {True: SUR_LOC[(model.source, lang)], False: LOC_ONLY[(model.source, lang)]}
+        return [80.0 if (c.layer, c.gamma) == want[w] else 0.0 for c, w in zip(candidates, with_en)]
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +107,11 @@ def test_only_the_steered_models_are_extracted_and_steered(run):
     }
     for name in ("base", "cla", "other"):
         assert all(stubs.evaluated[(name, lang)] is None for lang in LANGS)  # plain evaluations are unsteered
+    # a steered model's plain evaluation and its four steered ones in one call (they share each language's calls)
+    assert stubs.eval_calls == [
+        ("base", *(f"base+{w}" for w in ("EN", "LOC", "SUR", "random"))),
+        ("cla", *(f"cla+{w}" for w in ("EN", "LOC", "SUR", "random"))), ("other",),
+    ]  # fmt: skip
     for name in ("base", "cla"):
         for kind in ("en", "loc"):
             for lang in LANGS:
@@ -122,16 +131,17 @@ def test_selection_runs_loc_with_and_without_en_and_records_both(run):
             assert set(sur["selection"]) == {"en_dev2_gmmlu", "loc_dev2_blend"}
             only = plans["loc_only"][lang]
             assert (only["layer"], only["gamma"]) == LOC_ONLY[(name, lang)]
+        # one Dev2 scoring call per language holds SUR's candidates (EN applied), then LOC-only's
         calls = [(lang, with_en, cands) for m, lang, with_en, cands in stubs.loc_calls if m == name]
-        assert sorted((lang, with_en) for lang, with_en, _ in calls) == sorted(
-            (lang, w) for lang in LANGS for w in (True, False)
-        )
+        assert sorted(lang for lang, _, _ in calls) == sorted(LANGS)
+        grid = [(la, g) for la in (4, 5, 6) for g in (0.0, 1.0, 2.0)]
         for lang, with_en, cands in calls:
-            assert [(c.layer, c.gamma) for c in cands] == [(la, g) for la in (4, 5, 6) for g in (0.0, 1.0, 2.0)]
+            assert [(c.layer, c.gamma) for c in cands] == grid + grid
+            assert with_en == [True] * len(grid) + [False] * len(grid)
             en_layer = EN_CHOICE[(name, lang)]
-            for c in cands:
+            for c, applied in zip(cands, with_en):
                 deltas = np.asarray(c.steering.deltas())
-                if with_en:  # SUR's LOC is chosen on top of EN at the *selected* EN layer and en_gamma
+                if applied:  # SUR's LOC is chosen on top of EN at the *selected* EN layer and en_gamma
                     np.testing.assert_allclose(deltas[en_layer], 2.0 * vector(name, "EN", lang)[en_layer], rtol=1e-6)
                 else:
                     assert not np.abs(deltas[:4]).any()
@@ -194,11 +204,18 @@ class Interrupting(Stubs):
         super().__init__()
         self.at, self.calls, self.error = at, 0, error
 
-    def evaluate(self, model, bench, method, steering_for, part, progress):
+    def evaluate(self, model, bench, methods, steering_fors, part, progress):
         self.calls += 1
         if self.calls == self.at:
             raise self.error or KeyboardInterrupt
-        return super().evaluate(model, bench, method, steering_for, part, progress)
+        return super().evaluate(model, bench, methods, steering_fors, part, progress)
+
+
+class NoData(Stubs):
+    def extract(self, *args):
+        from jaxsteer.errors import DataError
+
+        raise DataError("no data")
 
 
 def experiment(out, stubs, seed=3, **kwargs):
@@ -260,12 +277,13 @@ def test_an_interrupted_run_says_what_it_lists_and_resume_finishes_it_identicall
 
     whole, _, _ = run
     out = tmp_path / "run"
-    cut = Interrupting(at=4)  # base, base+EN, base+LOC done; cut during base+SUR
+    cut = Interrupting(at=2)  # base and its steered methods done (one call); cut during cla's evaluation
     with pytest.raises(Interrupted) as e:
         experiment(out, cut)
-    done = ["eval:base", "vectors:base", "plans:base", "eval:base+EN", "eval:base+LOC"]
+    done = ["vectors:base", "plans:base", "eval:base", *(f"eval:base+{w}" for w in ("EN", "LOC", "SUR", "random"))]
+    done += ["vectors:cla", "plans:cla"]
     assert str(e.value) == (
-        f"{out}/manifest.json lists 5 of 16 stage(s) finished ({', '.join(done)}); files of the stage that "
+        f"{out}/manifest.json lists 9 of 16 stage(s) finished ({', '.join(done)}); files of the stage that "
         "was cut short are listed nowhere and are redone by the same command with --resume"
     )
     record = manifest(out)
@@ -280,6 +298,7 @@ def test_an_interrupted_run_says_what_it_lists_and_resume_finishes_it_identicall
     experiment(out, rest, resume=True)
     assert not [s for s in rest.extracted if s[0] == "base"]  # finished stages are read back, not run
     assert ("base", "zh") not in rest.evaluated and ("base+LOC", "zh") in {k for k in cut.evaluated}
+    assert rest.eval_calls == [("cla", *(f"cla+{w}" for w in ("EN", "LOC", "SUR", "random"))), ("other",)]
     assert manifest(out)["complete"] is True and listed(out) == on_disk(out)
     assert results_of(out) == results_of(whole)
 
@@ -294,7 +313,13 @@ def test_another_seed_over_a_complete_run_never_mixes_the_two(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         experiment(out, Interrupting(at=2), seed=4, resume=False, overwrite=True)
     assert manifest(out)["writer"]["seed"] == 4
-    assert list(manifest(out)["stages"]) == ["eval:base", "vectors:base", "plans:base"]
+    steered_base = [
+        "vectors:base",
+        "plans:base",
+        "eval:base",
+        *(f"eval:base+{w}" for w in ("EN", "LOC", "SUR", "random")),
+    ]
+    assert list(manifest(out)["stages"]) == [*steered_base, "vectors:cla", "plans:cla"]
     assert on_disk(out) >= listed(out) and not {f for f in on_disk(out) if f.startswith("delta_")}
     with open(os.path.join(out, "base.gmmlu.json"), encoding="utf-8") as f:
         assert json.load(f)["seed"] == 4
@@ -309,8 +334,9 @@ def test_the_api_starts_again_in_its_own_folder_and_a_refusal_leaves_nothing(tmp
     experiment(out, Stubs())
     with pytest.raises(KeyboardInterrupt):
         experiment(out, Interrupting(at=1))  # resume=None: the same experiment starts again...
-    assert manifest(out)["stages"] == {} and on_disk(out) == set()  # ...forgetting what it had first
+    # ...forgetting what it had first: only what the new run made before the cut is there
+    assert list(manifest(out)["stages"]) == ["vectors:base", "plans:base"] and on_disk(out) == listed(out)
     fresh = tmp_path / "a" / "fresh"
     with pytest.raises(DataError):
-        experiment(fresh, Interrupting(at=1, error=DataError("no data")), resume=False)
+        experiment(fresh, NoData(), resume=False)  # refused at the first stage
     assert not os.path.exists(tmp_path / "a")

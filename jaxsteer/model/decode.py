@@ -284,7 +284,8 @@ def generate(
     input_ids, attention_mask = on_mesh(model, input_ids, attention_mask)
     if steering is not None and steering.mask is not None:
         steering = steering.replace(mask=on_mesh(model, steering.mask)[0])
-    out = generate_core(
+    run = functools.partial(
+        generate_core,
         model.params,
         input_ids,
         attention_mask,
@@ -297,10 +298,46 @@ def generate(
         eos_ids=tuple(int(e) for e in eos),
         impl=resolve_impl(impl, model.dtype),
         split_layers=split,
-        plans=plans,
         shared_stop=shared_stop,
     )
-    return (out.tokens, out.lengths) if return_lengths else out.tokens
+    chunk = (
+        None
+        if plans is None
+        else plans_per_call(model, len(input_ids), input_ids.shape[1] + max_new_tokens, len(plans), unroll)
+    )
+    if chunk is None or chunk == len(plans):
+        out = run(plans=plans)
+        return (out.tokens, out.lengths) if return_lengths else out.tokens
+    outs = []
+    for lo in range(0, len(plans), chunk):  # equal chunks (zero plans fill the last): one compiled loop
+        part = plans[lo : lo + chunk]
+        part = jnp.concatenate([part, jnp.zeros((chunk - len(part), *part.shape[1:]), part.dtype)])
+        out = run(plans=part)
+        keep = min(chunk, len(plans) - lo)
+        outs.append((out.tokens[:keep], out.lengths[:keep]))
+    tokens, lengths = (jnp.concatenate(x) for x in zip(*outs))
+    return (tokens, lengths) if return_lengths else tokens
+
+
+def plans_per_call(model: Model, rows: int, total: int, count: int, unrolled: bool, share: float = 0.5) -> int:
+    """How many of ``count`` plans one decode loop takes (all unless their KV cache — ``rows`` prompts per plan,
+    ``total`` positions — would outgrow ``share`` of what the device has left after the weights and, for the
+    unrolled layout, their per-layer copy). Devices that do not report memory (the CPU) take all."""
+    from jaxsteer.devices import bytes_per_device, free_bytes
+
+    held = bytes_per_device(model.params["layers"])
+    if not held:
+        return count
+    device, layers = next(iter(held.items()))
+    free = free_bytes(device)
+    if free is None:
+        return count
+    c = model.config
+    itemsize = jnp.dtype(model.dtype).itemsize
+    shards = max(1, len(held))  # rows and heads are split over the mesh's devices
+    per_plan = rows * total * c.num_layers * c.num_kv_heads * c.head_dim * 2 * itemsize / shards
+    room = share * (free - (layers if unrolled else 0))
+    return int(max(1, min(count, room // max(per_plan, 1))))
 
 
 def _check_plans(config: GemmaConfig, plans) -> tuple[jax.Array | None, int]:

@@ -37,7 +37,7 @@ from jaxsteer.model.attention import resolve_impl
 from jaxsteer.model.family import DecoderConfig
 from jaxsteer.model.model import Model, check_tokens, on_mesh
 from jaxsteer.model.transformer import gather_positions, last_valid_index, prepare, run_layers
-from jaxsteer.tokens import batches
+from jaxsteer.tokens import batches, coarse_bucket
 
 METHODS = ("mean_diff", "pca_diff", "pca_center")
 READS = ("last", "mean")
@@ -116,10 +116,11 @@ class Extraction:
 
 
 def iterate_activations(model: Model, ids: np.ndarray, mask: np.ndarray, batch_size: int, read: str, progress=None):
-    """Yield ``(acts [L, b, D] numpy, b)`` batch by batch; shapes are bucketed to limit recompiles."""
+    """Yield ``(acts [L, b, D] numpy, b)`` batch by batch. Widths are coarsely bucketed (two per octave): the
+    all-layer read compiles once per width (seconds for a large model), and a few widths serve every language."""
     impl = resolve_impl("auto", model.dtype)
     check_tokens(model.config, ids, mask)
-    for rows, pi, pm in batches(np.asarray(ids), np.asarray(mask), batch_size):
+    for rows, pi, pm in batches(np.asarray(ids), np.asarray(mask), batch_size, widths=coarse_bucket):
         n = rows.stop - rows.start
         pi, pm = on_mesh(model, pi, pm)
         acts = layer_activations(model.params, pi, pm, config=model.config, read=read, impl=impl)

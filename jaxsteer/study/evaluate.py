@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
+from jaxtyping import Float
 
 from jaxsteer.data import prompts
 from jaxsteer.errors import InputError
 from jaxsteer.model.model import Model
 from jaxsteer.results import provenance, write_csv, write_json
-from jaxsteer.scoring import generate_answers, score_multiple_choice, single_token_ids
+from jaxsteer.scoring import generate_answers, option_logprob_fn, score_multiple_choice, single_token_ids
 from jaxsteer.steering.plan import Steering
 from jaxsteer.study import metrics
 from jaxsteer.study.experiment import Benchmarks, ExperimentConfig
@@ -96,7 +97,8 @@ def blend_accuracies(
     model: Model, bench: Benchmarks, lang: str, part: str, steering=None, plans=None, progress=True, responses_out=None
 ) -> list[float]:
     """BLEnD accuracy (percent) under ``steering``, or under each of ``plans`` (``[G, L, D]`` deltas or a
-    sweep ``Grid``: every plan decoded in the same generation calls); ``responses_out`` gets the first plan's."""
+    sweep ``Grid``: every plan decoded in the same generation calls). ``responses_out``: a dict that gets the
+    responses, or with ``plans`` a list of one dict per plan."""
     tok = _tokenizer(model)
     cfg = bench.cfg
     items, texts = blend_texts(bench, lang, part, tok)
@@ -112,8 +114,36 @@ def blend_accuracies(
         responses = {it.question.id: a for it, a in zip(items, plan_answers)}
         scores.append(metrics.blend_accuracy(responses, questions, cfg.blend_match, prompts_by_id).accuracy)
     if responses_out is not None:
-        responses_out.update({it.question.id: a for it, a in zip(items, per_plan[0])})
+        sinks = [responses_out] if isinstance(responses_out, dict) else list(responses_out)
+        for sink, plan_answers in zip(sinks, per_plan, strict=True):
+            sink.update({it.question.id: a for it, a in zip(items, plan_answers)})
     return scores
+
+
+def gmmlu_accuracies(
+    model: Model, bench: Benchmarks, lang: str, part: str, plans: Float[np.ndarray, "G L D"], progress=True
+) -> list[float]:
+    """Global-MMLU accuracy (percent) under each plan of ``[G, L, D]`` dense deltas: per batch of questions,
+    one shared-prefix sweep call (:func:`~jaxsteer.steering.sweep.run_grid`) — blocks below the lowest
+    steered layer run once for every plan."""
+    from jaxsteer.progress import bar as progress_bar
+    from jaxsteer.steering.sweep import Grid, run_grid
+    from jaxsteer.tokens import batches
+
+    ids, mask, option_ids, answers = gmmlu_inputs(model, bench, lang, part)
+    grid = Grid(np.asarray(plans, np.float32), tuple({"plan": g} for g in range(len(plans))))
+    score = option_logprob_fn(option_ids)
+    correct = np.zeros((len(plans), len(ids)), bool)
+    bar = progress_bar(len(ids) * len(plans), "score MC", "q", progress, leave=False)
+    for rows, bi, bm in batches(ids, mask, bench.cfg.batch_size):
+        n = rows.stop - rows.start
+        logp = run_grid(model, bi, bm, grid, score, chunk_size=bench.cfg.chunk_size, progress=False)  # [G, B, K]
+        correct[:, rows] = logp[:, :n].argmax(-1) == answers[rows][None]
+        if bar is not None:
+            bar.update(n * len(plans))
+    if bar is not None:
+        bar.close()
+    return [100.0 * float(np.mean(c)) for c in correct]  # as score_multiple_choice's accuracy, to the last bit
 
 
 @dataclasses.dataclass
@@ -142,6 +172,46 @@ def evaluate(
         if progress:
             print(f"  {method:>18} {lang}: Global-MMLU {gm[lang]:5.1f}  BLEnD {bl[lang]:5.1f}", flush=True)
     return EvalResult(method, gm, bl, resp)
+
+
+def evaluate_many(
+    model: Model,
+    bench: Benchmarks,
+    methods: Sequence[str],
+    steering_fors: Sequence[SteeringFor | None],
+    part: str = "test",
+    progress: bool = True,
+) -> list[EvalResult]:
+    """:func:`evaluate` for several methods of one model, all of a language's plans in the same calls:
+    Global-MMLU by one shared-prefix sweep per batch (blocks below the lowest steered layer run once for every
+    plan), BLEnD by one generation per batch decoding every plan (decode is memory-bound: more rows cost little).
+    Equal to evaluating each method on its own (``tests/test_study_evaluate.py``). Plans that are not plain
+    dense deltas over every position (a ``Steering`` with a position mask or another scope) are evaluated
+    one by one."""
+    if len(methods) != len(steering_fors):
+        raise ValueError(f"{len(methods)} methods but {len(steering_fors)} steering functions")
+    langs = bench.cfg.languages
+    plans = {lang: [f(lang) if f is not None else None for f in steering_fors] for lang in langs}
+    joint = len(methods) > 1 and all(
+        s is None or (s.scope == "all" and s.mask is None) for v in plans.values() for s in v
+    )
+    if not joint:
+        return [evaluate(model, bench, m, f, part, progress) for m, f in zip(methods, steering_fors)]
+    cfg = model.config
+    results = [EvalResult(m, {}, {}, {}) for m in methods]
+    for lang in langs:
+        deltas = np.stack([
+            np.zeros((cfg.num_layers, cfg.hidden_size), np.float32) if s is None else np.asarray(s.deltas(), np.float32)
+            for s in plans[lang]
+        ])  # fmt: skip
+        gm = gmmlu_accuracies(model, bench, lang, part, deltas, progress)
+        responses = [{} for _ in methods]
+        bl = blend_accuracies(model, bench, lang, part, plans=deltas, progress=progress, responses_out=responses)
+        for r, g, b, resp in zip(results, gm, bl, responses):
+            r.gmmlu[lang], r.blend[lang], r.responses[lang] = g, b, resp
+            if progress:
+                print(f"  {r.method:>18} {lang}: Global-MMLU {g:5.1f}  BLEnD {b:5.1f}", flush=True)
+    return results
 
 
 def write_eval(

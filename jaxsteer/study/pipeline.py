@@ -25,7 +25,7 @@ from jaxsteer.steering import analysis, figures
 from jaxsteer.steering.vectors_io import VectorSet, load_vectors, save_vectors
 from jaxsteer.study import metrics
 from jaxsteer.study.compare import write_comparison
-from jaxsteer.study.evaluate import EvalResult, eval_file_names, evaluate, read_eval, write_eval
+from jaxsteer.study.evaluate import EvalResult, eval_file_names, evaluate_many, read_eval, write_eval
 from jaxsteer.study.experiment import Benchmarks, ExperimentConfig
 from jaxsteer.study.surgical import (
     Scorer,
@@ -34,8 +34,8 @@ from jaxsteer.study.surgical import (
     dev2_blend,
     dev2_gmmlu,
     extract_kind,
-    plan_surgical,
-    select_loc,
+    select_en,
+    select_loc_variants,
 )
 
 
@@ -45,12 +45,14 @@ class Measures:
     the method (what is extracted, selected, combined and compared) is checked without a forward pass.
 
     - ``extract(model, bench, kind, langs, progress) -> {lang: VectorSet}`` (EN or LOC vectors on Dev1)
-    - ``evaluate(model, bench, method, steering_for, part, progress) -> EvalResult``
-    - ``score_en`` / ``score_loc``: :class:`~jaxsteer.study.surgical.Scorer` of Dev2 candidates
+    - ``evaluate(model, bench, methods, steering_fors, part, progress) -> [EvalResult]``: several methods of one
+      model at once (the steered ones share each language's calls, :func:`~jaxsteer.study.evaluate.evaluate_many`)
+    - ``score_en`` / ``score_loc``: :class:`~jaxsteer.study.surgical.Scorer` of Dev2 candidates (``score_loc``
+      gets SUR's and LOC-only's candidates of a language in one call)
     """
 
     extract: Callable = extract_kind
-    evaluate: Callable = evaluate
+    evaluate: Callable = evaluate_many
     score_en: Scorer = dev2_gmmlu
     score_loc: Scorer = dev2_blend
 
@@ -67,11 +69,11 @@ STEERED = ("EN", "LOC", "SUR", "random")
 
 
 def model_stages(name: str, steered: bool) -> list[str]:
-    """The manifest stages of one model, in the order they run (:mod:`jaxsteer.outputs`)."""
-    stages = [f"eval:{name}"]
-    if steered:
-        stages += [f"vectors:{name}", f"plans:{name}", *(f"eval:{name}+{which}" for which in STEERED)]
-    return stages
+    """The manifest stages of one model, in the order they run (:mod:`jaxsteer.outputs`): a steered model's
+    plain evaluation runs after selection, together with its steered ones (they share every call)."""
+    if not steered:
+        return [f"eval:{name}"]
+    return [f"vectors:{name}", f"plans:{name}", f"eval:{name}", *(f"eval:{name}+{which}" for which in STEERED)]
 
 
 def steer_model(
@@ -84,8 +86,10 @@ def steer_model(
     *,
     measures: Measures = Measures(),
     folder: ResultsFolder | None = None,
+    write_plain: Callable[[EvalResult], None] | None = None,
 ) -> ModelReport:
-    """Extraction, selection and the steered evaluations of one model (its plain evaluation excluded).
+    """Extraction, selection and the steered evaluations of one model; with ``write_plain``, its plain
+    evaluation too, in the same calls (handed to ``write_plain`` to be written; in ``results``).
 
     SUR: EN at its selected layer + LOC at the (layer, γ) selected *with that EN applied*; LOC: LOC alone at
     the (layer, γ) selected without EN; EN: EN alone at SUR's EN layer; random: random directions with the
@@ -117,14 +121,15 @@ def steer_model(
         print(f"[{name}] selecting layers and γ on Dev2", flush=True)
         plans, loc_only = {}, {}
         for lang in langs:
-            plans[lang] = plan_surgical(
-                model, bench, lang, v_en[key(lang)], v_loc[key(lang)], progress,
-                score_en=measures.score_en, score_loc=measures.score_loc,
-            )  # fmt: skip
-            layer, gamma, scores = select_loc(
-                model, bench, lang, None, plans[lang].en_layer, v_loc[key(lang)], progress, score=measures.score_loc
+            en, lo = v_en[key(lang)], v_loc[key(lang)]
+            en_layer, en_scores = select_en(model, bench, lang, en, progress, score=measures.score_en)
+            # SUR's LOC (EN applied) and LOC-only: both candidate sets decoded in one pass over Dev2
+            (sur_layer, sur_gamma, sur_scores), loc_only[lang] = select_loc_variants(
+                model, bench, lang, [en, None], en_layer, lo, progress, score=measures.score_loc
             )
-            loc_only[lang] = (layer, gamma, scores)
+            plans[lang] = SurgicalPlan(
+                lang, en_layer, cfg.en_gamma, sur_layer, sur_gamma, {**en_scores, **sur_scores}
+            )  # fmt: skip
         write_json(
             plans_path,
             {
@@ -150,16 +155,20 @@ def steer_model(
 
         return steering_for
 
-    results = {}
-    for which in STEERED:
-        method = f"{name}+{which}"
-        if done(f"eval:{method}"):
-            results[method] = read_eval(out_dir, method)
-            continue
-        print(f"[{name}] evaluating {method} on test", flush=True)
-        results[method] = measures.evaluate(model, bench, method, plan_for(which), "test", progress)
-        paths = write_eval(results[method], out_dir, model, cfg, base_model, extra={"steering": which})
-        _finish(folder, f"eval:{method}", paths)
+    results = {f"{name}+{w}": read_eval(out_dir, f"{name}+{w}") for w in STEERED if done(f"eval:{name}+{w}")}
+    pending = ([None] if write_plain is not None else []) + [w for w in STEERED if f"{name}+{w}" not in results]
+    if pending:
+        methods = [name if w is None else f"{name}+{w}" for w in pending]
+        print(f"[{name}] evaluating {', '.join(methods)} on test (together, per language)", flush=True)
+        fors = [None if w is None else plan_for(w) for w in pending]
+        for which, result in zip(pending, measures.evaluate(model, bench, methods, fors, "test", progress)):
+            results[result.method] = result
+            if which is None:
+                write_plain(result)
+                continue
+            paths = write_eval(result, out_dir, model, cfg, base_model, extra={"steering": which})
+            _finish(folder, f"eval:{result.method}", paths)
+    results = {m: results[m] for m in ([name] if write_plain is not None else []) + [f"{name}+{w}" for w in STEERED]}
     sper = {lang: analysis.sper_degrees(v_en[lang].vectors, v_loc[lang].vectors) for lang in langs}
     return ModelReport(name, results, plans, sper)
 
@@ -274,18 +283,26 @@ def _run(cfg, models, steer, out_dir, progress, measures: Measures, folder: Resu
                 if isinstance(source, Model)
                 else load_pretrained(source, dtype=cfg.dtype, mesh=cfg.mesh, batch_size=cfg.batch_size)
             )
-        if folder.done(f"eval:{name}"):
-            results[name] = read_eval(out_dir, name)
-        else:
-            print(f"[{name}] evaluating the plain model on test", flush=True)
-            results[name] = measures.evaluate(model, bench, name, None, "test", progress)
-            paths = write_eval(results[name], out_dir, model, cfg, base_id)
-            # the first evaluation has split every language (the seed's Dev1/Dev2/test): saved with it, so a
-            # resumed run has them whether or not it evaluates anything itself
+
+        def write_plain(result: EvalResult, model=model, name=name) -> None:
+            paths = write_eval(result, out_dir, model, cfg, base_id)
+            # the first model's plain evaluation comes after every split was made (the seed's Dev1/Dev2/test):
+            # saved with it, so a resumed run has them whether or not it evaluates anything itself
             paths += save_all_splits(bench, out_dir) if name == first else []
             folder.finish(f"eval:{name}", paths)
+
+        plain_done = folder.done(f"eval:{name}")
+        if plain_done:
+            results[name] = read_eval(out_dir, name)
+        elif name not in steer:
+            print(f"[{name}] evaluating the plain model on test", flush=True)
+            results[name] = measures.evaluate(model, bench, [name], [None], "test", progress)[0]
+            write_plain(results[name])
         if name in steer:
-            rep = steer_model(model, name, bench, out_dir, progress, base_id, measures=measures, folder=folder)
+            rep = steer_model(
+                model, name, bench, out_dir, progress, base_id, measures=measures, folder=folder,
+                write_plain=None if plain_done else write_plain,
+            )  # fmt: skip
             results.update(rep.results)
             reports.append(rep)
     plane = write_plane(out_dir, results, "base", cfg.languages)

@@ -204,24 +204,50 @@ def select_loc(
 ) -> tuple[int, float, dict]:
     """LOC layer and γ maximising Dev2 BLEnD accuracy with EN applied (at ``en_layer``, ``en_gamma``) when
     ``v_en`` is given: every layer of the window × every ``loc_gammas`` value; ties → smaller γ, then lower layer."""
+    return select_loc_variants(model, bench, lang, [v_en], en_layer, v_loc, progress, score=score)[0]
+
+
+def select_loc_variants(
+    model: Model,
+    bench: Benchmarks,
+    lang: str,
+    v_ens: Sequence[VectorSet | None],
+    en_layer: int,
+    v_loc: VectorSet,
+    progress: bool = True,
+    *,
+    score: Scorer = dev2_blend,
+) -> list[tuple[int, float, dict]]:
+    """:func:`select_loc` for each of ``v_ens`` (an EN set applied at ``en_layer``, or None: LOC alone), every
+    candidate of every variant scored in **one** scorer call — SUR's LOC and LOC-only are chosen from one
+    generation pass over Dev2 (decoding is memory-bound: more plans per call cost little)."""
     cfg = bench.cfg
-    en = [] if v_en is None else [(v_en.vectors, en_layer, cfg.en_gamma)]
-    # SUR's LOC and LOC-only steering are both chosen on Dev2, one after the other: every line says which
-    purpose = "LOC only" if v_en is None else f"SUR: LOC with EN layer {en_layer} γ={cfg.en_gamma:g} applied"
-    cands = [
-        Candidate(layer, float(gamma), combined_steering(model.config, [(v_loc.vectors, layer, gamma), *en]),
-                  f"LOC layer {layer} γ={gamma:g}")
-        for layer, gamma in itertools.product(candidate_layers(cfg, model.config.num_layers, "LOC"), cfg.loc_gammas)
-    ]  # fmt: skip
-    if progress:
-        print(f"    {lang} {purpose}: choosing LOC's layer and γ on Dev2 BLEnD", flush=True)
-    acc = _scores(score(model, bench, lang, cands, progress=progress), cands)
-    best = best_point([(c.layer, c.gamma) for c in cands], acc)
-    if progress:
-        at_zero = "the unsteered model" if v_en is None else "EN alone"
-        print(f"    {lang} {purpose}: chose LOC {best.describe(at_zero=at_zero)}", flush=True)
-    scores = {f"layer={c.layer},gamma={c.gamma}": float(a) for c, a in zip(cands, acc)}
-    return best.layer, best.gamma, {"loc_dev2_blend": scores}
+    grid = list(itertools.product(candidate_layers(cfg, model.config.num_layers, "LOC"), cfg.loc_gammas))
+    variants = []
+    for v_en in v_ens:
+        en = [] if v_en is None else [(v_en.vectors, en_layer, cfg.en_gamma)]
+        # SUR's LOC and LOC-only steering are both chosen on Dev2: every line says which
+        purpose = "LOC only" if v_en is None else f"SUR: LOC with EN layer {en_layer} γ={cfg.en_gamma:g} applied"
+        cands = [
+            Candidate(layer, float(gamma), combined_steering(model.config, [(v_loc.vectors, layer, gamma), *en]),
+                      f"{'LOC only' if v_en is None else 'SUR'}: LOC layer {layer} γ={gamma:g}")
+            for layer, gamma in grid
+        ]  # fmt: skip
+        variants.append((v_en, purpose, cands))
+        if progress:
+            print(f"    {lang} {purpose}: choosing LOC's layer and γ on Dev2 BLEnD", flush=True)
+    every = [c for _, _, cands in variants for c in cands]
+    acc = _scores(score(model, bench, lang, every, progress=progress), every)
+    chosen = []
+    for i, (v_en, purpose, cands) in enumerate(variants):
+        part = acc[i * len(grid) : (i + 1) * len(grid)]
+        best = best_point([(c.layer, c.gamma) for c in cands], part)
+        if progress:
+            at_zero = "the unsteered model" if v_en is None else "EN alone"
+            print(f"    {lang} {purpose}: chose LOC {best.describe(at_zero=at_zero)}", flush=True)
+        scores = {f"layer={c.layer},gamma={c.gamma}": float(a) for c, a in zip(cands, part)}
+        chosen.append((best.layer, best.gamma, {"loc_dev2_blend": scores}))
+    return chosen
 
 
 def _scores(values, cands: Sequence[Candidate]) -> np.ndarray:

@@ -1,0 +1,58 @@
+"""``evaluate_many``: several methods of one model in shared calls give what separate evaluations give."""
+
+from __future__ import annotations
+
+import numpy as np
+from tiny_checkpoint import FIXTURES, tiny_model  # noqa: F401
+
+from jaxsteer.study import evaluate
+from jaxsteer.study.experiment import Benchmarks, ExperimentConfig
+from jaxsteer.study.surgical import combined_steering
+
+
+def test_methods_evaluated_together_equal_each_evaluated_alone(tiny_model, monkeypatch):  # noqa: F811
+    cfg = ExperimentConfig(data=FIXTURES, languages=("zh", "ko"), allow_small=True, max_new_tokens=4, batch_size=4)
+    bench = Benchmarks(cfg)
+    config = tiny_model.config
+    rng = np.random.RandomState(0)
+    v1 = 6.0 * rng.randn(config.num_layers, config.hidden_size).astype(np.float32)
+    v2 = 6.0 * rng.randn(config.num_layers, config.hidden_size).astype(np.float32)
+    fors = [
+        None,
+        lambda lang: combined_steering(config, [(v1, 1, 2.0 if lang == "zh" else 1.0)]),
+        lambda lang: combined_steering(config, [(v1, 1, 2.0), (v2, 3, 1.5)]),
+    ]
+    methods = ["plain", "one", "two"]
+    calls = []
+
+    def counted(module, name):
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, **k: calls.append(name) or real(*a, **k))
+
+    from jaxsteer.steering import sweep
+
+    counted(sweep, "run_grid")
+    counted(evaluate, "generate_answers")
+    together = evaluate.evaluate_many(tiny_model, bench, methods, fors, "test", progress=False)
+    shared = len(calls)
+    alone = [evaluate.evaluate(tiny_model, bench, m, f, "test", progress=False) for m, f in zip(methods, fors)]
+    for t, a in zip(together, alone):
+        assert (t.method, t.gmmlu, t.blend, t.responses) == (a.method, a.gmmlu, a.blend, a.responses)
+    # the plans really differ (a mix-up of plans would show), and each language's plans shared their calls
+    assert together[0].responses != together[1].responses != together[2].responses
+    n_gmmlu = sum(-(-len(bench.gmmlu(lang, "test")) // cfg.batch_size) for lang in cfg.languages)
+    n_blend = len(cfg.languages)  # one generate_answers call per language decodes all three plans
+    assert shared == n_gmmlu + n_blend
+
+
+def test_one_method_or_masked_plans_are_evaluated_one_by_one(tiny_model):  # noqa: F811
+    import jaxsteer
+
+    cfg = ExperimentConfig(data=FIXTURES, languages=("ko",), allow_small=True, max_new_tokens=3, batch_size=4)
+    bench = Benchmarks(cfg)
+    config = tiny_model.config
+    vec = np.random.RandomState(1).randn(config.hidden_size)
+    prompt_only = lambda lang: jaxsteer.Steering.from_layers(config, {2: vec}, gamma=3.0, scope="prompt")  # noqa: E731
+    both = evaluate.evaluate_many(tiny_model, bench, ["a", "b"], [None, prompt_only], "test", progress=False)
+    alone = evaluate.evaluate(tiny_model, bench, "b", prompt_only, "test", progress=False)
+    assert (both[1].gmmlu, both[1].blend, both[1].responses) == (alone.gmmlu, alone.blend, alone.responses)
