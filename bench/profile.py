@@ -144,9 +144,10 @@ def child(spec: str, out: str) -> None:
         ids = jax.random.randint(jax.random.PRNGKey(2), (b, p), 3, model.config.vocab_size)
         vec = np.random.default_rng(0).normal(size=model.config.hidden_size)
         steer = Steering.from_layers(model.config, {model.config.num_layers // 2: vec}, gamma=2.0)
-        run = lambda: jax.block_until_ready(
-            generate(model, ids, n, steering=steer, eos_token_id=-1, decode_layout=layout)
-        )  # noqa: E731
+
+        def run():
+            return jax.block_until_ready(generate(model, ids, n, steering=steer, eos_token_id=-1, decode_layout=layout))
+
         steps = n - 1  # the decode steps; the prefill is in the trace too (reported apart below)
     else:
         raise SystemExit(f"unknown workload {spec}")
