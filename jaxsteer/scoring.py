@@ -20,7 +20,7 @@ from jaxsteer.errors import InputError
 from jaxsteer.model.decode import generate
 from jaxsteer.model.model import Model, forward
 from jaxsteer.steering.plan import Steering
-from jaxsteer.tokens import batches
+from jaxsteer.tokens import batches, longest_first, scoring_width
 
 
 def single_token_ids(tokenizer, continuations: Sequence[str]) -> tuple[int, ...]:
@@ -77,11 +77,12 @@ def score_multiple_choice(
     fn = option_logprob_fn(tuple(int(i) for i in option_ids))
     out = np.zeros((len(ids), len(option_ids)), np.float32)
     bar = _bar(len(ids), progress, "score MC")
-    for rows, bi, bm in batches(np.asarray(ids), np.asarray(mask), batch_size):
+    # longest rows first and four widths per octave: narrow batches, and few shapes to compile
+    for rows, bi, bm in longest_first(ids, mask, batch_size, scoring_width):
         logits = forward(model, bi, bm, steering=steering, logits_at="last").logits
-        out[rows] = np.asarray(fn(logits))[: rows.stop - rows.start]
+        out[rows] = np.asarray(fn(logits))[: len(rows)]
         if bar is not None:
-            bar.update(rows.stop - rows.start)
+            bar.update(len(rows))
     if bar is not None:
         bar.close()
     pred = out.argmax(-1)

@@ -128,15 +128,15 @@ def gmmlu_accuracies(
     steered layer run once for every plan."""
     from jaxsteer.progress import bar as progress_bar
     from jaxsteer.steering.sweep import Grid, run_grid
-    from jaxsteer.tokens import batches
+    from jaxsteer.tokens import longest_first, scoring_width
 
     ids, mask, option_ids, answers = gmmlu_inputs(model, bench, lang, part)
     grid = Grid(np.asarray(plans, np.float32), tuple({"plan": g} for g in range(len(plans))))
     score = option_logprob_fn(option_ids)
     correct = np.zeros((len(plans), len(ids)), bool)
     bar = progress_bar(len(ids) * len(plans), "score MC", "q", progress, leave=False)
-    for rows, bi, bm in batches(ids, mask, bench.cfg.batch_size):
-        n = rows.stop - rows.start
+    for rows, bi, bm in longest_first(ids, mask, bench.cfg.batch_size, scoring_width):
+        n = len(rows)
         logp = run_grid(model, bi, bm, grid, score, chunk_size=bench.cfg.chunk_size, progress=False)  # [G, B, K]
         correct[:, rows] = logp[:, :n].argmax(-1) == answers[rows][None]
         if bar is not None:
