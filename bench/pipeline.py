@@ -39,8 +39,8 @@ sys.path.insert(1, os.path.dirname(HERE))
 import pipeline_world as world  # noqa: E402
 
 GOAL_TOTAL_S, GOAL_SELECTION, GOAL_RATIO = 480.0, 0.15, 5.0
-GROUPS = (("plain eval", "eval plain"), ("extraction", "extract"), ("Dev2 selection", "select"),
-          ("steered evals (EN, LOC, SUR, random)", "eval "))  # fmt: skip
+GROUPS = (("plain eval (models not steered)", "eval plain"), ("extraction", "extract"), ("Dev2 selection", "select"),
+          ("test evals (plain, EN, LOC, SUR, random together)", "eval "))  # fmt: skip
 
 
 def parse_args(argv=None):

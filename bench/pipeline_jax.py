@@ -109,11 +109,8 @@ def timed_measures(clock: Clock):
 
     def evaluate(*a, **k):
         methods = _arg(a, k, 2, "methods")
-        which = (
-            "plain"
-            if all("+" not in m for m in methods)
-            else "steered (" + ", ".join(m.split("+", 1)[1] for m in methods) + ")"
-        )
+        names = [m.split("+", 1)[1] if "+" in m else "plain" for m in methods]
+        which = "plain" if names == ["plain"] else f"together ({', '.join(names)})"
         with clock.stage(f"eval {which}"):
             return default.evaluate(*a, **k)
 
