@@ -55,8 +55,17 @@ def room_for_copy(tree: Any, margin: float = 1.25) -> bool:
         free = free_bytes(device)
         if free is not None and free <= margin * need:
             room = False
+    return bool(least_over_processes(room))
+
+
+def least_over_processes(value):
+    """The smallest ``value`` of all processes of a multi-process job (``value`` itself in one process).
+
+    A choice made from memory (a decode layout, plans per call) is made by each process from its own
+    devices; they must all make the same, or they compile different programs that never meet in their
+    collectives."""
     if jax.process_count() == 1:
-        return room
+        return value
     from jax.experimental import multihost_utils
 
-    return bool(np.all(multihost_utils.process_allgather(np.asarray(room))))
+    return type(value)(np.min(multihost_utils.process_allgather(np.asarray(value))))
