@@ -37,7 +37,7 @@ def bytes_per_device(tree: Any) -> dict[Any, int]:
     for leaf in jax.tree.leaves(tree):
         sharding = getattr(leaf, "sharding", None)
         if sharding is None:
-            device = jax.devices()[0]
+            device = jax.local_devices()[0]
             held[device] = held.get(device, 0) + int(np.asarray(leaf).nbytes)
             continue
         shard = int(np.prod(sharding.shard_shape(leaf.shape), dtype=np.int64)) * leaf.dtype.itemsize
@@ -48,9 +48,24 @@ def bytes_per_device(tree: Any) -> dict[Any, int]:
 
 def room_for_copy(tree: Any, margin: float = 1.25) -> bool:
     """True when every device holding part of ``tree`` has room for ``margin`` × a second copy of its
-    part; devices that do not report their memory (the CPU) are taken to have room."""
+    part; devices that do not report their memory (the CPU) are taken to have room. In a multi-process job
+    each process sees only its own devices, so the answer is agreed by all (the same program everywhere)."""
+    room = True
     for device, need in bytes_per_device(tree).items():
         free = free_bytes(device)
         if free is not None and free <= margin * need:
-            return False
-    return True
+            room = False
+    return bool(least_over_processes(room))
+
+
+def least_over_processes(value):
+    """The smallest ``value`` of all processes of a multi-process job (``value`` itself in one process).
+
+    A choice made from memory (a decode layout, plans per call) is made by each process from its own
+    devices; they must all make the same, or they compile different programs that never meet in their
+    collectives."""
+    if jax.process_count() == 1:
+        return value
+    from jax.experimental import multihost_utils
+
+    return type(value)(np.min(multihost_utils.process_allgather(np.asarray(value))))

@@ -16,6 +16,10 @@ A results folder carries ``manifest.json`` (:class:`ResultsFolder`), written ato
 - ``stages``: each finished stage and the files it wrote. A stage is listed only once all its files
   are in place, so at every instant the manifest names exactly the complete parts; ``jaxsteer run``
   lists the stages it plans and sets ``complete`` when the last one is done.
+
+In a multi-process job (``jax.distributed``) every process claims the folder and reads the same manifest;
+only process 0 changes the folder (:func:`jaxsteer.results.writes_results`), and only once every process
+has read it, so all of them skip the same stages (``--resume`` needs ``out`` on a filesystem every host sees).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from jaxsteer.errors import ConfigError, DataError
-from jaxsteer.results import write_json
+from jaxsteer.results import sync_processes, write_json, writes_results
 
 MANIFEST = "manifest.json"
 FORMAT = "jaxsteer-results/1"
@@ -190,6 +194,7 @@ class ResultsFolder:
         if planned_stages:
             record["planned"] = list(planned_stages)
             record.setdefault("complete", False)
+        sync_processes("results folder claimed")  # every process has read the folder before process 0 writes into it
         return cls(folder, record, new)
 
     # -- stages -------------------------------------------------------------------------------------
@@ -219,7 +224,7 @@ class ResultsFolder:
         if self.record.get("planned") is not None:
             self.record["complete"] = False
         self._write()
-        for name in files:
+        for name in files if writes_results() else ():
             path = os.path.join(self.path, name)
             if os.path.isfile(path):
                 os.remove(path)
@@ -232,7 +237,7 @@ class ResultsFolder:
     def abandon(self) -> None:
         """After a refusal with no stage finished: take back the manifest this claim wrote (and the folder,
         if it is left empty), so a refused command leaves nothing behind."""
-        if not self.new or self.record["stages"]:
+        if not self.new or self.record["stages"] or not writes_results():
             return
         path = os.path.join(self.path, MANIFEST)
         if os.path.isfile(path):
@@ -272,9 +277,11 @@ def _jsonable(writer: dict[str, Any]) -> dict[str, Any]:
 
 
 # --- moving old results aside -------------------------------------------------------------------------
-def _move_aside(folder: str, names: Iterable[str]) -> str:
+def _move_aside(folder: str, names: Iterable[str]) -> str | None:
     """Move ``names`` (relative; the manifest last) into ``replaced-DATE/``: all of them, or — if this is
-    cut short — all of them once the next command in this folder has finished the move."""
+    cut short — all of them once the next command in this folder has finished the move (process 0 only)."""
+    if not writes_results():
+        return None
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     staging = os.path.join(folder, _STAGING + stamp)
     os.makedirs(staging)
@@ -299,7 +306,7 @@ def _complete_move(folder: str, staging: str) -> str:
 
 
 def _finish_interrupted_move(folder: str) -> None:
-    if not os.path.isdir(folder):
+    if not os.path.isdir(folder) or not writes_results():
         return
     for name in sorted(os.listdir(folder)):
         staging = os.path.join(folder, name)

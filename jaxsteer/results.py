@@ -1,9 +1,11 @@
 """Result files: atomic writes, the one figure writer, and the provenance block every result carries.
 
 Nothing partial is ever written: each file goes to a temporary name in the same folder and is
-renamed into place. Every JSON result has a ``provenance`` entry saying what produced it. Every
-figure of the package is drawn on :func:`new_figure` and written by :func:`write_figure` — PNG to
-look at, SVG for the paper — with no pyplot state and no backend switch for the caller.
+renamed into place — by process 0 alone in a multi-process (``jax.distributed``) job, whose other
+processes compute the same results (:func:`writes_results`). Every JSON result has a ``provenance``
+entry saying what produced it. Every figure of the package is drawn on :func:`new_figure` and written by
+:func:`write_figure` — PNG to look at, SVG for the paper — with no pyplot state and no backend switch for
+the caller.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import io
 import json
 import os
 import platform
+import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterable, Mapping
@@ -57,8 +61,31 @@ def temp_dir(parent: str, prefix: str = ".tmp-") -> str:
 _WRITTEN: list[str] = []
 
 
+def writes_results() -> bool:
+    """Whether this process puts result files in place: in a multi-process job (``jax.distributed``) every
+    process computes the same results and only process 0 writes them, so hosts sharing a folder never race."""
+    jax = sys.modules.get("jax")  # not imported yet: one process (and the CLI's --help stays light)
+    return jax is None or not jax.distributed.is_initialized() or jax.process_index() == 0
+
+
+def sync_processes(name: str) -> None:
+    """Wait until every process of a multi-process job gets here (nothing to wait for in one process)."""
+    jax = sys.modules.get("jax")
+    if jax is not None and jax.distributed.is_initialized() and jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
 def commit(tmp: str, path: str) -> str:
-    """Rename a finished temporary file (or folder) into place, and remember it for :func:`written`."""
+    """Rename a finished temporary file (or folder) into place, and remember it for :func:`written`; on a
+    process other than 0 of a multi-process job, drop it instead (process 0 writes the same result)."""
+    if not writes_results():
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp)
+        else:
+            os.remove(tmp)
+        return path
     os.replace(tmp, path)
     _WRITTEN.append(os.path.abspath(path))
     return path

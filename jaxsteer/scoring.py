@@ -19,6 +19,7 @@ import numpy as np
 from jaxsteer.errors import InputError
 from jaxsteer.model.decode import generate
 from jaxsteer.model.model import Model, forward
+from jaxsteer.sharding import to_host
 from jaxsteer.steering.plan import Steering
 from jaxsteer.tokens import batches, longest_first, scoring_width
 
@@ -80,7 +81,7 @@ def score_multiple_choice(
     # longest rows first and four widths per octave: narrow batches, and few shapes to compile
     for rows, bi, bm in longest_first(ids, mask, batch_size, scoring_width):
         logits = forward(model, bi, bm, steering=steering, logits_at="last").logits
-        out[rows] = np.asarray(fn(logits))[: len(rows)]
+        out[rows] = to_host(fn(logits))[: len(rows)]
         if bar is not None:
             bar.update(len(rows))
     if bar is not None:
@@ -122,7 +123,7 @@ def continuation_logprobs(
             targets[j, :m] = cont
             valid[j, :m] = True
         logits = forward(model, bi, bm, steering=steering, logits_at=index).logits
-        logp = np.asarray(jax.nn.log_softmax(logits, axis=-1))
+        logp = to_host(jax.nn.log_softmax(logits, axis=-1))
         picked = np.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
         out[rows] = np.where(valid, picked, 0.0).sum(-1)[:n]
     return out
@@ -166,7 +167,7 @@ def generate_answers(
         if n < batch_size:  # the last prompt repeated: constant batch shape
             ids = np.concatenate([ids, np.repeat(ids[-1:], batch_size - n, axis=0)])
             mask = np.concatenate([mask, np.repeat(mask[-1:], batch_size - n, axis=0)])
-        tokens = np.asarray(generate(model, ids, max_new_tokens, mask, steering=steering, plans=plans))
+        tokens = to_host(generate(model, ids, max_new_tokens, mask, steering=steering, plans=plans))
         for g, rows in enumerate(tokens if count else tokens[None]):
             answers[g] += decode_new(tokenizer, rows, model.config)[:n]
         if bar is not None:

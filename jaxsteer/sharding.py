@@ -17,12 +17,14 @@ Multi-host: run the same command on every host with ``mesh.distributed: true``; 
 ``jax.distributed.initialize()`` (coordinator, process count and id come from the cluster environment —
 SLURM, TPU metadata, or ``JAX_COORDINATOR_ADDRESS``/``JAX_NUM_PROCESSES``/``JAX_PROCESS_ID``). Every
 host builds the same global batch deterministically and contributes the rows of its own devices
-(:func:`put_batch`), so no data is exchanged between hosts.
+(:func:`put_batch`, :func:`place_rows`), so no data is exchanged between hosts; results, of which each
+process holds only its own devices' shards, are read back whole on every process by :func:`to_host`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from collections.abc import Sequence
 
@@ -55,15 +57,25 @@ DEFAULT_RULES: tuple[tuple[str, PartitionSpec | str], ...] = (
     (r".*", LARGEST),  # stacked projections [L, out, in]
 )
 
-_initialized = False
-
 
 def initialize(spec: MeshSpec) -> None:
-    """``jax.distributed.initialize()`` once, when the config asks for multi-host."""
-    global _initialized
-    if spec.distributed and not _initialized:
-        jax.distributed.initialize()
-        _initialized = True
+    """``jax.distributed.initialize()`` once, when the config asks for multi-host (a job that initialized it
+    itself is left as it is). jax reads ``JAX_COORDINATOR_ADDRESS`` but not the process count and id, which
+    are passed on from ``JAX_NUM_PROCESSES``/``JAX_PROCESS_ID`` when set (else the cluster's are detected)."""
+    if not spec.distributed or jax.distributed.is_initialized():
+        return
+    count, index = (_env_int(name) for name in ("JAX_NUM_PROCESSES", "JAX_PROCESS_ID"))
+    jax.distributed.initialize(num_processes=count, process_id=index)
+
+
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"environment variable {name}={value!r} must be a whole number") from None
 
 
 def mesh_shape(spec: MeshSpec, n: int) -> tuple[int, int, int]:
@@ -237,7 +249,7 @@ def check_inference_mesh(
     per_layer = sum(int(np.prod(s)) for s in family_of(config).layer_shapes(config).values())
     total = (config.num_layers * per_layer + config.vocab_size * config.hidden_size) * dtype_bytes
     need = total / (fsdp * model)
-    free = devices.free_bytes(jax.devices()[0])
+    free = devices.free_bytes(jax.local_devices()[0])  # this process's own (another's cannot be asked)
     if free is not None and need > free:
         raise ConfigError(
             f"the weights need {need / 2**30:.1f} GiB per device ({total / 2**30:.1f} GiB over fsdp={fsdp} × "
@@ -268,3 +280,22 @@ def _place(mesh: Mesh, x: np.ndarray, batch_axis: int | None) -> jax.Array:
     fills the shards of its own devices from the same host array (multi-host safe)."""
     sharding = replicated(mesh) if batch_axis is None else batch_sharding(mesh, x.ndim, batch_axis)
     return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+
+def to_host(x) -> np.ndarray:
+    """``np.asarray(x)``, whole on every process also when ``x`` is spread over several (a pytree such as a
+    ``ForwardOutput``: ``jax.tree.map(to_host, out)``).
+
+    An array on a mesh that spans several processes (multi-host) is not fully addressable: each process
+    holds only its own devices' shards, and ``np.asarray`` refuses it. Such an array is all-gathered across
+    the processes (a collective: every process makes the same call, as every process runs the same
+    program); a replicated one is read from a local copy.
+    """
+    if not isinstance(x, jax.Array) or x.is_fully_addressable:
+        return np.asarray(x)
+    if x.is_fully_replicated:
+        return np.asarray(x.addressable_data(0))
+    from jax.experimental import multihost_utils
+
+    # tiled=True: the global array itself (tiled=False stacks per-process local arrays on a new axis)
+    return multihost_utils.process_allgather(x, tiled=True)

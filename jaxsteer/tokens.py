@@ -116,10 +116,11 @@ def encode_batch(tokenizer, texts: list[str], chat: bool = False, add_bos: bool 
 def decode_new(tokenizer, tokens, config) -> list[str]:
     """Decode generated rows, stopping at the first EOS/pad."""
     from jaxsteer.model.decode import default_eos_ids
+    from jaxsteer.sharding import to_host  # generated tokens may be sharded over several processes
 
     out = []
     stop = {config.pad_token_id, *default_eos_ids(config)}
-    for row in np.asarray(tokens).tolist():
+    for row in to_host(tokens).tolist():
         kept = []
         for t in row:
             if t in stop:

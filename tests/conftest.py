@@ -123,3 +123,17 @@ def js_tiny_out(hf_tiny, batch):
     import jaxsteer
 
     return jaxsteer.forward(hf_tiny.js, *batch, return_hidden=True)
+
+
+@pytest.fixture
+def job(monkeypatch):
+    """This process as process ``job.index`` (1 unless set) of a two-process ``jax.distributed`` job, for the
+    code that leaves result files to process 0; ``job.barriers`` records the names of the barriers reached."""
+    from jax.experimental import multihost_utils
+
+    state = types.SimpleNamespace(index=1, barriers=[])
+    monkeypatch.setattr(jax.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(jax, "process_index", lambda *args: state.index)
+    monkeypatch.setattr(jax, "process_count", lambda *args: 2)
+    monkeypatch.setattr(multihost_utils, "sync_global_devices", state.barriers.append)
+    return state

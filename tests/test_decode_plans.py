@@ -125,3 +125,16 @@ def test_plans_whose_cache_outgrows_the_device_decode_in_equal_chunks(model, pro
     np.testing.assert_array_equal(chunked, whole)
     monkeypatch.setattr(devices, "free_bytes", lambda device: 0)  # no room at all: still one plan per call
     assert decode.plans_per_call(model, len(ids), ids.shape[1] + NEW, 5, unrolled=True) == 1
+
+
+def test_plans_per_call_is_the_fewest_any_process_of_a_job_can_take(model, prompt, monkeypatch, job):
+    """Each process weighs its own devices' memory; all must decode the same chunks (the same program)."""
+    from jax.experimental import multihost_utils
+
+    from jaxsteer.model import decode
+
+    ids, _ = prompt
+    asked = []
+    monkeypatch.setattr(multihost_utils, "process_allgather", lambda x: asked.append(int(x)) or np.array([5, 2]))
+    assert decode.plans_per_call(model, len(ids), ids.shape[1] + NEW, 5, unrolled=False) == 2
+    assert asked == [5]  # this process (the CPU reports no memory) could take all five

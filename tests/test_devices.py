@@ -87,3 +87,16 @@ def test_room_for_copy_needs_room_on_every_device(monkeypatch, free, room):
 
 def test_room_for_copy_on_the_cpu():
     assert devices.room_for_copy({"w": jnp.zeros((4, 4))})
+
+
+@pytest.mark.parametrize(("everywhere", "room"), [([True, True], True), ([True, False], False)])
+def test_room_for_copy_is_agreed_by_every_process_of_a_job(monkeypatch, job, everywhere, room):
+    """Each process sees only its own devices; one process short of room means no process unrolls the decode
+    step (different programs on different processes would never meet in their collectives)."""
+    from jax.experimental import multihost_utils
+
+    asked = []
+    monkeypatch.setattr(devices, "free_bytes", lambda d: 126)  # room on this process's devices
+    monkeypatch.setattr(multihost_utils, "process_allgather", lambda x: asked.append(bool(x)) or np.array(everywhere))
+    assert devices.room_for_copy([fake_array((25,), (25,), on=["d0"])]) is room
+    assert asked == [True]

@@ -183,3 +183,20 @@ def test_a_foreign_manifest_is_a_one_line_error(tmp_path):
 
     with pytest.raises(DataError, match="not a jaxsteer results manifest"):
         ResultsFolder.claim(tmp_path, A)
+
+
+def test_other_processes_of_a_job_read_the_folder_and_never_change_it(tmp_path, job):
+    out = tmp_path / "res"
+    job.index = 0
+    write(ResultsFolder.claim(out, A), "eval:base", "base.gmmlu.json")
+    before = {name: (out / name).read_text() for name in tree(out)}
+    job.index = 1  # the same job's process 1: the same decisions, no moves, no manifest, no removals
+    assert ResultsFolder.claim(out, A).done("eval:base")
+    other = ResultsFolder.claim(out, B, overwrite=True)
+    other.finish("eval:other", [])
+    ResultsFolder.claim(out, A).forget("eval:base")
+    assert {name: (out / name).read_text() for name in tree(out)} == before
+    assert len(job.barriers) == 4  # each claim, on every process, waits until all have read the folder
+    job.index = 0
+    ResultsFolder.claim(out, B, overwrite=True)
+    assert [n for n in os.listdir(out) if n.startswith("replaced-")]

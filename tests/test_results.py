@@ -63,3 +63,19 @@ def test_written_lists_what_this_process_put_in_place(tmp_path):
     before = written()
     path = write_json(tmp_path / "w.json", {})
     assert written() == [*before, os.path.abspath(path)]
+
+
+def test_only_process_0_of_a_multi_process_job_puts_files_in_place(tmp_path, job):
+    import numpy as np
+
+    from jaxsteer.checkpoint.safetensors_io import write_safetensors
+    from jaxsteer.results import commit, temp_dir
+
+    before = written()
+    write_json(tmp_path / "r.json", {})  # atomic_write
+    write_safetensors(tmp_path / "t.safetensors", {"x": np.zeros(2, np.float32)})  # temp_file + commit
+    commit(temp_dir(str(tmp_path)), str(tmp_path / "folder"))  # a whole folder (save_pretrained)
+    assert os.listdir(tmp_path) == [] and written() == before  # nothing in place, no temporary left
+    job.index = 0
+    write_json(tmp_path / "r.json", {})
+    assert os.listdir(tmp_path) == ["r.json"] and len(written()) == len(before) + 1

@@ -340,3 +340,14 @@ def test_the_api_starts_again_in_its_own_folder_and_a_refusal_leaves_nothing(tmp
     with pytest.raises(DataError):
         experiment(fresh, NoData(), resume=False)  # refused at the first stage
     assert not os.path.exists(tmp_path / "a")
+
+
+def test_other_processes_of_a_job_run_every_stage_write_nothing_and_leave_the_comparison(tmp_path, job):
+    job.index = 0
+    zero = experiment(tmp_path / "zero", Stubs())
+    job.index = 1  # the comparison reads result files back: process 1, which writes none, must not draw it
+    one = experiment(tmp_path / "one", Stubs())
+    assert one["results"] == zero["results"] and one["plane"] is None and zero["plane"] is not None
+    found = [f for _, _, fs in os.walk(tmp_path / "one") for f in fs]
+    assert found == [] and os.listdir(tmp_path / "zero")
+    assert len(job.barriers) == 2  # each run's folder was read by every process before process 0 wrote to it

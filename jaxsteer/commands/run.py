@@ -40,6 +40,7 @@ def run(args) -> int:
     out = run_experiment(
         cfg, models, steer, cfg.out, progress=not args.quiet, resume=args.resume, overwrite=args.overwrite
     )
-    print(format_tables(out["plane"]["tables"]))
+    if out["plane"] is not None:  # None on the processes but 0 of a multi-host run
+        print(format_tables(out["plane"]["tables"]))
     print(f"results in {cfg.out}/ (delta_*.md, plane.png, sper_by_layer.png)")
     return 0

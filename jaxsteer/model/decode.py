@@ -322,7 +322,14 @@ def generate(
 def plans_per_call(model: Model, rows: int, total: int, count: int, unrolled: bool, share: float = 0.5) -> int:
     """How many of ``count`` plans one decode loop takes (all unless their KV cache — ``rows`` prompts per plan,
     ``total`` positions — would outgrow ``share`` of what the device has left after the weights and, for the
-    unrolled layout, their per-layer copy). Devices that do not report memory (the CPU) take all."""
+    unrolled layout, their per-layer copy). Devices that do not report memory (the CPU) take all. In a
+    multi-process job, the fewest any process can take."""
+    from jaxsteer.devices import least_over_processes
+
+    return least_over_processes(_plans_fitting(model, rows, total, count, unrolled, share))
+
+
+def _plans_fitting(model: Model, rows: int, total: int, count: int, unrolled: bool, share: float) -> int:
     from jaxsteer.devices import bytes_per_device, free_bytes
 
     held = bytes_per_device(model.params["layers"])

@@ -37,6 +37,7 @@ from jaxsteer.model.attention import resolve_impl
 from jaxsteer.model.family import DecoderConfig
 from jaxsteer.model.model import Model, check_tokens, on_mesh
 from jaxsteer.model.transformer import gather_positions, last_valid_index, prepare, run_layers
+from jaxsteer.sharding import to_host
 from jaxsteer.tokens import batches, coarse_bucket
 
 METHODS = ("mean_diff", "pca_diff", "pca_center")
@@ -126,7 +127,7 @@ def iterate_activations(model: Model, ids: np.ndarray, mask: np.ndarray, batch_s
         acts = layer_activations(model.params, pi, pm, config=model.config, read=read, impl=impl)
         if progress is not None:
             progress.update(n)
-        yield np.asarray(acts[:, :n], np.float32), n
+        yield to_host(acts[:, :n]).astype(np.float32, copy=False), n
 
 
 def extract(

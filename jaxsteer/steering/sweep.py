@@ -38,6 +38,7 @@ from jaxsteer.model.transformer import (
     tile_rows,
 )
 from jaxsteer.progress import bar as progress_bar
+from jaxsteer.sharding import to_host
 from jaxsteer.steering.plan import check_layer, first_steered_layer
 
 
@@ -190,7 +191,7 @@ def run_grid(
             logits_mode=mode,
             scope=scope,
         )
-        outs.append(np.asarray(res)[:n])
+        outs.append(to_host(res)[:n])
         if bar is not None:
             bar.update(n)
     if bar is not None:

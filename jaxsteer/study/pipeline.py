@@ -20,7 +20,8 @@ from jaxsteer.errors import ConfigError, JaxsteerError
 from jaxsteer.interrupt import Interrupted
 from jaxsteer.model.model import Model
 from jaxsteer.outputs import MANIFEST, ResultsFolder, model_identity
-from jaxsteer.results import provenance, write_csv, write_json
+from jaxsteer.results import provenance, write_csv, write_json, writes_results
+from jaxsteer.sharding import initialize
 from jaxsteer.steering import analysis, figures
 from jaxsteer.steering.vectors_io import VectorSet, load_vectors, save_vectors
 from jaxsteer.study import metrics
@@ -236,12 +237,15 @@ def run_experiment(
     API, the demo) starts again in a folder this same experiment wrote, forgetting its stages first.
     ``overwrite`` moves another experiment's results aside. A Ctrl-C raises
     :class:`~jaxsteer.interrupt.Interrupted` saying what the manifest lists. ``measures`` replaces the model
-    measurements (extraction, evaluation, Dev2 scoring), for tests.
+    measurements (extraction, evaluation, Dev2 scoring), for tests. In a multi-host job (``mesh.distributed``)
+    process 0 alone writes the folder and draws the comparison (``plane`` is None on the other processes).
     """
     out_dir = out_dir or cfg.out
     if "base" not in models:
         raise ConfigError("the experiment needs a model named 'base' (the unaligned reference for Δ)")
     check_contexts(cfg, models)
+    if cfg.mesh is not None:
+        initialize(cfg.mesh)  # multi-host: the processes are known before the folder is claimed (process 0 writes)
     stages = [stage for name in models for stage in model_stages(name, name in steer)] + ["comparison"]
     methods = [name for name in models] + [f"{name}+{which}" for name in models if name in steer for which in STEERED]
     folder = ResultsFolder.claim(
@@ -305,6 +309,8 @@ def _run(cfg, models, steer, out_dir, progress, measures: Measures, folder: Resu
             )  # fmt: skip
             results.update(rep.results)
             reports.append(rep)
+    if not writes_results():  # the comparison reads the result files back, which process 0 writes and draws
+        return {"results": results, "reports": reports, "plane": None, "sper_files": []}
     plane = write_plane(out_dir, results, "base", cfg.languages)
     files = [os.path.join(out_dir, f"delta_{b}.{ext}") for b in ("gmmlu", "blend") for ext in ("csv", "md")]
     files += [os.path.join(out_dir, "plane.csv"), *plane["plane"]]
