@@ -205,7 +205,7 @@ def _writer(path: str, payload: dict, clock: Clock):
 
 
 # --- the two runs --------------------------------------------------------------------------------------
-def run_full(spec: dict, out_path: str) -> None:
+def run_full(spec: dict, out_path: str, role: str = "full") -> None:
     from jaxsteer.study.pipeline import run_experiment
 
     payload: dict = {"part": "full", "environment": _environment(), "done": False}
@@ -231,13 +231,21 @@ def run_full(spec: dict, out_path: str) -> None:
     clock.sink()
 
 
-def run_subset(spec: dict, out_path: str) -> None:
+def run_subset(spec: dict, out_path: str, role: str = "subset") -> None:
+    """The subset, cold then warm, in this process. Both ``subset`` and ``rerun`` keep compiled programs in
+    one persistent XLA cache under the work folder, as every jaxsteer command does: ``subset`` starts with
+    it empty (a first run), ``rerun`` — a new process after it — finds it filled (a rerun or a resume)."""
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", os.path.join(spec["work"], "xla-cache"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     from jaxsteer.steering.vectors_io import VectorSet
     from jaxsteer.study.evaluate import gmmlu_accuracy
     from jaxsteer.study.surgical import select_loc
 
     sub = spec["subset"]
-    payload: dict = {"part": "subset", "environment": _environment(), "done": False, "runs": {}}
+    payload: dict = {"part": role, "environment": _environment(), "done": False, "runs": {}}
     clock = Clock()
     clock.sink = _writer(out_path, payload, clock)
     tok = world.load_tokenizer(spec["tokenizer"])

@@ -148,7 +148,7 @@ def generate_answers(
     returns one list of answers per plan. ``width``: pad prompts to at least this many tokens (one shape
     for several lists: see ``study.evaluate.blend_width``).
     """
-    from jaxsteer.tokens import coarse_bucket, decode_new, encode_batch
+    from jaxsteer.tokens import bucket, coarse_bucket, decode_new, encode_batch
 
     count = None if plans is None else len(getattr(plans, "deltas", plans))
     answers: list[list[str]] = [[] for _ in range(count or 1)]
@@ -157,7 +157,8 @@ def generate_answers(
     # one prompt width for the whole list (its longest prompt, coarsely bucketed) and one batch shape:
     # the decode loop compiles once per list, and languages of similar lengths share it
     all_ids, all_mask = encode_batch(tokenizer, list(prompts), chat=chat)
-    width = coarse_bucket(max(all_ids.shape[1], width or 0))
+    # a width given by the caller is already one shape for many lists: rounded to 16, not coarsened further
+    width = bucket(max(all_ids.shape[1], width)) if width else coarse_bucket(all_ids.shape[1])
     all_ids = np.pad(all_ids, ((0, 0), (width - all_ids.shape[1], 0)))
     all_mask = np.pad(all_mask, ((0, 0), (width - all_mask.shape[1], 0)))
     bar = _bar(len(prompts) * (count or 1), progress, "generate")

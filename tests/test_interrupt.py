@@ -81,11 +81,11 @@ def test_ctrl_c_during_a_run_exits_130_cleanly_every_time(tiny_folder, tmp_path)
         command = [sys.executable, "-m", "jaxsteer.cli", "run", "--config", config, "--set", f"data={FIXTURES}"]
         command += ["--set", f"models={{base: {tiny_folder}}}", "--lang", "zh", "--quiet", "--out", str(out)]
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-        first = proc.stdout.readline()  # "[base] evaluating the plain model on test": device work starts
+        first = proc.stdout.readline()  # "[base] extracting EN and LOC vectors on Dev1 (zh)": device work starts
         time.sleep(delay)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=300)
-        assert "evaluating" in first, err
+        assert first.startswith("[base] extracting"), err
         assert proc.returncode == 130, f"trial {trial} ({delay} s): exit {proc.returncode}\n{err[-3000:]}"
         lines = [line for line in err.splitlines() if line.strip()]
         assert lines[-1].startswith("jaxsteer run: interrupted; "), err[-3000:]

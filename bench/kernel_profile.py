@@ -1,6 +1,6 @@
 """Where the time of a step goes: a device trace of warm steps, summarised by kernel and by kind.
 
-    PYTHONPATH=. python3 bench/profile.py --out $OUT train:1b:8:1024 fwd:12b:32:512 gen:12b:32:256:64[:LAYOUT]
+    PYTHONPATH=. python3 bench/kernel_profile.py --out $OUT train:1b:8:1024 fwd:12b:32:512 gen:12b:32:256:64[:LAYOUT]
 
 (``LAYOUT`` of ``gen``: 0 auto, 1 scan, 2 unrolled.) XLA flags to compare go in ``XLA_FLAGS`` as usual.
 
