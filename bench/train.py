@@ -1,7 +1,7 @@
 """CLA training throughput: the jitted train step vs the HF anchor, the MIDALIGN partial scan, and scaling.
 
 usage: python bench/train.py [--no-hf] [--out DIR] [--remat POLICY|none] [--chunk C] [--padded]
-                             [--ce fused,chunked] [--no-breakdown] [SPEC ...]
+                             [--ce fused,chunked] [--loop scan|unrolled] [--no-breakdown] [SPEC ...]
   SPEC = train:MODEL:B:S          full fine-tuning step: AdamW, bf16 compute, fp32 master weights and moments,
                                   once per --ce implementation of the cross-entropy (train.ce_impl), side by side
        | align:MODEL:B:S          MIDALIGN (LoRA r=8 on all projections, l_align = L/2): the alignment step
@@ -56,7 +56,7 @@ def remat_for(kind, opts):
 
 
 def make_config(
-    model, trainable, method, *, batch, remat, chunk, l_align=None, align_batch=2, ce_impl="fused"
+    model, trainable, method, *, batch, remat, chunk, l_align=None, align_batch=2, ce_impl="fused", layer_loop="scan"
 ) -> C.TrainConfig:
     data = {
         "method": method,
@@ -70,6 +70,7 @@ def make_config(
             "remat": remat,
             "ce_chunk": chunk,
             "ce_impl": ce_impl,
+            "layer_loop": layer_loop,
             "impl": "auto",
         },  # fmt: skip
         "lora": {"rank": 8, "alpha": 16.0, "dropout": 0.1},
@@ -133,14 +134,14 @@ def no_head_objective(tree, mb, den, spec, key, constrain, ref=None):
 
 def bench_train(name, b, s, opts, ce_impl, breakdown=False):
     cfg = make_config(name, "full", "mist", batch=b, remat=remat_for("train", opts), chunk=opts["chunk"],
-                      ce_impl=ce_impl)  # fmt: skip
+                      ce_impl=ce_impl, layer_loop=opts["loop"])  # fmt: skip
     mesh = M.make_mesh(C.MeshSpec(), jax.devices()[:1])
     r = Runner(cfg, {"task": host_batch(T.resolve_model(cfg)[0], b, s, opts["padded"])}, mesh)
     compile_s = r.compile("task")
     dt = timed(lambda: r.run("task"), reps=5, warm=2)
     model_cfg = r.setup.model_config
     out = {"kind": "train_full_adamw", "model": name, "B": b, "S": s, "remat": cfg.train.remat, "chunk": opts["chunk"],
-           "ce_impl": ce_impl, "step_s": dt, "tok_s": b * s / dt, "mfu": train_flops(model_cfg, b, s) / dt / PEAK,
+           "ce_impl": ce_impl, "layer_loop": opts["loop"], "step_s": dt, "tok_s": b * s / dt, "mfu": train_flops(model_cfg, b, s) / dt / PEAK,
            "compile_s": compile_s}  # fmt: skip
     if breakdown:  # the head-free step shares this runner's state and batch
         r.add_step("nohead", no_head_objective, like="task")
@@ -221,8 +222,8 @@ def bench_scale(name, b, s, opts, mode="lora"):
 
 
 def main(argv):
-    opts = {"out": ".", "remat": "default", "chunk": 256, "padded": False, "ce": "fused,chunked"}
-    for flag in ("--out", "--remat", "--chunk", "--ce"):
+    opts = {"out": ".", "remat": "default", "chunk": 256, "padded": False, "ce": "fused,chunked", "loop": "scan"}
+    for flag in ("--out", "--remat", "--chunk", "--ce", "--loop"):
         if flag in argv:
             i = argv.index(flag)
             opts[flag[2:]] = argv[i + 1] if flag != "--chunk" else int(argv[i + 1])

@@ -230,9 +230,14 @@ def forward_hidden(
         return {**p, "lora": extra["lora"], "dropout_key": extra["key"]}
 
     h, ctx = prepare({"embed": base["embed"].astype(cd)}, ids, mask, config=cfg)
+    layers, per_layer = base["layers"], {"lora": lora, "key": keys}
+    if spec.layer_loop == "unrolled":  # static per-layer slices: no dynamic-slice copies, one gradient buffer each
+        layers, per_layer = (
+            tuple(jax.tree.map(lambda a, i=i: a[i], t) for i in range(cfg.num_layers)) for t in (layers, per_layer)
+        )
     h, _ = run_layers(
-        base["layers"], constrain(h), ctx, config=cfg, stop=stop,
-        per_layer={"lora": lora, "key": keys}, weights_fn=weights_fn,
+        layers, constrain(h), ctx, config=cfg, stop=stop,
+        per_layer=per_layer, weights_fn=weights_fn,
         proj=lora_projection(spec.lora_scale, dropout), constrain=constrain, impl=spec.impl, remat=spec.remat,
     )  # fmt: skip
     return h

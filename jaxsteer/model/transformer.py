@@ -229,15 +229,22 @@ def run_layers(
             h = constrain(h)
         return h, (collect(h, kv) if collect is not None else None)
 
+    def checkpointed(fn):
+        return jax.checkpoint(fn, policy=getattr(jax.checkpoint_policies, remat), prevent_cse=False)
+
     if isinstance(layers, (tuple, list)):
         collected = []
         for i in range(start, stop):
-            xs = (layers[i], config.is_global[i], None if deltas is None else deltas[i])
-            h, out = body(h, (*xs, None if per_layer is None else per_layer[i]))
+            flag = config.is_global[i]  # static: closed over, not traced
+            step = lambda h, p, delta, extra, flag=flag: body(h, (p, flag, delta, extra))  # noqa: E731
+            step = checkpointed(step) if remat is not None else step
+            h, out = step(
+                h, layers[i], None if deltas is None else deltas[i], None if per_layer is None else per_layer[i]
+            )
             collected.append(out)
         return h, tuple(collected)
     if remat is not None:
-        body = jax.checkpoint(body, policy=getattr(jax.checkpoint_policies, remat), prevent_cse=False)
+        body = checkpointed(body)
     cut = functools.partial(slice_layers, start=start, stop=stop)
     flags = jnp.asarray(config.is_global[start:stop])
     return jax.lax.scan(body, h, (cut(layers), flags, cut(deltas), cut(per_layer)))
