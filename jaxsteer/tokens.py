@@ -189,6 +189,14 @@ def coarse_bucket(n: int, multiple: int = 16, per_octave: int = 2) -> int:
         k += 1
 
 
+def balanced_rows(n: int, batch_size: int) -> int:
+    """Rows per call that split ``n`` prompts into as few calls as ``batch_size`` allows, evenly: 100 prompts
+    at 32 → 4 calls of 25, not 3 of 32 and one of 4 real rows beside 28 fillers. For lists of one size across
+    languages (Dev2): the shape still repeats."""
+    calls = max(1, -(-n // batch_size))
+    return max(1, -(-n // calls))
+
+
 def scoring_width(n: int) -> int:
     """The padded width of a scoring batch (prefill-bound: four widths per octave)."""
     return coarse_bucket(n, per_octave=4)

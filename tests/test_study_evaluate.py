@@ -56,3 +56,25 @@ def test_one_method_or_masked_plans_are_evaluated_one_by_one(tiny_model):  # noq
     both = evaluate.evaluate_many(tiny_model, bench, ["a", "b"], [None, prompt_only], "test", progress=False)
     alone = evaluate.evaluate(tiny_model, bench, "b", prompt_only, "test", progress=False)
     assert (both[1].gmmlu, both[1].blend, both[1].responses) == (alone.gmmlu, alone.blend, alone.responses)
+
+
+def test_dev2_plan_grids_decode_in_even_calls_without_filler_prompts(tiny_model, monkeypatch):  # noqa: F811
+    from jaxsteer import scoring
+    from jaxsteer.study.surgical import Candidate, dev2_blend
+    from jaxsteer.tokens import balanced_rows
+
+    cfg = ExperimentConfig(data=FIXTURES, languages=("ko",), allow_small=True, max_new_tokens=2, batch_size=5)
+    bench = Benchmarks(cfg)
+    n = len(bench.blend("ko", "dev2"))  # 8: two calls of 4 rows, not 5 + 3 real rows beside 2 fillers
+    assert n % cfg.batch_size  # a last call of fewer rows would need filler prompts
+    shapes, real = [], scoring.generate
+    monkeypatch.setattr(
+        scoring, "generate", lambda m, ids, *a, **k: shapes.append(np.shape(ids)) or real(m, ids, *a, **k)
+    )
+    config = tiny_model.config
+    cands = [Candidate(1, g, combined_steering(config, [(np.ones((config.num_layers, config.hidden_size)), 1, g)]), "")
+             for g in (0.0, 1.0)]  # fmt: skip
+    dev2_blend(tiny_model, bench, "ko", cands, progress=False)
+    rows = balanced_rows(n, cfg.batch_size)
+    assert rows < cfg.batch_size and {s[0] for s in shapes} == {rows} and len(shapes) * rows - n < len(shapes)
+    assert len(shapes) == -(-n // cfg.batch_size)

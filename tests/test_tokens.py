@@ -116,3 +116,13 @@ def test_coarse_bucket_four_steps_per_octave_and_longest_first_batches():
     for rows, bi, bm in got:  # each row keeps its own tokens; filler rows (mask of one token) pad the last
         for r, row in enumerate(rows):
             assert bm[r].sum() == lengths[row] and set(bi[r][bm[r] == 1]) == {row + 10}
+
+
+def test_balanced_rows_split_evenly_in_as_few_calls():
+    from jaxsteer.tokens import balanced_rows
+
+    assert [balanced_rows(n, 32) for n in (100, 64, 65, 5, 1, 32, 33)] == [25, 32, 22, 5, 1, 32, 17]
+    for n in range(1, 200):
+        rows = balanced_rows(n, 32)
+        calls = -(-n // rows)
+        assert rows <= 32 and calls == -(-n // 32) and calls * rows - n < calls  # fewer than one filler per call

@@ -94,16 +94,29 @@ def blend_width(bench: Benchmarks, tok) -> int:
 
 
 def blend_accuracies(
-    model: Model, bench: Benchmarks, lang: str, part: str, steering=None, plans=None, progress=True, responses_out=None
+    model: Model,
+    bench: Benchmarks,
+    lang: str,
+    part: str,
+    steering=None,
+    plans=None,
+    progress=True,
+    responses_out=None,
+    balanced: bool = False,
 ) -> list[float]:
     """BLEnD accuracy (percent) under ``steering``, or under each of ``plans`` (``[G, L, D]`` deltas or a
     sweep ``Grid``: every plan decoded in the same generation calls). ``responses_out``: a dict that gets the
-    responses, or with ``plans`` a list of one dict per plan."""
+    responses, or with ``plans`` a list of one dict per plan. ``balanced``: as few calls as ``batch_size``
+    allows, of equal rows (:func:`~jaxsteer.tokens.balanced_rows`) — for splits of one size in every
+    language (Dev2), where a grid of plans multiplies each filler row."""
+    from jaxsteer.tokens import balanced_rows
+
     tok = _tokenizer(model)
     cfg = bench.cfg
     items, texts = blend_texts(bench, lang, part, tok)
+    rows = balanced_rows(len(texts), cfg.batch_size) if balanced else cfg.batch_size
     answers = generate_answers(
-        model, tok, texts, cfg.max_new_tokens, steering, False, cfg.batch_size, progress, plans=plans,
+        model, tok, texts, cfg.max_new_tokens, steering, False, rows, progress, plans=plans,
         width=blend_width(bench, tok),
     )  # fmt: skip
     per_plan = answers if plans is not None else [answers]

@@ -156,7 +156,8 @@ def dev2_blend(
     batch of questions (``generate`` with a grid of plans)."""
     n = len(bench.blend(lang, "dev2"))
     deltas = np.stack([np.asarray(c.steering.deltas(), np.float32) for c in candidates])
-    scores = np.asarray(blend_accuracies(model, bench, lang, "dev2", plans=deltas, progress=progress), np.float64)
+    scores = blend_accuracies(model, bench, lang, "dev2", plans=deltas, progress=progress, balanced=True)
+    scores = np.asarray(scores, np.float64)
     if progress:
         for c, score in zip(candidates, scores):
             print(f"      {c.label}: Dev2 BLEnD {score:.1f}% (n={n} items)", flush=True)
