@@ -93,6 +93,16 @@ def run_anchor(script: str, specs: list[str], out_dir: str) -> list[dict]:
         return json.load(f)
 
 
+def pop_option(argv: list[str], flag: str, default: str) -> str:
+    """The value after ``flag`` in ``argv`` (both removed from it), or ``default``."""
+    if flag not in argv:
+        return default
+    i = argv.index(flag)
+    value = argv[i + 1]
+    del argv[i : i + 2]
+    return value
+
+
 def environment() -> dict:
     dev = jax.devices()[0]
     return {

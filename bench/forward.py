@@ -17,7 +17,17 @@ import jax
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import PEAK, STEER_LAYERS, compile_seconds, environment, flops_per_token, models_for, run_anchor, timed
+from common import (
+    PEAK,
+    STEER_LAYERS,
+    compile_seconds,
+    environment,
+    flops_per_token,
+    models_for,
+    pop_option,
+    run_anchor,
+    timed,
+)
 
 from jaxsteer import Steering, forward, generate
 from jaxsteer.model.attention import resolve_impl
@@ -89,11 +99,7 @@ def bench_generate(model, name, b, p, n):
 
 
 def main(argv):
-    out = "."
-    if "--out" in argv:
-        i = argv.index("--out")
-        out = argv[i + 1]
-        del argv[i : i + 2]
+    out = pop_option(argv, "--out", ".")
     use_hf = "--no-hf" not in argv
     specs = [a for a in argv if not a.startswith("--")] or DEFAULT
     hf_fwd, hf_gen = {}, {}

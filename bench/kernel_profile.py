@@ -187,11 +187,9 @@ def show(summary: dict) -> None:
 
 
 def main(argv):
-    out = "."
-    if "--out" in argv:
-        i = argv.index("--out")
-        out = argv[i + 1]
-        del argv[i : i + 2]
+    from common import pop_option
+
+    out = pop_option(argv, "--out", ".")
     os.makedirs(out, exist_ok=True)
     if argv and argv[0] == "--child":
         child(argv[1], out)
