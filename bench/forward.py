@@ -2,7 +2,9 @@
 
 usage: python bench/forward.py [--no-hf] [--out DIR] [SPEC ...]
   SPEC = fwd:MODEL:B:S (scoring prefill, last-position logits, plain and with two steering layers)
-       | gen:MODEL:B:PROMPT:NEW (steered greedy decode)
+       | gen:MODEL:B:PROMPT:NEW[:LAYOUT] (steered greedy decode; LAYOUT 0 auto, 1 scan, 2 unrolled) with its
+         step time ((t(NEW) − t(1)) / (NEW − 1)) against the HBM floor: weights + mean KV cache bytes a step
+         ÷ the bandwidth measured on this card in the same run
 default: fwd:1b:32:512 fwd:4b:32:512 fwd:12b:32:512 fwd:12b:8:2048 gen:12b:32:256:64 gen:1b:32:256:64
 """
 
@@ -76,26 +78,64 @@ def bench_forward(model, name, b, s):
     }
 
 
-def bench_generate(model, name, b, p, n):
+LAYOUTS = ("auto", "scan", "unrolled")
+
+
+def bench_generate(model, name, b, p, n, layout=0):
     cfg = model.config
     ids = jax.random.randint(jax.random.PRNGKey(2), (b, p), 3, cfg.vocab_size)
     l1 = STEER_LAYERS[name][0]
     steer = Steering.from_layers(cfg, {l1: np.random.default_rng(0).normal(size=cfg.hidden_size)}, gamma=2.0)
-    run = lambda: jax.block_until_ready(generate(model, ids, n, steering=steer, eos_token_id=-1))  # noqa: E731
+
+    def run(new):
+        kw = dict(steering=steer, eos_token_id=-1, decode_layout=LAYOUTS[layout])
+        return lambda: jax.block_until_ready(generate(model, ids, new, **kw))
+
     t = time.perf_counter()
-    run()
+    run(n)()
     first = time.perf_counter() - t
-    dt = timed(run, reps=3, warm=0)
+    dt = timed(run(n), reps=3, warm=0)
+    prefill = timed(run(1), reps=3, warm=1)
+    step = (dt - prefill) / (n - 1)
+    floor_bytes = decode_bytes(model, b, p + n // 2)
+    bandwidth = hbm_bandwidth()
     return {
         "kind": "generate",
         "model": name,
         "B": b,
         "prompt": p,
         "new": n,
+        "layout": LAYOUTS[layout],
         "s": dt,
         "new_tok_s": b * n / dt,
         "first_call_s": first,
+        "prefill_s": prefill,
+        "step_ms": 1e3 * step,
+        "floor_ms": 1e3 * floor_bytes / bandwidth,
+        "over_floor": step * bandwidth / floor_bytes,
+        "bandwidth_tb_s": bandwidth / 1e12,
     }
+
+
+def decode_bytes(model, b: int, visible: int) -> float:
+    """Bytes one decode step must read: every weight once (the head reads the embedding) and each layer's
+    KV cache over the positions it sees (``visible``, or the window on sliding layers)."""
+    cfg = model.config
+    weights = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(model.params))
+    seen = sum(visible if g else min(visible, cfg.sliding_window) for g in cfg.is_global)
+    kv = 2 * b * cfg.num_kv_heads * cfg.head_dim * seen * jax.numpy.dtype(model.dtype).itemsize
+    return weights + kv
+
+
+def hbm_bandwidth(gib: int = 4) -> float:
+    """Read bandwidth in bytes/s: the best of a sum over ``gib`` GiB of bf16 and a copy of it (read + write)."""
+    x = jax.numpy.ones((gib << 29,), jax.numpy.bfloat16)
+    read = jax.jit(lambda a: jax.numpy.sum(a, dtype=jax.numpy.float32))
+    copy = jax.jit(lambda a: a * 2)
+    t_read = timed(lambda: jax.block_until_ready(read(x)), reps=5)
+    t_copy = timed(lambda: jax.block_until_ready(copy(x)), reps=5)
+    del x
+    return max((gib << 30) / t_read, 2 * (gib << 30) / t_copy)
 
 
 def main(argv):
@@ -105,7 +145,7 @@ def main(argv):
     hf_fwd, hf_gen = {}, {}
     if use_hf:
         fwd_specs = sorted({f"{m}:{b}:{s}:8" for k, m, b, s, *_ in (x.split(":") for x in specs) if k == "fwd"})
-        gen_specs = [f"gen:{x.split(':', 1)[1]}" for x in specs if x.startswith("gen:")]
+        gen_specs = sorted({":".join(x.split(":")[:5]) for x in specs if x.startswith("gen:")})  # no layout
         for r in run_anchor("hf_anchor.py", fwd_specs, out) if fwd_specs else []:
             hf_fwd[(r["model"], r["B"], r["S"])] = r
         for r in run_anchor("hf_anchor2.py", gen_specs, out) if gen_specs else []:
@@ -121,13 +161,14 @@ def main(argv):
                 r["speedup"] = r["tok_s"] / hf["prefill_tok_s"]
         else:
             r = bench_generate(model, name, *nums)
-            hf = hf_gen.get((name, *nums))
+            hf = hf_gen.get((name, *nums[:4]))
             if hf:
                 r["hf_new_tok_s"] = hf["new_tok_s"]
                 r["speedup"] = r["new_tok_s"] / hf["new_tok_s"]
         r.update(environment())
         print(json.dumps(r), flush=True)
         rows.append(r)
+    os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "forward.json"), "w") as f:
         json.dump(rows, f, indent=1)
     print(f"\n{'bench':24} {'jaxsteer':>12} {'HF':>12} {'ratio':>7} {'MFU':>6} {'steer+%':>8} {'compile s':>9}")
@@ -139,10 +180,11 @@ def main(argv):
                 f"{r['mfu']:6.3f} {100 * r['steer_overhead']:8.2f} {r['compile_s']:9.1f}"
             )
         else:
-            tag = f"gen {r['model']} B={r['B']} P={r['prompt']} N={r['new']}"
+            tag = f"gen {r['model']} B={r['B']} P={r['prompt']} N={r['new']} {r['layout']}"
             print(
                 f"{tag:24} {r['new_tok_s']:12.0f} {r.get('hf_new_tok_s', float('nan')):12.0f} "
-                f"{r.get('speedup', float('nan')):7.2f}"
+                f"{r.get('speedup', float('nan')):7.2f}   step {r['step_ms']:.2f} ms, floor {r['floor_ms']:.2f} ms "
+                f"({r['over_floor']:.2f}×; {r['bandwidth_tb_s']:.2f} TB/s measured), prefill {r['prefill_s']:.3f} s"
             )
 
 

@@ -225,6 +225,16 @@ def print_world(spec: dict, report: dict, vocab: int) -> None:
               f"{b['items']:4d} items  {b['mean']:5.1f} / {b['max']:3d}", flush=True)  # fmt: skip
 
 
+def _short(stage: str, parent: str | None, has_parts: bool) -> str:
+    """A nested stage as ``  └ part`` under its parent's line; a stage with parts as ``… (own time)``."""
+    name = stage
+    if parent and parent != "experiment" and stage.startswith(parent + ": "):
+        name = "  " * stage.count(": ") + "└ " + stage[len(parent) + 2 :]
+    if len(name) > 40:
+        name = name[:39] + "…"
+    return name + (" (own)" if has_parts else "")
+
+
 def _line(name: str, wall: float, calls, compiles, compile_s, share=None) -> str:
     pct = f"{100 * share:5.1f} %" if share is not None else ""
     return f"  {name:<44} {wall:9.1f} {pct:>8} {calls!s:>6} {compiles!s:>9} {compile_s:10.1f}"
@@ -260,10 +270,10 @@ def print_full(report: dict) -> None:
                     share(r["self_s"]),
                 )
             )
-        elif r["inner_s"] == 0:  # leaves only: an evaluation is listed as its Global-MMLU and BLEnD parts
+        else:  # a stage with parts: its own time, then each part
             print(
                 _line(
-                    r["stage"],
+                    _short(r["stage"], r["parent"], bool(r["inner_s"])),
                     r["self_s"],
                     r["calls"],
                     r["compiles"],

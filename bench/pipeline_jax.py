@@ -2,7 +2,8 @@
 
 * ``full``: ``run_experiment`` on every language, random bf16 weights built on the device. The stages are
   timed by wrapping the default :class:`~jaxsteer.study.pipeline.Measures` (extraction, evaluation, Dev2
-  scorers) and, inside each evaluation, the library's Global-MMLU and BLEnD functions; what is left of
+  scorers) and, inside each evaluation, the library's Global-MMLU and BLEnD functions and every ``generate``
+  call (blocked on: device time apart from the host's tokenising and matching); what is left of
   the experiment's wall time is writing results and vectors, the plane and the SPER figure.
 * ``subset``: the same computations as the naive HF baseline, through the library, on the same weights:
   Global-MMLU scoring of N test items, then the 9-γ LOC selection on N Dev2 BLEnD items (``select_loc``
@@ -147,9 +148,19 @@ def benchmark_split(clock: Clock):
                 return _fn(*a, **k)
 
         setattr(ev, name, wrapped)
+    from jaxsteer import scoring
+
+    generate = scoring.generate
+
+    def timed_generate(*a, **k):  # device time of every generation call (its compiles too), apart from the host's
+        with clock.stage(f"{clock.current}: generate"):
+            return jax.block_until_ready(generate(*a, **k))
+
+    scoring.generate = timed_generate
     try:
         yield
     finally:
+        scoring.generate = generate
         for name, fn in saved.items():
             setattr(ev, name, fn)
 

@@ -165,9 +165,10 @@ def test_sweep_writes_csv_heatmap_and_matches_the_evaluator(tiny_folder, tiny_mo
     from jaxsteer.study.surgical import combined_steering
 
     b = bench()
-    for name, path, layers, gammas in (
-        ("en", vectors["en"], (1, 3), (0.0, 2.0)),
-        ("c", letter_vector, (1, 5), (0.0, 50.0)),
+    # γ = 0 points equal the plain model: above block 1, one group runs for them and one per other point
+    for name, path, layers, gammas, passes in (
+        ("en", vectors["en"], (1, 3), (0.0, 2.0), 1 + 2 * 2 + 3 * 3),
+        ("c", letter_vector, (1, 5), (0.0, 50.0), 1 + 2 * 4 + 3 * 1),
     ):
         out = work / f"sweep_{name}"
         printed = ok(
@@ -187,7 +188,7 @@ def test_sweep_writes_csv_heatmap_and_matches_the_evaluator(tiny_folder, tiny_mo
         assert {r["lang"] for r in rows} == {"zh"}
         assert nonempty(out / "sweep_heatmap.png")
         summary = read_json(out / "sweep.json")
-        assert summary["layer_passes"] == 1 + 4 * (6 - 1) and summary["part"] == "test"
+        assert summary["layer_passes"] == passes and summary["part"] == "test"
         v = load_vectors(path).vectors
         for r in rows:
             steer = combined_steering(tiny_model.config, [(v, int(r["layer"]), float(r["gamma"]))])

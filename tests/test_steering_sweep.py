@@ -19,6 +19,7 @@ import jaxsteer
 from jaxsteer.config import tiny
 from jaxsteer.errors import InputError
 from jaxsteer.model.attention import resolve_impl
+from jaxsteer.model.plan_tree import unshared_tree
 from jaxsteer.scoring import option_logprob_fn
 from jaxsteer.steering import sweep
 from jaxsteer.steering.sweep import Grid, layer_gamma_grid, layer_passes, pair_grid, run_grid
@@ -144,7 +145,7 @@ def test_prefix_and_tail_scan_lengths(model, batch):
             deltas,
             None,
             config=CFG,
-            start=s,
+            tree=unshared_tree(chunk, s, L),
             impl=impl,
             score_fn=last_logits,
             logits_mode="last",
@@ -165,7 +166,7 @@ def test_run_grid_runs_the_prefix_once_and_the_tail_per_chunk(model, batch, monk
         return real_prefix(*args, **kw)
 
     def tail(*args, **kw):
-        calls["tail"].append((kw["start"], args[3].shape[0]))
+        calls["tail"].append((kw["tree"].start, args[3].shape[0]))
         return real_tail(*args, **kw)
 
     monkeypatch.setattr(sweep, "_prefix", prefix)
@@ -175,16 +176,19 @@ def test_run_grid_runs_the_prefix_once_and_the_tail_per_chunk(model, batch, monk
     s, g = grid.first_steered_layer, len(grid.labels)
     assert calls["prefix"] == [s]
     assert calls["tail"] == [(s, 4)] * math.ceil(g / 4)
-    assert layer_passes(grid, L) == s + g * (L - s) == 2 + 9 * 6
-    assert layer_passes(grid, L) < g * L
+    # one chunk: the γ = 0 points are the plain model (one group); blocks 2–4 run 3 groups, 5–6 five, 7 seven
+    assert layer_passes(grid, L) == 2 + 3 * 3 + 5 * 2 + 7 * 1 < s + g * (L - s)
+    # chunks of 4 fall differently on the grid: unshared trees (one compiled tail), filler included
+    assert layer_passes(grid, L, chunk_size=4) == s + 12 * (L - s)
 
 
 def test_layer_passes_formula():
     v = vectors(1)
-    for layers, s in (([0, 3], 0), ([4, 7], 4), ([7], 7)):
+    # two layers × 3 γ: below the second layer its 3 points are still the plain model (one group of 4)
+    for layers, s, passes in (([0, 3], 0, 4 * 3 + 6 * 5), ([4, 7], 4, 4 + 4 * 3 + 6 * 1), ([7], 7, 7 + 3 * 1)):
         grid = layer_gamma_grid(v, layers, [1.0, 2.0, 3.0])
         assert grid.first_steered_layer == s
-        assert layer_passes(grid, L) == s + len(grid.labels) * (L - s)
+        assert layer_passes(grid, L) == passes <= s + len(grid.labels) * (L - s)
     zero = layer_gamma_grid(v, [2], [0.0])
     assert layer_passes(zero, L) == (L - 1) + 1  # nothing steered: the tail is the last block
 

@@ -21,6 +21,7 @@ from jaxsteer.errors import InputError
 from jaxsteer.model.attention import cached_attention, resolve_impl
 from jaxsteer.model.family import family_of
 from jaxsteer.model.model import Model, check_new_tokens, check_tokens, on_mesh
+from jaxsteer.model.plan_tree import PlanTree, chunked_plans, run_plan_tree
 from jaxsteer.model.transformer import (
     default_positions,
     make_context,
@@ -64,28 +65,37 @@ def _pick(logits: Float[Array, "B V"], key, temperature: float, top_k: int | Non
 
 
 def prefill(
-    params, input_ids, attention_mask, steer, *, config, impl, max_new_tokens, split_layers, copies=1, shared_stop=0
+    params, input_ids, attention_mask, steering, *, config, impl, max_new_tokens, split_layers, plans=None, tree=None
 ) -> tuple[Float[Array, "B T D"], Cache]:
     """The whole prompt at once; returns the last block's output and the cache laid out for the decode step.
 
-    With ``copies`` > 1 (a grid of plans), blocks below ``shared_stop`` — which no plan steers — run once
-    on the ``B`` prompts, and their output and cache entries are tiled to the ``copies·B`` plan rows.
+    With a grid of ``plans`` (``tree`` = their :func:`~jaxsteer.model.plan_tree.plan_tree`), blocks below
+    ``tree.start`` — which no plan steers — run once on the ``B`` prompts, and above it every group of plans
+    that agree so far runs once; outputs and cache entries come back on the ``G·B`` plan rows.
     """
     t = input_ids.shape[1]
     positions = default_positions(attention_mask, input_ids.shape)
-    h, ctx = prepare(params, input_ids, attention_mask, positions, config=config)
+    prompt_len = jnp.sum(attention_mask, axis=1)
+    steer_mask = None if steering is None else steering.position_mask(positions, prompt_len, jnp.arange(t))
+    h, ctx = prepare(params, input_ids, attention_mask, positions, config=config, steer_mask=steer_mask)
     kv = lambda h, kv: kv  # noqa: E731
-    parts = []
-    if shared_stop > 0:
-        h, shared = run_layers(params["layers"], h, ctx, config=config, stop=shared_stop, collect=kv, impl=impl)
-        parts.append(jax.tree.map(lambda x: tile_rows(x, copies, axis=1), shared))
-    h, mask = tile_rows(h, copies), tile_rows(attention_mask, copies)
-    deltas, steer_mask = steer(tile_rows(positions, copies), jnp.arange(t))
-    ctx = make_context(config, tile_rows(positions, copies), mask, steer_mask)
-    h, rest = run_layers(
-        params["layers"], h, ctx, config=config, start=shared_stop, deltas=deltas, collect=kv, impl=impl
-    )
-    ks, vs = (jnp.concatenate([p[i] for p in [*parts, rest]], axis=0) for i in (0, 1))
+    if plans is None:
+        deltas = None if steering is None else steering.deltas()[:, None, :]
+        h, kept = run_layers(params["layers"], h, ctx, config=config, deltas=deltas, collect=kv, impl=impl)
+        parts = [kept]
+    else:
+        parts = []
+        if tree.start:
+            h, shared = run_layers(params["layers"], h, ctx, config=config, stop=tree.start, collect=kv, impl=impl)
+            parts.append(jax.tree.map(lambda x: tile_rows(x, tree.num_plans, axis=1), shared))
+        tiled = lambda x, n: None if x is None else tile_rows(x, n)  # noqa: E731
+
+        def context_for(n):
+            return make_context(config, tiled(positions, n), tiled(attention_mask, n), tiled(steer_mask, n))
+
+        h, kept = run_plan_tree(params["layers"], h, context_for, tree, plans, config=config, collect=kv, impl=impl)
+        parts += kept
+    ks, vs = (jnp.concatenate([p[i] for p in parts], axis=0) for i in (0, 1))
     pad = [(0, 0), (0, 0), (0, 0), (0, max_new_tokens), (0, 0)]
     stacked = KVCache(*(jnp.pad(jnp.swapaxes(x, 2, 3), pad) for x in (ks, vs)))  # [L, B, K, T + N, Dh]
     if split_layers is None:
@@ -101,7 +111,7 @@ def prefill(
 
 @functools.partial(
     jax.jit,
-    static_argnames=("config", "max_new_tokens", "temperature", "top_k", "eos_ids", "impl", "shared_stop"),
+    static_argnames=("config", "max_new_tokens", "temperature", "top_k", "eos_ids", "impl", "tree"),
 )
 def generate_core(
     params,
@@ -118,7 +128,7 @@ def generate_core(
     impl: str,
     split_layers: tuple | None = None,
     plans: Float[Array, "G L D"] | None = None,
-    shared_stop: int = 0,
+    tree: PlanTree | None = None,
 ) -> GenerateOutput:
     """Prefill + decode loop. ``split_layers`` (one weight pytree per layer) selects the unrolled
     decode step, which reads each layer's weights and cache in place; without it the step scans the
@@ -140,6 +150,10 @@ def generate_core(
     window_size = config.sliding_window
     unrolled = split_layers is not None
     ring = unrolled and window_size < total  # sliding layers keep only a W-slot ring buffer
+    h, cache = prefill(
+        params, input_ids, attention_mask, steering,
+        config=config, impl=impl, max_new_tokens=max_new_tokens, split_layers=split_layers, plans=plans, tree=tree,
+    )  # fmt: skip
     if plans is not None:
         row_deltas = plan_row_deltas(plans, prompts)
         if steering is not None and steering.mask is not None:
@@ -151,11 +165,6 @@ def generate_core(
         deltas = steering.deltas()[:, None, :] if plans is None else row_deltas
         return deltas, steering.position_mask(pos, prompt_len, index)
 
-    h, cache = prefill(
-        params, input_ids, attention_mask, steer,
-        config=config, impl=impl, max_new_tokens=max_new_tokens, split_layers=split_layers,
-        copies=copies, shared_stop=shared_stop,
-    )  # fmt: skip
     key, sub = jax.random.split(key)
     first = _pick(unembed(params, h[:, -1], config), sub, temperature, top_k)
     is_eos = lambda tok: jnp.isin(tok, jnp.asarray(eos_ids))  # noqa: E731
@@ -257,7 +266,8 @@ def generate(
     Many plans in one call: ``plans`` — dense deltas ``[G, L, D]`` or a ``jaxsteer.steering.sweep.Grid`` —
     or a ``Steering`` whose γ has one sweep axis ``[G, L]`` decodes every prompt under every plan in one
     compiled loop (``G·B`` rows) and returns ``[G, B, N]``; ``steering`` then gives the scope (default
-    ``"all"``). Blocks below the lowest steered layer run once per prompt for all plans.
+    ``"all"``). Blocks below the lowest steered layer run once per prompt for all plans, and above it plans
+    that still agree share their prefill rows (:mod:`jaxsteer.model.plan_tree`).
     """
     config = model.config
     input_ids, attention_mask = check_tokens(config, input_ids, attention_mask)
@@ -270,7 +280,7 @@ def generate(
         raise InputError(f"top_k={top_k} must be in 1..{config.vocab_size}")
     if plans is None and steering is not None and steering.gamma.ndim == 2:
         plans, steering = steering.deltas(), steering.replace(gamma=steering.gamma[0])
-    plans, shared_stop = _check_plans(config, plans)
+    plans = _check_plans(config, plans)
     if plans is not None and steering is None:
         steering = Steering.zeros(config)
     if steering is not None:
@@ -298,22 +308,15 @@ def generate(
         eos_ids=tuple(int(e) for e in eos),
         impl=resolve_impl(impl, model.dtype),
         split_layers=split,
-        shared_stop=shared_stop,
     )
-    chunk = (
-        None
-        if plans is None
-        else plans_per_call(model, len(input_ids), input_ids.shape[1] + max_new_tokens, len(plans), unroll)
-    )
-    if chunk is None or chunk == len(plans):
-        out = run(plans=plans)
+    if plans is None:
+        out = run()
         return (out.tokens, out.lengths) if return_lengths else out.tokens
+    chunk = plans_per_call(model, len(input_ids), input_ids.shape[1] + max_new_tokens, len(plans), unroll)
+    start = min(first_steered_layer(plans), config.num_layers - 1)
     outs = []
-    for lo in range(0, len(plans), chunk):  # equal chunks (zero plans fill the last): one compiled loop
-        part = plans[lo : lo + chunk]
-        part = jnp.concatenate([part, jnp.zeros((chunk - len(part), *part.shape[1:]), part.dtype)])
-        out = run(plans=part)
-        keep = min(chunk, len(plans) - lo)
+    for part, tree, keep in chunked_plans(plans, chunk, start):
+        out = run(plans=jnp.asarray(part), tree=tree)
         outs.append((out.tokens[:keep], out.lengths[:keep]))
     tokens, lengths = (jnp.concatenate(x) for x in zip(*outs))
     return (tokens, lengths) if return_lengths else tokens
@@ -347,10 +350,10 @@ def _plans_fitting(model: Model, rows: int, total: int, count: int, unrolled: bo
     return int(max(1, min(count, room // max(per_plan, 1))))
 
 
-def _check_plans(config: GemmaConfig, plans) -> tuple[jax.Array | None, int]:
-    """Dense ``[G, L, D]`` deltas (from an array or a Grid) and the first layer any plan steers."""
+def _check_plans(config: GemmaConfig, plans) -> np.ndarray | None:
+    """Dense ``[G, L, D]`` deltas (from an array or a Grid), on the host."""
     if plans is None:
-        return None, 0
+        return None
     dense = np.asarray(getattr(plans, "deltas", plans), np.float32)
     if dense.ndim != 3 or dense.shape[1:] != (config.num_layers, config.hidden_size) or len(dense) == 0:
         raise InputError(
@@ -358,7 +361,7 @@ def _check_plans(config: GemmaConfig, plans) -> tuple[jax.Array | None, int]:
         )
     if not np.all(np.isfinite(dense)):
         raise InputError("plans contain NaN or inf deltas")
-    return jnp.asarray(dense), min(first_steered_layer(dense), config.num_layers - 1)
+    return dense
 
 
 def to_ring(cache: Float[Array, "B K S Dh"], prompt_len: int, window: int) -> Float[Array, "B K W Dh"]:

@@ -2,10 +2,12 @@
 
 A grid is a stack of dense per-layer deltas ``[G, L, D]`` (one steering plan per grid point, any
 mix of layers, strengths and vectors). With ``s`` the lowest layer any grid point steers, blocks
-``0 … s−1`` run **once** on the ``B`` prompts; their output is tiled to ``C × B`` rows (a chunk of
-``C`` grid points) and blocks ``s … L−1`` run batched with each row's own deltas. The work is
-``s + G·(L − s)`` layer passes instead of ``G·L``, and the chunk size bounds memory. Every chunk
-reuses one compiled tail, padded with γ = 0 points where the grid does not fill it.
+``0 … s−1`` run **once** on the ``B`` prompts; blocks ``s … L−1`` run on a chunk of ``C`` grid points,
+each group of points whose deltas still agree sharing one block of ``B`` rows
+(:mod:`jaxsteer.model.plan_tree`: γ = 0 points are the plain model until their layer). The work is at
+most ``s + G·(L − s)`` layer passes instead of ``G·L`` (:func:`layer_passes` counts it), and the chunk
+size bounds memory. Chunks are padded with γ = 0 points where the grid does not fill them; they share one
+compiled tail (when their trees differ, every chunk runs unshared rather than compiling per chunk).
 
 ``score_fn(logits)`` runs inside the compiled tail on ``[C, B, ...]`` logits (``logits_at`` as in
 ``forward``) and returns per-grid-point values ``[C, ...]`` — so a 262k-wide vocabulary never leaves
@@ -27,12 +29,12 @@ from jaxtyping import ArrayLike, Float
 from jaxsteer.errors import InputError
 from jaxsteer.model.attention import resolve_impl
 from jaxsteer.model.model import Model, check_tokens, on_mesh
+from jaxsteer.model.plan_tree import chunked_plans, run_plan_tree
 from jaxsteer.model.transformer import (
     default_positions,
     head,
     last_valid_index,
     make_context,
-    plan_row_deltas,
     prepare,
     run_layers,
     tile_rows,
@@ -117,21 +119,23 @@ def _prefix(params, input_ids, attention_mask, *, config, stop, impl):
     return h
 
 
-@functools.partial(jax.jit, static_argnames=("config", "start", "impl", "score_fn", "logits_mode", "scope"))
-def _tail(params, h, attention_mask, deltas, logits_index, *, config, start, impl, score_fn, logits_mode, scope):
-    """Blocks ``start … L−1`` on ``C·B`` rows (grid-major), then the head and ``score_fn`` → ``[C, ...]``."""
+@functools.partial(jax.jit, static_argnames=("config", "tree", "impl", "score_fn", "logits_mode", "scope"))
+def _tail(params, h, attention_mask, deltas, logits_index, *, config, tree, impl, score_fn, logits_mode, scope):
+    """Blocks ``tree.start … L−1`` on ``C·B`` rows (grid-major; plans that agree so far share rows, see
+    :mod:`jaxsteer.model.plan_tree`), then the head and ``score_fn`` → ``[C, ...]``."""
     chunk = deltas.shape[0]
     b, t = attention_mask.shape
-    tile = functools.partial(tile_rows, copies=chunk)
-    mask = tile(attention_mask)
-    positions = default_positions(mask, (chunk * b, t))
+    positions = default_positions(attention_mask, (b, t))
     steer_mask = (
-        positions < jnp.sum(mask, axis=1, keepdims=True) if scope == "prompt" else jnp.ones((chunk * b, t), bool)
+        positions < jnp.sum(attention_mask, axis=1, keepdims=True) if scope == "prompt" else jnp.ones((b, t), bool)
     )
-    ctx = make_context(config, positions, mask, steer_mask)  # the tail starts from the prefix's h, not from tokens
-    row_deltas = plan_row_deltas(deltas, b)  # [L, C·B, D]
-    out, _ = run_layers(params["layers"], tile(h), ctx, config=config, start=start, deltas=row_deltas, impl=impl)
-    index = last_valid_index(mask, (chunk * b, t)) if logits_mode == "last" else tile(logits_index)
+
+    def context_for(n):  # the tail starts from the prefix's h, not from tokens
+        return make_context(config, *(tile_rows(x, n) for x in (positions, attention_mask, steer_mask)))
+
+    out, _ = run_plan_tree(params["layers"], h, context_for, tree, deltas, config=config, impl=impl)
+    mask = tile_rows(attention_mask, chunk)
+    index = last_valid_index(mask, (chunk * b, t)) if logits_mode == "last" else tile_rows(logits_index, chunk)
     logits = head(params, out, config, index)
     logits = logits.reshape(chunk, b, *logits.shape[1:])
     return score_fn(logits)
@@ -173,11 +177,7 @@ def run_grid(
     chunk = min(chunk_size, len(grid.labels))
     outs = []
     bar = progress_bar(len(grid.labels), "sweep", "point", progress, leave=False)
-    for lo in range(0, len(grid.labels), chunk):
-        part = grid.deltas[lo : lo + chunk]
-        n = len(part)
-        if n < chunk:  # γ = 0 filler keeps one compiled shape
-            part = np.concatenate([part, np.zeros((chunk - n, *part.shape[1:]), np.float32)])
+    for part, tree, keep in chunked_plans(grid.deltas, chunk, start):
         res = _tail(
             model.params,
             h,
@@ -185,26 +185,23 @@ def run_grid(
             jnp.asarray(part),
             index,
             config=cfg,
-            start=start,
+            tree=tree,
             impl=impl,
             score_fn=score_fn,
             logits_mode=mode,
             scope=scope,
         )
-        outs.append(to_host(res)[:n])
+        outs.append(to_host(res)[:keep])
         if bar is not None:
-            bar.update(n)
+            bar.update(keep)
     if bar is not None:
         bar.close()
     return np.concatenate(outs)
 
 
 def layer_passes(grid: Grid, num_layers: int, chunk_size: int | None = None) -> int:
-    """Block applications the shared-prefix sweep performs (``G·L`` for separate runs); with ``chunk_size``,
-    the γ = 0 filler points of a last, partial chunk are counted too."""
+    """Block applications per prompt of the shared-prefix sweep (``G·L`` for separate runs): the prefix once,
+    then each chunk's plan tree; with ``chunk_size``, as :func:`run_grid` chunks (γ = 0 filler included)."""
     s = min(grid.first_steered_layer, num_layers - 1)
-    points = len(grid.labels)
-    if chunk_size:
-        chunk = min(chunk_size, points)
-        points = -(-points // chunk) * chunk
-    return s + points * (num_layers - s)
+    chunk = min(chunk_size or len(grid.labels), len(grid.labels))
+    return s + sum(tree.layer_passes() for _, tree, _ in chunked_plans(grid.deltas, chunk, s))

@@ -1,0 +1,154 @@
+"""Plans that agree below a layer share that layer's work: the prefix tree of a grid of steering plans.
+
+A grid of ``G`` plans over ``B`` prompts is ``G·B`` rows. Two plans whose deltas are equal on blocks
+``0 … l`` have the same residual stream after block ``l``, so rows are only needed for the *distinct*
+prefixes. :func:`plan_tree` cuts the layers into segments over which the plans' grouping stays fixed (going
+up it only ever refines); :func:`run_plan_tree` runs each segment on one block of ``B`` rows per group and,
+at each cut, gives every new group a copy of its parent's rows. Surgical-steering selection — LOC-only
+candidates unsteered below the LOC layer, SUR candidates all carrying the same EN delta there — runs 2
+groups between the EN and LOC layers instead of 18, and identical plans (LOC γ = 0 chosen, so LOC equals
+the plain model) run once.
+
+The tree is static (it shapes the compiled program): values of the deltas do not change it, the pattern of
+which plans agree where does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from jaxsteer.model.transformer import Context, plan_row_deltas, run_layers
+
+
+@dataclasses.dataclass(frozen=True)
+class Segment:
+    """Blocks ``start … stop−1``, over which every plan stays in one group."""
+
+    start: int
+    stop: int
+    groups: tuple[int, ...]  # each plan's group (numbered by first appearance)
+    parents: tuple[int, ...]  # each group's group in the segment below (0: the shared prefix)
+
+    @property
+    def size(self) -> int:
+        return len(self.parents)
+
+    @property
+    def representatives(self) -> tuple[int, ...]:
+        """The first plan of each group: whose deltas the group's rows get."""
+        return tuple(self.groups.index(j) for j in range(self.size))
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanTree:
+    segments: tuple[Segment, ...]
+
+    @property
+    def start(self) -> int:
+        """The first block the tree runs; every plan agrees below it (the caller's shared prefix)."""
+        return self.segments[0].start
+
+    @property
+    def num_plans(self) -> int:
+        return len(self.segments[0].groups)
+
+    def layer_passes(self) -> int:
+        """Block applications per prompt above :attr:`start` (``G·(L − start)`` without sharing)."""
+        return sum((s.stop - s.start) * s.size for s in self.segments)
+
+
+def plan_tree(deltas: Float[np.ndarray, "G L D"], start: int) -> PlanTree:
+    """The segments of blocks ``start … L−1`` for dense deltas ``[G, L, D]`` (compared exactly); every plan
+    must be equal below ``start`` (it is the shared prefix the caller runs once)."""
+    deltas = np.asarray(deltas)
+    count, num_layers = deltas.shape[:2]
+    if not 0 <= start < num_layers:
+        raise ValueError(f"plan tree start {start} is outside 0..{num_layers - 1}")
+    if start and not np.all(deltas[:, :start] == deltas[:1, :start]):
+        raise ValueError(f"plans differ below block {start}, which the tree assumes shared")
+    cuts = []
+    groups = np.zeros(count, np.int64)
+    for layer in range(start, num_layers):
+        _, key = np.unique(deltas[:, layer].reshape(count, -1), axis=0, return_inverse=True)
+        refined = _by_first_appearance(groups * count + key.reshape(-1))
+        if layer == start or refined.max() > groups.max():
+            first = [int(np.argmax(refined == j)) for j in range(int(refined.max()) + 1)]
+            cuts.append((layer, tuple(int(x) for x in refined), tuple(int(groups[p]) for p in first)))
+        groups = refined
+    stops = [c[0] for c in cuts[1:]] + [num_layers]
+    return PlanTree(tuple(Segment(lo, hi, g, p) for (lo, g, p), hi in zip(cuts, stops)))
+
+
+def unshared_tree(count: int, start: int, num_layers: int) -> PlanTree:
+    """Every plan on its own rows from ``start`` up (the shared prefix only)."""
+    return PlanTree((Segment(start, num_layers, tuple(range(count)), (0,) * count),))
+
+
+def chunked_plans(plans: Float[np.ndarray, "G L D"], chunk: int, start: int) -> list[tuple[np.ndarray, PlanTree, int]]:
+    """``plans`` in equal chunks of ``chunk`` (zero plans fill the last, so one program shape serves all), each
+    with its tree and how many of its plans are real. The trees share what each chunk's plans share when
+    every chunk has the same tree; otherwise every chunk gets the unshared tree, so that a long sweep whose
+    chunks fall differently on the grid compiles once, not once per chunk."""
+    plans = np.asarray(plans, np.float32)
+    count = len(plans)
+    parts = []
+    for lo in range(0, count, chunk):
+        part = plans[lo : lo + chunk]
+        parts.append((np.concatenate([part, np.zeros((chunk - len(part), *part.shape[1:]), np.float32)]), len(part)))
+    trees = [plan_tree(part, start) for part, _ in parts]
+    if len(set(trees)) > 1:
+        trees = [unshared_tree(chunk, start, plans.shape[1])] * len(parts)
+    return [(part, tree, keep) for (part, keep), tree in zip(parts, trees)]
+
+
+def _by_first_appearance(labels: np.ndarray) -> np.ndarray:
+    """Relabel ``labels`` 0, 1, … in the order their values first appear."""
+    _, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
+    rank = np.argsort(np.argsort(first))
+    return rank[inverse.reshape(-1)]
+
+
+def run_plan_tree(
+    layers,
+    h: Float[Array, "B T D"],
+    context_for: Callable[[int], Context],
+    tree: PlanTree,
+    plans: Float[Array, "G L D"],
+    *,
+    config,
+    collect=None,
+    **run_kw,
+) -> tuple[Float[Array, "GB T D"], list]:
+    """Blocks ``tree.start … L−1`` of every plan on the prompts' residual stream ``h`` (the shared prefix's output).
+
+    ``context_for(n)`` is the :class:`Context` of ``n`` copies of the prompts (plan-major, as
+    :func:`~jaxsteer.model.transformer.tile_rows`). Returns the last block's output on ``G·B`` rows,
+    plan-major, and per segment what ``collect`` kept, also expanded to ``G·B`` rows (axis 1: a layer axis
+    leads). ``run_kw`` goes to :func:`~jaxsteer.model.transformer.run_layers`.
+    """
+    rows = h.shape[0]
+    kept = []
+    for seg in tree.segments:
+        h = _rows_of(h, seg.parents, rows)
+        deltas = plan_row_deltas(plans[jnp.asarray(seg.representatives)], rows)
+        h, out = run_layers(
+            layers, h, context_for(seg.size), config=config, start=seg.start, stop=seg.stop,
+            deltas=deltas, collect=collect, **run_kw,
+        )  # fmt: skip
+        if collect is not None:
+            kept.append(jax.tree.map(lambda x, seg=seg: _rows_of(x, seg.groups, rows, axis=1), out))
+    return _rows_of(h, tree.segments[-1].groups, rows), kept
+
+
+def _rows_of(x: Array, groups: tuple[int, ...], rows: int, axis: int = 0) -> Array:
+    """For each entry of ``groups``, that group's block of ``rows`` rows of ``x`` (stacked in order)."""
+    if groups == tuple(range(x.shape[axis] // rows)):
+        return x
+    index = (np.asarray(groups)[:, None] * rows + np.arange(rows)).reshape(-1)
+    return jnp.take(x, jnp.asarray(index, jnp.int32), axis=axis)
