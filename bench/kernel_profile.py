@@ -2,7 +2,8 @@
 
     PYTHONPATH=. python3 bench/kernel_profile.py --out $OUT train:1b:8:1024 fwd:12b:32:512 gen:12b:32:256:64[:LAYOUT]
 
-(``LAYOUT`` of ``gen``: 0 auto, 1 scan, 2 unrolled.) XLA flags to compare go in ``XLA_FLAGS`` as usual.
+(``LAYOUT`` of ``gen``: 0 auto, 1 scan, 2 unrolled; ``grid:MODEL:B:P:N:G``: one ``generate`` of G plans as Dev2
+selection makes them — half LOC-only, half SUR — with the wall time of its prefill apart.) XLA flags to compare go in ``XLA_FLAGS`` as usual.
 
 Each workload runs in its own child process (one model in memory at a time): it is compiled and warmed,
 then ``jax.profiler.trace`` records a few steps and writes a Perfetto JSON trace; this script reads the
@@ -80,6 +81,13 @@ def summarise(kernels: list[dict], steps: int) -> dict:
     for name, durs in by_name.items():
         by_kind[kind_of(name)] = by_kind.get(kind_of(name), 0.0) + sum(durs)
     top = sorted(by_name.items(), key=lambda kv: -sum(kv[1]))[:25]
+    ops: dict[str, dict[str, int]] = {}  # the HLO ops each kernel ran for (where the trace names them)
+    for e in kernels:
+        args = e.get("args", {})
+        op = args.get("hlo_op") or args.get("long_name") or args.get("name")
+        if op:
+            seen = ops.setdefault(e["name"], {})
+            seen[str(op)[:80]] = seen.get(str(op)[:80], 0) + 1
     spans = sorted((float(e["ts"]), float(e["ts"]) + float(e.get("dur", 0.0))) for e in kernels)
     busy, end = 0.0, None
     for lo, hi in spans:  # union of kernel intervals (streams may overlap)
@@ -104,6 +112,7 @@ def summarise(kernels: list[dict], steps: int) -> dict:
                 "count_per_step": len(d) / steps,
                 "ms_per_step": sum(d) / steps / 1e3,
                 "pct": round(100 * sum(d) / total, 1),
+                "ops": dict(sorted(ops.get(n, {}).items(), key=lambda kv: -kv[1])[:6]),
             }
             for n, d in top
         ],  # fmt: skip
@@ -149,6 +158,31 @@ def child(spec: str, out: str) -> None:
             return jax.block_until_ready(generate(model, ids, n, steering=steer, eos_token_id=-1, decode_layout=layout))
 
         steps = n - 1  # the decode steps; the prefill is in the trace too (reported apart below)
+    elif kind == "grid":  # Dev2 selection's call: G/2 LOC-only plans and G/2 SUR plans (EN applied), one generate
+        from common import STEER_LAYERS
+
+        from jaxsteer import generate
+
+        model = random_model(name)
+        b, p, n, g = nums
+        cfg = model.config
+        en, loc = STEER_LAYERS[name]
+        rng = np.random.default_rng(0)
+        v_en, v_loc = rng.normal(size=cfg.hidden_size), rng.normal(size=cfg.hidden_size)
+        plans = np.zeros((g, cfg.num_layers, cfg.hidden_size), np.float32)
+        for i in range(g):
+            plans[i, loc] = 0.5 * (i % (g // 2)) * v_loc
+            plans[i, en] = 2.0 * v_en if i >= g // 2 else 0.0
+        ids = jax.random.randint(jax.random.PRNGKey(2), (b, p), 3, cfg.vocab_size)
+
+        def run(new=n):
+            return jax.block_until_ready(generate(model, ids, new, plans=plans, eos_token_id=-1))
+
+        run(1)
+        t = time.perf_counter()
+        run(1)
+        prefill_s = time.perf_counter() - t
+        steps = n - 1
     else:
         raise SystemExit(f"unknown workload {spec}")
     for _ in range(2):
@@ -161,7 +195,9 @@ def child(spec: str, out: str) -> None:
         run()
     kernels, info = kernel_events(read_trace(folder))
     summary = {"workload": spec, "wall_s_per_call": wall, **info, **summarise(kernels, steps)}
-    if kind == "gen":  # the prefill kernels are the ones before the first decode-loop kernel: split by time
+    if kind == "grid":
+        summary["prefill_s"] = prefill_s  # a call with one new token: prefill, head, no decode step
+    if kind in ("gen", "grid"):  # the prefill kernels are the ones before the first decode-loop kernel: split by time
         summary["note"] = "per-step figures divide the whole call (prefill included) by the decode steps"
         summary["wall_ms_per_step_incl_prefill"] = wall / steps * 1e3
     summary["jax"] = jax.__version__
@@ -177,11 +213,15 @@ def show(summary: dict) -> None:
     print(f"  wall per call {summary['wall_s_per_call'] * 1e3:.1f} ms; per step: kernels {summary['kernels_per_step']:.0f}, "
           f"kernel time {summary['kernel_ms_per_step']:.2f} ms, busy {summary['busy_ms_per_step']:.2f} ms, "
           f"window {summary['window_ms_per_step']:.2f} ms")  # fmt: skip
+    if "prefill_s" in summary:
+        print(f"  prefill alone (a call with one new token): {summary['prefill_s'] * 1e3:.1f} ms")
     print("  by kind: " + ", ".join(f"{k} {v}%" for k, v in summary["by_kind_pct"].items()))
     for row in summary["top"][:10]:
         print(
             f"  {row['pct']:5.1f}%  {row['ms_per_step']:8.3f} ms  ×{row['count_per_step']:<6.1f} {row['kind']:<9} {row['name']}"
         )
+        if row.get("ops"):
+            print("           for " + ", ".join(f"{op} ×{n}" for op, n in row["ops"].items()))
     if not summary["top"]:
         print("  no kernel events found; threads seen: " + "; ".join(summary["threads"][:20]))
 

@@ -326,10 +326,13 @@ def plans_per_call(model: Model, rows: int, total: int, count: int, unrolled: bo
     """How many of ``count`` plans one decode loop takes (all unless their KV cache — ``rows`` prompts per plan,
     ``total`` positions — would outgrow ``share`` of what the device has left after the weights and, for the
     unrolled layout, their per-layer copy). Devices that do not report memory (the CPU) take all. In a
-    multi-process job, the fewest any process can take."""
+    multi-process job, the fewest any process can take. Calls are balanced: 18 plans with room for 17 go in two
+    calls of 9, not 17 + 1 padded to 17 (which would decode 34 plans, and break the two halves' shared tree)."""
     from jaxsteer.devices import least_over_processes
 
-    return least_over_processes(_plans_fitting(model, rows, total, count, unrolled, share))
+    fit = least_over_processes(_plans_fitting(model, rows, total, count, unrolled, share))
+    calls = -(-count // fit)
+    return -(-count // calls)
 
 
 def _plans_fitting(model: Model, rows: int, total: int, count: int, unrolled: bool, share: float) -> int:
