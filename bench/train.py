@@ -1,7 +1,7 @@
 """CLA training throughput: the jitted train step vs the HF anchor, the MIDALIGN partial scan, and scaling.
 
 usage: python bench/train.py [--no-hf] [--out DIR] [--remat POLICY|none] [--chunk C] [--padded]
-                             [--ce fused,chunked] [--loop scan|unrolled] [--no-breakdown] [SPEC ...]
+                             [--ce fused,chunked] [--loop auto|scan|unrolled] [--no-breakdown] [SPEC ...]
   SPEC = train:MODEL:B:S          full fine-tuning step: AdamW, bf16 compute, fp32 master weights and moments,
                                   once per --ce implementation of the cross-entropy (train.ce_impl), side by side
        | align:MODEL:B:S          MIDALIGN (LoRA r=8 on all projections, l_align = L/2): the alignment step
@@ -141,7 +141,7 @@ def bench_train(name, b, s, opts, ce_impl, breakdown=False):
     dt = timed(lambda: r.run("task"), reps=5, warm=2)
     model_cfg = r.setup.model_config
     out = {"kind": "train_full_adamw", "model": name, "B": b, "S": s, "remat": cfg.train.remat, "chunk": opts["chunk"],
-           "ce_impl": ce_impl, "layer_loop": opts["loop"], "step_s": dt, "tok_s": b * s / dt, "mfu": train_flops(model_cfg, b, s) / dt / PEAK,
+           "ce_impl": ce_impl, "layer_loop": C.resolve_layer_loop(opts["loop"]), "step_s": dt, "tok_s": b * s / dt, "mfu": train_flops(model_cfg, b, s) / dt / PEAK,
            "compile_s": compile_s}  # fmt: skip
     if breakdown:  # the head-free step shares this runner's state and batch
         r.add_step("nohead", no_head_objective, like="task")
@@ -222,7 +222,7 @@ def bench_scale(name, b, s, opts, mode="lora"):
 
 
 def main(argv):
-    opts = {"out": ".", "remat": "default", "chunk": 256, "padded": False, "ce": "fused,chunked", "loop": "scan"}
+    opts = {"out": ".", "remat": "default", "chunk": 256, "padded": False, "ce": "fused,chunked", "loop": "auto"}
     for flag in ("--out", "--remat", "--chunk", "--ce", "--loop"):
         if flag in argv:
             i = argv.index(flag)
@@ -267,6 +267,7 @@ def main(argv):
             r.update(environment())
             print(json.dumps(r), flush=True)
             results.append(r)
+    os.makedirs(opts["out"], exist_ok=True)
     with open(os.path.join(opts["out"], "train.json"), "w") as f:
         json.dump(results, f, indent=1)
     print()

@@ -153,12 +153,20 @@ def test_unrolled_layer_loop_equals_the_scan_value_and_gradients(base, batch, re
     assert float(jnp.abs(g_scan["lora"]["q_proj"]["a"]).max()) > 0  # the gradients compared are not all zero
 
 
-def test_the_layer_loop_switch_is_validated_and_keeps_the_run_hash():
+def test_the_layer_loop_switch_is_validated_and_keeps_the_run_hash(monkeypatch):
+    import jax
+
     from jaxsteer.cla import config as C
     from jaxsteer.errors import ConfigError
 
-    scan, unrolled = (C.load(None, {"train": {"layer_loop": v}}) for v in ("scan", "unrolled"))
+    auto, scan, unrolled = (C.load(None, {"train": {"layer_loop": v}}) for v in ("auto", "scan", "unrolled"))
+    assert C.load(None).train.layer_loop == "auto"
     assert C.StepSpec.from_config(unrolled, tiny()).layer_loop == "unrolled"
-    assert scan.config_hash() == unrolled.config_hash()  # the same computation: a run resumes across the switch
-    with pytest.raises(ConfigError, match=r"train.layer_loop='loop'; expected one of scan, unrolled"):
+    assert C.StepSpec.from_config(auto, tiny()).layer_loop == "scan"  # this CPU
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert C.StepSpec.from_config(auto, tiny()).layer_loop == "unrolled"
+    assert C.StepSpec.from_config(scan, tiny()).layer_loop == "scan"  # asked for: kept on a GPU
+    # the same computation: a run resumes across the switch
+    assert auto.config_hash() == scan.config_hash() == unrolled.config_hash()
+    with pytest.raises(ConfigError, match=r"train.layer_loop='loop'; expected one of auto, scan, unrolled"):
         C.load(None, {"train": {"layer_loop": "loop"}})
