@@ -7,6 +7,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from tiny_checkpoint import left_padded_prompts
 
 import jaxsteer
 from jaxsteer.config import tiny
@@ -24,11 +25,7 @@ def model(model_factory):
 
 @pytest.fixture(scope="module")
 def prompt():
-    rng = np.random.RandomState(3)
-    ids = rng.randint(3, 128, size=(3, 6)).astype(np.int32)
-    mask = np.ones_like(ids)
-    ids[1, :2], mask[1, :2] = 0, 0
-    return ids, mask
+    return left_padded_prompts(3, (3, 6), high=128, padded_row=1, pad=2)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from tiny_checkpoint import random_model, scan_eqns
+from tiny_checkpoint import left_padded_prompts, random_model, scan_eqns
 
 from jaxsteer.config import tiny
 from jaxsteer.model.plan_tree import Segment, chunked_plans, plan_tree, run_plan_tree, unshared_tree
@@ -77,10 +77,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def prompts():
-    rng = np.random.RandomState(2)
-    ids = rng.randint(3, 100, size=(3, 7)).astype(np.int32)
-    mask = np.ones_like(ids)
-    ids[2, :3], mask[2, :3] = 0, 0
+    ids, mask = left_padded_prompts(2, (3, 7), high=100, padded_row=2, pad=3)
     return jnp.asarray(ids), jnp.asarray(mask)
 
 

@@ -60,3 +60,14 @@ def scan_eqns(jaxpr) -> list:
                 if hasattr(sub, "eqns") or hasattr(getattr(sub, "jaxpr", None), "eqns"):
                     found += scan_eqns(sub)
     return found
+
+
+def left_padded_prompts(seed: int, shape: tuple[int, int], high: int, padded_row: int, pad: int):
+    """Random token ids ``[B, T]`` in ``3 … high−1`` with row ``padded_row`` left-padded by ``pad`` (its mask 0)."""
+    import numpy as np
+
+    rng = np.random.RandomState(seed)
+    ids = rng.randint(3, high, size=shape).astype(np.int32)
+    mask = np.ones_like(ids)
+    ids[padded_row, :pad], mask[padded_row, :pad] = 0, 0
+    return ids, mask
