@@ -50,13 +50,20 @@ def test_grid_equals_separate_runs(model, prompt, vectors, layout):
     assert len({together[g].tobytes() for g in range(len(grid.labels))}) > 1  # the plans do differ
 
 
-def test_gamma_sweep_axis_and_scope(model, prompt, vectors):
-    """A ``Steering`` with γ ``[G, L]`` is a grid; its scope applies to every plan."""
+def test_gamma_sweep_axis_and_scope(model, prompt, vectors, monkeypatch):
+    """A ``Steering`` with γ ``[G, L]`` is a grid; its scope applies to every plan. Scope ``generated``
+    leaves the prompt unsteered: the plans share the whole prefill (one group on the last block)."""
+    from jaxsteer.model import decode
+
     ids, mask = prompt
     gammas = np.zeros((3, model.config.num_layers), np.float32)
     gammas[:, 2] = [0.0, 1.5, 4.0]
     plan = Steering(vectors=jnp.asarray(vectors), gamma=jnp.asarray(gammas), scope="generated")
+    trees, real = [], decode.generate_core
+    monkeypatch.setattr(decode, "generate_core", lambda *a, **k: trees.append(k["tree"]) or real(*a, **k))
     together = np.asarray(jaxsteer.generate(model, ids, NEW, mask, steering=plan, eos_token_id=-1))
+    assert [(t.start, t.layer_passes()) for t in trees] == [(model.config.num_layers - 1, 1)]
+    monkeypatch.undo()
     for g in range(3):
         deltas = gammas[g][:, None] * vectors
         np.testing.assert_array_equal(together[g], separate(model, ids, mask, deltas, "auto", "generated"))

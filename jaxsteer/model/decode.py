@@ -21,7 +21,7 @@ from jaxsteer.errors import InputError
 from jaxsteer.model.attention import cached_attention, resolve_impl
 from jaxsteer.model.family import family_of
 from jaxsteer.model.model import Model, check_new_tokens, check_tokens, on_mesh
-from jaxsteer.model.plan_tree import PlanTree, chunked_plans, run_plan_tree
+from jaxsteer.model.plan_tree import PlanTree, chunked_plans, run_plan_tree, shared_tree
 from jaxsteer.model.transformer import (
     default_positions,
     make_context,
@@ -316,6 +316,8 @@ def generate(
     start = min(first_steered_layer(plans), config.num_layers - 1)
     outs = []
     for part, tree, keep in chunked_plans(plans, chunk, start):
+        if steering.scope == "generated":  # no plan touches the prompt: every plan shares the whole prefill
+            tree = shared_tree(chunk, config.num_layers)
         out = run(plans=jnp.asarray(part), tree=tree)
         outs.append((out.tokens[:keep], out.lengths[:keep]))
     tokens, lengths = (jnp.concatenate(x) for x in zip(*outs))

@@ -90,6 +90,12 @@ def unshared_tree(count: int, start: int, num_layers: int) -> PlanTree:
     return PlanTree((Segment(start, num_layers, tuple(range(count)), (0,) * count),))
 
 
+def shared_tree(count: int, num_layers: int) -> PlanTree:
+    """Every plan on the same rows throughout (for a prefill no plan steers, e.g. scope ``"generated"``): the
+    prefix runs blocks ``0 … L−2``, the tree the last block once, and the rows are copied to each plan."""
+    return PlanTree((Segment(num_layers - 1, num_layers, (0,) * count, (0,)),))
+
+
 def chunked_plans(plans: Float[np.ndarray, "G L D"], chunk: int, start: int) -> list[tuple[np.ndarray, PlanTree, int]]:
     """``plans`` in equal chunks of ``chunk`` (zero plans fill the last, so one program shape serves all), each
     with its tree and how many of its plans are real. The trees share what each chunk's plans share when
