@@ -54,12 +54,12 @@ SCRIPT = textwrap.dedent(
     from jaxsteer.cla import config as C, trainer as T
     from jaxsteer.errors import ConfigError
 
-    def cfg(data, fsdp):
+    def cfg(data, fsdp, loop="scan"):
         return C.validate(C.configfile.build(C.TrainConfig, {
             "method": "mist", "out": "/tmp/unused", "steps": 4,
             "model": {"preset": "tiny", "changes": {"num_layers": 2}},
             "train": {"trainable": "full", "batch_size": 16, "micro_batch": 8, "compute_dtype": "float32",
-                      "remat": "nothing_saveable", "ce_chunk": 4},
+                      "remat": "nothing_saveable", "ce_chunk": 4, "layer_loop": loop},
             "optim": {"lr": 1e-2, "schedule": "constant", "warmup": 0, "weight_decay": 0.01},
             "mesh": {"data": data, "fsdp": fsdp}}))
 
@@ -71,8 +71,8 @@ SCRIPT = textwrap.dedent(
         w = (rng.random(ids.shape) < 0.7).astype(np.float32) * mask
         batches.append({"ids": ids, "mask": mask, "targets": np.roll(ids, -1, -1), "weights": w})
 
-    def run(mesh):
-        setup = T.build(cfg(mesh.shape["data"], mesh.shape["fsdp"]), mesh)
+    def run(mesh, loop="scan"):
+        setup = T.build(cfg(mesh.shape["data"], mesh.shape["fsdp"], loop), mesh)
         state, losses = T.init_state(setup), []
         for b in batches:
             state, m = setup.steps["task"](state, M.put_batch(b, mesh), None)
@@ -87,6 +87,11 @@ SCRIPT = textwrap.dedent(
     assert len(q.addressable_shards) == 8 and q.addressable_shards[0].data.shape == (2, 16, 32)
     np.testing.assert_allclose(many_l, one_l, rtol=1e-5, atol=1e-5)
     for a, b in zip(jax.tree.leaves(many_p), jax.tree.leaves(one_p)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    # the unrolled layer loop (the GPU default) on the sharded weights: the same step
+    unrolled_l, unrolled_p, _ = run(M.make_mesh(C.MeshSpec(data=2, fsdp=4)), "unrolled")
+    np.testing.assert_allclose(unrolled_l, one_l, rtol=1e-5, atol=1e-5)
+    for a, b in zip(jax.tree.leaves(unrolled_p), jax.tree.leaves(one_p)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
     try:
         c = cfg(-1, 1)
