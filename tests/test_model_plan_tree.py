@@ -11,7 +11,7 @@ from tiny_checkpoint import left_padded_prompts, random_model, scan_eqns
 
 from jaxsteer.config import tiny
 from jaxsteer.model.plan_tree import Segment, chunked_plans, plan_tree, run_plan_tree, unshared_tree
-from jaxsteer.model.transformer import default_positions, make_context, prepare, run_layers, tile_rows
+from jaxsteer.model.transformer import default_positions, prepare, run_layers
 
 jax.config.update("jax_default_matmul_precision", "highest")
 
@@ -85,13 +85,10 @@ def run_tree(model, ids, mask, plans, tree):
     h, ctx = prepare(model.params, ids, mask, config=CFG, steer_mask=jnp.ones(ids.shape, bool))
     kv = lambda h, kv: kv  # noqa: E731
     h, _ = run_layers(model.params["layers"], h, ctx, config=CFG, stop=tree.start)
-
-    def context_for(n):
-        return make_context(
-            CFG, tile_rows(default_positions(mask, ids.shape), n), tile_rows(mask, n), jnp.ones((n * len(ids), 7), bool)
-        )
-
-    return run_plan_tree(model.params["layers"], h, context_for, tree, jnp.asarray(plans), config=CFG, collect=kv)
+    return run_plan_tree(
+        model.params["layers"], h, tree, jnp.asarray(plans), positions=default_positions(mask, ids.shape),
+        attention_mask=mask, steer_mask=jnp.ones(ids.shape, bool), config=CFG, collect=kv,
+    )  # fmt: skip
 
 
 def test_running_the_tree_equals_every_plan_alone(model, prompts):

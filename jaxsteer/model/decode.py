@@ -21,10 +21,9 @@ from jaxsteer.errors import InputError
 from jaxsteer.model.attention import cached_attention, resolve_impl
 from jaxsteer.model.family import family_of
 from jaxsteer.model.model import Model, check_new_tokens, check_tokens, on_mesh
-from jaxsteer.model.plan_tree import PlanTree, chunked_plans, run_plan_tree, shared_tree
+from jaxsteer.model.plan_tree import PlanTree, chunked_plans, run_plan_tree
 from jaxsteer.model.transformer import (
     default_positions,
-    make_context,
     plan_row_deltas,
     prepare,
     run_layers,
@@ -88,12 +87,10 @@ def prefill(
         if tree.start:
             h, shared = run_layers(params["layers"], h, ctx, config=config, stop=tree.start, collect=kv, impl=impl)
             parts.append(jax.tree.map(lambda x: tile_rows(x, tree.num_plans, axis=1), shared))
-        tiled = lambda x, n: None if x is None else tile_rows(x, n)  # noqa: E731
-
-        def context_for(n):
-            return make_context(config, tiled(positions, n), tiled(attention_mask, n), tiled(steer_mask, n))
-
-        h, kept = run_plan_tree(params["layers"], h, context_for, tree, plans, config=config, collect=kv, impl=impl)
+        h, kept = run_plan_tree(
+            params["layers"], h, tree, plans, positions=positions, attention_mask=attention_mask,
+            steer_mask=steer_mask, config=config, collect=kv, impl=impl,
+        )  # fmt: skip
         parts += kept
     ks, vs = (jnp.concatenate([p[i] for p in parts], axis=0) for i in (0, 1))
     pad = [(0, 0), (0, 0), (0, 0), (0, max_new_tokens), (0, 0)]
@@ -315,9 +312,7 @@ def generate(
     chunk = plans_per_call(model, len(input_ids), input_ids.shape[1] + max_new_tokens, len(plans), unroll)
     start = min(first_steered_layer(plans), config.num_layers - 1)
     outs = []
-    for part, tree, keep in chunked_plans(plans, chunk, start):
-        if steering.scope == "generated":  # no plan touches the prompt: every plan shares the whole prefill
-            tree = shared_tree(chunk, config.num_layers)
+    for part, tree, keep in chunked_plans(plans, chunk, start, prompt_steered=steering.scope != "generated"):
         out = run(plans=jnp.asarray(part), tree=tree)
         outs.append((out.tokens[:keep], out.lengths[:keep]))
     tokens, lengths = (jnp.concatenate(x) for x in zip(*outs))

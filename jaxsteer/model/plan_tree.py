@@ -16,14 +16,13 @@ which plans agree where does.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, Bool, Float, Int
 
-from jaxsteer.model.transformer import Context, plan_row_deltas, run_layers
+from jaxsteer.model.transformer import make_context, plan_row_deltas, run_layers, tile_rows
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,18 +94,24 @@ def shared_tree(count: int, num_layers: int) -> PlanTree:
     return PlanTree((Segment(num_layers - 1, num_layers, (0,) * count, (0,)),))
 
 
-def chunked_plans(plans: Float[np.ndarray, "G L D"], chunk: int, start: int) -> list[tuple[np.ndarray, PlanTree, int]]:
+def chunked_plans(
+    plans: Float[np.ndarray, "G L D"], chunk: int, start: int, prompt_steered: bool = True
+) -> list[tuple[np.ndarray, PlanTree, int]]:
     """``plans`` in equal chunks of ``chunk`` (zero plans fill the last, so one program shape serves all), each
     with its tree and how many of its plans are real. The trees share what each chunk's plans share when
     every chunk has the same tree; otherwise every chunk gets the unshared tree, so that a long sweep whose
-    chunks fall differently on the grid compiles once, not once per chunk."""
+    chunks fall differently on the grid compiles once, not once per chunk. ``prompt_steered=False`` (scope
+    ``"generated"``): no plan touches the prompt, so every chunk gets the :func:`shared_tree`."""
     plans = np.asarray(plans, np.float32)
     count = len(plans)
     parts = []
     for lo in range(0, count, chunk):
         part = plans[lo : lo + chunk]
         parts.append((np.concatenate([part, np.zeros((chunk - len(part), *part.shape[1:]), np.float32)]), len(part)))
-    trees = [plan_tree(part, start) for part, _ in parts]
+    if not prompt_steered:
+        trees = [shared_tree(chunk, plans.shape[1])] * len(parts)
+    else:
+        trees = [plan_tree(part, start) for part, _ in parts]
     if len(set(trees)) > 1:
         trees = [unshared_tree(chunk, start, plans.shape[1])] * len(parts)
     return [(part, tree, keep) for (part, keep), tree in zip(parts, trees)]
@@ -129,28 +134,31 @@ def _by_first_appearance(labels: np.ndarray) -> np.ndarray:
 def run_plan_tree(
     layers,
     h: Float[Array, "B T D"],
-    context_for: Callable[[int], Context],
     tree: PlanTree,
     plans: Float[Array, "G L D"],
     *,
+    positions: Int[Array, "B T"],
+    attention_mask: Int[Array, "B T"],
+    steer_mask: Bool[Array, "B T"] | None,
     config,
     collect=None,
     **run_kw,
 ) -> tuple[Float[Array, "GB T D"], list]:
     """Blocks ``tree.start … L−1`` of every plan on the prompts' residual stream ``h`` (the shared prefix's output).
 
-    ``context_for(n)`` is the :class:`Context` of ``n`` copies of the prompts (plan-major, as
-    :func:`~jaxsteer.model.transformer.tile_rows`). Returns the last block's output on ``G·B`` rows,
-    plan-major, and per segment what ``collect`` kept, also expanded to ``G·B`` rows (axis 1: a layer axis
-    leads). ``run_kw`` goes to :func:`~jaxsteer.model.transformer.run_layers`.
+    ``positions``, ``attention_mask`` and ``steer_mask`` describe the ``B`` prompts; a group's rows get them
+    tiled (plan-major, as :func:`~jaxsteer.model.transformer.tile_rows`). Returns the last block's output on
+    ``G·B`` rows, plan-major, and per segment what ``collect`` kept, also expanded to ``G·B`` rows (axis 1: a
+    layer axis leads). ``run_kw`` goes to :func:`~jaxsteer.model.transformer.run_layers`.
     """
     rows = h.shape[0]
     kept = []
     for seg in tree.segments:
         h = _rows_of(h, seg.parents, rows)
         deltas = plan_row_deltas(plans[jnp.asarray(seg.representatives)], rows)
+        tiled = [None if x is None else tile_rows(x, seg.size) for x in (positions, attention_mask, steer_mask)]
         h, out = run_layers(
-            layers, h, context_for(seg.size), config=config, start=seg.start, stop=seg.stop,
+            layers, h, make_context(config, *tiled), config=config, start=seg.start, stop=seg.stop,
             deltas=deltas, collect=collect, **run_kw,
         )  # fmt: skip
         if collect is not None:

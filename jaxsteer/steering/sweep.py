@@ -34,7 +34,6 @@ from jaxsteer.model.transformer import (
     default_positions,
     head,
     last_valid_index,
-    make_context,
     prepare,
     run_layers,
     tile_rows,
@@ -129,11 +128,10 @@ def _tail(params, h, attention_mask, deltas, logits_index, *, config, tree, impl
     steer_mask = (
         positions < jnp.sum(attention_mask, axis=1, keepdims=True) if scope == "prompt" else jnp.ones((b, t), bool)
     )
-
-    def context_for(n):  # the tail starts from the prefix's h, not from tokens
-        return make_context(config, *(tile_rows(x, n) for x in (positions, attention_mask, steer_mask)))
-
-    out, _ = run_plan_tree(params["layers"], h, context_for, tree, deltas, config=config, impl=impl)
+    out, _ = run_plan_tree(  # the tail starts from the prefix's h, not from tokens
+        params["layers"], h, tree, deltas, positions=positions, attention_mask=attention_mask,
+        steer_mask=steer_mask, config=config, impl=impl,
+    )  # fmt: skip
     mask = tile_rows(attention_mask, chunk)
     index = last_valid_index(mask, (chunk * b, t)) if logits_mode == "last" else tile_rows(logits_index, chunk)
     logits = head(params, out, config, index)
