@@ -19,9 +19,9 @@ import numpy as np
 from jaxsteer.errors import InputError
 from jaxsteer.model.decode import generate
 from jaxsteer.model.model import Model, forward
+from jaxsteer.shapes import batch_needs, batches, longest_first, plan_widths, shape_cost_tokens
 from jaxsteer.sharding import to_host
 from jaxsteer.steering.plan import Steering
-from jaxsteer.tokens import batches, longest_first, scoring_width
 
 
 def single_token_ids(tokenizer, continuations: Sequence[str]) -> tuple[int, ...]:
@@ -62,12 +62,15 @@ def score_multiple_choice(
     ids: np.ndarray,
     mask: np.ndarray,
     option_ids: Sequence[int],
-    answers: Sequence[int],
+    answers: Sequence[int] | np.ndarray,
     steering: Steering | None = None,
     batch_size: int = 16,
     progress: bool = True,
+    widths=None,
 ) -> MCResult:
-    """``acc`` of single-token options: argmax of log p(option | prompt), one forward per question."""
+    """``acc`` of single-token options: argmax of log p(option | prompt), one forward per question, longest
+    prompts first. ``widths``: the batches' padded widths (a :class:`~jaxsteer.shapes.Widths` planned for
+    several lists at once; default: planned for this list, :func:`~jaxsteer.shapes.plan_widths`)."""
     answers = np.asarray(answers)
     if len(ids) != len(answers):
         raise InputError(f"{len(ids)} prompts but {len(answers)} answers")
@@ -78,8 +81,10 @@ def score_multiple_choice(
     fn = option_logprob_fn(tuple(int(i) for i in option_ids))
     out = np.zeros((len(ids), len(option_ids)), np.float32)
     bar = _bar(len(ids), progress, "score MC")
-    # longest rows first and four widths per octave: narrow batches, and few shapes to compile
-    for rows, bi, bm in longest_first(ids, mask, batch_size, scoring_width):
+    if widths is None:
+        needs = batch_needs(np.asarray(mask).sum(axis=1), batch_size)
+        widths = plan_widths(needs, batch_size, shape_cost_tokens(model.config))
+    for rows, bi, bm in longest_first(ids, mask, batch_size, widths):
         logits = forward(model, bi, bm, steering=steering, logits_at="last").logits
         out[rows] = to_host(fn(logits))[: len(rows)]
         if bar is not None:
@@ -148,7 +153,8 @@ def generate_answers(
     returns one list of answers per plan. ``width``: pad prompts to at least this many tokens (one shape
     for several lists: see ``study.evaluate.blend_width``).
     """
-    from jaxsteer.tokens import bucket, coarse_bucket, decode_new, encode_batch
+    from jaxsteer.shapes import bucket, coarse_bucket
+    from jaxsteer.tokens import decode_new, encode_batch
 
     count = None if plans is None else len(getattr(plans, "deltas", plans))
     answers: list[list[str]] = [[] for _ in range(count or 1)]

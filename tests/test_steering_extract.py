@@ -126,16 +126,20 @@ def test_pad_token_ids_never_count(model, pairs, read):
     assert_close(res.mean_norm, base.mean_norm, rtol=1e-6)
 
 
-def test_iterate_activations_left_padding_and_filler_rows(model, pairs, naive):
-    """Per-batch activations [L, b, D] (filler rows dropped) equal the naive per-row reads."""
-    got = [a for a, _ in ex.iterate_activations(model, pairs.pos_ids, pairs.pos_mask, BATCH, "last")]
-    assert [a.shape[1] for a in got] == [4, 2]
-    assert_close(np.concatenate(got, axis=1), naive["last"][0])
+def test_iterate_activations_longest_first_balanced_and_filler_rows(model, pairs, naive):
+    """Rows come longest first in balanced batches (5 rows at ≤ 4 a batch: 3 + 2, one filler row dropped);
+    each row's activations equal the naive per-row read, and ``all_activations`` puts them back in order."""
+    ids, mask = pairs.pos_ids[:5], pairs.pos_mask[:5]
+    got = list(ex.iterate_activations(model, ids, mask, BATCH, "last"))
+    assert [list(rows) for rows, _ in got] == [[0, 2, 4], [1, 3]]  # lengths 12, 5, 9, 3, 7
+    for rows, acts in got:
+        assert_close(acts, naive["last"][0][:, rows])
+    assert_close(ex.all_activations(model, ids, mask, BATCH, "last"), naive["last"][0][:, :5])
 
 
 def test_layer_activations_stacks_only_l_b_d(model, pairs):
     """The scan stacks [L, B, D] per read position, never [L, B, T, D]."""
-    from jaxsteer.tokens import batches
+    from jaxsteer.shapes import batches
 
     _, ids, mask = next(batches(pairs.pos_ids, pairs.pos_mask, BATCH + 2))
     for read in ("last", "mean"):
@@ -328,19 +332,20 @@ def test_a_pair_side_that_tokenises_to_nothing_is_refused(tiny_model, side):  # 
         TokenPairs.from_texts(tiny_model.tokenizer, texts["positive"], texts["negative"])
 
 
-def test_batches_are_padded_to_coarse_widths_and_the_vectors_do_not_change(model, monkeypatch):
-    """Widths 66..79 run at 96 (two widths per octave: fewer compiles), not at 80; the padding changes nothing."""
-    from jaxsteer.tokens import bucket
+def test_one_planned_width_for_a_small_model_and_the_vectors_do_not_change(model, monkeypatch):
+    """Batches needing 79, 66 and 35 tokens: the plan for a small model (compiles cost more than padding)
+    runs them all at one width, 80; 16-token buckets run 80 and 48 — same vectors."""
+    from jaxsteer.shapes import bucket
 
-    lengths = [66, 70, 72, 75, 79, 68]
+    lengths = [20, 35, 50, 66, 79, 68]
     pos, pos_mask = left_padded(lengths, 79, seed=1)
     neg, neg_mask = left_padded(lengths[::-1], 79, seed=2)
     pairs = TokenPairs(pos, pos_mask, neg, neg_mask)
     seen, real = [], ex.layer_activations
     monkeypatch.setattr(ex, "layer_activations", lambda p, i, m, **k: seen.append(i.shape[1]) or real(p, i, m, **k))
-    coarse = extract(model, pairs, batch_size=2, progress=False)
-    assert set(seen) == {96}
-    monkeypatch.setattr(ex, "coarse_bucket", bucket)  # 16-token buckets
-    fine = extract(model, pairs, batch_size=2, progress=False)
-    assert set(seen) - {96} == {80}
-    np.testing.assert_allclose(coarse.vectors, fine.vectors, rtol=1e-5, atol=1e-6)
+    planned = extract(model, pairs, batch_size=4, progress=False)
+    assert set(seen) == {80}
+    seen.clear()
+    fine = extract(model, pairs, batch_size=4, progress=False, widths=bucket)
+    assert set(seen) == {80, 48}
+    np.testing.assert_allclose(planned.vectors, fine.vectors, rtol=1e-5, atol=1e-6)

@@ -29,9 +29,7 @@ def test_methods_evaluated_together_equal_each_evaluated_alone(tiny_model, monke
         real = getattr(module, name)
         monkeypatch.setattr(module, name, lambda *a, **k: calls.append(name) or real(*a, **k))
 
-    from jaxsteer.steering import sweep
-
-    counted(sweep, "run_grid")
+    counted(evaluate, "run_grid")
     counted(evaluate, "generate_answers")
     together = evaluate.evaluate_many(tiny_model, bench, methods, fors, "test", progress=False)
     shared = len(calls)
@@ -60,8 +58,8 @@ def test_one_method_or_masked_plans_are_evaluated_one_by_one(tiny_model):  # noq
 
 def test_dev2_plan_grids_decode_in_even_calls_without_filler_prompts(tiny_model, monkeypatch):  # noqa: F811
     from jaxsteer import scoring
+    from jaxsteer.shapes import balanced_rows
     from jaxsteer.study.surgical import Candidate, dev2_blend
-    from jaxsteer.tokens import balanced_rows
 
     cfg = ExperimentConfig(data=FIXTURES, languages=("ko",), allow_small=True, max_new_tokens=2, batch_size=5)
     bench = Benchmarks(cfg)
@@ -78,3 +76,32 @@ def test_dev2_plan_grids_decode_in_even_calls_without_filler_prompts(tiny_model,
     rows = balanced_rows(n, cfg.batch_size)
     assert rows < cfg.batch_size and {s[0] for s in shapes} == {rows} and len(shapes) * rows - n < len(shapes)
     assert len(shapes) == -(-n // cfg.batch_size)
+
+
+def test_scoring_widths_are_planned_once_for_every_language(tiny_model, monkeypatch):  # noqa: F811
+    """The tiny model's compiles cost more than any padding: one width serves every Global-MMLU batch of both
+    languages. With free compiles every batch gets its own rounded width — and the accuracies do not move."""
+    from jaxsteer import shapes
+    from jaxsteer.shapes import bucket
+
+    cfg = ExperimentConfig(data=FIXTURES, languages=("zh", "ko"), allow_small=True, batch_size=2)
+    config = tiny_model.config
+    plans = np.stack([np.zeros((config.num_layers, config.hidden_size), np.float32)] * 2)
+    plans[1, 2] = 4.0 * np.random.RandomState(3).randn(config.hidden_size)
+    widths, real = [], evaluate.run_grid
+    monkeypatch.setattr(
+        evaluate, "run_grid", lambda m, ids, *a, **k: widths.append(ids.shape[1]) or real(m, ids, *a, **k)
+    )
+
+    bench = Benchmarks(cfg)
+    lengths = [evaluate.gmmlu_inputs(tiny_model, bench, lang, "test")[1].sum(axis=1) for lang in cfg.languages]
+    planned = {lang: evaluate.gmmlu_accuracies(tiny_model, bench, lang, "test", plans, False) for lang in cfg.languages}
+    assert set(widths) == {bucket(int(max(n.max() for n in lengths)))}
+
+    widths.clear()
+    monkeypatch.setattr(evaluate, "shape_cost_tokens", lambda config: 0)
+    bench = Benchmarks(cfg)
+    free = {lang: evaluate.gmmlu_accuracies(tiny_model, bench, lang, "test", plans, False) for lang in cfg.languages}
+    needs = [n for ls in lengths for n in shapes.batch_needs(ls, cfg.batch_size)]
+    assert sorted(widths) == sorted(bucket(n) for n in needs) and len(set(widths)) > 1
+    assert free == planned

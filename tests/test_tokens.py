@@ -90,39 +90,3 @@ def test_texts_that_are_not_utf8_are_one_line_naming_the_text_and_byte():
     with pytest.raises(InputError, match=r"^text 1 is not text but int$"):
         check_texts([3])
     assert check_texts([b"caf\xc3\xa9", "x"]) == ["café", "x"]
-
-
-def test_coarse_bucket_two_steps_per_octave():
-    from jaxsteer.tokens import coarse_bucket
-
-    got = [coarse_bucket(n) for n in (1, 16, 17, 33, 49, 65, 97, 129, 200, 257, 1000)]
-    assert got == [16, 16, 32, 48, 64, 96, 128, 192, 256, 384, 1024]
-    assert all(coarse_bucket(n) >= n and coarse_bucket(n) % 16 == 0 for n in range(1, 3000))
-
-
-def test_coarse_bucket_four_steps_per_octave_and_longest_first_batches():
-    from jaxsteer.tokens import coarse_bucket, longest_first, scoring_width
-
-    assert [scoring_width(n) for n in (100, 129, 161, 193, 225, 257, 321)] == [112, 160, 192, 224, 256, 320, 384]
-    assert all(coarse_bucket(n, per_octave=4) >= n and coarse_bucket(n, per_octave=4) % 16 == 0 for n in range(1, 3000))
-    lengths = [3, 9, 5, 9, 1]
-    ids = np.zeros((5, 9), np.int32)
-    mask = np.zeros((5, 9), np.int32)
-    for row, n in enumerate(lengths):
-        ids[row, 9 - n :], mask[row, 9 - n :] = row + 10, 1
-    got = list(longest_first(ids, mask, 2))
-    assert [list(rows) for rows, _, _ in got] == [[1, 3], [2, 0], [4]]
-    assert [b.shape[1] for _, b, _ in got] == [16, 16, 16]
-    for rows, bi, bm in got:  # each row keeps its own tokens; filler rows (mask of one token) pad the last
-        for r, row in enumerate(rows):
-            assert bm[r].sum() == lengths[row] and set(bi[r][bm[r] == 1]) == {row + 10}
-
-
-def test_balanced_rows_split_evenly_in_as_few_calls():
-    from jaxsteer.tokens import balanced_rows
-
-    assert [balanced_rows(n, 32) for n in (100, 64, 65, 5, 1, 32, 33)] == [25, 32, 22, 5, 1, 32, 17]
-    for n in range(1, 200):
-        rows = balanced_rows(n, 32)
-        calls = -(-n // rows)
-        assert rows <= 32 and calls == -(-n // 32) and calls * rows - n < calls  # fewer than one filler per call

@@ -42,11 +42,10 @@ def run(args) -> int:
     from jaxsteer.commands._common import claim_results, load_model
     from jaxsteer.outputs import check_output_folder
     from jaxsteer.results import provenance, write_csv, write_json
-    from jaxsteer.scoring import option_logprob_fn
     from jaxsteer.steering.figures import plot_sweep_heatmap
-    from jaxsteer.steering.sweep import layer_gamma_grid, layer_passes, run_grid
+    from jaxsteer.steering.sweep import layer_gamma_grid, layer_passes
     from jaxsteer.steering.vectors_io import check_compatible, check_nonzero_at, load_vectors
-    from jaxsteer.study.evaluate import blend_accuracies, gmmlu_inputs
+    from jaxsteer.study.evaluate import blend_accuracies, gmmlu_grid_logprobs, gmmlu_inputs
     from jaxsteer.study.experiment import Benchmarks, check_gamma
     from jaxsteer.study.selection import best_of_table, sweep_table
 
@@ -70,11 +69,8 @@ def run(args) -> int:
             acc = blend_accuracies(model, bench, lang, args.part, plans=grid, progress=not args.quiet)
             n = len(bench.blend(lang, args.part))
         else:
-            ids, mask, option_ids, answers = gmmlu_inputs(model, bench, lang, args.part)
-            logp = run_grid(
-                model, ids, mask, grid, option_logprob_fn(option_ids), chunk_size=cfg.chunk_size,
-                progress=not args.quiet,
-            )  # fmt: skip
+            answers = gmmlu_inputs(model, bench, lang, args.part)[3]
+            logp = gmmlu_grid_logprobs(model, bench, lang, args.part, grid, progress=not args.quiet)
             acc = (logp.argmax(-1) == answers[None]).mean(-1) * 100
             n = len(answers)
         rows += [{"lang": lang, **lab, metric: float(a), "n": n} for lab, a in zip(grid.labels, acc)]

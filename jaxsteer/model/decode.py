@@ -20,7 +20,7 @@ from jaxsteer.config import GemmaConfig
 from jaxsteer.errors import InputError
 from jaxsteer.model.attention import cached_attention, resolve_impl
 from jaxsteer.model.family import family_of
-from jaxsteer.model.model import Model, check_new_tokens, check_tokens, on_mesh
+from jaxsteer.model.model import Model, check_new_tokens, check_tokens, on_mesh, ones_mask
 from jaxsteer.model.plan_tree import PlanTree, chunked_plans, run_plan_tree
 from jaxsteer.model.transformer import (
     default_positions,
@@ -269,7 +269,7 @@ def generate(
     config = model.config
     input_ids, attention_mask = check_tokens(config, input_ids, attention_mask)
     if attention_mask is None:
-        attention_mask = jnp.ones_like(input_ids)
+        attention_mask = ones_mask(input_ids)
     max_new_tokens = check_new_tokens(config, input_ids.shape[1], max_new_tokens)
     if temperature < 0 or temperature != temperature:
         raise InputError(f"temperature={temperature} must be ≥ 0")
@@ -313,7 +313,7 @@ def generate(
     start = min(first_steered_layer(plans), config.num_layers - 1)
     outs = []
     for part, tree, keep in chunked_plans(plans, chunk, start, prompt_steered=steering.scope != "generated"):
-        out = run(plans=jnp.asarray(part), tree=tree)
+        out = run(plans=part, tree=tree)
         outs.append((out.tokens[:keep], out.lengths[:keep]))
     tokens, lengths = (jnp.concatenate(x) for x in zip(*outs))
     return (tokens, lengths) if return_lengths else tokens

@@ -70,12 +70,16 @@ def _concrete(x) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
-def check_tokens(config: GemmaConfig, input_ids, attention_mask=None) -> tuple[jax.Array, jax.Array | None]:
-    input_ids = jnp.asarray(input_ids)
-    if input_ids.ndim != 2:
-        raise InputError(f"input_ids must be [batch, time], got shape {tuple(input_ids.shape)}")
+def check_tokens(config: GemmaConfig, input_ids, attention_mask=None):
+    """``input_ids`` and ``attention_mask`` as int32 ``[B, T]``, checked (one-line ``InputError``s). Host
+    arrays stay numpy: a jitted call transfers them as they are, whereas ``jnp.asarray`` of a host array
+    compiles a copy program for every new shape (one XLA compile per batch width)."""
+    input_ids = np.asarray(input_ids) if _is_host(input_ids) else input_ids
     if not jnp.issubdtype(input_ids.dtype, jnp.integer):
         raise InputError(f"input_ids must be integers, got {input_ids.dtype}")
+    input_ids = host_or_device(input_ids, np.int32)
+    if input_ids.ndim != 2:
+        raise InputError(f"input_ids must be [batch, time], got shape {tuple(input_ids.shape)}")
     if input_ids.shape[1] == 0:
         raise InputError("input_ids is empty along time")
     if _concrete(input_ids):
@@ -83,20 +87,36 @@ def check_tokens(config: GemmaConfig, input_ids, attention_mask=None) -> tuple[j
         bad = ids[(ids < 0) | (ids >= config.vocab_size)]
         if bad.size:
             raise InputError(f"token id {int(bad[0])} is outside the vocabulary (0..{config.vocab_size - 1})")
-    if attention_mask is not None:
-        attention_mask = jnp.asarray(attention_mask)
-        if attention_mask.shape != input_ids.shape:
-            raise InputError(
-                f"attention_mask has shape {tuple(attention_mask.shape)}, expected {tuple(input_ids.shape)}"
-            )
-        if _concrete(attention_mask):
-            m = np.asarray(attention_mask)
-            if not np.isin(m, (0, 1)).all():
-                raise InputError("attention_mask must hold only 0 (padding) and 1 (real token)")
-            if not np.all(m.sum(1) > 0):
-                raise InputError("attention_mask has a row with no real token")
-        attention_mask = attention_mask.astype(jnp.int32)
-    return input_ids.astype(jnp.int32), attention_mask
+    if attention_mask is None:
+        return input_ids, None
+    if _is_host(attention_mask):
+        attention_mask = np.asarray(attention_mask)
+    if attention_mask.shape != input_ids.shape:
+        raise InputError(f"attention_mask has shape {tuple(attention_mask.shape)}, expected {tuple(input_ids.shape)}")
+    if _concrete(attention_mask):
+        m = np.asarray(attention_mask)
+        if not np.isin(m, (0, 1)).all():
+            raise InputError("attention_mask must hold only 0 (padding) and 1 (real token)")
+        if not np.all(m.sum(1) > 0):
+            raise InputError("attention_mask has a row with no real token")
+    return input_ids, host_or_device(attention_mask, np.int32)
+
+
+def ones_mask(input_ids):
+    """The all-real mask of ``input_ids``, where the ids are (host or device)."""
+    xp = np if _is_host(input_ids) else jnp
+    return xp.ones(input_ids.shape, xp.int32)
+
+
+def host_or_device(x, dtype):
+    """``x`` as ``dtype``, left where it is: a host array stays numpy (see :func:`check_tokens`)."""
+    if _is_host(x):
+        return np.asarray(x, dtype)
+    return x if x.dtype == dtype else x.astype(dtype)
+
+
+def _is_host(x) -> bool:
+    return not isinstance(x, jax.Array | jax.core.Tracer)
 
 
 def check_new_tokens(config: GemmaConfig, prompt_len: int, max_new_tokens: Any) -> int:
@@ -125,7 +145,7 @@ def _logits_request(logits_at, batch: int):
         if logits_at not in ("last", "none"):
             raise InputError(f"logits_at={logits_at!r}: expected None, 'all', 'last', 'none' or an index array")
         return logits_at, None
-    index = jnp.asarray(logits_at, jnp.int32)
+    index = host_or_device(logits_at, np.int32)
     if index.ndim == 0 or index.shape[0] != batch:
         raise InputError(f"logits_at index array has shape {tuple(index.shape)}, expected [{batch}] or [{batch}, K]")
     return "index", index
@@ -159,7 +179,7 @@ def forward(
         steering.check_applicable(config, input_ids.shape)
     mode, index = _logits_request(logits_at, input_ids.shape[0])
     if positions is not None:
-        positions = jnp.asarray(positions, jnp.int32)
+        positions = host_or_device(positions, np.int32)
         if positions.shape != input_ids.shape:
             raise InputError(f"positions have shape {tuple(positions.shape)}, expected {tuple(input_ids.shape)}")
     input_ids, attention_mask, positions, index = on_mesh(model, input_ids, attention_mask, positions, index)

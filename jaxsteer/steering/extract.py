@@ -37,8 +37,8 @@ from jaxsteer.model.attention import resolve_impl
 from jaxsteer.model.family import DecoderConfig
 from jaxsteer.model.model import Model, check_tokens, on_mesh
 from jaxsteer.model.transformer import gather_positions, last_valid_index, prepare, run_layers
+from jaxsteer.shapes import Widths, balanced_rows, batch_needs, longest_first, plan_widths, shape_cost_tokens
 from jaxsteer.sharding import to_host
-from jaxsteer.tokens import batches, coarse_bucket
 
 METHODS = ("mean_diff", "pca_diff", "pca_center")
 READS = ("last", "mean")
@@ -81,6 +81,11 @@ class TokenPairs:
             raise InputError("empty pair set: no positive/negative prompts to extract from")
         if len(self.pos_ids) != len(self.neg_ids):
             raise InputError(f"mismatched pairs: {len(self.pos_ids)} positive vs {len(self.neg_ids)} negative prompts")
+        for side, ids, mask in (("positive", self.pos_ids, self.pos_mask), ("negative", self.neg_ids, self.neg_mask)):
+            if np.shape(ids) != np.shape(mask):
+                raise InputError(
+                    f"{side} attention_mask has shape {np.shape(mask)}, expected {np.shape(ids)} (the ids' shape)"
+                )
 
     @classmethod
     def from_texts(cls, tokenizer, positives: Sequence[str], negatives: Sequence[str], chat: bool = False):
@@ -102,6 +107,15 @@ class TokenPairs:
     def __len__(self) -> int:
         return len(self.pos_ids)
 
+    def both_sides(self) -> tuple[np.ndarray, np.ndarray]:
+        """Positives then negatives as one left-padded list ``[2N, T]`` (one batch stream reads both)."""
+        width = max(self.pos_ids.shape[1], self.neg_ids.shape[1])
+        pad = lambda x: np.pad(np.asarray(x), ((0, 0), (width - x.shape[1], 0)))  # noqa: E731
+        return (
+            np.concatenate([pad(self.pos_ids), pad(self.neg_ids)]),
+            np.concatenate([pad(self.pos_mask), pad(self.neg_mask)]),
+        )
+
 
 @dataclasses.dataclass(frozen=True)
 class Extraction:
@@ -116,18 +130,42 @@ class Extraction:
     neg_mean: np.ndarray  # [L, D]
 
 
-def iterate_activations(model: Model, ids: np.ndarray, mask: np.ndarray, batch_size: int, read: str, progress=None):
-    """Yield ``(acts [L, b, D] numpy, b)`` batch by batch. Widths are coarsely bucketed (two per octave): the
-    all-layer read compiles once per width (seconds for a large model), and a few widths serve every language."""
+def activation_widths(model: Model, masks: Sequence[np.ndarray], batch_size: int) -> Widths:
+    """The planned widths (:func:`~jaxsteer.shapes.plan_widths`) of reading every list of prompts in ``masks``
+    with :func:`iterate_activations`: one plan for several lists (every language's pairs) compiles once."""
+    needs = [n for m in masks for n in batch_needs(np.asarray(m).sum(axis=1), balanced_rows(len(m), batch_size))]
+    return plan_widths(needs, batch_size, shape_cost_tokens(model.config))
+
+
+def iterate_activations(
+    model: Model, ids: np.ndarray, mask: np.ndarray, batch_size: int, read: str, progress=None, widths=None
+):
+    """Yield ``(rows, acts)``: indices into ``ids`` and their activations ``[L, len(rows), D]`` (numpy fp32),
+    longest prompts first in balanced batches of at most ``batch_size`` rows, each padded to ``widths``
+    (default: planned for this list alone, :func:`activation_widths`) — the all-layer read compiles once a
+    width, seconds for a large model."""
     impl = resolve_impl("auto", model.dtype)
-    check_tokens(model.config, ids, mask)
-    for rows, pi, pm in batches(np.asarray(ids), np.asarray(mask), batch_size, widths=coarse_bucket):
-        n = rows.stop - rows.start
+    ids, mask = check_tokens(model.config, ids, mask)
+    ids, mask = np.asarray(ids), np.asarray(mask)
+    rows_per_call = balanced_rows(len(ids), batch_size)
+    widths = widths or activation_widths(model, [mask], batch_size)
+    for rows, pi, pm in longest_first(ids, mask, rows_per_call, widths):
         pi, pm = on_mesh(model, pi, pm)
         acts = layer_activations(model.params, pi, pm, config=model.config, read=read, impl=impl)
         if progress is not None:
-            progress.update(n)
-        yield to_host(acts[:, :n]).astype(np.float32, copy=False), n
+            progress.update(len(rows))
+        yield rows, to_host(acts)[:, : len(rows)].astype(np.float32, copy=False)
+
+
+def all_activations(
+    model: Model, ids: np.ndarray, mask: np.ndarray, batch_size: int, read: str, progress=None, widths=None
+) -> np.ndarray:
+    """:func:`iterate_activations` gathered in the rows' own order: ``[L, N, D]``."""
+    cfg = model.config
+    out = np.zeros((cfg.num_layers, len(ids), cfg.hidden_size), np.float32)
+    for rows, acts in iterate_activations(model, ids, mask, batch_size, read, progress, widths):
+        out[:, rows] = acts
+    return out
 
 
 def extract(
@@ -137,8 +175,10 @@ def extract(
     read: str = "last",
     batch_size: int = 16,
     progress: bool = True,
+    widths=None,
 ) -> Extraction:
-    """Steering vectors for every layer from contrastive pairs (positive − negative)."""
+    """Steering vectors for every layer from contrastive pairs (positive − negative). Positives and negatives
+    are read in one stream, longest first (``widths``: as :func:`iterate_activations`)."""
     if method not in METHODS:
         raise InputError(f"extraction method {method!r}: expected one of {', '.join(METHODS)}")
     if read not in READS:
@@ -146,24 +186,26 @@ def extract(
     if batch_size < 1:
         raise InputError(f"batch_size={batch_size} must be positive")
     cfg = model.config
-    sums = {"pos": np.zeros((cfg.num_layers, cfg.hidden_size)), "neg": np.zeros((cfg.num_layers, cfg.hidden_size))}
-    norm_sum = np.zeros(cfg.num_layers)
-    kept: dict[str, list[np.ndarray]] = {"pos": [], "neg": []}
-    bar = _progress(2 * len(pairs), progress, f"extract {method}")
-    for side, ids, mask in (("pos", pairs.pos_ids, pairs.pos_mask), ("neg", pairs.neg_ids, pairs.neg_mask)):
-        for acts, _ in iterate_activations(model, ids, mask, batch_size, read, bar):
-            sums[side] += acts.sum(axis=1, dtype=np.float64)
-            norm_sum += np.linalg.norm(acts, axis=-1).sum(axis=1)
-            if method != "mean_diff":
-                kept[side].append(acts)
-    if bar is not None:
-        bar.close()
     n = len(pairs)
-    pos_mean, neg_mean = sums["pos"] / n, sums["neg"] / n
-    if method == "mean_diff":
+    ids, mask = pairs.both_sides()
+    bar = _progress(2 * n, progress, f"extract {method}")
+    if method == "mean_diff":  # streaming sums: O(L·D) memory whatever the number of pairs
+        sums = np.zeros((2, cfg.num_layers, cfg.hidden_size))
+        norm_sum = np.zeros(cfg.num_layers)
+        for rows, acts in iterate_activations(model, ids, mask, batch_size, read, bar, widths):
+            for side in (0, 1):
+                sums[side] += acts[:, (rows >= n) == side].sum(axis=1, dtype=np.float64)
+            norm_sum += np.linalg.norm(acts, axis=-1).sum(axis=1)
+        pos_mean, neg_mean = sums / n
         vectors = pos_mean - neg_mean
     else:
-        vectors = _pca_vectors(np.concatenate(kept["pos"], axis=1), np.concatenate(kept["neg"], axis=1), method)
+        acts = all_activations(model, ids, mask, batch_size, read, bar, widths)
+        pos, neg = acts[:, :n], acts[:, n:]
+        pos_mean, neg_mean = pos.mean(axis=1, dtype=np.float64), neg.mean(axis=1, dtype=np.float64)
+        norm_sum = np.linalg.norm(acts, axis=-1).sum(axis=1, dtype=np.float64)
+        vectors = _pca_vectors(pos, neg, method)
+    if bar is not None:
+        bar.close()
     vectors = vectors.astype(np.float32)
     if not np.all(np.isfinite(vectors)):
         raise InputError("extraction produced NaN/inf vectors (are the activations finite?)")

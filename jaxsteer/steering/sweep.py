@@ -28,7 +28,7 @@ from jaxtyping import ArrayLike, Float
 
 from jaxsteer.errors import InputError
 from jaxsteer.model.attention import resolve_impl
-from jaxsteer.model.model import Model, check_tokens, on_mesh
+from jaxsteer.model.model import Model, check_tokens, host_or_device, on_mesh, ones_mask
 from jaxsteer.model.plan_tree import chunked_plans, run_plan_tree
 from jaxsteer.model.transformer import (
     default_positions,
@@ -158,7 +158,7 @@ def run_grid(
     cfg = model.config
     input_ids, attention_mask = check_tokens(cfg, input_ids, attention_mask)
     if attention_mask is None:
-        attention_mask = jnp.ones_like(input_ids)
+        attention_mask = ones_mask(input_ids)
     if grid.deltas.shape[1:] != (cfg.num_layers, cfg.hidden_size):
         raise InputError(
             f"grid deltas have shape {grid.deltas.shape[1:]}, expected ({cfg.num_layers}, {cfg.hidden_size})"
@@ -168,7 +168,7 @@ def run_grid(
     if chunk_size < 1:
         raise InputError(f"chunk_size={chunk_size} must be positive")
     impl = resolve_impl("auto", model.dtype)
-    mode, index = ("last", None) if logits_at == "last" else ("index", jnp.asarray(logits_at, jnp.int32))
+    mode, index = ("last", None) if logits_at == "last" else ("index", host_or_device(logits_at, np.int32))
     start = min(grid.first_steered_layer, cfg.num_layers - 1)
     input_ids, attention_mask, index = on_mesh(model, input_ids, attention_mask, index)
     h = _prefix(model.params, input_ids, attention_mask, config=cfg, stop=start, impl=impl)
@@ -180,7 +180,7 @@ def run_grid(
             model.params,
             h,
             attention_mask,
-            jnp.asarray(part),
+            part,
             index,
             config=cfg,
             tree=tree,

@@ -22,7 +22,9 @@ from jaxsteer.errors import InputError
 from jaxsteer.model.model import Model
 from jaxsteer.results import provenance, write_csv, write_json
 from jaxsteer.scoring import generate_answers, option_logprob_fn, score_multiple_choice, single_token_ids
+from jaxsteer.shapes import Widths, balanced_rows, batch_needs, longest_first, plan_widths, shape_cost_tokens
 from jaxsteer.steering.plan import Steering
+from jaxsteer.steering.sweep import Grid, run_grid
 from jaxsteer.study import metrics
 from jaxsteer.study.experiment import Benchmarks, ExperimentConfig
 from jaxsteer.tokens import encode_batch
@@ -37,26 +39,42 @@ def _tokenizer(model: Model):
 
 
 def gmmlu_accuracy(model: Model, bench: Benchmarks, lang: str, part: str, steering=None, progress=True) -> float:
-    tok = _tokenizer(model)
-    cfg = bench.cfg
-    questions = bench.gmmlu(lang, part)
-    chat = tok if cfg.chat else None
-    reqs = [prompts.mc_prompt(q, bool(chat), chat) for q in questions]
-    ids, mask = encode_batch(tok, [r.context for r in reqs])
-    option_ids = single_token_ids(tok, reqs[0].continuations)
+    ids, mask, option_ids, answers = gmmlu_inputs(model, bench, lang, part)
+    widths = scoring_widths(model, bench, part)
     result = score_multiple_choice(
-        model, ids, mask, option_ids, [r.answer for r in reqs], steering, cfg.batch_size, progress
+        model, ids, mask, option_ids, answers, steering, bench.cfg.batch_size, progress, widths=widths
     )
     return 100.0 * result.accuracy
 
 
 def gmmlu_inputs(model: Model, bench: Benchmarks, lang: str, part: str):
-    """Token arrays, option ids and answers of a language's questions (for sweeps)."""
+    """Token arrays, option ids and answers of a language's questions (for sweeps); tokenised once per
+    experiment (:func:`scoring_widths` reads every language's lengths first)."""
     tok = _tokenizer(model)
-    chat = tok if bench.cfg.chat else None
-    reqs = [prompts.mc_prompt(q, bool(chat), chat) for q in bench.gmmlu(lang, part)]
-    ids, mask = encode_batch(tok, [r.context for r in reqs])
-    return ids, mask, single_token_ids(tok, reqs[0].continuations), np.array([r.answer for r in reqs])
+    key = ("gmmlu inputs", lang, part, id(tok))
+    if key not in bench.memo:
+        chat = tok if bench.cfg.chat else None
+        reqs = [prompts.mc_prompt(q, bool(chat), chat) for q in bench.gmmlu(lang, part)]
+        ids, mask = encode_batch(tok, [r.context for r in reqs])
+        answers = np.array([r.answer for r in reqs])
+        bench.memo[key] = ids, mask, single_token_ids(tok, reqs[0].continuations), answers
+    return bench.memo[key]
+
+
+def scoring_widths(model: Model, bench: Benchmarks, part: str) -> Widths:
+    """One plan of padded widths (:func:`~jaxsteer.shapes.plan_widths`) for scoring a Global-MMLU split in
+    every language of the experiment, longest prompts first in batches of ``batch_size``: the scoring programs
+    compile once a width for all languages, and only as many widths as save more compute than they cost."""
+    key = ("gmmlu widths", part, id(_tokenizer(model)))
+    if key not in bench.memo:
+        rows = bench.cfg.batch_size
+        needs = [
+            n
+            for lang in bench.cfg.languages
+            for n in batch_needs(gmmlu_inputs(model, bench, lang, part)[1].sum(axis=1), rows)
+        ]
+        bench.memo[key] = plan_widths(needs, rows, shape_cost_tokens(model.config))
+    return bench.memo[key]
 
 
 def blend_accuracy(
@@ -79,18 +97,16 @@ def blend_width(bench: Benchmarks, tok) -> int:
     decode loop then compiles once for plain/steered evaluation and once for the Dev2 plan grid, instead of
     once per language and width (a 12B decode loop compiles in 7–18 s; the extra padding costs a little
     prefill). Computed once per ``Benchmarks`` and tokenizer."""
-    from jaxsteer.tokens import encode_batch
-
-    cache = bench.generation_widths
-    if id(tok) not in cache:
+    cache, key = bench.memo, ("blend", id(tok))
+    if key not in cache:
         widths = [
             encode_batch(tok, texts)[0].shape[1]
             for lang in bench.cfg.languages
             for part in ("dev2", "test")
             if (texts := blend_texts(bench, lang, part, tok)[1])
         ]
-        cache[id(tok)] = max(widths, default=1)
-    return cache[id(tok)]
+        cache[key] = max(widths, default=1)
+    return cache[key]
 
 
 def blend_accuracies(
@@ -107,10 +123,8 @@ def blend_accuracies(
     """BLEnD accuracy (percent) under ``steering``, or under each of ``plans`` (``[G, L, D]`` deltas or a
     sweep ``Grid``: every plan decoded in the same generation calls). ``responses_out``: a dict that gets the
     responses, or with ``plans`` a list of one dict per plan. ``balanced``: as few calls as ``batch_size``
-    allows, of equal rows (:func:`~jaxsteer.tokens.balanced_rows`) — for splits of one size in every
+    allows, of equal rows (:func:`~jaxsteer.shapes.balanced_rows`) — for splits of one size in every
     language (Dev2), where a grid of plans multiplies each filler row."""
-    from jaxsteer.tokens import balanced_rows
-
     tok = _tokenizer(model)
     cfg = bench.cfg
     items, texts = blend_texts(bench, lang, part, tok)
@@ -136,27 +150,35 @@ def blend_accuracies(
 def gmmlu_accuracies(
     model: Model, bench: Benchmarks, lang: str, part: str, plans: Float[np.ndarray, "G L D"], progress=True
 ) -> list[float]:
-    """Global-MMLU accuracy (percent) under each plan of ``[G, L, D]`` dense deltas: per batch of questions,
-    one shared-prefix sweep call (:func:`~jaxsteer.steering.sweep.run_grid`) — blocks below the lowest
-    steered layer run once for every plan."""
-    from jaxsteer.progress import bar as progress_bar
-    from jaxsteer.steering.sweep import Grid, run_grid
-    from jaxsteer.tokens import longest_first, scoring_width
-
-    ids, mask, option_ids, answers = gmmlu_inputs(model, bench, lang, part)
+    """Global-MMLU accuracy (percent) under each plan of ``[G, L, D]`` dense deltas (see
+    :func:`gmmlu_grid_logprobs`)."""
     grid = Grid(np.asarray(plans, np.float32), tuple({"plan": g} for g in range(len(plans))))
+    logp = gmmlu_grid_logprobs(model, bench, lang, part, grid, progress)
+    correct = logp.argmax(-1) == gmmlu_inputs(model, bench, lang, part)[3][None]
+    return [100.0 * float(np.mean(c)) for c in correct]  # as score_multiple_choice's accuracy, to the last bit
+
+
+def gmmlu_grid_logprobs(
+    model: Model, bench: Benchmarks, lang: str, part: str, grid: Grid, progress=True
+) -> Float[np.ndarray, "G N K"]:
+    """Option log-probabilities of a language's questions under every grid point: per batch of questions
+    (longest first, at the experiment's :func:`scoring_widths`), one shared-prefix sweep call
+    (:func:`~jaxsteer.steering.sweep.run_grid`) — blocks below the lowest steered layer run once for every
+    point."""
+    from jaxsteer.progress import bar as progress_bar
+
+    ids, mask, option_ids, _ = gmmlu_inputs(model, bench, lang, part)
     score = option_logprob_fn(option_ids)
-    correct = np.zeros((len(plans), len(ids)), bool)
-    bar = progress_bar(len(ids) * len(plans), "score MC", "q", progress, leave=False)
-    for rows, bi, bm in longest_first(ids, mask, bench.cfg.batch_size, scoring_width):
-        n = len(rows)
+    out = np.zeros((len(grid.labels), len(ids), len(option_ids)), np.float32)
+    bar = progress_bar(len(ids) * len(grid.labels), "score MC", "q", progress, leave=False)
+    for rows, bi, bm in longest_first(ids, mask, bench.cfg.batch_size, scoring_widths(model, bench, part)):
         logp = run_grid(model, bi, bm, grid, score, chunk_size=bench.cfg.chunk_size, progress=False)  # [G, B, K]
-        correct[:, rows] = logp[:, :n].argmax(-1) == answers[rows][None]
+        out[:, rows] = logp[:, : len(rows)]
         if bar is not None:
-            bar.update(n * len(plans))
+            bar.update(len(rows) * len(grid.labels))
     if bar is not None:
         bar.close()
-    return [100.0 * float(np.mean(c)) for c in correct]  # as score_multiple_choice's accuracy, to the last bit
+    return out
 
 
 @dataclasses.dataclass

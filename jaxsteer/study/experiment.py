@@ -127,7 +127,9 @@ class Benchmarks:
         self._gmmlu: dict[str, list[gmmlu.MCQuestion]] = {}
         self._blend: dict[str, list[BlendItem]] = {}
         self.splits: dict[str, dict[str, splits.Split]] = {"gmmlu": {}, "blend": {}}
-        self.generation_widths: dict[int, int] = {}  # per tokenizer (id): see study.evaluate.blend_width
+        # computed once per experiment and tokenizer (id): tokenised Global-MMLU inputs and the padded shapes
+        # planned for all languages at once (study.evaluate.blend_width, scoring_widths; surgical.extract_kind)
+        self.memo: dict[tuple, object] = {}
 
     def _split(self, bench: str, lang: str, ids: Sequence[str]) -> splits.Split:
         if lang not in self.splits[bench]:

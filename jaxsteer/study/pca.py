@@ -15,7 +15,7 @@ import numpy as np
 from jaxsteer.data import prompts
 from jaxsteer.model.model import Model
 from jaxsteer.steering import analysis, figures
-from jaxsteer.steering.extract import iterate_activations
+from jaxsteer.steering.extract import all_activations
 from jaxsteer.study.experiment import Benchmarks
 from jaxsteer.tokens import encode_batch
 
@@ -41,9 +41,7 @@ def language_pca(model: Model, bench: Benchmarks, out_dir: str, panels: int = 4,
     for which in ("gmmlu", "blend"):
         texts, groups = queries_by_language(bench, which)
         ids, mask = encode_batch(model.tokenizer, texts)
-        acts = np.concatenate(
-            [a for a, _ in iterate_activations(model, ids, mask, bench.cfg.batch_size, "last")], axis=1
-        )
+        acts = all_activations(model, ids, mask, bench.cfg.batch_size, "last")
         pca = analysis.layerwise_pca(acts, groups)
         figures.plot_pca_panels(
             pca, shown, os.path.join(out_dir, f"pca_{which}"), title=f"{which}: last token by layer"

@@ -26,12 +26,12 @@ import numpy as np
 
 from jaxsteer.errors import InputError
 from jaxsteer.model.model import Model
-from jaxsteer.scoring import option_logprob_fn
-from jaxsteer.steering.extract import TokenPairs, extract, normalise, pool
+from jaxsteer.shapes import Widths
+from jaxsteer.steering.extract import TokenPairs, activation_widths, extract, normalise, pool
 from jaxsteer.steering.plan import Steering
-from jaxsteer.steering.sweep import Grid, run_grid
+from jaxsteer.steering.sweep import Grid
 from jaxsteer.steering.vectors_io import VectorSet
-from jaxsteer.study.evaluate import blend_accuracies, gmmlu_inputs
+from jaxsteer.study.evaluate import blend_accuracies, gmmlu_grid_logprobs, gmmlu_inputs
 from jaxsteer.study.experiment import Benchmarks, ExperimentConfig
 from jaxsteer.study.selection import best_point
 
@@ -40,20 +40,36 @@ def extract_kind(model: Model, bench: Benchmarks, kind: str, langs, progress: bo
     """EN or LOC vectors per language (and ``"pooled"`` when the config asks for it) from Dev1 pairs."""
     cfg = bench.cfg
     per_lang, extractions = {}, {}
+    widths = extraction_widths(model, bench, langs)
     for lang in langs:
-        pairs = (
-            bench.en_pairs(lang, "dev1", model.tokenizer)
-            if kind == "EN"
-            else bench.loc_pairs(lang, "dev1", model.tokenizer)
+        ex = extract(
+            model, dev1_pairs(model, bench, kind, lang), cfg.method, cfg.read, cfg.batch_size, progress, widths
         )
-        tp = TokenPairs.from_texts(model.tokenizer, [p for p, _ in pairs], [n for _, n in pairs])
-        ex = extract(model, tp, cfg.method, cfg.read, cfg.batch_size, progress)
         extractions[lang] = ex
         per_lang[lang] = _as_set(model, ex, kind, (lang,), cfg.normalisation)
     if cfg.pooled and cfg.method == "mean_diff":
         pooled = pool(list(extractions.values()))
         per_lang["pooled"] = _as_set(model, pooled, kind, tuple(langs), cfg.normalisation)
     return per_lang
+
+
+def dev1_pairs(model: Model, bench: Benchmarks, kind: str, lang: str) -> TokenPairs:
+    """A language's EN or LOC contrastive pairs on Dev1, tokenised (once per experiment)."""
+    key = ("dev1 pairs", kind, lang, id(model.tokenizer))
+    if key not in bench.memo:
+        pairs = (bench.en_pairs if kind == "EN" else bench.loc_pairs)(lang, "dev1", model.tokenizer)
+        bench.memo[key] = TokenPairs.from_texts(model.tokenizer, [p for p, _ in pairs], [n for _, n in pairs])
+    return bench.memo[key]
+
+
+def extraction_widths(model: Model, bench: Benchmarks, langs) -> Widths:
+    """One width plan for reading every EN and LOC pair of ``langs``: the all-layer read compiles once a width
+    for both kinds and every language (:func:`~jaxsteer.steering.extract.activation_widths`)."""
+    key = ("extraction widths", tuple(langs), id(model.tokenizer))
+    if key not in bench.memo:
+        masks = [dev1_pairs(model, bench, kind, lang).both_sides()[1] for kind in ("EN", "LOC") for lang in langs]
+        bench.memo[key] = activation_widths(model, masks, bench.cfg.batch_size)
+    return bench.memo[key]
 
 
 def _as_set(model, ex, kind, langs, normalisation) -> VectorSet:
@@ -141,12 +157,10 @@ def dev2_gmmlu(
     model: Model, bench: Benchmarks, lang: str, candidates: Sequence[Candidate], *, progress: bool = True
 ) -> np.ndarray:
     """Global-MMLU Dev2 accuracy of every candidate in one shared-prefix sweep (a grid of their deltas)."""
-    ids, mask, option_ids, answers = gmmlu_inputs(model, bench, lang, "dev2")
     deltas = np.stack([np.asarray(c.steering.deltas(), np.float32) for c in candidates])
     grid = Grid(deltas, tuple({"layer": c.layer, "gamma": c.gamma} for c in candidates))
-    cfg = bench.cfg
-    logp = run_grid(model, ids, mask, grid, option_logprob_fn(option_ids), chunk_size=cfg.chunk_size, progress=progress)
-    return (logp.argmax(-1) == answers[None]).mean(-1) * 100
+    logp = gmmlu_grid_logprobs(model, bench, lang, "dev2", grid, progress)
+    return (logp.argmax(-1) == gmmlu_inputs(model, bench, lang, "dev2")[3][None]).mean(-1) * 100
 
 
 def dev2_blend(

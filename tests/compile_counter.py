@@ -1,0 +1,25 @@
+"""Count XLA compiles inside a block (jax's monitoring events; one listener for the whole test process)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import jax
+
+BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
+_count = [0]
+
+
+def _on_event(event: str, duration: float, **_) -> None:
+    if event == BACKEND_COMPILE:
+        _count[0] += 1
+
+
+jax.monitoring.register_event_duration_secs_listener(_on_event)
+
+
+@contextlib.contextmanager
+def compiles():
+    """``with compiles() as n: …`` then ``n()`` is the number of XLA compiles the block made."""
+    start = _count[0]
+    yield lambda: _count[0] - start
