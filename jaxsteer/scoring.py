@@ -19,7 +19,7 @@ import numpy as np
 from jaxsteer.errors import InputError
 from jaxsteer.model.decode import generate
 from jaxsteer.model.model import Model, forward
-from jaxsteer.shapes import batch_needs, batches, longest_first, plan_widths, shape_cost_tokens
+from jaxsteer.shapes import longest_first, plan_for
 from jaxsteer.sharding import to_host
 from jaxsteer.steering.plan import Steering
 
@@ -81,9 +81,7 @@ def score_multiple_choice(
     fn = option_logprob_fn(tuple(int(i) for i in option_ids))
     out = np.zeros((len(ids), len(option_ids)), np.float32)
     bar = _bar(len(ids), progress, "score MC")
-    if widths is None:
-        needs = batch_needs(np.asarray(mask).sum(axis=1), batch_size)
-        widths = plan_widths(needs, batch_size, shape_cost_tokens(model.config))
+    widths = widths or plan_for(model.config, [mask], batch_size)
     for rows, bi, bm in longest_first(ids, mask, batch_size, widths):
         logits = forward(model, bi, bm, steering=steering, logits_at="last").logits
         out[rows] = to_host(fn(logits))[: len(rows)]
@@ -116,12 +114,14 @@ def continuation_logprobs(
         ids[i, width - len(s) :] = s
         mask[i, width - len(s) :] = 1
     out = np.zeros(len(seqs), np.float64)
-    for rows, bi, bm in batches(ids, mask, batch_size):
-        n, t = rows.stop - rows.start, bi.shape[1]
+    widths = plan_for(model.config, [mask], batch_size)
+    for rows, bi, bm in longest_first(ids, mask, batch_size, widths):
+        n, t = len(rows), bi.shape[1]
         index = np.full((bi.shape[0], k), t - 1, np.int32)
         targets = np.zeros((bi.shape[0], k), np.int32)
         valid = np.zeros((bi.shape[0], k), bool)
-        for j, cont in enumerate(continuations[rows]):
+        for j, row in enumerate(rows):
+            cont = continuations[row]
             m = len(cont)
             # logits at position p predict token p+1: the continuation occupies the last m slots
             index[j, :m] = np.arange(t - m - 1, t - 1)

@@ -124,6 +124,18 @@ def plan_widths(needs: Sequence[int], rows: int, shape_cost: float, multiple: in
     return Widths(tuple(sorted(chosen)))
 
 
+def plan_for(config, masks: Sequence[np.ndarray], batch_size: int, balanced: bool = False) -> Widths:
+    """:func:`plan_widths` for reading each of several lists of prompts (attention masks ``[N, T]``) longest first
+    in batches of ``batch_size`` rows (``balanced``: :func:`balanced_rows` of each list), for a model of
+    ``config`` on this platform (:func:`shape_cost_tokens`): one plan, so the lists share their compiles."""
+    needs = [
+        n
+        for m in masks
+        for n in batch_needs(np.asarray(m).sum(axis=1), balanced_rows(len(m), batch_size) if balanced else batch_size)
+    ]
+    return plan_widths(needs, batch_size, shape_cost_tokens(config))
+
+
 def padded_tokens(needs: Sequence[int], rows: int, widths) -> int:
     """Prompt positions the batches occupy once padded (``rows`` each) under a width rule."""
     return int(sum(rows * widths(int(n)) for n in needs))

@@ -99,7 +99,7 @@ def test_scoring_widths_are_planned_once_for_every_language(tiny_model, monkeypa
     assert set(widths) == {bucket(int(max(n.max() for n in lengths)))}
 
     widths.clear()
-    monkeypatch.setattr(evaluate, "shape_cost_tokens", lambda config: 0)
+    monkeypatch.setattr(shapes, "shape_cost_tokens", lambda config: 0)
     bench = Benchmarks(cfg)
     free = {lang: evaluate.gmmlu_accuracies(tiny_model, bench, lang, "test", plans, False) for lang in cfg.languages}
     needs = [n for ls in lengths for n in shapes.batch_needs(ls, cfg.batch_size)]

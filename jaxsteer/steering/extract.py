@@ -37,7 +37,7 @@ from jaxsteer.model.attention import resolve_impl
 from jaxsteer.model.family import DecoderConfig
 from jaxsteer.model.model import Model, check_tokens, on_mesh
 from jaxsteer.model.transformer import gather_positions, last_valid_index, prepare, run_layers
-from jaxsteer.shapes import Widths, balanced_rows, batch_needs, longest_first, plan_widths, shape_cost_tokens
+from jaxsteer.shapes import balanced_rows, longest_first, plan_for
 from jaxsteer.sharding import to_host
 
 METHODS = ("mean_diff", "pca_diff", "pca_center")
@@ -130,25 +130,18 @@ class Extraction:
     neg_mean: np.ndarray  # [L, D]
 
 
-def activation_widths(model: Model, masks: Sequence[np.ndarray], batch_size: int) -> Widths:
-    """The planned widths (:func:`~jaxsteer.shapes.plan_widths`) of reading every list of prompts in ``masks``
-    with :func:`iterate_activations`: one plan for several lists (every language's pairs) compiles once."""
-    needs = [n for m in masks for n in batch_needs(np.asarray(m).sum(axis=1), balanced_rows(len(m), batch_size))]
-    return plan_widths(needs, batch_size, shape_cost_tokens(model.config))
-
-
 def iterate_activations(
     model: Model, ids: np.ndarray, mask: np.ndarray, batch_size: int, read: str, progress=None, widths=None
 ):
     """Yield ``(rows, acts)``: indices into ``ids`` and their activations ``[L, len(rows), D]`` (numpy fp32),
     longest prompts first in balanced batches of at most ``batch_size`` rows, each padded to ``widths``
-    (default: planned for this list alone, :func:`activation_widths`) — the all-layer read compiles once a
-    width, seconds for a large model."""
+    (default: planned for this list alone, :func:`~jaxsteer.shapes.plan_for`) — the all-layer read compiles
+    once a width, seconds for a large model."""
     impl = resolve_impl("auto", model.dtype)
     ids, mask = check_tokens(model.config, ids, mask)
     ids, mask = np.asarray(ids), np.asarray(mask)
     rows_per_call = balanced_rows(len(ids), batch_size)
-    widths = widths or activation_widths(model, [mask], batch_size)
+    widths = widths or plan_for(model.config, [mask], batch_size, balanced=True)
     for rows, pi, pm in longest_first(ids, mask, rows_per_call, widths):
         pi, pm = on_mesh(model, pi, pm)
         acts = layer_activations(model.params, pi, pm, config=model.config, read=read, impl=impl)

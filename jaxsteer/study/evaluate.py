@@ -22,7 +22,7 @@ from jaxsteer.errors import InputError
 from jaxsteer.model.model import Model
 from jaxsteer.results import provenance, write_csv, write_json
 from jaxsteer.scoring import generate_answers, option_logprob_fn, score_multiple_choice, single_token_ids
-from jaxsteer.shapes import Widths, balanced_rows, batch_needs, longest_first, plan_widths, shape_cost_tokens
+from jaxsteer.shapes import Widths, balanced_rows, longest_first, plan_for
 from jaxsteer.steering.plan import Steering
 from jaxsteer.steering.sweep import Grid, run_grid
 from jaxsteer.study import metrics
@@ -67,13 +67,8 @@ def scoring_widths(model: Model, bench: Benchmarks, part: str) -> Widths:
     compile once a width for all languages, and only as many widths as save more compute than they cost."""
     key = ("gmmlu widths", part, id(_tokenizer(model)))
     if key not in bench.memo:
-        rows = bench.cfg.batch_size
-        needs = [
-            n
-            for lang in bench.cfg.languages
-            for n in batch_needs(gmmlu_inputs(model, bench, lang, part)[1].sum(axis=1), rows)
-        ]
-        bench.memo[key] = plan_widths(needs, rows, shape_cost_tokens(model.config))
+        masks = [gmmlu_inputs(model, bench, lang, part)[1] for lang in bench.cfg.languages]
+        bench.memo[key] = plan_for(model.config, masks, bench.cfg.batch_size)
     return bench.memo[key]
 
 

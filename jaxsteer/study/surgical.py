@@ -26,8 +26,8 @@ import numpy as np
 
 from jaxsteer.errors import InputError
 from jaxsteer.model.model import Model
-from jaxsteer.shapes import Widths
-from jaxsteer.steering.extract import TokenPairs, activation_widths, extract, normalise, pool
+from jaxsteer.shapes import Widths, plan_for
+from jaxsteer.steering.extract import TokenPairs, extract, normalise, pool
 from jaxsteer.steering.plan import Steering
 from jaxsteer.steering.sweep import Grid
 from jaxsteer.steering.vectors_io import VectorSet
@@ -64,11 +64,11 @@ def dev1_pairs(model: Model, bench: Benchmarks, kind: str, lang: str) -> TokenPa
 
 def extraction_widths(model: Model, bench: Benchmarks, langs) -> Widths:
     """One width plan for reading every EN and LOC pair of ``langs``: the all-layer read compiles once a width
-    for both kinds and every language (:func:`~jaxsteer.steering.extract.activation_widths`)."""
+    for both kinds and every language (:func:`~jaxsteer.shapes.plan_for`, balanced rows as extraction reads)."""
     key = ("extraction widths", tuple(langs), id(model.tokenizer))
     if key not in bench.memo:
         masks = [dev1_pairs(model, bench, kind, lang).both_sides()[1] for kind in ("EN", "LOC") for lang in langs]
-        bench.memo[key] = activation_widths(model, masks, bench.cfg.batch_size)
+        bench.memo[key] = plan_for(model.config, masks, bench.cfg.batch_size, balanced=True)
     return bench.memo[key]
 
 
