@@ -37,13 +37,14 @@ def single_token_ids(tokenizer, continuations: Sequence[str]) -> tuple[int, ...]
 
 @functools.cache
 def option_logprob_fn(option_ids: tuple[int, ...]):
-    """``logits [..., V] → log p(option) [..., K]``; cached so sweeps reuse one compiled tail."""
+    """``logits [..., V] → log p(option) [..., K]``; cached so sweeps reuse one compiled tail. Jitted: applied
+    to a forward's logits it is one fused program a shape (eagerly, log-softmax and take compile apart)."""
     index = np.asarray(option_ids, np.int32)
 
     def fn(logits):
         return jnp.take(jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1), index, axis=-1)
 
-    return fn
+    return jax.jit(fn)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -54,12 +54,14 @@ def scoring_width(n: int) -> int:
     return coarse_bucket(n, per_octave=4)
 
 
-def balanced_rows(n: int, batch_size: int) -> int:
+def balanced_rows(n: int, batch_size: int, multiple: int = 1) -> int:
     """Rows per call that split ``n`` prompts into as few calls as ``batch_size`` allows, evenly: 100 prompts
     at 32 → 4 calls of 25, not 3 of 32 and one of 4 real rows beside 28 fillers. For lists of one size across
-    languages (Dev2): the shape still repeats."""
+    languages (Dev2): the shape still repeats. ``multiple``: rows rounded up to a multiple of it (a mesh's
+    batch shards, so that every call's rows split over them: 100 at 32 on 8 shards → 4 calls of 32)."""
     calls = max(1, -(-n // batch_size))
-    return max(1, -(-n // calls))
+    even = -(-n // calls)
+    return max(multiple, -(-even // multiple) * multiple)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,15 +126,13 @@ def plan_widths(needs: Sequence[int], rows: int, shape_cost: float, multiple: in
     return Widths(tuple(sorted(chosen)))
 
 
-def plan_for(config, masks: Sequence[np.ndarray], batch_size: int, balanced: bool = False) -> Widths:
+def plan_for(config, masks: Sequence[np.ndarray], batch_size: int, balanced: int | None = None) -> Widths:
     """:func:`plan_widths` for reading each of several lists of prompts (attention masks ``[N, T]``) longest first
-    in batches of ``batch_size`` rows (``balanced``: :func:`balanced_rows` of each list), for a model of
-    ``config`` on this platform (:func:`shape_cost_tokens`): one plan, so the lists share their compiles."""
-    needs = [
-        n
-        for m in masks
-        for n in batch_needs(np.asarray(m).sum(axis=1), balanced_rows(len(m), batch_size) if balanced else batch_size)
-    ]
+    in batches of ``batch_size`` rows (``balanced``: :func:`balanced_rows` of each list, rows a multiple of
+    ``balanced``), for a model of ``config`` on this platform (:func:`shape_cost_tokens`): one plan, so the
+    lists share their compiles."""
+    rows = lambda m: batch_size if balanced is None else balanced_rows(len(m), batch_size, balanced)  # noqa: E731
+    needs = [n for m in masks for n in batch_needs(np.asarray(m).sum(axis=1), rows(m))]
     return plan_widths(needs, batch_size, shape_cost_tokens(config))
 
 

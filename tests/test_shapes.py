@@ -46,6 +46,17 @@ def test_balanced_rows_split_evenly_in_as_few_calls():
         assert rows <= 32 and calls == -(-n // 32) and calls * rows - n < calls  # fewer than one filler per call
 
 
+def test_balanced_rows_on_a_mesh_are_a_multiple_of_its_batch_shards():
+    """Rows that do not divide the mesh's batch shards would run replicated on every shard."""
+    from jaxsteer.shapes import balanced_rows
+
+    assert [balanced_rows(n, 32, 8) for n in (100, 200, 5, 64, 65)] == [32, 32, 8, 32, 24]
+    for n in range(1, 300):
+        for shards in (1, 2, 4, 8):
+            rows = balanced_rows(n, 32, shards)
+            assert rows % shards == 0 and rows <= 32 and -(-n // rows) == -(-n // 32)
+
+
 def test_plan_widths_trades_padding_against_compiles_by_hand():
     """Three batches need ≤ 112 tokens and one 300 (10 rows each): two widths pad 10·(3·112 + 304) = 6400
     tokens, one width 10·4·304 = 12 160. A compile worth 5000 tokens keeps two widths; 6000 merges them."""

@@ -74,6 +74,15 @@ SCRIPT = textwrap.dedent(
             assert err <= 1e-5, (shape, key, err)
         for key in ("tokens", "grid_tokens"):
             assert np.array_equal(got[key], ref[key]), (shape, key)
+        # balanced extraction batches stay a multiple of the batch shards (10 rows at ≤ 8: 2 × 8, not 2 × 5
+        # replicated on every shard)
+        import jaxsteer.steering.extract as ex
+        replicated, real = [], ex.layer_activations
+        ex.layer_activations = lambda p, i, mk, **k: replicated.append(i.sharding.is_fully_replicated) or real(
+            p, i, mk, **k)
+        extract(m, TokenPairs.from_texts(one.tokenizer, texts[:5], texts[3:]), batch_size=8, progress=False)
+        ex.layer_activations = real
+        assert replicated == [False, False], replicated
         print("mesh", shape, "ok", flush=True)
 
     # the whole experiment: the same accuracies on one device and on a (data 2, fsdp 2, model 2) mesh

@@ -66,6 +66,16 @@ def on_mesh(model: Model, *arrays) -> tuple:
     return tuple(None if x is None else place_rows(model.mesh, x) for x in arrays)
 
 
+def batch_shards(model: Model) -> int:
+    """How many ways the model's mesh splits a batch's rows (``data × fsdp``; 1 without a mesh): rows that are
+    a multiple of it are split, other row counts run replicated on every shard."""
+    if model.mesh is None:
+        return 1
+    from jaxsteer.sharding import batch_devices
+
+    return batch_devices(model.mesh)
+
+
 def _concrete(x) -> bool:
     return not isinstance(x, jax.core.Tracer)
 

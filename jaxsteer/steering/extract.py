@@ -35,7 +35,7 @@ from jaxtyping import Array, Float, Int
 from jaxsteer.errors import InputError
 from jaxsteer.model.attention import resolve_impl
 from jaxsteer.model.family import DecoderConfig
-from jaxsteer.model.model import Model, check_tokens, on_mesh
+from jaxsteer.model.model import Model, batch_shards, check_tokens, on_mesh
 from jaxsteer.model.transformer import gather_positions, last_valid_index, prepare, run_layers
 from jaxsteer.shapes import balanced_rows, longest_first, plan_for
 from jaxsteer.sharding import to_host
@@ -140,8 +140,8 @@ def iterate_activations(
     impl = resolve_impl("auto", model.dtype)
     ids, mask = check_tokens(model.config, ids, mask)
     ids, mask = np.asarray(ids), np.asarray(mask)
-    rows_per_call = balanced_rows(len(ids), batch_size)
-    widths = widths or plan_for(model.config, [mask], batch_size, balanced=True)
+    rows_per_call = balanced_rows(len(ids), batch_size, batch_shards(model))
+    widths = widths or plan_for(model.config, [mask], batch_size, balanced=batch_shards(model))
     for rows, pi, pm in longest_first(ids, mask, rows_per_call, widths):
         pi, pm = on_mesh(model, pi, pm)
         acts = layer_activations(model.params, pi, pm, config=model.config, read=read, impl=impl)

@@ -19,7 +19,7 @@ from jaxtyping import Float
 
 from jaxsteer.data import prompts
 from jaxsteer.errors import InputError
-from jaxsteer.model.model import Model
+from jaxsteer.model.model import Model, batch_shards
 from jaxsteer.results import provenance, write_csv, write_json
 from jaxsteer.scoring import generate_answers, option_logprob_fn, score_multiple_choice, single_token_ids
 from jaxsteer.shapes import Widths, balanced_rows, longest_first, plan_for
@@ -123,7 +123,7 @@ def blend_accuracies(
     tok = _tokenizer(model)
     cfg = bench.cfg
     items, texts = blend_texts(bench, lang, part, tok)
-    rows = balanced_rows(len(texts), cfg.batch_size) if balanced else cfg.batch_size
+    rows = balanced_rows(len(texts), cfg.batch_size, batch_shards(model)) if balanced else cfg.batch_size
     answers = generate_answers(
         model, tok, texts, cfg.max_new_tokens, steering, False, rows, progress, plans=plans,
         width=blend_width(bench, tok),

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsteer.errors import InputError
-from jaxsteer.model.model import Model
+from jaxsteer.model.model import Model, batch_shards
 from jaxsteer.shapes import Widths, plan_for
 from jaxsteer.steering.extract import TokenPairs, extract, normalise, pool
 from jaxsteer.steering.plan import Steering
@@ -68,7 +68,7 @@ def extraction_widths(model: Model, bench: Benchmarks, langs) -> Widths:
     key = ("extraction widths", tuple(langs), id(model.tokenizer))
     if key not in bench.memo:
         masks = [dev1_pairs(model, bench, kind, lang).both_sides()[1] for kind in ("EN", "LOC") for lang in langs]
-        bench.memo[key] = plan_for(model.config, masks, bench.cfg.batch_size, balanced=True)
+        bench.memo[key] = plan_for(model.config, masks, bench.cfg.batch_size, balanced=batch_shards(model))
     return bench.memo[key]
 
 
