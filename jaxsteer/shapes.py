@@ -58,10 +58,13 @@ def balanced_rows(n: int, batch_size: int, multiple: int = 1) -> int:
     """Rows per call that split ``n`` prompts into as few calls as ``batch_size`` allows, evenly: 100 prompts
     at 32 → 4 calls of 25, not 3 of 32 and one of 4 real rows beside 28 fillers. For lists of one size across
     languages (Dev2): the shape still repeats. ``multiple``: rows rounded up to a multiple of it (a mesh's
-    batch shards, so that every call's rows split over them: 100 at 32 on 8 shards → 4 calls of 32)."""
+    batch shards, so that every call's rows split over them: 100 at 32 on 8 shards → 4 calls of 32) — where
+    ``batch_size`` is one (otherwise rows stay ≤ ``batch_size`` and run replicated)."""
     calls = max(1, -(-n // batch_size))
-    even = -(-n // calls)
-    return max(multiple, -(-even // multiple) * multiple)
+    even = max(1, -(-n // calls))
+    if batch_size % multiple:
+        return even
+    return -(-even // multiple) * multiple
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,9 +101,10 @@ def batch_needs(lengths: Sequence[int] | np.ndarray, batch_size: int) -> list[in
     return [int(ordered[lo]) for lo in range(0, len(ordered), batch_size)]
 
 
-def plan_widths(needs: Sequence[int], rows: int, shape_cost: float, multiple: int = 16) -> Widths:
-    """The widths (multiples of ``multiple``) for batches of ``rows`` rows needing ``needs`` tokens each that
-    minimise ``rows · Σ width(batch) + shape_cost · number of widths`` — padded tokens against compiles.
+def plan_widths(needs: Sequence[int], rows: int | Sequence[int], shape_cost: float, multiple: int = 16) -> Widths:
+    """The widths (multiples of ``multiple``) for batches needing ``needs`` tokens each, of ``rows`` rows (one
+    count for all, or one per batch), that minimise ``Σ rows · width(batch) + shape_cost · number of widths``
+    — padded tokens against compiles.
 
     Exact: the optimal widths are among the batches' own rounded needs, and with them sorted, each width
     serves a contiguous run of needs (the narrowest width holding it), so a dynamic program over the sorted
@@ -108,15 +112,17 @@ def plan_widths(needs: Sequence[int], rows: int, shape_cost: float, multiple: in
     """
     if not len(needs):
         return Widths(())
-    if rows < 1 or shape_cost < 0:
+    weights = np.broadcast_to(np.asarray(rows, np.int64), (len(needs),))
+    if weights.min() < 1 or shape_cost < 0:
         raise ValueError(f"plan_widths: rows={rows} must be ≥ 1 and shape_cost={shape_cost} ≥ 0")
-    sizes, counts = np.unique([bucket(int(n), multiple) for n in needs], return_counts=True)
-    before = np.concatenate([[0], np.cumsum(counts)])  # batches needing at most sizes[j - 1]
+    sizes, slot = np.unique([bucket(int(n), multiple) for n in needs], return_inverse=True)
+    counts = np.bincount(slot, weights=weights, minlength=len(sizes))  # rows needing each rounded width
+    before = np.concatenate([[0], np.cumsum(counts)])  # rows needing at most sizes[j - 1]
     best = np.full(len(sizes) + 1, np.inf)
     best[0], came_from = 0.0, np.zeros(len(sizes) + 1, np.int64)
     for j in range(1, len(sizes) + 1):  # sizes[j - 1] is the widest width so far, serving needs i … j − 1
         for i in range(j):
-            cost = best[i] + shape_cost + rows * int(sizes[j - 1]) * (before[j] - before[i])
+            cost = best[i] + shape_cost + int(sizes[j - 1]) * (before[j] - before[i])
             if cost < best[j]:
                 best[j], came_from[j] = cost, i
     chosen, j = [], len(sizes)
@@ -131,14 +137,19 @@ def plan_for(config, masks: Sequence[np.ndarray], batch_size: int, balanced: int
     in batches of ``batch_size`` rows (``balanced``: :func:`balanced_rows` of each list, rows a multiple of
     ``balanced``), for a model of ``config`` on this platform (:func:`shape_cost_tokens`): one plan, so the
     lists share their compiles."""
-    rows = lambda m: batch_size if balanced is None else balanced_rows(len(m), batch_size, balanced)  # noqa: E731
-    needs = [n for m in masks for n in batch_needs(np.asarray(m).sum(axis=1), rows(m))]
-    return plan_widths(needs, batch_size, shape_cost_tokens(config))
+    needs, rows = [], []
+    for m in masks:
+        per_call = batch_size if balanced is None else balanced_rows(len(m), batch_size, balanced)
+        needs += batch_needs(np.asarray(m).sum(axis=1), per_call)
+        rows += [per_call] * (len(needs) - len(rows))
+    return plan_widths(needs, rows, shape_cost_tokens(config))
 
 
-def padded_tokens(needs: Sequence[int], rows: int, widths) -> int:
-    """Prompt positions the batches occupy once padded (``rows`` each) under a width rule."""
-    return int(sum(rows * widths(int(n)) for n in needs))
+def padded_tokens(needs: Sequence[int], rows: int | Sequence[int], widths) -> int:
+    """Prompt positions the batches occupy once padded (``rows`` each, or one count per batch) under a width
+    rule."""
+    weights = np.broadcast_to(np.asarray(rows, np.int64), (len(needs),))
+    return int(sum(int(r) * widths(int(n)) for n, r in zip(needs, weights)))
 
 
 def longest_first(ids: np.ndarray, mask: np.ndarray, batch_size: int, widths=bucket) -> Iterator:

@@ -36,14 +36,17 @@ def test_float_ids_are_refused(js_random):
         check_tokens(js_random.config, np.ones((2, 5), np.float32))
 
 
-def test_a_new_batch_width_compiles_only_the_forward_pass(js_random):
+def test_a_new_batch_width_compiles_only_the_forward_pass(model_factory):
     """``jnp.asarray`` of a host array compiles a copy program per shape: a forward at a width never seen
-    before must compile exactly one program (the forward itself), and a second call at it none."""
-    width = 37  # no other test uses it
-    ids = np.full((3, width), 5, np.int32)
+    before must compile exactly one program (the forward itself), and a second call at it none. (A config of
+    its own: other tests' compiles cannot be in the cache.)"""
+    from jaxsteer.config import tiny
+
+    model = model_factory(tiny(rms_norm_eps=3.5e-6), seed=5)
+    ids = np.full((3, 37), 5, np.int32)
     with compiles() as n:
-        jaxsteer.forward(js_random, ids, np.ones_like(ids), logits_at="last")
+        jaxsteer.forward(model, ids, np.ones_like(ids), logits_at="last")
     assert n() == 1
     with compiles() as n:
-        jaxsteer.forward(js_random, ids + 1, np.ones_like(ids), logits_at="last")
+        jaxsteer.forward(model, ids + 1, np.ones_like(ids), logits_at="last")
     assert n() == 0

@@ -246,16 +246,20 @@ def test_blend_mc_loglik_variant_is_labelled_and_matches_brute_force(tiny_model)
     assert abs(out["accuracy"] - 100.0 * hits / len(qs)) < 1e-9
 
 
-def test_scoring_a_new_width_compiles_the_forward_and_one_fused_option_program(tiny_model):  # noqa: F811
-    """Two programs a new batch shape (the forward, and log-softmax + take jitted together); none again."""
+def test_scoring_a_new_width_compiles_the_forward_and_one_fused_option_program(model_factory):
+    """Two programs a new batch shape (the forward, and log-softmax + take jitted together); none again. A
+    config of its own (a static argument of every program) keeps other tests' compiles out of the count."""
     from compile_counter import compiles
 
-    ids = np.full((3, 41), 7, np.int32)  # a width no other test uses
+    from jaxsteer.config import tiny
+
+    model = model_factory(tiny(rms_norm_eps=2.5e-6), seed=4)
+    ids = np.full((3, 41), 7, np.int32)
     mask = np.ones_like(ids)
     options = (4, 5, 6)
     with compiles() as n:
-        score_multiple_choice(tiny_model, ids, mask, options, [0, 1, 2], batch_size=3, progress=False)
+        score_multiple_choice(model, ids, mask, options, [0, 1, 2], batch_size=3, progress=False)
     assert n() == 2
     with compiles() as n:
-        score_multiple_choice(tiny_model, ids + 1, mask, options, [0, 1, 2], batch_size=3, progress=False)
+        score_multiple_choice(model, ids + 1, mask, options, [0, 1, 2], batch_size=3, progress=False)
     assert n() == 0

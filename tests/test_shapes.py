@@ -55,6 +55,8 @@ def test_balanced_rows_on_a_mesh_are_a_multiple_of_its_batch_shards():
         for shards in (1, 2, 4, 8):
             rows = balanced_rows(n, 32, shards)
             assert rows % shards == 0 and rows <= 32 and -(-n // rows) == -(-n // 32)
+    # a batch size the shards do not divide: never above it (the user's memory cap), rows run replicated
+    assert [balanced_rows(100, 12, 8), balanced_rows(5, 4, 8), balanced_rows(9, 10, 4)] == [12, 3, 9]
 
 
 def test_plan_widths_trades_padding_against_compiles_by_hand():
@@ -65,6 +67,10 @@ def test_plan_widths_trades_padding_against_compiles_by_hand():
     assert plan_widths(needs, 10, 6000) == Widths((304,))
     assert plan_widths(needs, 10, 0) == Widths((112, 304))  # free compiles: every rounded need
     assert plan_widths([], 10, 5000) == Widths(())
+    # rows per batch weigh the padding: a full batch at 100 tokens and a one-row batch at 300 keep two widths
+    # (100·112 + 304 + 2·5000 = 21 504 < 100·304 + 304 + 5000); the other way round, one
+    assert plan_widths([100, 300], [100, 1], 5000) == Widths((112, 304))
+    assert plan_widths([100, 300], [1, 100], 5000) == Widths((304,))
 
 
 def _cost(needs, rows, cost, widths):

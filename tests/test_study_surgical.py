@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tiny_checkpoint import FIXTURES, tiny_model  # noqa: F401
 
 import jaxsteer
 from jaxsteer.config import tiny
@@ -182,3 +183,34 @@ def test_a_scorer_returning_the_wrong_count_fails_loudly():
     with pytest.raises(ValueError, match="returned 1 scores for 9 candidates"):
         select_loc(stub_model(), bench_of(), "zh", None, 3, vectors(1, "LOC"), False,
                    score=lambda *a, progress: [1.0])  # fmt: skip
+
+
+def test_extraction_shares_one_width_plan_and_needs_only_its_own_data(tiny_model, tmp_path):  # noqa: F811
+    """EN and LOC read every language's pairs at widths from one plan, with the vectors an unplanned
+    extraction gives; extracting EN alone works on a data root without BLEnD (the plan leaves LOC out)."""
+    import shutil
+
+    import jaxsteer.steering.extract as ex
+    from jaxsteer.steering.extract import extract
+    from jaxsteer.study.surgical import dev1_pairs, extract_kind, extraction_widths
+
+    cfg = ExperimentConfig(data=FIXTURES, languages=("zh", "ko"), allow_small=True, batch_size=4, pooled=False)
+    bench = Benchmarks(cfg)
+    plan = extraction_widths(tiny_model, bench, "EN", cfg.languages)
+    assert extraction_widths(tiny_model, bench, "LOC", cfg.languages) is plan  # planned once for both kinds
+    for kind in ("EN", "LOC"):
+        got = extract_kind(tiny_model, bench, kind, cfg.languages, progress=False)
+        for lang in cfg.languages:
+            alone = extract(tiny_model, dev1_pairs(tiny_model, bench, kind, lang), batch_size=4, progress=False)
+            np.testing.assert_allclose(got[lang].vectors, alone.vectors, rtol=1e-4, atol=1e-5)
+
+    data = tmp_path / "data"
+    shutil.copytree(FIXTURES, data, ignore=shutil.ignore_patterns("blend"))
+    bench = Benchmarks(ExperimentConfig(data=str(data), languages=("zh",), allow_small=True, batch_size=4))
+    widths, real = [], ex.layer_activations
+    try:
+        ex.layer_activations = lambda p, i, m, **k: widths.append(i.shape[1]) or real(p, i, m, **k)
+        assert "zh" in extract_kind(tiny_model, bench, "EN", ("zh",), progress=False)
+    finally:
+        ex.layer_activations = real
+    assert widths and set(widths) <= set(extraction_widths(tiny_model, bench, "EN", ("zh",)).sizes)

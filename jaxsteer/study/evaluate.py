@@ -51,25 +51,24 @@ def gmmlu_inputs(model: Model, bench: Benchmarks, lang: str, part: str):
     """Token arrays, option ids and answers of a language's questions (for sweeps); tokenised once per
     experiment (:func:`scoring_widths` reads every language's lengths first)."""
     tok = _tokenizer(model)
-    key = ("gmmlu inputs", lang, part, id(tok))
-    if key not in bench.memo:
+
+    def tokenise():
         chat = tok if bench.cfg.chat else None
         reqs = [prompts.mc_prompt(q, bool(chat), chat) for q in bench.gmmlu(lang, part)]
         ids, mask = encode_batch(tok, [r.context for r in reqs])
-        answers = np.array([r.answer for r in reqs])
-        bench.memo[key] = ids, mask, single_token_ids(tok, reqs[0].continuations), answers
-    return bench.memo[key]
+        return ids, mask, single_token_ids(tok, reqs[0].continuations), np.array([r.answer for r in reqs])
+
+    return bench.remember(("gmmlu inputs", lang, part), tokenise, tok)
 
 
 def scoring_widths(model: Model, bench: Benchmarks, part: str) -> Widths:
     """One plan of padded widths (:func:`~jaxsteer.shapes.plan_widths`) for scoring a Global-MMLU split in
     every language of the experiment, longest prompts first in batches of ``batch_size``: the scoring programs
     compile once a width for all languages, and only as many widths as save more compute than they cost."""
-    key = ("gmmlu widths", part, id(_tokenizer(model)))
-    if key not in bench.memo:
-        masks = [gmmlu_inputs(model, bench, lang, part)[1] for lang in bench.cfg.languages]
-        bench.memo[key] = plan_for(model.config, masks, bench.cfg.batch_size)
-    return bench.memo[key]
+    plan = lambda: plan_for(  # noqa: E731
+        model.config, [gmmlu_inputs(model, bench, lang, part)[1] for lang in bench.cfg.languages], bench.cfg.batch_size
+    )
+    return bench.remember(("gmmlu widths", part, model.config.config_hash()), plan, _tokenizer(model))
 
 
 def blend_accuracy(
@@ -92,16 +91,13 @@ def blend_width(bench: Benchmarks, tok) -> int:
     decode loop then compiles once for plain/steered evaluation and once for the Dev2 plan grid, instead of
     once per language and width (a 12B decode loop compiles in 7–18 s; the extra padding costs a little
     prefill). Computed once per ``Benchmarks`` and tokenizer."""
-    cache, key = bench.memo, ("blend", id(tok))
-    if key not in cache:
-        widths = [
-            encode_batch(tok, texts)[0].shape[1]
-            for lang in bench.cfg.languages
-            for part in ("dev2", "test")
-            if (texts := blend_texts(bench, lang, part, tok)[1])
-        ]
-        cache[key] = max(widths, default=1)
-    return cache[key]
+    widths = lambda: [  # noqa: E731
+        encode_batch(tok, texts)[0].shape[1]
+        for lang in bench.cfg.languages
+        for part in ("dev2", "test")
+        if (texts := blend_texts(bench, lang, part, tok)[1])
+    ]
+    return bench.remember(("blend width",), lambda: max(widths(), default=1), tok)
 
 
 def blend_accuracies(

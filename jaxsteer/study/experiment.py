@@ -15,7 +15,8 @@ import json
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from jaxsteer.data import blend as blend_data
 from jaxsteer.data import decontext, gmmlu, prompts, splits
@@ -127,9 +128,17 @@ class Benchmarks:
         self._gmmlu: dict[str, list[gmmlu.MCQuestion]] = {}
         self._blend: dict[str, list[BlendItem]] = {}
         self.splits: dict[str, dict[str, splits.Split]] = {"gmmlu": {}, "blend": {}}
-        # computed once per experiment and tokenizer (id): tokenised Global-MMLU inputs and the padded shapes
-        # planned for all languages at once (study.evaluate.blend_width, scoring_widths; surgical.extract_kind)
-        self.memo: dict[tuple, object] = {}
+        self._memo: dict[tuple, tuple] = {}
+
+    def remember(self, key: tuple, compute: Callable[[], Any], *named: object) -> Any:
+        """``compute()`` once per ``key`` for this experiment (tokenised inputs; padded shapes planned for all
+        languages at once: ``study.evaluate.scoring_widths``, ``blend_width``, ``study.surgical``). ``named``:
+        the objects ``key`` names by ``id`` (a tokenizer) — held with the value, so that no later object can
+        take their id while the entry lives."""
+        key = (*key, *map(id, named))
+        if key not in self._memo:
+            self._memo[key] = (named, compute())
+        return self._memo[key][1]
 
     def _split(self, bench: str, lang: str, ids: Sequence[str]) -> splits.Split:
         if lang not in self.splits[bench]:

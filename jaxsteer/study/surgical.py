@@ -24,7 +24,7 @@ from typing import Protocol, runtime_checkable
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsteer.errors import InputError
+from jaxsteer.errors import InputError, JaxsteerError
 from jaxsteer.model.model import Model, batch_shards
 from jaxsteer.shapes import Widths, plan_for
 from jaxsteer.steering.extract import TokenPairs, extract, normalise, pool
@@ -40,7 +40,7 @@ def extract_kind(model: Model, bench: Benchmarks, kind: str, langs, progress: bo
     """EN or LOC vectors per language (and ``"pooled"`` when the config asks for it) from Dev1 pairs."""
     cfg = bench.cfg
     per_lang, extractions = {}, {}
-    widths = extraction_widths(model, bench, langs)
+    widths = extraction_widths(model, bench, kind, langs)
     for lang in langs:
         ex = extract(
             model, dev1_pairs(model, bench, kind, lang), cfg.method, cfg.read, cfg.batch_size, progress, widths
@@ -55,21 +55,32 @@ def extract_kind(model: Model, bench: Benchmarks, kind: str, langs, progress: bo
 
 def dev1_pairs(model: Model, bench: Benchmarks, kind: str, lang: str) -> TokenPairs:
     """A language's EN or LOC contrastive pairs on Dev1, tokenised (once per experiment)."""
-    key = ("dev1 pairs", kind, lang, id(model.tokenizer))
-    if key not in bench.memo:
-        pairs = (bench.en_pairs if kind == "EN" else bench.loc_pairs)(lang, "dev1", model.tokenizer)
-        bench.memo[key] = TokenPairs.from_texts(model.tokenizer, [p for p, _ in pairs], [n for _, n in pairs])
-    return bench.memo[key]
+    tok = model.tokenizer
+
+    def tokenise():
+        pairs = (bench.en_pairs if kind == "EN" else bench.loc_pairs)(lang, "dev1", tok)
+        return TokenPairs.from_texts(tok, [p for p, _ in pairs], [n for _, n in pairs])
+
+    return bench.remember(("dev1 pairs", kind, lang), tokenise, tok)
 
 
-def extraction_widths(model: Model, bench: Benchmarks, langs) -> Widths:
-    """One width plan for reading every EN and LOC pair of ``langs``: the all-layer read compiles once a width
-    for both kinds and every language (:func:`~jaxsteer.shapes.plan_for`, balanced rows as extraction reads)."""
-    key = ("extraction widths", tuple(langs), id(model.tokenizer))
-    if key not in bench.memo:
-        masks = [dev1_pairs(model, bench, kind, lang).both_sides()[1] for kind in ("EN", "LOC") for lang in langs]
-        bench.memo[key] = plan_for(model.config, masks, bench.cfg.batch_size, balanced=batch_shards(model))
-    return bench.memo[key]
+def extraction_widths(model: Model, bench: Benchmarks, kind: str, langs) -> Widths:
+    """One width plan for reading every EN and LOC pair of ``langs`` (:func:`~jaxsteer.shapes.plan_for`, balanced
+    rows as extraction reads them): the all-layer read compiles once a width for both kinds and every language.
+    The other kind's pairs join the plan where its data is there (extracting EN alone needs no BLEnD)."""
+
+    def plan():
+        masks = [dev1_pairs(model, bench, kind, lang).both_sides()[1] for lang in langs]
+        other = "LOC" if kind == "EN" else "EN"
+        for lang in langs:
+            try:
+                masks.append(dev1_pairs(model, bench, other, lang).both_sides()[1])
+            except JaxsteerError:  # missing or too small data for the kind not asked for: plan without it
+                continue
+        return plan_for(model.config, masks, bench.cfg.batch_size, balanced=batch_shards(model))
+
+    key = ("extraction widths", tuple(sorted(langs)), model.config.config_hash(), batch_shards(model))
+    return bench.remember(key, plan, model.tokenizer)
 
 
 def _as_set(model, ex, kind, langs, normalisation) -> VectorSet:
