@@ -296,6 +296,8 @@ def print_full(report: dict) -> None:
     print(_line("TOTAL run_experiment", total, "", compiles, compile_s, 1.0 if total else None))
     if full.get("compilation_cache_hits"):
         print(f"  ({full['compilation_cache_hits']} of the compiles were persistent compilation-cache hits)")
+    for what, shapes in full.get("shapes", {}).items():  # rows × width (× plans): one compile each
+        print(f"  {what} shapes: " + ", ".join("×".join(map(str, s)) for s in shapes))
     selection = sum(r["wall_s"] for r in top if r["stage"].startswith("select"))
     report["summary"] = {"experiment_s": total, "selection_s": selection, "compiles": compiles, "compile_s": compile_s}
     sys.stdout.flush()

@@ -165,6 +165,39 @@ def benchmark_split(clock: Clock):
             setattr(ev, name, fn)
 
 
+@contextlib.contextmanager
+def recorded_shapes(payload: dict):
+    """The distinct input shapes of the experiment's compiled programs — extraction's all-layer read, the
+    Global-MMLU grid scoring and each generation (prompt rows × width, and plans) — into ``payload["shapes"]``:
+    how many shapes the padding plan left (each compiles once)."""
+    from jaxsteer.model import decode
+    from jaxsteer.steering import extract
+    from jaxsteer.study import evaluate as ev
+
+    seen: dict[str, set] = {"extraction": set(), "Global-MMLU": set(), "generate": set()}
+    patched = ((extract, "layer_activations", "extraction", 1), (ev, "run_grid", "Global-MMLU", 1),
+               (decode, "generate_core", "generate", 1))  # fmt: skip
+    saved = []
+    for module, name, what, arg in patched:
+        fn = getattr(module, name)
+        saved.append((module, name, fn))
+
+        def wrapped(*a, _fn=fn, _what=what, _arg=arg, **k):
+            shape = tuple(a[_arg].shape)
+            if _what == "generate" and k.get("plans") is not None:
+                shape += (len(k["plans"]),)
+            seen[_what].add(shape)
+            return _fn(*a, **k)
+
+        setattr(module, name, wrapped)
+    try:
+        yield
+    finally:
+        for module, name, fn in saved:
+            setattr(module, name, fn)
+        payload["shapes"] = {what: sorted(map(list, shapes)) for what, shapes in seen.items()}
+
+
 # --- models --------------------------------------------------------------------------------------------
 def device_model(config, tokenizer, seed: int):
     """Random bf16 weights drawn on the device (jaxsteer's init, std 0.02)."""
@@ -230,7 +263,7 @@ def run_full(spec: dict, out_path: str, role: str = "full") -> None:
     cfg = world.experiment_config(spec, exp_dir)
     print(f"[full] run_experiment: {len(cfg.languages)} languages, layers {cfg.layers_for(config.num_layers)}, "
           f"γ grid {len(cfg.loc_gammas)}, batch {cfg.batch_size}, {cfg.max_new_tokens} new tokens", flush=True)  # fmt: skip
-    with benchmark_split(clock), clock.stage("experiment"):
+    with benchmark_split(clock), recorded_shapes(payload), clock.stage("experiment"):
         result = run_experiment(
             cfg, {"base": model}, ("base",), exp_dir, progress=False, measures=timed_measures(clock)
         )
