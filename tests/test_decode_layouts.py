@@ -1,5 +1,6 @@
-"""The two decode layouts agree: the scanned step over a full-length cache and the unrolled step whose
-sliding layers keep only a window-sized ring buffer (window < prompt + new tokens, left padding, steering)."""
+"""The decode layouts agree: the scanned step over a full-length cache and the unrolled step whose sliding
+layers keep only a window-sized ring buffer (window < prompt + new tokens, left padding, steering), on a
+per-layer weight copy or on static slices of the stacked weights (``"sliced"``)."""
 
 import numpy as np
 
@@ -19,7 +20,9 @@ def test_ring_buffer_decode_equals_scanned_full_cache():
     kw = dict(max_new_tokens=9, attention_mask=mask, steering=steer, eos_token_id=-1)
     scanned = np.asarray(jaxsteer.generate(model, ids, decode_layout="scan", **kw))
     ring = np.asarray(jaxsteer.generate(model, ids, decode_layout="unrolled", **kw))
+    sliced = np.asarray(jaxsteer.generate(model, ids, decode_layout="sliced", **kw))
     np.testing.assert_array_equal(ring, scanned)
+    np.testing.assert_array_equal(sliced, scanned)
     assert len(set(scanned[0].tolist())) > 1  # not a degenerate constant output
 
 
@@ -41,3 +44,59 @@ def test_fused_layer_copy_computes_the_same_block():
     (out, kv), (out_f, kv_f) = (block(p, h, ctx, True, cfg, "xla") for p in (layer, fused))
     np.testing.assert_allclose(np.asarray(out_f), np.asarray(out), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(np.asarray(kv_f[1]), np.asarray(kv[1]), rtol=1e-5, atol=1e-5)
+
+
+def _while_bodies(hlo: str) -> dict[str, list[str]]:
+    """Each computation of an optimised HLO module named as some ``while`` loop's body: its lines."""
+    import re
+
+    names = set(re.findall(r"body=(%?[\w.\-]+)", hlo))
+    bodies, current = {}, None
+    for line in hlo.splitlines():
+        head = line.split(" ")[0]
+        if line and not line.startswith(" ") and line.rstrip().endswith("{"):
+            current = head if head in names or "%" + head.lstrip("%") in names else None
+            if current is not None:
+                bodies[current] = []
+        elif current is not None:
+            bodies[current].append(line)
+    return bodies
+
+
+def test_unrolled_decode_updates_the_cache_in_place():
+    """Each unrolled layer writes its new key/value before attending, so the decode loop never copies a
+    layer's cache (reading the old cache beside a later write made XLA copy all of them every step)."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxsteer.model import decode
+
+    for window in (64, 3):  # full caches, and ring buffers on the sliding layers
+        cfg = tiny(sliding_window=window)
+        model = jaxsteer.Model.random(cfg, seed=1)
+        ids = jnp.ones((2, 6), jnp.int32)
+        split = decode._split_layers(model.params["layers"], cfg, fuse=True)
+        hlo = (
+            decode.generate_core.lower(
+                model.params,
+                ids,
+                ids,
+                None,
+                jax.random.PRNGKey(0),
+                config=cfg,
+                max_new_tokens=5,
+                temperature=0.0,
+                top_k=None,
+                eos_ids=(1,),
+                impl="xla",
+                split_layers=split,
+            )  # fmt: skip
+            .compile()
+            .as_text()
+        )
+        shapes = {f"[2,{cfg.num_kv_heads},{n},{cfg.head_dim}]" for n in (11, window)}  # full cache, ring
+        bodies = _while_bodies(hlo)
+        decode_body = [b for b in bodies.values() if any(s in line for line in b for s in shapes)]
+        assert decode_body, "no decode loop found"
+        copies = [line for b in decode_body for line in b if " copy(" in line and any(s in line for s in shapes)]
+        assert not copies, copies[:2]

@@ -39,7 +39,7 @@ def separate(model, ids, mask, deltas, layout, scope="all"):
     return np.asarray(jaxsteer.generate(model, ids, NEW, mask, steering=plan, eos_token_id=-1, decode_layout=layout))
 
 
-@pytest.mark.parametrize("layout", ["unrolled", "scan"])
+@pytest.mark.parametrize("layout", ["unrolled", "scan", "sliced"])
 def test_grid_equals_separate_runs(model, prompt, vectors, layout):
     ids, mask = prompt
     grid = pair_grid(vectors, [1], [2.0], vectors, [3, 4], [0.0, 1.0, 3.0])  # first steered layer 1: shared prefix

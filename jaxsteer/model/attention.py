@@ -235,3 +235,22 @@ def cached_attention(
     mixed = mixed + p_self[..., None] * v_self[:, 0, :, None, :].astype(jnp.float32)
     out = (mixed / denom[..., None]).astype(q.dtype)
     return out.reshape(b, 1, h, dh)
+
+
+def cache_attention(
+    q: Float[Array, "B 1 H Dh"],
+    k_cache: Float[Array, "B K S Dh"],
+    v_cache: Float[Array, "B K S Dh"],
+    visible: Bool[Array, "B S"],
+    scale: float,
+) -> Float[Array, "B 1 H Dh"]:
+    """One decode step over a cache that already holds the new token's key and value (the unrolled step
+    writes first: the write is then the cache's last use and XLA updates it in place)."""
+    b, _, h, dh = q.shape
+    kv = k_cache.shape[1]
+    qg = q.reshape(b, kv, h // kv, dh)
+    scores = jnp.einsum("bkgd,bksd->bkgs", qg, k_cache, preferred_element_type=jnp.float32) * scale
+    scores = jnp.where(visible[:, None, None, :], scores, _NEG)
+    p = jax.nn.softmax(scores, axis=-1)
+    out = jnp.einsum("bkgs,bksd->bkgd", p.astype(v_cache.dtype), v_cache, preferred_element_type=jnp.float32)
+    return out.astype(q.dtype).reshape(b, 1, h, dh)

@@ -18,7 +18,7 @@ from jaxtyping import Array, Float, Int
 
 from jaxsteer.config import GemmaConfig
 from jaxsteer.errors import InputError
-from jaxsteer.model.attention import cached_attention, resolve_impl
+from jaxsteer.model.attention import cache_attention, cached_attention, resolve_impl
 from jaxsteer.model.family import family_of
 from jaxsteer.model.model import Model, check_new_tokens, check_tokens, on_mesh, ones_mask
 from jaxsteer.model.plan_tree import PlanTree, chunked_plans, run_plan_tree
@@ -108,7 +108,7 @@ def prefill(
 
 @functools.partial(
     jax.jit,
-    static_argnames=("config", "max_new_tokens", "temperature", "top_k", "eos_ids", "impl", "tree"),
+    static_argnames=("config", "max_new_tokens", "temperature", "top_k", "eos_ids", "impl", "tree", "slice_weights"),
 )
 def generate_core(
     params,
@@ -126,14 +126,20 @@ def generate_core(
     split_layers: tuple | None = None,
     plans: Float[Array, "G L D"] | None = None,
     tree: PlanTree | None = None,
+    slice_weights: bool = False,
 ) -> GenerateOutput:
     """Prefill + decode loop. ``split_layers`` (one weight pytree per layer) selects the unrolled
     decode step, which reads each layer's weights and cache in place; without it the step scans the
     stacked weights, whose per-layer dynamic slices XLA copies (2.6× slower when memory-bound).
+    ``slice_weights``: the unrolled step on static slices of the stacked weights taken inside this program
+    (no copy made before the call; whether XLA materialises the slices is what the ``"sliced"`` layout of
+    :func:`generate` is there to measure).
 
     ``plans`` (dense deltas ``[G, L, D]``) decodes every prompt under every plan in one loop: the batch
     is ``G·B`` rows, plan-major; ``steering`` then only says *where* to add (its scope).
     """
+    if slice_weights:
+        split_layers = tuple(jax.tree.map(lambda a, i=i: a[i], params["layers"]) for i in range(config.num_layers))
     copies = 1 if plans is None else plans.shape[0]
     prompts = input_ids.shape[0]
     b, t = copies * prompts, input_ids.shape[1]
@@ -168,35 +174,42 @@ def generate_core(
     tokens = jnp.full((b, max_new_tokens), config.pad_token_id, jnp.int32).at[:, 0].set(first)
 
     # --- decode: token `step` (at index t + step) goes in, token `step + 1` comes out ---------------
-    def step_layers(h, ctx, deltas, cache: Cache, index, before, window):
+    def step_layers(h, ctx, deltas, cache: Cache, index, before, at_index, window):
         """The cached step through every layer; returns the new hidden state and the updated cache."""
-        vis_g, vis_l = before, before & window
-        if ring:
-            # slot s of a ring holds index cur−1−((cur−1−s) mod W): the last W indices before this token
-            slots = jnp.arange(window_size)
-            held = index - 1 - jnp.mod(index - 1 - slots, window_size)
-            vis_ring = (held >= 0)[None] & jnp.take(key_valid, jnp.maximum(held, 0), axis=1)
-            vis_ring &= (index - held < window_size)[None]  # the slot about to be overwritten is out of the window
+        if not unrolled:  # the scan reads each layer's cache slice; one in-place write of every new entry after
 
-        def attend(q, k, v, flag, extra):
-            # flags are static Python bools when unrolled: ring layers see their ring slots
-            visible = vis_ring if unrolled and ring and not flag else jnp.where(flag, vis_g, vis_l)
-            return cached_attention(q, k, v, extra.k, extra.v, visible, config.attn_scale)
+            def attend(q, k, v, flag, extra):
+                visible = jnp.where(flag, before, before & window)
+                return cached_attention(q, k, v, extra.k, extra.v, visible, config.attn_scale)
 
-        layers = split_layers if unrolled else params["layers"]
-        h, new = run_layers(
-            layers, h, ctx, config=config, deltas=deltas, per_layer=cache,
-            attend=attend, collect=lambda h, kv: kv, impl=impl,
-        )  # fmt: skip
-        if not unrolled:  # one in-place write of every layer's new entry
+            h, new = run_layers(
+                params["layers"], h, ctx, config=config, deltas=deltas, per_layer=cache,
+                attend=attend, collect=lambda h, kv: kv, impl=impl,
+            )  # fmt: skip
             update = functools.partial(jax.lax.dynamic_update_slice_in_dim, start_index=index, axis=3)
             return h, KVCache(*(update(c, jnp.swapaxes(x, 2, 3)) for c, x in zip(cache, new)))
-        out = []
-        for i, (c, (k, v)) in enumerate(zip(cache, new)):
-            at = jnp.mod(index, window_size) if ring and not config.is_global[i] else index
-            update = functools.partial(jax.lax.dynamic_update_slice_in_dim, start_index=at, axis=2)
-            out.append(KVCache(update(c.k, jnp.swapaxes(k, 1, 2)), update(c.v, jnp.swapaxes(v, 1, 2))))
-        return h, tuple(out)
+        # unrolled: each layer writes its new entry first and attends over its updated cache, so the write is
+        # the old cache's last use and XLA updates the loop's buffers in place (reading the old cache beside a
+        # later write made it copy every layer's cache every step: on a CPU, 12 layers × 32 rows × 1090
+        # positions, 119 → 68 ms a step)
+        visible_global, visible_local = before | at_index, (before & window) | at_index
+        if ring:  # slot s holds index cur − ((cur − s) mod W) once the current token is written: the last W
+            held = index - jnp.mod(index - jnp.arange(window_size), window_size)
+            visible_ring = (held >= 0)[None] & jnp.take(key_valid, jnp.maximum(held, 0), axis=1)
+        updated = []  # one entry a layer, in order: the unrolled runner calls attend once per layer
+
+        def write_then_attend(q, k, v, flag, extra):
+            ring_layer = ring and not flag  # flags are static Python bools when unrolled
+            at = jnp.mod(index, window_size) if ring_layer else index
+            write = functools.partial(jax.lax.dynamic_update_slice_in_dim, start_index=at, axis=2)
+            entry = KVCache(write(extra.k, jnp.swapaxes(k, 1, 2)), write(extra.v, jnp.swapaxes(v, 1, 2)))
+            updated.append(entry)
+            visible = visible_ring if ring_layer else (visible_global if flag else visible_local)
+            return cache_attention(q, entry.k, entry.v, visible, config.attn_scale)
+
+        h, _ = run_layers(split_layers, h, ctx, config=config, deltas=deltas, per_layer=cache,
+                          attend=write_then_attend, impl=impl)  # fmt: skip
+        return h, tuple(updated)
 
     def body(state):
         step, tokens, cache, done, key = state
@@ -206,8 +219,9 @@ def generate_core(
         token = jax.lax.dynamic_slice_in_dim(tokens, step, 1, axis=1)
         h, ctx = prepare(params, token, None, pos, config=config, steer_mask=steer_mask)
         before = (jnp.arange(total) < index)[None] & key_valid
+        at_index = (jnp.arange(total) == index)[None]
         window = (pos - full_positions) < config.sliding_window
-        h, cache = step_layers(h, ctx, deltas, cache, index, before, window)
+        h, cache = step_layers(h, ctx, deltas, cache, index, before, at_index, window)
         key, sub = jax.random.split(key)
         nxt = _pick(unembed(params, h[:, 0], config), sub, temperature, top_k)
         done = done | is_eos(tokens[:, step])
@@ -258,7 +272,10 @@ def generate(
     returns how many tokens each row produced (EOS included). ``decode_layout``: ``"unrolled"`` gives
     the decode step its own copy of each layer's weights (one extra weight copy on the device for the
     call; memory-bound decoding runs ~2.6× faster), ``"scan"`` reads the stacked weights, ``"auto"``
-    unrolls when the device has room for the copy.
+    unrolls when the device has room for the copy; ``"sliced"`` runs the unrolled step on static slices of
+    the stacked weights taken inside the compiled call (no copy before it, no fused projections) — for models
+    whose copy does not fit, where it may avoid the scan's per-step weight copies (measured by
+    ``bench/forward.py gen:MODEL:B:P:N:3``; not chosen by ``"auto"``).
 
     Many plans in one call: ``plans`` — dense deltas ``[G, L, D]`` or a ``jaxsteer.steering.sweep.Grid`` —
     or a ``Steering`` whose γ has one sweep axis ``[G, L]`` decodes every prompt under every plan in one
@@ -284,10 +301,11 @@ def generate(
         total = input_ids.shape[1] + max_new_tokens
         steering.check_applicable(config, (input_ids.shape[0], total), " (prompt + new tokens)")
     eos = default_eos_ids(config) if eos_token_id is None else tuple(jnp.atleast_1d(jnp.asarray(eos_token_id)).tolist())
-    if decode_layout not in ("auto", "scan", "unrolled"):
-        raise InputError(f"decode_layout={decode_layout!r}: expected auto, scan or unrolled")
+    if decode_layout not in ("auto", "scan", "unrolled", "sliced"):
+        raise InputError(f"decode_layout={decode_layout!r}: expected auto, scan, unrolled or sliced")
     unroll = decode_layout == "unrolled" or (decode_layout == "auto" and _room_for_layer_copy(model.params))
     split = _split_layers(model.params["layers"], config, fuse=_fusable(model)) if unroll else None
+    sliced = decode_layout == "sliced"
     input_ids, attention_mask = on_mesh(model, input_ids, attention_mask)
     if steering is not None and steering.mask is not None:
         steering = steering.replace(mask=on_mesh(model, steering.mask)[0])
@@ -305,6 +323,7 @@ def generate(
         eos_ids=tuple(int(e) for e in eos),
         impl=resolve_impl(impl, model.dtype),
         split_layers=split,
+        slice_weights=sliced,
     )
     if plans is None:
         out = run()
