@@ -300,7 +300,7 @@ def generate(
     if steering is not None:
         total = input_ids.shape[1] + max_new_tokens
         steering.check_applicable(config, (input_ids.shape[0], total), " (prompt + new tokens)")
-    eos = default_eos_ids(config) if eos_token_id is None else tuple(jnp.atleast_1d(jnp.asarray(eos_token_id)).tolist())
+    eos = default_eos_ids(config) if eos_token_id is None else tuple(np.atleast_1d(np.asarray(eos_token_id)).tolist())
     if decode_layout not in ("auto", "scan", "unrolled", "sliced"):
         raise InputError(f"decode_layout={decode_layout!r}: expected auto, scan, unrolled or sliced")
     unroll = decode_layout == "unrolled" or (decode_layout == "auto" and _room_for_layer_copy(model.params))
