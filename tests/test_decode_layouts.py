@@ -100,3 +100,26 @@ def test_unrolled_decode_updates_the_cache_in_place():
         assert decode_body, "no decode loop found"
         copies = [line for b in decode_body for line in b if " copy(" in line and any(s in line for s in shapes)]
         assert not copies, copies[:2]
+
+
+def test_layer_copy_is_one_program_for_every_layer():
+    """The unrolled layout's weight copy compiles one program, whatever the depth (the layer is an argument: a
+    program slicing every layer compiled for seconds at 12B), and gives each layer's weights, fused or not."""
+    import jax
+    from compile_counter import compiles
+
+    from jaxsteer.model import decode
+    from jaxsteer.model.gemma3 import GEMMA3
+
+    cfg = tiny()
+    layers = jaxsteer.Model.random(cfg, seed=3).params["layers"]
+    for fuse in (False, True):
+        with compiles() as n:
+            split = decode._split_layers(layers, cfg, fuse=fuse)
+        assert n() == 1 and len(split) == cfg.num_layers
+        for i in (0, 4):
+            want = jax.tree.map(lambda a, i=i: a[i], layers)
+            want = GEMMA3.fuse_layer(want) if fuse else want
+            assert sorted(split[i]) == sorted(want)
+            for name in want:
+                np.testing.assert_array_equal(np.asarray(split[i][name]), np.asarray(want[name]))

@@ -1,0 +1,146 @@
+"""What a first run pays before its first result: compile time and device memory of the main programs, on
+abstract weights of a real config (no weights are made, so the 12B/27B compile on a laptop as on a GPU).
+
+    PYTHONPATH=. python3 bench/compile_cost.py [--out DIR] [--dtype bf16|f32] SPEC [SPEC ...]
+
+SPEC (``B`` rows, ``P`` prompt tokens, ``N`` new tokens, ``G`` plans):
+
+* ``fwd:MODEL:B:T`` — the scoring forward (last-position logits);
+* ``copy:MODEL`` — the unrolled decode layout's per-layer weight copy (one program, called once a layer);
+* ``gen:MODEL:B:P:N:LAYOUT`` — a steered generate call, LAYOUT ``scan``, ``unrolled`` or ``sliced``;
+* ``grid:MODEL:B:P:N:G:LAYOUT`` — one generate call of G plans as the Dev2 selection makes them (G/2
+  LOC-only plans, G/2 SUR plans with EN applied; the plan tree shares what they agree on).
+
+Per program it prints tracing + lowering seconds, XLA compile seconds, the optimised HLO's size, and
+``memory_analysis()`` per device: arguments, temporaries (what the program allocates beyond its inputs —
+a layout that materialises weight slices shows them here), outputs. On a CPU, bf16 matmuls are computed
+in fp32 (temporaries include the upcast weights), so ``--dtype`` defaults to f32 there and to bf16 on an
+accelerator; compile seconds on a CPU are a proxy for a GPU's, not a measurement of them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import STEER_LAYERS, environment, pop_option  # noqa: E402
+
+from jaxsteer.config import preset  # noqa: E402
+from jaxsteer.model import decode  # noqa: E402
+from jaxsteer.model.attention import resolve_impl  # noqa: E402
+from jaxsteer.model.plan_tree import chunked_plans  # noqa: E402
+from jaxsteer.model.transformer import forward_core, init_params  # noqa: E402
+from jaxsteer.steering.plan import Steering, first_steered_layer  # noqa: E402
+
+GIB = 2**30
+
+
+def abstract_params(cfg, dtype):
+    return jax.eval_shape(lambda: init_params(cfg, jax.random.PRNGKey(0), dtype))
+
+
+def selection_plans(cfg, name: str, g: int) -> np.ndarray:
+    """The Dev2 selection's grid: plans 0…G/2−1 LOC-only (γ = 0, 0.5, …), the rest SUR (EN at its layer)."""
+    en, loc = STEER_LAYERS[name]
+    rng = np.random.default_rng(0)
+    v_en, v_loc = rng.normal(size=cfg.hidden_size), rng.normal(size=cfg.hidden_size)
+    plans = np.zeros((g, cfg.num_layers, cfg.hidden_size), np.float32)
+    for i in range(g):
+        plans[i, loc] = 0.5 * (i % (g // 2)) * v_loc
+        plans[i, en] = 2.0 * v_en if i >= g // 2 else 0.0
+    return plans
+
+
+def lowered_programs(spec: str, dtype):
+    """``[(label, jax.stages.Lowered)]`` for one SPEC, timing nothing yet."""
+    kind, name, *rest = spec.split(":")
+    cfg = preset(name)
+    params = abstract_params(cfg, dtype)
+    impl = resolve_impl("auto", dtype)
+    ints = lambda b, t: jax.ShapeDtypeStruct((b, t), jnp.int32)  # noqa: E731
+    if kind == "fwd":
+        b, t = map(int, rest)
+        args = (params, ints(b, t), ints(b, t), None, None, None)
+        return [(spec, forward_core.lower(*args, config=cfg, return_hidden=False, logits_mode="last", impl=impl))]
+    if kind == "copy":
+        return [(spec, decode._layer_copy.lower(params["layers"], np.int32(0), config=cfg, fuse=True))]
+    if kind not in ("gen", "grid"):
+        raise SystemExit(f"{spec}: unknown kind {kind!r} (fwd, copy, gen, grid)")
+    *nums, layout = rest
+    if layout not in ("scan", "unrolled", "sliced"):
+        raise SystemExit(f"{spec}: LAYOUT {layout!r}; expected scan, unrolled or sliced")
+    b, p, n, *g = map(int, nums)
+    split = None
+    if layout == "unrolled":
+        split = jax.eval_shape(lambda layers: decode._split_layers(layers, cfg, fuse=True), params["layers"])
+    common = dict(config=cfg, max_new_tokens=n, temperature=0.0, top_k=None, eos_ids=(-1,), impl=impl,
+                  split_layers=split, slice_weights=layout == "sliced")  # fmt: skip
+    key = jax.random.PRNGKey(0)
+    if kind == "gen":
+        vec = np.random.default_rng(0).normal(size=cfg.hidden_size)
+        steer = Steering.from_layers(cfg, {cfg.num_layers // 2: vec}, gamma=2.0)
+        return [(spec, decode.generate_core.lower(params, ints(b, p), ints(b, p), steer, key, **common))]
+    plans = selection_plans(cfg, name, g[0])
+    start = min(first_steered_layer(plans), cfg.num_layers - 1)
+    part, tree, _ = chunked_plans(plans, len(plans), start)[0]
+    steer = Steering.zeros(cfg)
+    return [
+        (spec, decode.generate_core.lower(params, ints(b, p), ints(b, p), steer, key, plans=part, tree=tree, **common))
+    ]
+
+
+def measure(label: str, lowered, lower_s: float) -> dict:
+    t = time.perf_counter()
+    compiled = lowered.compile()
+    compile_s = time.perf_counter() - t
+    text = compiled.as_text() or ""
+    row = {"program": label, "lower_s": lower_s, "compile_s": compile_s,
+           "hlo_instructions": len(re.findall(r"^\s+\S+ = ", text, flags=re.M))}  # fmt: skip
+    mem = compiled.memory_analysis()
+    if mem is not None:
+        for field in ("argument", "output", "temp"):
+            row[f"{field}_gib"] = getattr(mem, f"{field}_size_in_bytes") / GIB
+    return row
+
+
+def main(argv: list[str]) -> None:
+    out = pop_option(argv, "--out", "")
+    default = "f32" if jax.default_backend() == "cpu" else "bf16"
+    dtype = {"bf16": jnp.bfloat16, "f32": jnp.float32}[pop_option(argv, "--dtype", default)]
+    if not argv:
+        raise SystemExit(__doc__)
+    env = {**environment(), "dtype": jnp.dtype(dtype).name}
+    print(f"[compile_cost] {env}", flush=True)
+    rows = []
+    for spec in argv:
+        t = time.perf_counter()
+        programs = lowered_programs(spec, dtype)  # tracing and lowering
+        lower_s = (time.perf_counter() - t) / len(programs)
+        for label, lowered in programs:
+            row = measure(label, lowered, lower_s)
+            rows.append(row)
+            mem = "  ".join(
+                f"{k[:-4]} {row[k]:6.2f} GiB" for k in ("argument_gib", "temp_gib", "output_gib") if k in row
+            )
+            print(f"{label:34s} trace+lower {row['lower_s']:6.2f} s  compile {row['compile_s']:6.2f} s  "
+                  f"{row['hlo_instructions']:6d} HLO ops  {mem}", flush=True)  # fmt: skip
+    if out:
+        os.makedirs(out, exist_ok=True)
+        with open(os.path.join(out, "compile_cost.json"), "w", encoding="utf-8") as f:
+            json.dump(
+                {"environment": env, "command": "bench/compile_cost.py " + " ".join(sys.argv[1:]), "rows": rows},
+                f,
+                indent=1,
+            )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
