@@ -126,3 +126,25 @@ def test_each_segment_scans_its_blocks_on_one_row_block_per_group(model, prompts
         (LOC - EN, 2 * b),  # LOC-only and SUR rows
         (L - LOC, 6 * b),  # every plan
     ]
+
+
+def test_a_segment_reads_its_layers_from_the_whole_stack_without_copying_them():
+    """A scan over blocks 2…7 reads each layer by index from the stack (inference); slicing ``[2:8]`` first
+    held a copy of those layers' weights — what a plan-tree prefill paid per segment. ``differentiable=True``
+    (training) keeps the slice, whose gradient is a pad rather than a full-size sum every step."""
+    from jaxsteer.model.transformer import init_params, make_context
+
+    cfg = tiny(hidden_size=128, intermediate_size=512, head_dim=32)
+    layers = jax.eval_shape(lambda: init_params(cfg, jax.random.PRNGKey(0)))["layers"]
+    h = jax.ShapeDtypeStruct((1, 4, cfg.hidden_size), jnp.float32)
+
+    def temp_bytes(differentiable):
+        def run(layers, h):
+            ctx = make_context(cfg, jnp.broadcast_to(jnp.arange(4), (1, 4)), None, None)
+            return run_layers(layers, h, ctx, config=cfg, start=2, differentiable=differentiable)[0]
+
+        return jax.jit(run).lower(layers, h).compile().memory_analysis().temp_size_in_bytes
+
+    layer = sum(np.prod(a.shape[1:]) * 4 for a in jax.tree.leaves(layers))  # one layer's weights, fp32
+    # by index: at most the step's own layer (a CPU copies a dynamic slice); sliced: all six at once
+    assert temp_bytes(False) < 1.5 * layer and temp_bytes(True) >= 6 * layer

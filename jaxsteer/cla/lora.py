@@ -239,6 +239,7 @@ def forward_hidden(
         layers, constrain(h), ctx, config=cfg, stop=stop,
         per_layer=per_layer, weights_fn=weights_fn,
         proj=lora_projection(spec.lora_scale, dropout), constrain=constrain, impl=spec.impl, remat=spec.remat,
+        differentiable=True,
     )  # fmt: skip
     return h
 

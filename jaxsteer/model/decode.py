@@ -77,7 +77,10 @@ def prefill(
     prompt_len = jnp.sum(attention_mask, axis=1)
     steer_mask = None if steering is None else steering.position_mask(positions, prompt_len, jnp.arange(t))
     h, ctx = prepare(params, input_ids, attention_mask, positions, config=config, steer_mask=steer_mask)
-    kv = lambda h, kv: kv  # noqa: E731
+    pad = [(0, 0), (0, 0), (0, max_new_tokens), (0, 0)]
+    # each layer's keys/values go straight into the decode layout [B, K, T + N, Dh]: rearranging the stacked
+    # [L, B, T, K, Dh] afterwards held both at once (bench/compile_cost.py)
+    kv = lambda h, kv: KVCache(*(jnp.pad(jnp.swapaxes(x, 1, 2), pad) for x in kv))  # noqa: E731
     if plans is None:
         deltas = None if steering is None else steering.deltas()[:, None, :]
         h, kept = run_layers(params["layers"], h, ctx, config=config, deltas=deltas, collect=kv, impl=impl)
@@ -92,17 +95,14 @@ def prefill(
             steer_mask=steer_mask, config=config, collect=kv, impl=impl,
         )  # fmt: skip
         parts += kept
-    ks, vs = (jnp.concatenate([p[i] for p in parts], axis=0) for i in (0, 1))
-    pad = [(0, 0), (0, 0), (0, 0), (0, max_new_tokens), (0, 0)]
-    stacked = KVCache(*(jnp.pad(jnp.swapaxes(x, 2, 3), pad) for x in (ks, vs)))  # [L, B, K, T + N, Dh]
-    if split_layers is None:
-        return h, stacked
+    if split_layers is None:  # [L, B, K, T + N, Dh]
+        return h, KVCache(*(jnp.concatenate([p[i] for p in parts], axis=0) for i in (0, 1)))
+    # the unrolled step's per-layer buffers come from the parts directly (no concatenated stack held beside them)
+    layers = [KVCache(k, v) for part in parts for k, v in zip(*part)]
     ring = config.sliding_window < t + max_new_tokens
     return h, tuple(
-        KVCache(*(to_ring(x[i], t, config.sliding_window) for x in stacked))
-        if ring and not config.is_global[i]
-        else KVCache(stacked.k[i], stacked.v[i])
-        for i in range(config.num_layers)
+        KVCache(*(to_ring(x, t, config.sliding_window) for x in entry)) if ring and not config.is_global[i] else entry
+        for i, entry in enumerate(layers)
     )
 
 

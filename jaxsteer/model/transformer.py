@@ -198,6 +198,7 @@ def run_layers(
     constrain=None,
     impl: str = "xla",
     remat: str | None = None,
+    differentiable: bool = False,
 ):
     """Blocks ``start … stop−1`` on the residual stream ``h``; returns ``(h, collected)``.
 
@@ -213,6 +214,12 @@ def run_layers(
     causal self-attention; ``collect(h, kv)`` picks what to keep per layer (stacked by the scan, a tuple
     when unrolled); ``constrain(h)`` pins the activations' sharding. ``remat`` names a
     ``jax.checkpoint_policies`` policy (``"nothing_saveable"``, ...) for training.
+
+    A scan over part of the stack (``start > 0`` or ``stop < L``) reads each layer by index from the whole
+    stack: slicing ``[start:stop]`` first copied those layers' weights (a 12B plan-tree prefill held its
+    segments' slices at once: +18.5 GiB of temporaries in fp32, ``bench/compile_cost.py``). That read is for
+    inference: the gradient of a stack read by index is a full-size cotangent added at every step, so a
+    caller that differentiates passes ``differentiable=True`` and gets the slice (whose transpose is a pad).
     """
     stop = config.num_layers if stop is None else stop
     family_block = family_of(config).block  # Gemma-3's ``block`` below, or another family's
@@ -245,9 +252,17 @@ def run_layers(
         return h, tuple(collected)
     if remat is not None:
         body = checkpointed(body)
-    cut = functools.partial(slice_layers, start=start, stop=stop)
     flags = jnp.asarray(config.is_global[start:stop])
-    return jax.lax.scan(body, h, (cut(layers), flags, cut(deltas), cut(per_layer)))
+    if (start, stop) == (0, config.num_layers) or differentiable:
+        cut = functools.partial(slice_layers, start=start, stop=stop)
+        return jax.lax.scan(body, h, (cut(layers), flags, cut(deltas), cut(per_layer)))
+
+    def indexed(h, xs):
+        i, flag = xs
+        at = lambda tree: jax.tree.map(lambda a: jax.lax.dynamic_index_in_dim(a, i, keepdims=False), tree)  # noqa: E731
+        return body(h, (at(layers), flag, at(deltas), at(per_layer)))
+
+    return jax.lax.scan(indexed, h, (jnp.arange(start, stop), flags))
 
 
 def slice_layers(layers, start: int, stop: int):
