@@ -1,7 +1,7 @@
 """What a first run pays before its first result: compile time and device memory of the main programs, on
 abstract weights of a real config (no weights are made, so the 12B/27B compile on a laptop as on a GPU).
 
-    PYTHONPATH=. python3 bench/compile_cost.py [--out DIR] [--dtype bf16|f32] SPEC [SPEC ...]
+    PYTHONPATH=. python3 bench/compile_cost.py [--out DIR] [--dtype bf16|f32] [--mesh D,F,M] SPEC [SPEC ...]
 
 SPEC (``B`` rows, ``P`` prompt tokens, ``N`` new tokens, ``G`` plans):
 
@@ -16,6 +16,11 @@ Per program it prints tracing + lowering seconds, XLA compile seconds, the optim
 a layout that materialises weight slices shows them here), outputs. On a CPU, bf16 matmuls are computed
 in fp32 (temporaries include the upcast weights), so ``--dtype`` defaults to f32 there and to bf16 on an
 accelerator; compile seconds on a CPU are a proxy for a GPU's, not a measurement of them.
+
+``--mesh D,F,M`` (data, fsdp, model) places the weights by the inference partition rules and splits the
+rows over data × fsdp, so the memory printed is one device's share — on a laptop, with
+``--cpu-devices N`` (forced host devices), what a 12B needs per chip of an N-chip slice (fp32 figures;
+halve the weights and caches for bf16).
 """
 
 from __future__ import annotations
@@ -26,9 +31,15 @@ import re
 import sys
 import time
 
+if "--cpu-devices" in sys.argv:  # before jax starts: forced host devices stand in for a slice's chips
+    _n = sys.argv[sys.argv.index("--cpu-devices") + 1]
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={_n}"
+    os.environ["JAX_PLATFORMS"] = "cpu"
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import STEER_LAYERS, environment, pop_option  # noqa: E402
@@ -38,13 +49,23 @@ from jaxsteer.model import decode  # noqa: E402
 from jaxsteer.model.attention import resolve_impl  # noqa: E402
 from jaxsteer.model.plan_tree import chunked_plans  # noqa: E402
 from jaxsteer.model.transformer import forward_core, init_params  # noqa: E402
+from jaxsteer.sharding import MeshSpec, batch_sharding, inference_spec, make_mesh  # noqa: E402
 from jaxsteer.steering.plan import Steering, first_steered_layer  # noqa: E402
 
 GIB = 2**30
 
 
-def abstract_params(cfg, dtype):
-    return jax.eval_shape(lambda: init_params(cfg, jax.random.PRNGKey(0), dtype))
+def abstract_params(cfg, dtype, mesh=None):
+    """Shapes (and, on a mesh, the inference placement) of the weights; nothing is allocated."""
+    shapes = jax.eval_shape(lambda: init_params(cfg, jax.random.PRNGKey(0), dtype))
+    if mesh is None:
+        return shapes
+
+    def placed(path, x):
+        name = jax.tree_util.keystr(path, simple=True, separator="/")
+        return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=NamedSharding(mesh, inference_spec(name, x.shape, mesh)))
+
+    return jax.tree_util.tree_map_with_path(placed, shapes)
 
 
 def selection_plans(cfg, name: str, g: int) -> np.ndarray:
@@ -59,19 +80,21 @@ def selection_plans(cfg, name: str, g: int) -> np.ndarray:
     return plans
 
 
-def lowered_programs(spec: str, dtype):
+def lowered_programs(spec: str, dtype, mesh=None):
     """``[(label, jax.stages.Lowered)]`` for one SPEC, timing nothing yet."""
     kind, name, *rest = spec.split(":")
     cfg = preset(name)
-    params = abstract_params(cfg, dtype)
+    params = abstract_params(cfg, dtype, mesh)
     impl = resolve_impl("auto", dtype)
-    ints = lambda b, t: jax.ShapeDtypeStruct((b, t), jnp.int32)  # noqa: E731
+    rows = None if mesh is None else batch_sharding(mesh, 2, 0)
+    ints = lambda b, t: jax.ShapeDtypeStruct((b, t), jnp.int32, sharding=rows)  # noqa: E731
+    fuse = mesh is None or mesh.shape["model"] == 1  # as decode._fusable
     if kind == "fwd":
         b, t = map(int, rest)
         args = (params, ints(b, t), ints(b, t), None, None, None)
         return [(spec, forward_core.lower(*args, config=cfg, return_hidden=False, logits_mode="last", impl=impl))]
     if kind == "copy":
-        return [(spec, decode._layer_copy.lower(params["layers"], np.int32(0), config=cfg, fuse=True))]
+        return [(spec, decode._layer_copy.lower(params["layers"], np.int32(0), config=cfg, fuse=fuse))]
     if kind not in ("gen", "grid"):
         raise SystemExit(f"{spec}: unknown kind {kind!r} (fwd, copy, gen, grid)")
     *nums, layout = rest
@@ -80,9 +103,13 @@ def lowered_programs(spec: str, dtype):
     b, p, n, *g = map(int, nums)
     split = None
     if layout == "unrolled":
-        split = jax.eval_shape(lambda layers: decode._split_layers(layers, cfg, fuse=True), params["layers"])
+        copy = decode._layer_copy.lower(params["layers"], np.int32(0), config=cfg, fuse=fuse)
+        placed = copy.compile().output_shardings  # on a mesh each copy keeps its layer's placement
+        shapes = jax.eval_shape(lambda ls: decode._layer_copy(ls, np.int32(0), config=cfg, fuse=fuse), params["layers"])
+        layer = jax.tree.map(lambda x, sh: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh), shapes, placed)
+        split = (layer,) * cfg.num_layers
     common = dict(config=cfg, max_new_tokens=n, temperature=0.0, top_k=None, eos_ids=(-1,), impl=impl,
-                  split_layers=split, slice_weights=layout == "sliced")  # fmt: skip
+                  split_layers=split, slice_weights=layout == "sliced", mesh=mesh)  # fmt: skip
     key = jax.random.PRNGKey(0)
     if kind == "gen":
         vec = np.random.default_rng(0).normal(size=cfg.hidden_size)
@@ -115,14 +142,20 @@ def main(argv: list[str]) -> None:
     out = pop_option(argv, "--out", "")
     default = "f32" if jax.default_backend() == "cpu" else "bf16"
     dtype = {"bf16": jnp.bfloat16, "f32": jnp.float32}[pop_option(argv, "--dtype", default)]
+    pop_option(argv, "--cpu-devices", "")  # read before jax started (top of this file)
+    mesh_arg = pop_option(argv, "--mesh", "")
     if not argv:
         raise SystemExit(__doc__)
-    env = {**environment(), "dtype": jnp.dtype(dtype).name}
+    mesh = None
+    if mesh_arg:
+        data, fsdp, model = (int(x) for x in mesh_arg.split(","))
+        mesh = make_mesh(MeshSpec(data=data, fsdp=fsdp, model=model))
+    env = {**environment(), "dtype": jnp.dtype(dtype).name, "mesh": dict(mesh.shape) if mesh else None}
     print(f"[compile_cost] {env}", flush=True)
     rows = []
     for spec in argv:
         t = time.perf_counter()
-        programs = lowered_programs(spec, dtype)  # tracing and lowering
+        programs = lowered_programs(spec, dtype, mesh)  # tracing and lowering
         lower_s = (time.perf_counter() - t) / len(programs)
         for label, lowered in programs:
             row = measure(label, lowered, lower_s)

@@ -266,6 +266,19 @@ def inference_mesh(spec: MeshSpec | Mesh | None) -> Mesh | None:
     return make_mesh(spec)
 
 
+def pin_rows(x: jax.Array, mesh: Mesh | None, axis: int = 0) -> jax.Array:
+    """Inside a jitted grid program: ``x``'s rows (axis ``axis``) split over the mesh's batch shards, every
+    other axis left to the partitioner (a model axis keeps splitting heads). Plan-major rows (row ``g·B + b``,
+    :func:`~jaxsteer.model.transformer.tile_rows`) merge a replicated plan axis outside the sharded prompt axis,
+    which the partitioner answers by replicating them: without the pin, every data shard computed every
+    plan's rows. Rows that do not divide stay as they are (correct, unsplit)."""
+    if mesh is None or x.shape[axis] % batch_devices(mesh) or batch_devices(mesh) == 1:
+        return x
+    parts = [PartitionSpec.UNCONSTRAINED] * x.ndim
+    parts[axis] = BATCH
+    return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, PartitionSpec(*parts)))
+
+
 def place_rows(mesh: Mesh | None, x, axis: int = 0):
     """Put a host array on ``mesh`` with axis ``axis`` split over the batch shards (``data × fsdp``);
     replicated when the rows do not divide (always correct; the batch just is not split)."""

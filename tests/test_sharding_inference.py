@@ -74,6 +74,21 @@ SCRIPT = textwrap.dedent(
             assert err <= 1e-5, (shape, key, err)
         for key in ("tokens", "grid_tokens"):
             assert np.array_equal(got[key], ref[key]), (shape, key)
+        # a grid's plan-major rows are split over the batch shards, not replicated on each (pin_rows)
+        import jax.numpy as jnp
+        from jaxsteer.model.model import on_mesh
+        from jaxsteer.model.plan_tree import plan_tree, run_plan_tree
+        from jaxsteer.model.transformer import default_positions, prepare
+        deltas = np.asarray(grid.deltas, np.float32)
+        tree = plan_tree(deltas, 2)
+
+        def grid_rows(params, i, mk):
+            h, _ = prepare(params, i, mk, config=cfg)
+            pos = default_positions(mk, i.shape)
+            return run_plan_tree(params["layers"], h, tree, jnp.asarray(deltas), positions=pos, attention_mask=mk,
+                                 steer_mask=jnp.ones(i.shape, bool), config=cfg, mesh=m.mesh)[0]
+        rows = jax.jit(grid_rows)(m.params, *on_mesh(m, ids, mask))
+        assert rows.addressable_shards[0].data.shape[0] == len(deltas) * len(ids) // 4, rows.sharding
         # balanced extraction batches stay a multiple of the batch shards (10 rows at ≤ 8: 2 × 8, not 2 × 5
         # replicated on every shard)
         import jaxsteer.steering.extract as ex

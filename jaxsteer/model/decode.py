@@ -30,6 +30,7 @@ from jaxsteer.model.transformer import (
     tile_rows,
     unembed,
 )
+from jaxsteer.sharding import pin_rows
 from jaxsteer.steering.plan import Steering, first_steered_layer
 
 
@@ -64,7 +65,18 @@ def _pick(logits: Float[Array, "B V"], key, temperature: float, top_k: int | Non
 
 
 def prefill(
-    params, input_ids, attention_mask, steering, *, config, impl, max_new_tokens, split_layers, plans=None, tree=None
+    params,
+    input_ids,
+    attention_mask,
+    steering,
+    *,
+    config,
+    impl,
+    max_new_tokens,
+    split_layers,
+    plans=None,
+    tree=None,
+    mesh=None,
 ) -> tuple[Float[Array, "B T D"], Cache]:
     """The whole prompt at once; returns the last block's output and the cache laid out for the decode step.
 
@@ -89,10 +101,10 @@ def prefill(
         parts = []
         if tree.start:
             h, shared = run_layers(params["layers"], h, ctx, config=config, stop=tree.start, collect=kv, impl=impl)
-            parts.append(jax.tree.map(lambda x: tile_rows(x, tree.num_plans, axis=1), shared))
+            parts.append(jax.tree.map(lambda x: pin_rows(tile_rows(x, tree.num_plans, axis=1), mesh, 1), shared))
         h, kept = run_plan_tree(
             params["layers"], h, tree, plans, positions=positions, attention_mask=attention_mask,
-            steer_mask=steer_mask, config=config, collect=kv, impl=impl,
+            steer_mask=steer_mask, config=config, collect=kv, impl=impl, mesh=mesh,
         )  # fmt: skip
         parts += kept
     if split_layers is None:  # [L, B, K, T + N, Dh]
@@ -108,7 +120,17 @@ def prefill(
 
 @functools.partial(
     jax.jit,
-    static_argnames=("config", "max_new_tokens", "temperature", "top_k", "eos_ids", "impl", "tree", "slice_weights"),
+    static_argnames=(
+        "config",
+        "max_new_tokens",
+        "temperature",
+        "top_k",
+        "eos_ids",
+        "impl",
+        "tree",
+        "slice_weights",
+        "mesh",
+    ),
 )
 def generate_core(
     params,
@@ -127,6 +149,7 @@ def generate_core(
     plans: Float[Array, "G L D"] | None = None,
     tree: PlanTree | None = None,
     slice_weights: bool = False,
+    mesh=None,
 ) -> GenerateOutput:
     """Prefill + decode loop. ``split_layers`` (one weight pytree per layer) selects the unrolled
     decode step, which reads each layer's weights and cache in place; without it the step scans the
@@ -136,7 +159,8 @@ def generate_core(
     :func:`generate` is there to measure).
 
     ``plans`` (dense deltas ``[G, L, D]``) decodes every prompt under every plan in one loop: the batch
-    is ``G·B`` rows, plan-major; ``steering`` then only says *where* to add (its scope).
+    is ``G·B`` rows, plan-major; ``steering`` then only says *where* to add (its scope). ``mesh`` (the
+    model's) splits those rows over its batch shards (:func:`~jaxsteer.sharding.pin_rows`).
     """
     if slice_weights:
         split_layers = tuple(jax.tree.map(lambda a, i=i: a[i], params["layers"]) for i in range(config.num_layers))
@@ -144,7 +168,7 @@ def generate_core(
     prompts = input_ids.shape[0]
     b, t = copies * prompts, input_ids.shape[1]
     total = t + max_new_tokens
-    mask = tile_rows(attention_mask, copies)
+    mask = pin_rows(tile_rows(attention_mask, copies), mesh)
     prompt_len = jnp.sum(mask, axis=1)
     full_positions = jnp.concatenate(
         [default_positions(mask, (b, t)), prompt_len[:, None] + jnp.arange(max_new_tokens)], axis=1
@@ -156,6 +180,7 @@ def generate_core(
     h, cache = prefill(
         params, input_ids, attention_mask, steering,
         config=config, impl=impl, max_new_tokens=max_new_tokens, split_layers=split_layers, plans=plans, tree=tree,
+        mesh=mesh,
     )  # fmt: skip
     if plans is not None:
         row_deltas = plan_row_deltas(plans, prompts)
@@ -171,7 +196,7 @@ def generate_core(
     key, sub = jax.random.split(key)
     first = _pick(unembed(params, h[:, -1], config), sub, temperature, top_k)
     is_eos = lambda tok: jnp.isin(tok, jnp.asarray(eos_ids))  # noqa: E731
-    tokens = jnp.full((b, max_new_tokens), config.pad_token_id, jnp.int32).at[:, 0].set(first)
+    tokens = pin_rows(jnp.full((b, max_new_tokens), config.pad_token_id, jnp.int32).at[:, 0].set(first), mesh)
 
     # --- decode: token `step` (at index t + step) goes in, token `step + 1` comes out ---------------
     def step_layers(h, ctx, deltas, cache: Cache, index, before, at_index, window):
@@ -324,6 +349,7 @@ def generate(
         impl=resolve_impl(impl, model.dtype),
         split_layers=split,
         slice_weights=sliced,
+        mesh=model.mesh,
     )
     if plans is None:
         out = run()

@@ -23,6 +23,7 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
 from jaxsteer.model.transformer import make_context, plan_row_deltas, run_layers, tile_rows
+from jaxsteer.sharding import pin_rows
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,6 +143,7 @@ def run_plan_tree(
     steer_mask: Bool[Array, "B T"] | None,
     config,
     collect=None,
+    mesh=None,
     **run_kw,
 ) -> tuple[Float[Array, "GB T D"], list]:
     """Blocks ``tree.start … L−1`` of every plan on the prompts' residual stream ``h`` (the shared prefix's output).
@@ -149,12 +151,13 @@ def run_plan_tree(
     ``positions``, ``attention_mask`` and ``steer_mask`` describe the ``B`` prompts; a group's rows get them
     tiled (plan-major, as :func:`~jaxsteer.model.transformer.tile_rows`). Returns the last block's output on
     ``G·B`` rows, plan-major, and per segment what ``collect`` kept, also expanded to ``G·B`` rows (axis 1: a
-    layer axis leads). ``run_kw`` goes to :func:`~jaxsteer.model.transformer.run_layers`.
+    layer axis leads). ``run_kw`` goes to :func:`~jaxsteer.model.transformer.run_layers`. On a ``mesh``, every
+    segment's rows and what it keeps are split over the batch shards (:func:`~jaxsteer.sharding.pin_rows`).
     """
     rows = h.shape[0]
     kept = []
     for seg in tree.segments:
-        h = _rows_of(h, seg.parents, rows)
+        h = pin_rows(_rows_of(h, seg.parents, rows), mesh)
         deltas = plan_row_deltas(plans[jnp.asarray(seg.representatives)], rows)
         tiled = [None if x is None else tile_rows(x, seg.size) for x in (positions, attention_mask, steer_mask)]
         h, out = run_layers(
@@ -162,8 +165,8 @@ def run_plan_tree(
             deltas=deltas, collect=collect, **run_kw,
         )  # fmt: skip
         if collect is not None:
-            kept.append(jax.tree.map(lambda x, seg=seg: _rows_of(x, seg.groups, rows, axis=1), out))
-    return _rows_of(h, tree.segments[-1].groups, rows), kept
+            kept.append(jax.tree.map(lambda x, seg=seg: pin_rows(_rows_of(x, seg.groups, rows, axis=1), mesh, 1), out))
+    return pin_rows(_rows_of(h, tree.segments[-1].groups, rows), mesh), kept
 
 
 def _rows_of(x: Array, groups: tuple[int, ...], rows: int, axis: int = 0) -> Array:

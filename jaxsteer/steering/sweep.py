@@ -118,8 +118,10 @@ def _prefix(params, input_ids, attention_mask, *, config, stop, impl):
     return h
 
 
-@functools.partial(jax.jit, static_argnames=("config", "tree", "impl", "score_fn", "logits_mode", "scope"))
-def _tail(params, h, attention_mask, deltas, logits_index, *, config, tree, impl, score_fn, logits_mode, scope):
+@functools.partial(jax.jit, static_argnames=("config", "tree", "impl", "score_fn", "logits_mode", "scope", "mesh"))
+def _tail(
+    params, h, attention_mask, deltas, logits_index, *, config, tree, impl, score_fn, logits_mode, scope, mesh=None
+):
     """Blocks ``tree.start … L−1`` on ``C·B`` rows (grid-major; plans that agree so far share rows, see
     :mod:`jaxsteer.model.plan_tree`), then the head and ``score_fn`` → ``[C, ...]``."""
     chunk = deltas.shape[0]
@@ -130,7 +132,7 @@ def _tail(params, h, attention_mask, deltas, logits_index, *, config, tree, impl
     )
     out, _ = run_plan_tree(  # the tail starts from the prefix's h, not from tokens
         params["layers"], h, tree, deltas, positions=positions, attention_mask=attention_mask,
-        steer_mask=steer_mask, config=config, impl=impl,
+        steer_mask=steer_mask, config=config, impl=impl, mesh=mesh,
     )  # fmt: skip
     mask = tile_rows(attention_mask, chunk)
     index = last_valid_index(mask, (chunk * b, t)) if logits_mode == "last" else tile_rows(logits_index, chunk)
@@ -188,6 +190,7 @@ def run_grid(
             score_fn=score_fn,
             logits_mode=mode,
             scope=scope,
+            mesh=model.mesh,
         )
         outs.append(to_host(res)[:keep])
         if bar is not None:
