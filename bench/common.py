@@ -15,6 +15,7 @@ import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxsteer.config import preset
 from jaxsteer.model.model import Model
@@ -39,6 +40,18 @@ def flops_per_token(cfg, seq: int) -> tuple[float, float]:
     per_layer = d * H * hd * 2 + d * KV * hd * 2 + 3 * d * F
     attn = 2 * 2 * H * hd * (seq / 2)
     return 2 * per_layer * L + attn * L, 2 * d * V
+
+
+def selection_plans(cfg, name: str, g: int) -> np.ndarray:
+    """The Dev2 selection's grid: plans 0…G/2−1 LOC-only (γ = 0, 0.5, …), the rest SUR (EN at its layer)."""
+    en, loc = STEER_LAYERS[name]
+    rng = np.random.default_rng(0)
+    v_en, v_loc = rng.normal(size=cfg.hidden_size), rng.normal(size=cfg.hidden_size)
+    plans = np.zeros((g, cfg.num_layers, cfg.hidden_size), np.float32)
+    for i in range(g):
+        plans[i, loc] = 0.5 * (i % (g // 2)) * v_loc
+        plans[i, en] = 2.0 * v_en if i >= g // 2 else 0.0
+    return plans
 
 
 def random_model(name: str, dtype=jnp.bfloat16, seed: int = 0) -> Model:

@@ -42,7 +42,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import STEER_LAYERS, environment, pop_option  # noqa: E402
+from common import environment, pop_option, selection_plans  # noqa: E402
 
 from jaxsteer.config import preset  # noqa: E402
 from jaxsteer.model import decode  # noqa: E402
@@ -66,18 +66,6 @@ def abstract_params(cfg, dtype, mesh=None):
         return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=NamedSharding(mesh, inference_spec(name, x.shape, mesh)))
 
     return jax.tree_util.tree_map_with_path(placed, shapes)
-
-
-def selection_plans(cfg, name: str, g: int) -> np.ndarray:
-    """The Dev2 selection's grid: plans 0…G/2−1 LOC-only (γ = 0, 0.5, …), the rest SUR (EN at its layer)."""
-    en, loc = STEER_LAYERS[name]
-    rng = np.random.default_rng(0)
-    v_en, v_loc = rng.normal(size=cfg.hidden_size), rng.normal(size=cfg.hidden_size)
-    plans = np.zeros((g, cfg.num_layers, cfg.hidden_size), np.float32)
-    for i in range(g):
-        plans[i, loc] = 0.5 * (i % (g // 2)) * v_loc
-        plans[i, en] = 2.0 * v_en if i >= g // 2 else 0.0
-    return plans
 
 
 def lowered_programs(spec: str, dtype, mesh=None):

@@ -159,20 +159,14 @@ def child(spec: str, out: str) -> None:
 
         steps = n - 1  # the decode steps; the prefill is in the trace too (reported apart below)
     elif kind == "grid":  # Dev2 selection's call: G/2 LOC-only plans and G/2 SUR plans (EN applied), one generate
-        from common import STEER_LAYERS
+        from common import selection_plans
 
         from jaxsteer import generate
 
         model = random_model(name)
         b, p, n, g = nums
         cfg = model.config
-        en, loc = STEER_LAYERS[name]
-        rng = np.random.default_rng(0)
-        v_en, v_loc = rng.normal(size=cfg.hidden_size), rng.normal(size=cfg.hidden_size)
-        plans = np.zeros((g, cfg.num_layers, cfg.hidden_size), np.float32)
-        for i in range(g):
-            plans[i, loc] = 0.5 * (i % (g // 2)) * v_loc
-            plans[i, en] = 2.0 * v_en if i >= g // 2 else 0.0
+        plans = selection_plans(cfg, name, g)
         ids = jax.random.randint(jax.random.PRNGKey(2), (b, p), 3, cfg.vocab_size)
 
         def run(new=n):

@@ -146,3 +146,17 @@ def test_plans_per_call_is_the_fewest_any_process_of_a_job_can_take(model, promp
     monkeypatch.setattr(multihost_utils, "process_allgather", lambda x: asked.append(int(x)) or np.array([5, 2]))
     assert decode.plans_per_call(model, len(ids), ids.shape[1] + NEW, 5, unrolled=False) == 2
     assert asked == [5]  # this process (the CPU reports no memory) could take all five
+
+
+def test_the_plans_budget_is_taken_before_the_unrolled_copy_exists(model, prompt, vectors, monkeypatch):
+    """``plans_per_call`` subtracts the unrolled layout's weight copy from the free memory itself, so it must
+    read the memory before the copy is made (after it, the copy would count twice)."""
+    from jaxsteer.model import decode
+
+    ids, mask = prompt
+    order, budget, copy = [], decode.plans_per_call, decode._split_layers
+    monkeypatch.setattr(decode, "plans_per_call", lambda *a, **k: order.append("budget") or budget(*a, **k))
+    monkeypatch.setattr(decode, "_split_layers", lambda *a, **k: order.append("copy") or copy(*a, **k))
+    grid = layer_gamma_grid(vectors, [2], [0.0, 1.0])
+    jaxsteer.generate(model, ids, NEW, mask, plans=grid, eos_token_id=-1, decode_layout="unrolled")
+    assert order == ["budget", "copy"]

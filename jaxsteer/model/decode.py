@@ -329,6 +329,8 @@ def generate(
     if decode_layout not in ("auto", "scan", "unrolled", "sliced"):
         raise InputError(f"decode_layout={decode_layout!r}: expected auto, scan, unrolled or sliced")
     unroll = decode_layout == "unrolled" or (decode_layout == "auto" and _room_for_layer_copy(model.params))
+    if plans is not None:  # sized before the copy exists: the budget subtracts it itself
+        chunk = plans_per_call(model, len(input_ids), input_ids.shape[1] + max_new_tokens, len(plans), unroll)
     split = _split_layers(model.params["layers"], config, fuse=_fusable(model)) if unroll else None
     sliced = decode_layout == "sliced"
     input_ids, attention_mask = on_mesh(model, input_ids, attention_mask)
@@ -354,7 +356,6 @@ def generate(
     if plans is None:
         out = run()
         return (out.tokens, out.lengths) if return_lengths else out.tokens
-    chunk = plans_per_call(model, len(input_ids), input_ids.shape[1] + max_new_tokens, len(plans), unroll)
     start = min(first_steered_layer(plans), config.num_layers - 1)
     outs = []
     for part, tree, keep in chunked_plans(plans, chunk, start, prompt_steered=steering.scope != "generated"):
