@@ -54,6 +54,14 @@ def selection_plans(cfg, name: str, g: int) -> np.ndarray:
     return plans
 
 
+def sweep_plans(cfg, name: str, k: int) -> np.ndarray:
+    """A γ sweep of ``k`` points (0, 1, …) of one random vector at the model's EN layer, as dense plans."""
+    en = STEER_LAYERS[name][0]
+    plans = np.zeros((k, cfg.num_layers, cfg.hidden_size), np.float32)
+    plans[:, en] = np.arange(k, dtype=np.float32)[:, None] * np.random.default_rng(0).normal(size=cfg.hidden_size)
+    return plans
+
+
 def random_model(name: str, dtype=jnp.bfloat16, seed: int = 0) -> Model:
     cfg = preset(name)
     params = jax.jit(lambda k: init_params(cfg, k, dtype))(jax.random.PRNGKey(seed))

@@ -7,6 +7,10 @@ SPEC (``B`` rows, ``P`` prompt tokens, ``N`` new tokens, ``G`` plans):
 
 * ``fwd:MODEL:B:T`` — the scoring forward (last-position logits);
 * ``copy:MODEL`` — the unrolled decode layout's per-layer weight copy (one program, called once a layer);
+* ``extract:MODEL:B:T`` — all-layer activations at the last prompt token (steering-vector extraction);
+* ``sweep:MODEL:B:T:K`` — a γ sweep of K points at the EN layer, scored on four option letters: the shared
+  prefix (blocks below the layer) and the tail (the rest, ``K·B`` rows) as :func:`~jaxsteer.steering.sweep.run_grid`
+  compiles them;
 * ``gen:MODEL:B:P:N:LAYOUT`` — a steered generate call, LAYOUT ``scan``, ``unrolled`` or ``sliced``;
 * ``grid:MODEL:B:P:N:G:LAYOUT`` — one generate call of G plans as the Dev2 selection makes them (G/2
   LOC-only plans, G/2 SUR plans with EN applied; the plan tree shares what they agree on).
@@ -42,14 +46,17 @@ import numpy as np
 from jax.sharding import NamedSharding
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import environment, pop_option, selection_plans  # noqa: E402
+from common import environment, pop_option, selection_plans, sweep_plans  # noqa: E402
 
 from jaxsteer.config import preset  # noqa: E402
 from jaxsteer.model import decode  # noqa: E402
 from jaxsteer.model.attention import resolve_impl  # noqa: E402
 from jaxsteer.model.plan_tree import chunked_plans  # noqa: E402
 from jaxsteer.model.transformer import forward_core, init_params  # noqa: E402
+from jaxsteer.scoring import option_logprob_fn  # noqa: E402
 from jaxsteer.sharding import MeshSpec, batch_sharding, inference_spec, make_mesh  # noqa: E402
+from jaxsteer.steering import sweep  # noqa: E402
+from jaxsteer.steering.extract import layer_activations  # noqa: E402
 from jaxsteer.steering.plan import Steering, first_steered_layer  # noqa: E402
 
 GIB = 2**30
@@ -76,15 +83,29 @@ def lowered_programs(spec: str, dtype, mesh=None):
     impl = resolve_impl("auto", dtype)
     rows = None if mesh is None else batch_sharding(mesh, 2, 0)
     ints = lambda b, t: jax.ShapeDtypeStruct((b, t), jnp.int32, sharding=rows)  # noqa: E731
+    rows3 = None if mesh is None else batch_sharding(mesh, 3, 0)
     fuse = mesh is None or mesh.shape["model"] == 1  # as decode._fusable
     if kind == "fwd":
         b, t = map(int, rest)
         args = (params, ints(b, t), ints(b, t), None, None, None)
         return [(spec, forward_core.lower(*args, config=cfg, return_hidden=False, logits_mode="last", impl=impl))]
+    if kind == "extract":
+        b, t = map(int, rest)
+        return [(spec, layer_activations.lower(params, ints(b, t), ints(b, t), config=cfg, read="last", impl=impl))]
+    if kind == "sweep":
+        b, t, k = map(int, rest)
+        plans = sweep_plans(cfg, name, k)
+        start = min(first_steered_layer(plans), cfg.num_layers - 1)
+        part, tree, _ = chunked_plans(plans, k, start)[0]
+        prefix = sweep._prefix.lower(params, ints(b, t), ints(b, t), config=cfg, stop=start, impl=impl)
+        h = jax.ShapeDtypeStruct((b, t, cfg.hidden_size), jnp.float32, sharding=None if mesh is None else rows3)
+        tail = sweep._tail.lower(params, h, ints(b, t), part, None, config=cfg, tree=tree, impl=impl, mesh=mesh,
+                                 score_fn=option_logprob_fn((5, 6, 7, 8)), logits_mode="last", scope="all")  # fmt: skip
+        return [(spec + " prefix", prefix), (spec + " tail", tail)]
     if kind == "copy":
         return [(spec, decode._layer_copy.lower(params["layers"], np.int32(0), config=cfg, fuse=fuse))]
     if kind not in ("gen", "grid"):
-        raise SystemExit(f"{spec}: unknown kind {kind!r} (fwd, copy, gen, grid)")
+        raise SystemExit(f"{spec}: unknown kind {kind!r} (fwd, copy, extract, sweep, gen, grid)")
     *nums, layout = rest
     if layout not in ("scan", "unrolled", "sliced"):
         raise SystemExit(f"{spec}: LAYOUT {layout!r}; expected scan, unrolled or sliced")
