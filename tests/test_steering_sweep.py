@@ -128,7 +128,8 @@ def test_all_zero_grid_equals_the_plain_model(model, batch, plain):
 
 # --- the prefix is shared ---------------------------------------------------------------------------
 def test_prefix_and_tail_scan_lengths(model, batch):
-    """jaxpr of ``_prefix`` scans exactly ``s`` blocks on B rows; ``_tail`` scans ``L − s`` blocks on C·B rows."""
+    """jaxpr of ``_prefix`` scans exactly ``s`` blocks on B rows; ``_tail`` scans ``L − s − 1`` blocks on C·B rows
+    and runs the final block on its own, at the read position only (its output is ``[C·B, 1, D]``)."""
     ids, mask = (jnp.asarray(a) for a in batch)
     impl = resolve_impl("auto", model.dtype)
     chunk = 4
@@ -152,9 +153,11 @@ def test_prefix_and_tail_scan_lengths(model, batch):
             scope="all",
         ).jaxpr
         scans = scan_eqns(tail)
-        assert [e.params["length"] for e in scans] == [L - s]
+        assert [e.params["length"] for e in scans] == [L - s - 1]
         carry = scans[0].outvars[0].aval.shape
         assert carry == (chunk * len(PADS), T, D)  # the tail's residual stream: C grid points × B prompts
+        widths = {v.aval.shape for e in tail.eqns for v in e.outvars if getattr(v.aval, "ndim", 0) == 3}
+        assert (chunk * len(PADS), 1, D) in widths  # the final block: one position a row
 
 
 def test_run_grid_runs_the_prefix_once_and_the_tail_per_chunk(model, batch, monkeypatch):

@@ -64,6 +64,26 @@ def causal_mask(t: int, key_valid: Bool[Array, "B S"] | None, window: int | None
     return mask
 
 
+def query_attention(
+    q: Float[Array, "B J H Dh"],
+    k: Float[Array, "B T K Dh"],
+    v: Float[Array, "B T K Dh"],
+    queries: Int[Array, "B J"],
+    *,
+    is_global,
+    key_valid: Bool[Array, "B T"] | None,
+    config: GemmaConfig,
+) -> Float[Array, "B J H Dh"]:
+    """Causal attention of ``J`` query positions (array indices ``queries``) over the whole sequence — the
+    rows of :func:`self_attention` at those positions (the same mask: ``j ≤ i``, the window, padding)."""
+    i = queries[:, :, None]
+    j = jnp.arange(k.shape[1])[None, None, :]
+    mask = (j <= i) & jnp.where(is_global, True, (i - j) < config.sliding_window)
+    if key_valid is not None:
+        mask &= key_valid[:, None, :]
+    return _softmax_attend(q, k, v, mask, config.attn_scale)
+
+
 def _softmax_attend(
     q: Float[Array, "B T H Dh"],
     k: Float[Array, "B S K Dh"],

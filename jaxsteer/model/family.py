@@ -45,7 +45,9 @@ class Family(Protocol):
     """The pieces of one model family (see the module docstring)."""
 
     name: str
-    block: Callable[..., Any]  # (p, h, ctx, is_global, config, impl, attend=None, proj=project) → (h, (k, v))
+    # (p, h, ctx, is_global, config, impl, attend=None, proj=project, queries=None) → (h, (k, v)); ``queries``
+    # [B, J]: compute only those positions' outputs (keys/values from all), h [B, J, D]
+    block: Callable[..., Any]
     layer_shapes: Callable[[Any], dict[str, tuple[int, ...]]]  # per-layer weight shapes, [out, in] layout
     hf_layer_names: Mapping[str, str]  # HF name inside ``layers.{i}.`` → the params key
     config_from_hf: Callable[[Any], Any]  # a checkpoint folder / config.json / dict → its DecoderConfig

@@ -144,8 +144,9 @@ def run_plan_tree(
     config,
     collect=None,
     mesh=None,
+    queries: Int[Array, "B J"] | None = None,
     **run_kw,
-) -> tuple[Float[Array, "GB T D"], list]:
+) -> tuple[Float[Array, "GB Tout D"], list]:
     """Blocks ``tree.start … L−1`` of every plan on the prompts' residual stream ``h`` (the shared prefix's output).
 
     ``positions``, ``attention_mask`` and ``steer_mask`` describe the ``B`` prompts; a group's rows get them
@@ -153,16 +154,19 @@ def run_plan_tree(
     ``G·B`` rows, plan-major, and per segment what ``collect`` kept, also expanded to ``G·B`` rows (axis 1: a
     layer axis leads). ``run_kw`` goes to :func:`~jaxsteer.model.transformer.run_layers`. On a ``mesh``, every
     segment's rows and what it keeps are split over the batch shards (:func:`~jaxsteer.sharding.pin_rows`).
+    ``queries`` (``[B, J]`` per prompt): the final block computes only those positions (``run_layers``'s
+    ``queries``); the output is then ``[G·B, J, D]``.
     """
     rows = h.shape[0]
     kept = []
     for seg in tree.segments:
         h = pin_rows(_rows_of(h, seg.parents, rows), mesh)
+        final = seg is tree.segments[-1] and queries is not None
         deltas = plan_row_deltas(plans[jnp.asarray(seg.representatives)], rows)
         tiled = [None if x is None else tile_rows(x, seg.size) for x in (positions, attention_mask, steer_mask)]
         h, out = run_layers(
             layers, h, make_context(config, *tiled), config=config, start=seg.start, stop=seg.stop,
-            deltas=deltas, collect=collect, **run_kw,
+            deltas=deltas, collect=collect, queries=tile_rows(queries, seg.size) if final else None, **run_kw,
         )  # fmt: skip
         if collect is not None:
             kept.append(jax.tree.map(lambda x, seg=seg: pin_rows(_rows_of(x, seg.groups, rows, axis=1), mesh, 1), out))

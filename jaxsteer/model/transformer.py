@@ -26,10 +26,10 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Bool, Float, Int
+from jaxtyping import Array, Bool, Float, Int, Shaped
 
 from jaxsteer.config import GemmaConfig
-from jaxsteer.model.attention import self_attention
+from jaxsteer.model.attention import query_attention, self_attention
 from jaxsteer.model.family import family_of
 from jaxsteer.model.layers import apply_rope, mlp, project, rms_norm, rope_tables
 
@@ -106,34 +106,42 @@ def block(
     impl: str,
     attend=None,
     proj=project,
-) -> tuple[Float[Array, "B T D"], tuple[Array, Array]]:
+    queries: Int[Array, "B J"] | None = None,
+) -> tuple[Float[Array, "B T D"] | Float[Array, "B J D"], tuple[Array, Array]]:
     """One Gemma-3 decoder block on the fp32 residual stream; also returns its rotated keys/values.
 
     ``attend(q, k, v)`` replaces causal self-attention (the decode step attends to its KV cache);
-    ``proj(x, p, name)`` computes the seven projections (LoRA adds its path there).
+    ``proj(x, p, name)`` computes the seven projections (LoRA adds its path there). ``queries`` (array
+    indices ``[B, J]``): only those positions' outputs are computed — keys and values still come from every
+    position — and ``h`` comes back ``[B, J, D]`` (a forward's final block when logits are read at J positions).
     """
     b, t, _ = h.shape
+    j = t if queries is None else queries.shape[1]
+    at = (lambda a: a) if queries is None else (lambda a: gather_positions(a, queries))  # noqa: E731
     eps, hd = config.rms_norm_eps, config.head_dim
     dtype = (p["qkv_proj"] if FUSED_QKV in p else p["q_proj"]).dtype
     x = rms_norm(h, p["input_layernorm"], eps).astype(dtype)
     if FUSED_QKV in p:  # one matmul for q, k and v (see fuse_projections)
         q, k, v = jnp.split(proj(x, p, FUSED_QKV), np.cumsum(qkv_widths(config))[:2], axis=-1)
+        q = at(q)
     else:
-        q, k, v = (proj(x, p, name) for name in ("q_proj", "k_proj", "v_proj"))
-    q = q.reshape(b, t, config.num_heads, hd)
+        q, k, v = proj(at(x), p, "q_proj"), proj(x, p, "k_proj"), proj(x, p, "v_proj")
+    q = q.reshape(b, j, config.num_heads, hd)
     k = k.reshape(b, t, config.num_kv_heads, hd)
     v = v.reshape(b, t, config.num_kv_heads, hd)
     q = rms_norm(q, p["q_norm"], eps).astype(dtype)
     k = rms_norm(k, p["k_norm"], eps).astype(dtype)
     cos = jnp.where(is_global, ctx.cos[1], ctx.cos[0])
     sin = jnp.where(is_global, ctx.sin[1], ctx.sin[0])
-    q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-    if attend is None:
-        attn = self_attention(q, k, v, is_global=is_global, key_valid=ctx.key_valid, config=config, impl=impl)
-    else:
+    q, k = apply_rope(q, at(cos), at(sin)), apply_rope(k, cos, sin)
+    if attend is not None:
         attn = attend(q, k, v)
-    attn = proj(attn.reshape(b, t, -1), p, "o_proj")
-    h = h + rms_norm(attn, p["post_attention_layernorm"], eps)
+    elif queries is not None:
+        attn = query_attention(q, k, v, queries, is_global=is_global, key_valid=ctx.key_valid, config=config)
+    else:
+        attn = self_attention(q, k, v, is_global=is_global, key_valid=ctx.key_valid, config=config, impl=impl)
+    attn = proj(attn.reshape(b, j, -1), p, "o_proj")
+    h = at(h) + rms_norm(attn, p["post_attention_layernorm"], eps)
     x = rms_norm(h, p["pre_feedforward_layernorm"], eps).astype(dtype)
     h = h + rms_norm(mlp(x, p, proj), p["post_feedforward_layernorm"], eps)
     return h, (k, v)
@@ -199,6 +207,7 @@ def run_layers(
     impl: str = "xla",
     remat: str | None = None,
     differentiable: bool = False,
+    queries: Int[Array, "B J"] | None = None,
 ):
     """Blocks ``start … stop−1`` on the residual stream ``h``; returns ``(h, collected)``.
 
@@ -220,21 +229,46 @@ def run_layers(
     segments' slices at once: +18.5 GiB of temporaries in fp32, ``bench/compile_cost.py``). That read is for
     inference: the gradient of a stack read by index is a full-size cotangent added at every step, so a
     caller that differentiates passes ``differentiable=True`` and gets the slice (whose transpose is a pad).
+
+    ``queries`` (array indices ``[B, J]``): the final block computes only those positions and ``h`` comes back
+    ``[B, J, D]`` — for a forward whose logits are read there (its last block's other positions feed nothing:
+    ≈ 1/L of the forward's FLOPs saved; keys and values still come from every position). Not with ``collect``.
     """
     stop = config.num_layers if stop is None else stop
     family_block = family_of(config).block  # Gemma-3's ``block`` below, or another family's
 
-    def body(h, xs):
+    def body(h, xs, queries=None):
         p, flag, delta, extra = xs
         if weights_fn is not None:
             p = weights_fn(p, extra)
         att = None if attend is None else functools.partial(attend, flag=flag, extra=extra)
-        h, kv = family_block(p, h, ctx, flag, config, impl, attend=att, proj=proj)
+        if queries is None:
+            h, kv = family_block(p, h, ctx, flag, config, impl, attend=att, proj=proj)
+            steer_mask = ctx.steer_mask
+        else:
+            h, kv = family_block(p, h, ctx, flag, config, impl, attend=att, proj=proj, queries=queries)
+            steer_mask = None if delta is None else gather_positions(ctx.steer_mask, queries)
         if delta is not None:
-            h = h + jnp.where(ctx.steer_mask[..., None], delta[:, None, :], 0.0)  # the steering line
+            h = h + jnp.where(steer_mask[..., None], delta[:, None, :], 0.0)  # the steering line
         if constrain is not None:
             h = constrain(h)
         return h, (collect(h, kv) if collect is not None else None)
+
+    if queries is not None:  # blocks start … stop−2 as usual, then the final block at the query positions only
+        if collect is not None:
+            raise ValueError("run_layers: queries and collect together are not supported")
+        kw = dict(config=config, start=start, stop=stop - 1, deltas=deltas, per_layer=per_layer, attend=attend,
+                  weights_fn=weights_fn, proj=proj, constrain=constrain, impl=impl, remat=remat,
+                  differentiable=differentiable)  # fmt: skip
+        if stop - 1 > start:
+            h, _ = run_layers(layers, h, ctx, **kw)
+        last = stop - 1
+        pick = (
+            (lambda t: t[last]) if isinstance(layers, (tuple, list)) else (lambda t: jax.tree.map(lambda a: a[last], t))
+        )  # noqa: E731
+        xs = (pick(layers), config.is_global[last], None if deltas is None else deltas[last],
+              None if per_layer is None else pick(per_layer))  # fmt: skip
+        return body(h, xs, queries)[0], None
 
     def checkpointed(fn):
         return jax.checkpoint(fn, policy=getattr(jax.checkpoint_policies, remat), prevent_cse=False)
@@ -293,7 +327,7 @@ def last_valid_index(attention_mask: Int[Array, "B T"] | None, shape: tuple[int,
     return (shape[1] - 1 - flipped).astype(jnp.int32)
 
 
-def gather_positions(x: Float[Array, "B T ..."], index: Int[Array, "B *J"]) -> Float[Array, "B *J ..."]:
+def gather_positions(x: Shaped[Array, "B T ..."], index: Int[Array, "B *J"]) -> Shaped[Array, "B *J ..."]:
     """``x[b, index[b, ...]]`` for every row."""
     flat = index.reshape(index.shape[0], -1)
     picked = jnp.take_along_axis(x, flat.reshape(*flat.shape, *([1] * (x.ndim - 2))), axis=1)
@@ -359,10 +393,14 @@ def forward_core(
         positions = default_positions(attention_mask, shape)
     deltas, steer_mask = steering_inputs(steering, positions, attention_mask, shape)
     h0, ctx = prepare(params, input_ids, attention_mask, positions, config=config, steer_mask=steer_mask)
+    index = {"last": last_valid_index(attention_mask, shape), "index": logits_index}.get(logits_mode)
+    if index is not None and not return_hidden:  # the final block only where logits are read
+        queries = index.reshape(shape[0], -1)
+        h, _ = run_layers(params["layers"], h0, ctx, config=config, deltas=deltas, impl=impl, queries=queries)
+        return ForwardOutput(logits=unembed(params, h.reshape(*index.shape, -1), config))
     collect = (lambda h, kv: h) if return_hidden else None
     h, stacked = run_layers(params["layers"], h0, ctx, config=config, deltas=deltas, collect=collect, impl=impl)
     hidden = jnp.concatenate([h0[None], stacked], axis=0) if return_hidden else None
     if logits_mode == "none":
         return ForwardOutput(logits=None, hidden=hidden)
-    index = {"all": None, "last": last_valid_index(attention_mask, shape), "index": logits_index}[logits_mode]
     return ForwardOutput(logits=head(params, h, config, index), hidden=hidden)

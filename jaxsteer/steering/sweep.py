@@ -30,14 +30,7 @@ from jaxsteer.errors import InputError
 from jaxsteer.model.attention import resolve_impl
 from jaxsteer.model.model import Model, check_tokens, host_or_device, on_mesh, ones_mask
 from jaxsteer.model.plan_tree import chunked_plans, run_plan_tree
-from jaxsteer.model.transformer import (
-    default_positions,
-    head,
-    last_valid_index,
-    prepare,
-    run_layers,
-    tile_rows,
-)
+from jaxsteer.model.transformer import default_positions, last_valid_index, prepare, run_layers, unembed
 from jaxsteer.progress import bar as progress_bar
 from jaxsteer.sharding import to_host
 from jaxsteer.steering.plan import check_layer, first_steered_layer
@@ -130,14 +123,12 @@ def _tail(
     steer_mask = (
         positions < jnp.sum(attention_mask, axis=1, keepdims=True) if scope == "prompt" else jnp.ones((b, t), bool)
     )
-    out, _ = run_plan_tree(  # the tail starts from the prefix's h, not from tokens
+    index = last_valid_index(attention_mask, (b, t)) if logits_mode == "last" else logits_index
+    out, _ = run_plan_tree(  # the tail starts from the prefix's h, not from tokens; its last block only at `index`
         params["layers"], h, tree, deltas, positions=positions, attention_mask=attention_mask,
-        steer_mask=steer_mask, config=config, impl=impl, mesh=mesh,
+        steer_mask=steer_mask, config=config, impl=impl, mesh=mesh, queries=index.reshape(b, -1),
     )  # fmt: skip
-    mask = tile_rows(attention_mask, chunk)
-    index = last_valid_index(mask, (chunk * b, t)) if logits_mode == "last" else tile_rows(logits_index, chunk)
-    logits = head(params, out, config, index)
-    logits = logits.reshape(chunk, b, *logits.shape[1:])
+    logits = unembed(params, out.reshape(chunk, *index.shape, -1), config)
     return score_fn(logits)
 
 
