@@ -138,17 +138,19 @@ def test_iterate_activations_longest_first_balanced_and_filler_rows(model, pairs
 
 
 def test_layer_activations_stacks_only_l_b_d(model, pairs):
-    """The scan stacks [L, B, D] per read position, never [L, B, T, D]."""
+    """The scan stacks [L, B, D] per read position, never [L, B, T, D] (for the last-token read: blocks
+    0 … L−2 scanned, the final block run on its own at the read position)."""
     from jaxsteer.shapes import batches
 
     _, ids, mask = next(batches(pairs.pos_ids, pairs.pos_mask, BATCH + 2))
-    for read in ("last", "mean"):
+    for read, scanned in (("last", CFG.num_layers - 1), ("mean", CFG.num_layers)):
         traced = ex.layer_activations.trace(model.params, ids, mask, config=CFG, read=read, impl="xla")
-        scans = [e for e in scan_eqns(traced.jaxpr) if e.params["length"] == CFG.num_layers]
+        scans = [e for e in scan_eqns(traced.jaxpr) if e.params["length"] == scanned]
         assert scans, "no layer scan found"
         for eqn in scans:
             ys = [v.aval.shape for v in eqn.outvars[eqn.params["num_carry"] :]]
-            assert ys == [(CFG.num_layers, BATCH + 2, CFG.hidden_size)], ys
+            assert ys == [(scanned, BATCH + 2, CFG.hidden_size)], ys
+        assert traced.out_info.shape == (CFG.num_layers, BATCH + 2, CFG.hidden_size)
 
 
 # --- streaming --------------------------------------------------------------------------------------

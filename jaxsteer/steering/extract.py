@@ -57,12 +57,15 @@ def layer_activations(
     """fp32 output of every block at the read position; only ``[L, B, D]`` is ever stacked."""
     shape = input_ids.shape
     h, ctx = prepare(params, input_ids, attention_mask, config=config)
-    if read == "last":
+    if read == "last":  # the final block only at the read position (its other positions feed nothing)
         index = last_valid_index(attention_mask, shape)
         collect = lambda h, kv: gather_positions(h, index)  # noqa: E731
-    else:
-        weights = attention_mask.astype(jnp.float32) / jnp.sum(attention_mask, axis=1, keepdims=True)
-        collect = lambda h, kv: jnp.einsum("btd,bt->bd", h, weights)  # noqa: E731
+        stop = config.num_layers - 1
+        h, acts = run_layers(params["layers"], h, ctx, config=config, stop=stop, collect=collect, impl=impl)
+        final, _ = run_layers(params["layers"], h, ctx, config=config, start=stop, queries=index[:, None], impl=impl)
+        return jnp.concatenate([acts, final[:, 0][None]], axis=0)
+    weights = attention_mask.astype(jnp.float32) / jnp.sum(attention_mask, axis=1, keepdims=True)
+    collect = lambda h, kv: jnp.einsum("btd,bt->bd", h, weights)  # noqa: E731
     _, acts = run_layers(params["layers"], h, ctx, config=config, collect=collect, impl=impl)
     return acts
 
