@@ -42,6 +42,14 @@ def flops_per_token(cfg, seq: int) -> tuple[float, float]:
     return 2 * per_layer * L + attn * L, 2 * d * V
 
 
+def final_block_skipped_flops(cfg, seq: int) -> float:
+    """FLOPs a last-position forward no longer runs: the final block's queries, attention, ``o_proj`` and MLP
+    at the other ``seq − 1`` positions (its keys and values are still computed everywhere)."""
+    d, h, hd, f = cfg.hidden_size, cfg.num_heads, cfg.head_dim, cfg.intermediate_size
+    per_position = 2 * (2 * d * h * hd + 3 * d * f) + 2 * 2 * h * hd * (seq / 2)
+    return (seq - 1) * per_position
+
+
 def selection_plans(cfg, name: str, g: int) -> np.ndarray:
     """The Dev2 selection's grid: plans 0…G/2−1 LOC-only (γ = 0, 0.5, …), the rest SUR (EN at its layer)."""
     en, loc = STEER_LAYERS[name]

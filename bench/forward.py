@@ -24,6 +24,7 @@ from common import (
     STEER_LAYERS,
     compile_seconds,
     environment,
+    final_block_skipped_flops,
     flops_per_token,
     models_for,
     pop_option,
@@ -62,7 +63,8 @@ def bench_forward(model, name, b, s):
     plain = timed(lambda: jax.block_until_ready(forward(model, ids, logits_at="last").logits))
     steered = timed(lambda: jax.block_until_ready(forward(model, ids, steering=steer, logits_at="last").logits))
     fpt, head = flops_per_token(cfg, s)
-    mfu = (b * s * fpt + b * head) / plain / PEAK
+    # FLOPs executed: the HF anchor's nominal count less the final block's positions jaxsteer skips
+    mfu = (b * s * fpt + b * head - b * final_block_skipped_flops(cfg, s)) / plain / PEAK
     return {
         "kind": "forward",
         "model": name,
