@@ -119,7 +119,7 @@ def lowered_programs(spec: str, dtype, mesh=None):
         split = (layer,) * cfg.num_layers
     common = dict(config=cfg, max_new_tokens=n, temperature=0.0, top_k=None, eos_ids=(-1,), impl=impl,
                   split_layers=split, slice_weights=layout == "sliced", mesh=mesh)  # fmt: skip
-    key = jax.random.PRNGKey(0)
+    key = np.int32(0)  # the seed
     if kind == "gen":
         vec = np.random.default_rng(0).normal(size=cfg.hidden_size)
         steer = Steering.from_layers(cfg, {cfg.num_layers // 2: vec}, gamma=2.0)

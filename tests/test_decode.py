@@ -14,6 +14,7 @@ import pytest
 
 import jaxsteer
 from jaxsteer.config import tiny
+from jaxsteer.errors import InputError
 from jaxsteer.steering.plan import Steering
 
 NEW = 8
@@ -131,6 +132,10 @@ def test_sampling_is_seeded(model, prompt):
     np.testing.assert_array_equal(first, sample(0))
     assert not np.array_equal(first, sample(1))
     assert first.min() >= 0 and first.max() < model.config.vocab_size
+    big = sample(2**31 + 5)  # past int32: still a seed (the key is made in the program, as PRNGKey(seed))
+    np.testing.assert_array_equal(big, sample(2**31 + 5))
+    with pytest.raises(InputError, match="seed=4294967296 must be in"):
+        sample(2**32)
 
 
 def test_top_k_one_is_greedy(model, prompt, greedy):

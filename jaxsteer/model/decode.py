@@ -14,7 +14,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, Float, Int, Integer
 
 from jaxsteer.config import GemmaConfig
 from jaxsteer.errors import InputError
@@ -137,7 +137,7 @@ def generate_core(
     input_ids: Int[Array, "B T"],
     attention_mask: Int[Array, "B T"],
     steering,
-    key: jax.Array,
+    seed: Integer[Array, ""],
     *,
     config: GemmaConfig,
     max_new_tokens: int,
@@ -193,7 +193,7 @@ def generate_core(
         deltas = steering.deltas()[:, None, :] if plans is None else row_deltas
         return deltas, steering.position_mask(pos, prompt_len, index)
 
-    key, sub = jax.random.split(key)
+    key, sub = jax.random.split(jax.random.PRNGKey(seed))  # made here: an eager PRNGKey compiled two programs
     first = _pick(unembed(params, h[:, -1], config), sub, temperature, top_k)
     is_eos = lambda tok: jnp.isin(tok, jnp.asarray(eos_ids))  # noqa: E731
     tokens = pin_rows(jnp.full((b, max_new_tokens), config.pad_token_id, jnp.int32).at[:, 0].set(first), mesh)
@@ -315,10 +315,12 @@ def generate(
     max_new_tokens = check_new_tokens(config, input_ids.shape[1], max_new_tokens)
     if temperature < 0 or temperature != temperature:
         raise InputError(f"temperature={temperature} must be ≥ 0")
+    if not -(2**31) <= int(seed) < 2**32:
+        raise InputError(f"seed={seed} must be in -2**31 … 2**32 − 1")
     if top_k is not None and not 0 < int(top_k) <= config.vocab_size:
         raise InputError(f"top_k={top_k} must be in 1..{config.vocab_size}")
     if plans is None and steering is not None and steering.gamma.ndim == 2:
-        plans, steering = steering.deltas(), steering.replace(gamma=steering.gamma[0])
+        plans, steering = steering.host_deltas(), steering.replace(gamma=steering.gamma[0])
     plans = _check_plans(config, plans)
     if plans is not None and steering is None:
         steering = Steering.zeros(config)
@@ -342,7 +344,7 @@ def generate(
         input_ids,
         attention_mask,
         steering,
-        jax.random.PRNGKey(seed),
+        np.int32(seed) if seed < 2**31 else np.uint32(seed),  # the key is made in the program, as PRNGKey(seed)
         config=config,
         max_new_tokens=max_new_tokens,
         temperature=float(temperature),

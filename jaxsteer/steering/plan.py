@@ -100,6 +100,11 @@ class Steering:
     def deltas(self) -> Float[Array, "*G L D"]:
         return self.gamma.astype(jnp.float32)[..., None] * self.vectors.astype(jnp.float32)
 
+    def host_deltas(self) -> Float[np.ndarray, "*G L D"]:
+        """:meth:`deltas` on the host, for building plan grids (the same fp32 products; eagerly on the device
+        each new shape compiled small programs that a first run waited for)."""
+        return np.asarray(self.gamma, np.float32)[..., None] * np.asarray(self.vectors, np.float32)
+
     def position_mask(
         self, positions: Int[Array, "B T"], prompt_lengths: Int[Array, "B"], index: Int[Array, "T"]
     ) -> Bool[Array, "B T"]:

@@ -227,7 +227,7 @@ def evaluate_many(
     results = [EvalResult(m, {}, {}, {}) for m in methods]
     for lang in langs:
         deltas = np.stack([
-            np.zeros((cfg.num_layers, cfg.hidden_size), np.float32) if s is None else np.asarray(s.deltas(), np.float32)
+            np.zeros((cfg.num_layers, cfg.hidden_size), np.float32) if s is None else s.host_deltas()
             for s in plans[lang]
         ])  # fmt: skip
         gm = gmmlu_accuracies(model, bench, lang, part, deltas, progress)

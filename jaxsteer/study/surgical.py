@@ -168,7 +168,7 @@ def dev2_gmmlu(
     model: Model, bench: Benchmarks, lang: str, candidates: Sequence[Candidate], *, progress: bool = True
 ) -> np.ndarray:
     """Global-MMLU Dev2 accuracy of every candidate in one shared-prefix sweep (a grid of their deltas)."""
-    deltas = np.stack([np.asarray(c.steering.deltas(), np.float32) for c in candidates])
+    deltas = np.stack([c.steering.host_deltas() for c in candidates])
     grid = Grid(deltas, tuple({"layer": c.layer, "gamma": c.gamma} for c in candidates))
     logp = gmmlu_grid_logprobs(model, bench, lang, "dev2", grid, progress)
     return (logp.argmax(-1) == gmmlu_inputs(model, bench, lang, "dev2")[3][None]).mean(-1) * 100
@@ -180,7 +180,7 @@ def dev2_blend(
     """BLEnD Dev2 accuracy of every candidate: all candidates decoded together, one generation call per
     batch of questions (``generate`` with a grid of plans)."""
     n = len(bench.blend(lang, "dev2"))
-    deltas = np.stack([np.asarray(c.steering.deltas(), np.float32) for c in candidates])
+    deltas = np.stack([c.steering.host_deltas() for c in candidates])
     scores = blend_accuracies(model, bench, lang, "dev2", plans=deltas, progress=progress, balanced=True)
     scores = np.asarray(scores, np.float64)
     if progress:
