@@ -35,12 +35,14 @@ def test_logits_at_read_positions_equal_the_full_forward(layers):
     full = np.asarray(jaxsteer.forward(model, ids, mask, steering=steer, logits_at="all").logits)
     last = np.asarray(jaxsteer.forward(model, ids, mask, steering=steer, logits_at="last").logits)
     np.testing.assert_allclose(last, full[:, -1], rtol=1e-5, atol=1e-5)
-    index = np.array([[8, 4], [5, 8], [6, 7]], np.int32)  # [B, K]: several positions a row, out of order
-    picked = np.asarray(jaxsteer.forward(model, ids, mask, steering=steer, logits_at=index).logits)
+    index = np.array([[8, 4], [5, 8], [6, -2]], np.int32)  # [B, K]: several positions a row, out of order,
+    picked = np.asarray(jaxsteer.forward(model, ids, mask, steering=steer, logits_at=index).logits)  # -2 from the end
     np.testing.assert_allclose(picked, np.take_along_axis(full, index[..., None], axis=1), rtol=1e-5, atol=1e-5)
+    minus_one = np.asarray(jaxsteer.forward(model, ids, mask, steering=steer, logits_at=np.full(3, -1)).logits)
+    np.testing.assert_allclose(minus_one, full[:, -1], rtol=1e-5, atol=1e-5)
 
 
-def test_queries_refuse_collect():
+def test_queries_refuse_collect_attend_and_an_empty_range():
     cfg = tiny()
     model = jaxsteer.Model.random(cfg, seed=0)
     import jax.numpy as jnp
@@ -49,6 +51,8 @@ def test_queries_refuse_collect():
 
     h = jnp.zeros((1, 4, cfg.hidden_size), jnp.float32)
     ctx = make_context(cfg, jnp.arange(4)[None], None, None)
-    with pytest.raises(ValueError, match="queries and collect"):
-        run_layers(model.params["layers"], h, ctx, config=cfg, queries=jnp.zeros((1, 1), jnp.int32),
-                   collect=lambda h, kv: h)  # fmt: skip
+    queries = jnp.zeros((1, 1), jnp.int32)
+    with pytest.raises(ValueError, match="queries with collect or attend"):
+        run_layers(model.params["layers"], h, ctx, config=cfg, queries=queries, collect=lambda h, kv: h)
+    with pytest.raises(ValueError, match=r"at least one block \(start=3, stop=3\)"):
+        run_layers(model.params["layers"], h, ctx, config=cfg, start=3, stop=3, queries=queries)

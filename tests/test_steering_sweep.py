@@ -286,3 +286,17 @@ def test_pair_grid_width_mismatch_is_an_input_error():
     except ValueError as e:
         raise AssertionError(f"{type(e).__name__}: {e}") from None
     raise AssertionError("no error for mismatched vector widths")
+
+
+def test_grid_read_at_an_index_array_equals_separate_runs(model, batch):
+    """``logits_at`` as a numpy ``[B, K]`` array (negative = from the end): the tail's final block runs at
+    those positions only and gives the logits a separate forward reads there."""
+    v = vectors(6)
+    grid = layer_gamma_grid(v, [3], [0.0, 2.5])
+    index = np.stack([np.full(len(PADS), T - 1), np.full(len(PADS), -3)], axis=1).astype(np.int32)
+    got = run_grid(model, *batch, grid, last_logits, logits_at=index, chunk_size=2, progress=False)
+    assert got.shape == (2, len(PADS), 2, CFG.vocab_size)
+    for point, lab in enumerate(grid.labels):
+        plan = jaxsteer.Steering.from_layers(CFG, {3: v[3]}, gamma=lab["gamma"])
+        ref = np.asarray(jaxsteer.forward(model, *batch, steering=plan, logits_at=index).logits, np.float64)
+        assert rel_err(got[point], ref) <= RTOL, lab

@@ -255,8 +255,10 @@ def run_layers(
         return h, (collect(h, kv) if collect is not None else None)
 
     if queries is not None:  # blocks start … stop−2 as usual, then the final block at the query positions only
-        if collect is not None:
-            raise ValueError("run_layers: queries and collect together are not supported")
+        if collect is not None or attend is not None:
+            raise ValueError("run_layers: queries with collect or attend are not supported")
+        if stop <= start:
+            raise ValueError(f"run_layers: queries need at least one block (start={start}, stop={stop})")
         kw = dict(config=config, start=start, stop=stop - 1, deltas=deltas, per_layer=per_layer, attend=attend,
                   weights_fn=weights_fn, proj=proj, constrain=constrain, impl=impl, remat=remat,
                   differentiable=differentiable)  # fmt: skip
@@ -327,6 +329,12 @@ def last_valid_index(attention_mask: Int[Array, "B T"] | None, shape: tuple[int,
     return (shape[1] - 1 - flipped).astype(jnp.int32)
 
 
+def wrap_positions(index: Int[Array, "B J"], t: int) -> Int[Array, "B J"]:
+    """Negative read positions count from the end (``-1``: the last column), as a gather reads them; the
+    final block's causal mask needs the position itself."""
+    return jnp.where(index < 0, index + t, index)
+
+
 def gather_positions(x: Shaped[Array, "B T ..."], index: Int[Array, "B *J"]) -> Shaped[Array, "B *J ..."]:
     """``x[b, index[b, ...]]`` for every row."""
     flat = index.reshape(index.shape[0], -1)
@@ -395,7 +403,7 @@ def forward_core(
     h0, ctx = prepare(params, input_ids, attention_mask, positions, config=config, steer_mask=steer_mask)
     index = {"last": last_valid_index(attention_mask, shape), "index": logits_index}.get(logits_mode)
     if index is not None and not return_hidden:  # the final block only where logits are read
-        queries = index.reshape(shape[0], -1)
+        queries = wrap_positions(index.reshape(shape[0], -1), shape[1])
         h, _ = run_layers(params["layers"], h0, ctx, config=config, deltas=deltas, impl=impl, queries=queries)
         return ForwardOutput(logits=unembed(params, h.reshape(*index.shape, -1), config))
     collect = (lambda h, kv: h) if return_hidden else None

@@ -30,7 +30,14 @@ from jaxsteer.errors import InputError
 from jaxsteer.model.attention import resolve_impl
 from jaxsteer.model.model import Model, check_tokens, host_or_device, on_mesh, ones_mask
 from jaxsteer.model.plan_tree import chunked_plans, run_plan_tree
-from jaxsteer.model.transformer import default_positions, last_valid_index, prepare, run_layers, unembed
+from jaxsteer.model.transformer import (
+    default_positions,
+    last_valid_index,
+    prepare,
+    run_layers,
+    unembed,
+    wrap_positions,
+)
 from jaxsteer.progress import bar as progress_bar
 from jaxsteer.sharding import to_host
 from jaxsteer.steering.plan import check_layer, first_steered_layer
@@ -126,7 +133,7 @@ def _tail(
     index = last_valid_index(attention_mask, (b, t)) if logits_mode == "last" else logits_index
     out, _ = run_plan_tree(  # the tail starts from the prefix's h, not from tokens; its last block only at `index`
         params["layers"], h, tree, deltas, positions=positions, attention_mask=attention_mask,
-        steer_mask=steer_mask, config=config, impl=impl, mesh=mesh, queries=index.reshape(b, -1),
+        steer_mask=steer_mask, config=config, impl=impl, mesh=mesh, queries=wrap_positions(index.reshape(b, -1), t),
     )  # fmt: skip
     logits = unembed(params, out.reshape(chunk, *index.shape, -1), config)
     return score_fn(logits)
@@ -161,7 +168,8 @@ def run_grid(
     if chunk_size < 1:
         raise InputError(f"chunk_size={chunk_size} must be positive")
     impl = resolve_impl("auto", model.dtype)
-    mode, index = ("last", None) if logits_at == "last" else ("index", host_or_device(logits_at, np.int32))
+    last = isinstance(logits_at, str) and logits_at == "last"  # an index array has no truth value
+    mode, index = ("last", None) if last else ("index", host_or_device(logits_at, np.int32))
     start = min(grid.first_steered_layer, cfg.num_layers - 1)
     input_ids, attention_mask, index = on_mesh(model, input_ids, attention_mask, index)
     h = _prefix(model.params, input_ids, attention_mask, config=cfg, stop=start, impl=impl)
