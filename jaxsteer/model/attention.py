@@ -50,15 +50,16 @@ def resolve_impl(impl: str, dtype) -> str:
     return "xla"
 
 
-def causal_mask(t: int, key_valid: Bool[Array, "B S"] | None, window: int | None) -> Bool[Array, "#B T T"]:
+def causal_mask(
+    t: int, key_valid: Bool[Array, "B S"] | None, window: int | None, queries: Int[Array, "B J"] | None = None
+) -> Bool[Array, "#B Q T"]:
     """Query i sees key j iff j ≤ i, the key is not padding and (for a window W) i − W < j (``[1, T, T]``
-    without ``key_valid``)."""
-    i = jnp.arange(t)[:, None]
-    j = jnp.arange(t)[None, :]
+    without ``key_valid``). ``queries``: only the rows of those query positions (``[B, J, T]``)."""
+    i = jnp.arange(t)[None, :, None] if queries is None else queries[:, :, None]
+    j = jnp.arange(t)[None, None, :]
     mask = j <= i
     if window is not None:
         mask &= (i - j) < window
-    mask = mask[None]
     if key_valid is not None:
         mask = mask & key_valid[:, None, :]
     return mask
@@ -74,14 +75,12 @@ def query_attention(
     key_valid: Bool[Array, "B T"] | None,
     config: GemmaConfig,
 ) -> Float[Array, "B J H Dh"]:
-    """Causal attention of ``J`` query positions (array indices ``queries``) over the whole sequence — the
-    rows of :func:`self_attention` at those positions (the same mask: ``j ≤ i``, the window, padding)."""
-    i = queries[:, :, None]
-    j = jnp.arange(k.shape[1])[None, None, :]
-    mask = (j <= i) & jnp.where(is_global, True, (i - j) < config.sliding_window)
-    if key_valid is not None:
-        mask &= key_valid[:, None, :]
-    return _softmax_attend(q, k, v, mask, config.attn_scale)
+    """Causal attention of ``J`` query positions (array indices ``queries``) over the whole sequence: the rows
+    of :func:`self_attention` at those positions."""
+    t = k.shape[1]
+    full = causal_mask(t, key_valid, None, queries)
+    local = causal_mask(t, key_valid, config.sliding_window, queries)
+    return _softmax_attend(q, k, v, jnp.where(is_global, full, local), config.attn_scale)
 
 
 def _softmax_attend(
