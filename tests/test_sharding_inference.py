@@ -67,7 +67,17 @@ SCRIPT = textwrap.dedent(
         q = m.params["layers"]["q_proj"]
         assert q.sharding.spec == P(None, "model", "fsdp"), q.sharding
         assert len(q.addressable_shards) == 8 and q.addressable_shards[0].data.shape[1] == q.shape[1] // 2
+        import jaxsteer.model.decode as dec, jaxsteer.model.plan_tree as pt
+        pinned, real_pin = [], pt.pin_rows
+        def recording(mod):
+            return lambda x, mesh, axis=0: pinned.append((mod, mesh is m.mesh)) or real_pin(x, mesh, axis)
+        pt.pin_rows, dec.pin_rows = recording("tree"), recording("decode")
         got = measure(m)
+        assert {("tree", True), ("decode", True)} <= set(pinned), set(pinned)  # the grid generation hands the mesh down
+        pinned.clear()  # and so does the sweep tail (a new tree: traced anew)
+        run_grid(m, ids, mask, layer_gamma_grid(vecs, [3], [1.0, 2.0]), score, chunk_size=2, progress=False)
+        assert ("tree", True) in pinned and ("decode", True) not in pinned, set(pinned)
+        pt.pin_rows = dec.pin_rows = real_pin
         for key in ("logits", "hidden", "vectors", "sweep"):
             scale = np.abs(ref[key]).max()
             err = np.abs(got[key] - ref[key]).max() / scale
