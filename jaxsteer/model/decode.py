@@ -294,7 +294,8 @@ def generate(
     """Generate ``max_new_tokens`` new tokens ``[B, N]`` (greedy at ``temperature=0``; left-pad prompts).
 
     Rows that reach an EOS are filled with the pad id afterwards; ``return_lengths=True`` also
-    returns how many tokens each row produced (EOS included). ``decode_layout``: ``"unrolled"`` gives
+    returns how many tokens each row produced (EOS included). Sampling draws from ``PRNGKey(seed)``
+    (``seed`` in −2³¹ … 2³² − 1), made inside the compiled call. ``decode_layout``: ``"unrolled"`` gives
     the decode step its own copy of each layer's weights (one extra weight copy on the device for the
     call; memory-bound decoding runs ~2.6× faster), ``"scan"`` reads the stacked weights, ``"auto"``
     unrolls when the device has room for the copy; ``"sliced"`` runs the unrolled step on static slices of
