@@ -122,3 +122,22 @@ def test_layer_copy_is_one_program_for_every_layer():
             assert sorted(split[i]) == sorted(want)
             for name in want:
                 np.testing.assert_array_equal(np.asarray(split[i][name]), np.asarray(want[name]))
+
+
+def test_unrolled_prefill_scans_in_quarters():
+    """The unrolled step copies its per-layer caches out of the prefill's stacked outputs: scanned in quarters,
+    one part's stack beside the copies is a quarter of the cache (the scan layout keeps one scan: its cache is
+    the stack itself)."""
+    import jax.numpy as jnp
+    from tiny_checkpoint import scan_eqns
+
+    from jaxsteer.model import decode
+
+    cfg = tiny()
+    model = jaxsteer.Model.random(cfg, seed=1)
+    ids = jnp.ones((2, 6), jnp.int32)
+    kw = dict(config=cfg, max_new_tokens=3, temperature=0.0, top_k=None, eos_ids=(1,), impl="xla")
+    split = decode._split_layers(model.params["layers"], cfg, fuse=True)
+    for split, lengths in ((split, [2, 2, 2, 2]), (None, [8, 8])):  # scan layout: the prefill, then the decode step
+        traced = decode.generate_core.trace(model.params, ids, ids, None, np.int32(0), split_layers=split, **kw)
+        assert [e.params["length"] for e in scan_eqns(traced.jaxpr)] == lengths
