@@ -265,9 +265,10 @@ def run_layers(
         if stop - 1 > start:
             h, _ = run_layers(layers, h, ctx, **kw)
         last = stop - 1
-        pick = (
-            (lambda t: t[last]) if isinstance(layers, (tuple, list)) else (lambda t: jax.tree.map(lambda a: a[last], t))
-        )  # noqa: E731
+
+        def pick(tree):  # layer `last` of a per-layer sequence or of a stacked pytree
+            return tree[last] if isinstance(tree, (tuple, list)) else jax.tree.map(lambda a: a[last], tree)
+
         xs = (pick(layers), config.is_global[last], None if deltas is None else deltas[last],
               None if per_layer is None else pick(per_layer))  # fmt: skip
         return body(h, xs, queries)[0], None
