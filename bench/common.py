@@ -113,6 +113,7 @@ def run_anchor(script: str, specs: list[str], out_dir: str) -> list[dict]:
     if not os.path.exists(path):
         print(f"[anchor] {path} missing: copy ../shared/bench/*.py into bench/anchors/", flush=True)
         return []
+    os.makedirs(out_dir, exist_ok=True)  # the anchors write into it and do not make it
     proc = subprocess.run([sys.executable, path, *specs, "--out", out_dir], capture_output=True, text=True)
     if proc.returncode != 0:
         print(f"[anchor] {script} failed:\n{proc.stderr[-3000:]}", flush=True)

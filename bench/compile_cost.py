@@ -1,7 +1,7 @@
 """What a first run pays before its first result: compile time and device memory of the main programs, on
 abstract weights of a real config (no weights are made, so the 12B/27B compile on a laptop as on a GPU).
 
-    PYTHONPATH=. python3 bench/compile_cost.py [--out DIR] [--dtype bf16|f32] [--mesh D,F,M] SPEC [SPEC ...]
+    PYTHONPATH=. python3 bench/compile_cost.py [--out DIR] [--dtype bf16|f32] [--mesh D,F,M] [--threads N] SPEC ...
 
 SPEC (``B`` rows, ``P`` prompt tokens, ``N`` new tokens, ``G`` plans):
 
@@ -25,6 +25,10 @@ accelerator; compile seconds on a CPU are a proxy for a GPU's, not a measurement
 rows over data × fsdp, so the memory printed is one device's share — on a laptop, with
 ``--cpu-devices N`` (forced host devices), what a 12B needs per chip of an N-chip slice (fp32 figures;
 halve the weights and caches for bf16).
+
+``--threads N``: afterwards, with JAX's in-memory caches cleared, the same programs are lowered again and
+compiled N at a time in threads (XLA compiles without the GIL): the wall time against the sequential sum says
+what compiling a stage's programs together, ahead of their first call, would save on this host.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import os
 import re
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 if "--cpu-devices" in sys.argv:  # before jax starts: forced host devices stand in for a slice's chips
     _n = sys.argv[sys.argv.index("--cpu-devices") + 1]
@@ -147,12 +152,27 @@ def measure(label: str, lowered, lower_s: float) -> dict:
     return row
 
 
+def compiled_together(specs: list[str], dtype, mesh, threads: int, rows: list[dict]) -> dict:
+    """Every program of ``specs`` compiled again from cold, ``threads`` at a time: wall time vs the sum."""
+    jax.clear_caches()
+    programs = [lowered for spec in specs for _, lowered in lowered_programs(spec, dtype, mesh)]
+    t = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lambda lowered: lowered.compile(), programs))
+    wall = time.perf_counter() - t
+    serial = sum(r["compile_s"] for r in rows)
+    print(f"{len(programs)} programs compiled {threads} at a time: {wall:.2f} s wall against {serial:.2f} s one "
+          f"after another ({serial / wall:.2f}×)", flush=True)  # fmt: skip
+    return {"threads": threads, "programs": len(programs), "wall_s": wall, "serial_s": serial}
+
+
 def main(argv: list[str]) -> None:
     out = pop_option(argv, "--out", "")
     default = "f32" if jax.default_backend() == "cpu" else "bf16"
     dtype = {"bf16": jnp.bfloat16, "f32": jnp.float32}[pop_option(argv, "--dtype", default)]
     pop_option(argv, "--cpu-devices", "")  # read before jax started (top of this file)
     mesh_arg = pop_option(argv, "--mesh", "")
+    threads = int(pop_option(argv, "--threads", "0"))
     if not argv:
         raise SystemExit(__doc__)
     mesh = None
@@ -174,11 +194,13 @@ def main(argv: list[str]) -> None:
             )
             print(f"{label:34s} trace+lower {row['lower_s']:6.2f} s  compile {row['compile_s']:6.2f} s  "
                   f"{row['hlo_instructions']:6d} HLO ops  {mem}", flush=True)  # fmt: skip
+    together = compiled_together(argv, dtype, mesh, threads, rows) if threads > 1 else None
     if out:
         os.makedirs(out, exist_ok=True)
         with open(os.path.join(out, "compile_cost.json"), "w", encoding="utf-8") as f:
             json.dump(
-                {"environment": env, "command": "bench/compile_cost.py " + " ".join(sys.argv[1:]), "rows": rows},
+                {"environment": env, "command": "bench/compile_cost.py " + " ".join(sys.argv[1:]), "rows": rows,
+                 "together": together},
                 f,
                 indent=1,
             )

@@ -87,6 +87,7 @@ def main(argv):
         r.update(environment())
         print(json.dumps(r), flush=True)
         rows.append(r)
+    os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "sweep.json"), "w") as f:
         json.dump(rows, f, indent=1)
     print(f"\n{'bench':28} {'jaxsteer s':>10} {'HF s':>8} {'ratio':>6}")
