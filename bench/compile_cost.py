@@ -199,8 +199,12 @@ def main(argv: list[str]) -> None:
         os.makedirs(out, exist_ok=True)
         with open(os.path.join(out, "compile_cost.json"), "w", encoding="utf-8") as f:
             json.dump(
-                {"environment": env, "command": "bench/compile_cost.py " + " ".join(sys.argv[1:]), "rows": rows,
-                 "together": together},
+                {
+                    "environment": env,
+                    "command": "bench/compile_cost.py " + " ".join(sys.argv[1:]),
+                    "rows": rows,
+                    "together": together,
+                },
                 f,
                 indent=1,
             )

@@ -8,11 +8,13 @@ import jax
 
 BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
 _count = [0]
+_names: list[str] = []  # the compiled functions' names, in order (any thread)
 
 
-def _on_event(event: str, duration: float, **_) -> None:
+def _on_event(event: str, duration: float, fun_name: str = "", **_) -> None:
     if event == BACKEND_COMPILE:
         _count[0] += 1
+        _names.append(fun_name)
 
 
 jax.monitoring.register_event_duration_secs_listener(_on_event)
@@ -23,3 +25,10 @@ def compiles():
     """``with compiles() as n: …`` then ``n()`` is the number of XLA compiles the block made."""
     start = _count[0]
     yield lambda: _count[0] - start
+
+
+@contextlib.contextmanager
+def compiled_names():
+    """``with compiled_names() as names: …`` then ``names()`` lists the functions compiled in the block."""
+    start = len(_names)
+    yield lambda: _names[start:]

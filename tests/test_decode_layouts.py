@@ -137,7 +137,7 @@ def test_unrolled_prefill_scans_in_quarters():
     model = jaxsteer.Model.random(cfg, seed=1)
     ids = jnp.ones((2, 6), jnp.int32)
     kw = dict(config=cfg, max_new_tokens=3, temperature=0.0, top_k=None, eos_ids=(1,), impl="xla")
-    split = decode._split_layers(model.params["layers"], cfg, fuse=True)
-    for split, lengths in ((split, [2, 2, 2, 2]), (None, [8, 8])):  # scan layout: the prefill, then the decode step
+    copy = decode._split_layers(model.params["layers"], cfg, fuse=True)
+    for split, lengths in ((copy, [2, 2, 2, 2]), (None, [8, 8])):  # scan layout: the prefill, then the decode step
         traced = decode.generate_core.trace(model.params, ids, ids, None, np.int32(0), split_layers=split, **kw)
         assert [e.params["length"] for e in scan_eqns(traced.jaxpr)] == lengths

@@ -14,8 +14,10 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding
 from jaxtyping import Array, Float, Int, Integer
 
+from jaxsteer import ahead
 from jaxsteer.config import GemmaConfig
 from jaxsteer.errors import InputError
 from jaxsteer.model.attention import cache_attention, cached_attention, resolve_impl
@@ -317,6 +319,50 @@ def generate(
     ``"all"``). Blocks below the lowest steered layer run once per prompt for all plans, and above it plans
     that still agree share their prefill rows (:mod:`jaxsteer.model.plan_tree`).
     """
+    calls = _generate_calls(
+        model, input_ids, attention_mask, max_new_tokens, steering, temperature, top_k, seed, eos_token_id, impl,
+        decode_layout, plans, abstract_copy=False,
+    )  # fmt: skip
+    if calls[0][1] is None:  # no plans: one call
+        out = ahead.call(generate_core, *calls[0][0].args, **calls[0][0].keywords)
+        return (out.tokens, out.lengths) if return_lengths else out.tokens
+    outs = []
+    for run, keep in calls:
+        out = ahead.call(generate_core, *run.args, **run.keywords)
+        outs.append((out.tokens[:keep], out.lengths[:keep]))
+    tokens, lengths = (jnp.concatenate(x) for x in zip(*outs))
+    return (tokens, lengths) if return_lengths else tokens
+
+
+def compile_generate_ahead(
+    model: Model,
+    rows: int,
+    width: int,
+    max_new_tokens: int,
+    steering=None,
+    plans=None,
+    decode_layout: str = "auto",
+    eos_token_id=None,
+) -> int:
+    """Start compiling, in the background (:mod:`jaxsteer.ahead`), the programs a later greedy
+    :func:`generate` of ``rows`` prompts × ``width`` tokens (and these ``steering``/``plans`` — their values do
+    not matter, which plans agree where does) will run; returns how many it started. The unrolled layout's
+    weight copy is not made: the compile gets its shapes."""
+    ids = np.zeros((rows, width), np.int32)
+    calls = _generate_calls(
+        model, ids, np.ones_like(ids), max_new_tokens, steering, 0.0, None, 0, eos_token_id, "auto", decode_layout,
+        plans, abstract_copy=True,
+    )  # fmt: skip
+    return sum(ahead.in_background(generate_core, *run.args, **run.keywords) is not None for run, _ in calls)
+
+
+def _generate_calls(
+    model, input_ids, attention_mask, max_new_tokens, steering, temperature, top_k, seed, eos_token_id, impl,
+    decode_layout, plans, abstract_copy: bool,
+) -> list[tuple[functools.partial, int | None]]:  # fmt: skip
+    """The checked :func:`generate_core` calls of one :func:`generate` — each a partial with every argument, and
+    how many of its plans are real (None without plans) — made by the one code that also plans compiles ahead
+    (``abstract_copy``: the unrolled layout's per-layer weights as shapes, not copied)."""
     config = model.config
     input_ids, attention_mask = check_tokens(config, input_ids, attention_mask)
     if attention_mask is None:
@@ -342,8 +388,10 @@ def generate(
     unroll = decode_layout == "unrolled" or (decode_layout == "auto" and _room_for_layer_copy(model.params))
     if plans is not None:  # sized before the copy exists: the budget subtracts it itself
         chunk = plans_per_call(model, len(input_ids), input_ids.shape[1] + max_new_tokens, len(plans), unroll)
-    split = _split_layers(model.params["layers"], config, fuse=_fusable(model)) if unroll else None
-    sliced = decode_layout == "sliced"
+    split = None
+    if unroll:
+        copy = _split_shapes if abstract_copy else _split_layers
+        split = copy(model.params["layers"], config, fuse=_fusable(model))
     input_ids, attention_mask = on_mesh(model, input_ids, attention_mask)
     if steering is not None and steering.mask is not None:
         steering = steering.replace(mask=on_mesh(model, steering.mask)[0])
@@ -361,19 +409,16 @@ def generate(
         eos_ids=tuple(int(e) for e in eos),
         impl=resolve_impl(impl, model.dtype),
         split_layers=split,
-        slice_weights=sliced,
+        slice_weights=decode_layout == "sliced",
         mesh=model.mesh,
     )
     if plans is None:
-        out = run()
-        return (out.tokens, out.lengths) if return_lengths else out.tokens
+        return [(run, None)]
     start = min(first_steered_layer(plans), config.num_layers - 1)
-    outs = []
-    for part, tree, keep in chunked_plans(plans, chunk, start, prompt_steered=steering.scope != "generated"):
-        out = run(plans=part, tree=tree)
-        outs.append((out.tokens[:keep], out.lengths[:keep]))
-    tokens, lengths = (jnp.concatenate(x) for x in zip(*outs))
-    return (tokens, lengths) if return_lengths else tokens
+    return [
+        (functools.partial(run, plans=part, tree=tree), keep)
+        for part, tree, keep in chunked_plans(plans, chunk, start, prompt_steered=steering.scope != "generated")
+    ]
 
 
 def plans_per_call(model: Model, rows: int, total: int, count: int, unrolled: bool, share: float = 0.5) -> int:
@@ -442,6 +487,16 @@ def _split_layers(layers, config, fuse: bool) -> tuple:
 def _layer_copy(layers, index, config, fuse: bool):
     layer = jax.tree.map(lambda a: jax.lax.dynamic_index_in_dim(a, index, keepdims=False), layers)
     return family_of(config).fuse_layer(layer) if fuse else layer
+
+
+def _split_shapes(layers, config, fuse: bool) -> tuple:
+    """What :func:`_split_layers` returns, as shapes (nothing copied): for compiles ahead. On a mesh each copy
+    keeps its layer's placement, which the compiled copy program says."""
+    shapes = jax.eval_shape(functools.partial(_layer_copy, config=config, fuse=fuse), layers, np.int32(0))
+    if any(isinstance(getattr(x, "sharding", None), NamedSharding) for x in jax.tree.leaves(layers)):
+        placed = _layer_copy.lower(layers, np.int32(0), config=config, fuse=fuse).compile().output_shardings
+        shapes = jax.tree.map(lambda x, at: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=at), shapes, placed)
+    return (shapes,) * config.num_layers
 
 
 def _fusable(model: Model) -> bool:

@@ -1,0 +1,123 @@
+"""Compile ahead: start a program's XLA compile in a background thread before its first call.
+
+A 12B experiment's first run waits on its compiles — on one H200 the Dev2 selection grid alone compiles for
+40 s, and the experiment's 11 programs for 72 s of its 279 (``bench/RESULTS.md``, session 8) — while the
+host's other cores idle. XLA compiles without the GIL, and JAX's in-memory cache is shared by every thread:
+a program lowered and compiled here from the same arguments (same shapes, dtypes, static values) as its later
+call is found there, so the call does not compile again (``tests/test_ahead.py`` counts the compiles). The
+stages that know a later stage's shapes start those compiles early (:func:`in_background`), and a call that
+may find its compile still running waits for it (:func:`wait_for`) instead of compiling the same program a
+second time.
+
+On by default on accelerators; off on a CPU, where a background compile takes a core from the work in the
+foreground (tests, the demo on a laptop). ``JAXSTEER_COMPILE_AHEAD=1`` or ``0`` decides instead.
+A compile ahead never fails a run: its error is printed once and the call compiles in the foreground.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import numpy as np
+
+_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+_pending: dict[tuple, Future] = {}
+_warned: list[str] = []
+
+
+def enabled() -> bool:
+    """Whether stages compile later stages' programs ahead (``JAXSTEER_COMPILE_AHEAD``; default: not on a CPU)."""
+    flag = os.environ.get("JAXSTEER_COMPILE_AHEAD", "").strip().lower()
+    if flag in ("0", "1", "false", "true", "no", "yes", "off", "on"):
+        return flag in ("1", "true", "yes", "on")
+    from jaxsteer.devices import platform
+
+    return platform() != "cpu"
+
+
+def signature(fn, args: tuple, kwargs: dict) -> tuple:
+    """What JAX's cache tells calls of ``fn`` apart by, near enough: arrays by shape and dtype, everything
+    else (static arguments, pytree structure) by value."""
+    import jax
+
+    leaves, treedef = jax.tree.flatten((args, kwargs))
+    key = []
+    for leaf in leaves:
+        if hasattr(leaf, "shape") and hasattr(leaf, "dtype"):
+            key.append((tuple(leaf.shape), str(np.dtype(leaf.dtype))))
+        else:
+            key.append(leaf)
+    return (id(fn), treedef, tuple(key))
+
+
+def in_background(fn, *args, **kwargs) -> Future | None:
+    """``fn.lower(*args, **kwargs).compile()`` in a background thread (``fn`` a ``jax.jit`` function; arrays may
+    be ``jax.ShapeDtypeStruct``), unless the same signature is compiling or compiled here already."""
+    try:
+        key = signature(fn, args, kwargs)
+        hash(key)
+    except TypeError:  # an unhashable static argument: JAX could not cache it either
+        return None
+    with _lock:
+        if key not in _pending:
+            _pending[key] = _executor().submit(_compile, fn, args, kwargs)
+        return _pending[key]
+
+
+def wait_for(fn, *args, **kwargs) -> None:
+    """Block until a compile ahead of this call (if one was started) has finished."""
+    try:
+        future = _pending.get(signature(fn, args, kwargs))
+    except TypeError:
+        return
+    if future is not None:
+        future.result()
+
+
+def call(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)``, after waiting for its compile ahead if one is running."""
+    if _pending:
+        wait_for(fn, *args, **kwargs)
+    return fn(*args, **kwargs)
+
+
+def _compile(fn, args, kwargs) -> bool:
+    try:
+        fn.lower(*args, **kwargs).compile()
+        return True
+    except Exception as err:  # noqa: BLE001 - a compile ahead is an optimisation: the call compiles anyway
+        name = getattr(fn, "__name__", repr(fn))
+        if name not in _warned:
+            _warned.append(name)
+            print(f"[jaxsteer] compiling {name} ahead failed ({type(err).__name__}: {err}); "
+                  "it compiles at its first call instead", file=sys.stderr, flush=True)  # fmt: skip
+        return False
+
+
+def run_later(work: Callable[[], object]) -> Future | None:
+    """``work()`` (which starts compiles ahead) in the background thread pool when compiling ahead is on."""
+    if not enabled():
+        return None
+    with _lock:
+        return _executor().submit(_quietly, work)
+
+
+def _executor() -> ThreadPoolExecutor:
+    """The one pool (made on first use; the caller holds ``_lock``): a core is left to the foreground."""
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max(1, min(8, (os.cpu_count() or 2) - 1)), thread_name_prefix="jaxsteer-ahead")
+    return _pool
+
+
+def _quietly(work):
+    try:
+        return work()
+    except Exception as err:  # noqa: BLE001 - as _compile
+        print(f"[jaxsteer] planning compiles ahead failed ({type(err).__name__}: {err})", file=sys.stderr, flush=True)
+        return None

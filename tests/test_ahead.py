@@ -1,0 +1,137 @@
+"""Compiles ahead (``jaxsteer.ahead``): a program compiled in the background from a later call's shapes is the
+one that call runs — the jitted function's cache holds one entry after the compile ahead and still one after
+the call — and the call's results are those of a call that compiled for itself.
+
+Lowering a ``Steering`` argument ahead rebuilds it from JAX's ``ArgInfo`` placeholders, which the test suite's
+annotation checks (``conftest.py``) refuse: the steered cases run in a child pytest with the checks off
+(``test_steered_cases_without_annotation_checks``)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from compile_counter import compiled_names
+from tiny_checkpoint import left_padded_prompts
+
+import jaxsteer
+from jaxsteer import ahead
+from jaxsteer.config import tiny
+from jaxsteer.model import decode
+from jaxsteer.steering.sweep import pair_grid
+
+NEW = 5
+
+
+@pytest.fixture(scope="module")
+def model(model_factory):
+    return model_factory(tiny(sliding_window=3), seed=4, norm_std=0.3)
+
+
+@pytest.fixture(autouse=True)
+def fresh_caches():
+    import jax
+
+    jax.clear_caches()
+    ahead._pending.clear()
+    yield
+
+
+def finish_all():
+    for future in list(ahead._pending.values()):
+        assert future.result() is True  # compiled without an error
+
+
+@contextlib.contextmanager
+def compiles_of(name: str):
+    """``n()``: how many programs of the function ``name`` the block compiled (in any thread)."""
+    with compiled_names() as names:
+        yield lambda: sum(n in (name, f"jit({name})") for n in names())
+
+
+UNTYPED = os.environ.get("JAXSTEER_TYPECHECK", "1") == "0"
+untyped = pytest.mark.skipif(not UNTYPED, reason="run by test_steered_cases_without_annotation_checks")
+
+
+def test_steered_cases_without_annotation_checks():
+    if UNTYPED:
+        pytest.skip("this is the child run")
+    env = {**os.environ, "JAXSTEER_TYPECHECK": "0"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "generate_runs or grid", __file__],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert " passed" in proc.stdout and "skipped" not in proc.stdout.splitlines()[-1], proc.stdout[-500:]
+
+
+@pytest.mark.parametrize("steered", [False, pytest.param(True, marks=untyped)])
+@pytest.mark.parametrize("layout", ["unrolled", "scan"])
+def test_generate_runs_the_program_compiled_ahead(model, layout, steered):
+    ids, mask = left_padded_prompts(3, (3, 6), high=128, padded_row=1, pad=2)
+    vector = {1: np.ones(model.config.hidden_size)}
+    steer = jaxsteer.Steering.from_layers(model.config, vector, gamma=2.0) if steered else None
+    with compiles_of("generate_core") as ahead_compiles:
+        assert decode.compile_generate_ahead(model, 3, 6, NEW, steer, decode_layout=layout, eos_token_id=-1) == 1
+        finish_all()
+    assert ahead_compiles() == 1
+    with compiles_of("generate_core") as n:
+        tokens = jaxsteer.generate(model, ids, NEW, mask, steering=steer, decode_layout=layout, eos_token_id=-1)
+    assert n() == 0  # the call found the program compiled ahead
+    import jax
+
+    jax.clear_caches()
+    with compiles_of("generate_core") as n:
+        again = jaxsteer.generate(model, ids, NEW, mask, steering=steer, decode_layout=layout, eos_token_id=-1)
+    assert n() == 1  # without it, the call compiles
+    np.testing.assert_array_equal(np.asarray(tokens), np.asarray(again))
+
+
+@untyped
+def test_a_plan_grid_is_compiled_ahead_from_other_values_of_the_same_structure(model):
+    """The plans' values are arguments; which plans agree where (the plan tree) is the program's shape."""
+    rng = np.random.RandomState(0)
+    d = model.config.hidden_size
+    layers = model.config.num_layers
+    grid = lambda: pair_grid(rng.randn(layers, d), [1], [2.0], rng.randn(layers, d), [3, 4], [0.0, 1.0])  # noqa: E731
+    ids, mask = left_padded_prompts(5, (2, 7), high=128, padded_row=0, pad=3)
+    assert decode.compile_generate_ahead(model, 2, 7, NEW, plans=grid(), eos_token_id=-1) == 1
+    finish_all()
+    with compiles_of("generate_core") as n:
+        decode.generate(model, ids, NEW, mask, plans=grid(), eos_token_id=-1)
+    assert n() == 0
+
+
+def test_another_shape_is_another_program(model):
+    ids, mask = left_padded_prompts(3, (3, 6), high=128, padded_row=1, pad=2)
+    decode.compile_generate_ahead(model, 3, 8, NEW)  # wider than the call's prompts
+    finish_all()
+    with compiles_of("generate_core") as n:
+        jaxsteer.generate(model, ids, NEW, mask)
+    assert n() == 1
+
+
+def test_a_failing_compile_ahead_is_reported_and_the_call_still_runs(model, capsys):
+    import jax
+
+    @jax.jit
+    def broken(x):
+        raise RuntimeError("no such program")
+
+    future = ahead.in_background(broken, np.zeros(3, np.float32))
+    assert future.result() is False
+    assert "compiling broken ahead failed (RuntimeError: no such program)" in capsys.readouterr().err
+    assert ahead.in_background(broken, np.zeros(3, np.float32)) is future  # the same signature is not redone
+
+
+def test_enabled_follows_the_environment(monkeypatch):
+    monkeypatch.setenv("JAXSTEER_COMPILE_AHEAD", "1")
+    assert ahead.enabled()
+    monkeypatch.setenv("JAXSTEER_COMPILE_AHEAD", "off")
+    assert not ahead.enabled()
+    monkeypatch.delenv("JAXSTEER_COMPILE_AHEAD")
+    assert not ahead.enabled()  # the tests run on a CPU: off by default there
