@@ -10,7 +10,9 @@
   with the default ``dev2_blend`` scorer), once cold (with its compiles) and once warm.
 
 Compiles are counted with ``jax.monitoring``: every ``backend_compile_duration`` event is one XLA
-compile, attributed (with its seconds) to the stage running when it fires.
+compile, attributed (with its seconds) to the stage running when it fires — except those of
+``jaxsteer.ahead``'s background threads (compiles started ahead of the stage that runs them, on no stage's
+path), which get a row of their own.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -29,6 +32,7 @@ import pipeline_world as world
 
 BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
 CACHE_HIT = "/jax/compilation_cache/cache_hits"
+AHEAD_THREADS = "jaxsteer-ahead"  # jaxsteer.ahead's pool: compiles started ahead of the stage that runs them
 TRACE_AND_LOWER = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration")
 
 
@@ -52,7 +56,10 @@ class Clock:
         return self.rows[label]
 
     def _on_event(self, event: str, duration: float, **_):
-        row = self.row(self.stack[-1] if self.stack else "outside any stage")
+        if threading.current_thread().name.startswith(AHEAD_THREADS):  # not on any stage's path: a row apart
+            row = self.row("compiled ahead (background threads)", self.stack[0] if self.stack else None)
+        else:
+            row = self.row(self.stack[-1] if self.stack else "outside any stage")
         if event == BACKEND_COMPILE:
             self.compiles += 1
             row["compiles"] += 1
@@ -284,9 +291,10 @@ def run_subset(spec: dict, out_path: str, role: str = "subset") -> None:
     jax.config.update("jax_compilation_cache_dir", os.path.join(spec["work"], "xla-cache"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    from jaxsteer import ahead
     from jaxsteer.steering.vectors_io import VectorSet
     from jaxsteer.study.evaluate import gmmlu_accuracy
-    from jaxsteer.study.surgical import select_loc
+    from jaxsteer.study.surgical import compile_selection_ahead, select_loc
 
     sub = spec["subset"]
     payload: dict = {"part": role, "environment": _environment(), "done": False, "runs": {}}
@@ -302,6 +310,8 @@ def run_subset(spec: dict, out_path: str, role: str = "subset") -> None:
     en_layer, loc_layer = bench.cfg.layers_for(config.num_layers)
     for run in ("cold", "warm"):
         t = time.perf_counter()
+        if run == "cold":  # as run_experiment does: the selection's generation compiles while the scoring runs
+            ahead.run_later(lambda: compile_selection_ahead(model, bench, lang, en=(False,)))
         with clock.stage(f"{run}: Global-MMLU scoring"):
             acc = gmmlu_accuracy(model, bench, lang, "test", None, False)
         with clock.stage(f"{run}: LOC selection"):

@@ -10,7 +10,8 @@ may find its compile still running waits for it (:func:`wait_for`) instead of co
 second time.
 
 On by default on accelerators; off on a CPU, where a background compile takes a core from the work in the
-foreground (tests, the demo on a laptop). ``JAXSTEER_COMPILE_AHEAD=1`` or ``0`` decides instead.
+foreground (tests, the demo on a laptop). ``JAXSTEER_COMPILE_AHEAD=1`` or ``0`` decides instead. Off in
+multi-process (multi-host) jobs.
 A compile ahead never fails a run: its error is printed once and the call compiles in the foreground.
 """
 
@@ -27,11 +28,18 @@ import numpy as np
 _lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
 _pending: dict[tuple, Future] = {}
+_tasks: list[Future] = []
 _warned: list[str] = []
 
 
 def enabled() -> bool:
-    """Whether stages compile later stages' programs ahead (``JAXSTEER_COMPILE_AHEAD``; default: not on a CPU)."""
+    """Whether stages compile later stages' programs ahead (``JAXSTEER_COMPILE_AHEAD``; default: not on a CPU;
+    never in a multi-process job, whose planning code agrees on sizes across processes — a collective that a
+    background thread must not interleave with the foreground's)."""
+    import jax
+
+    if jax.process_count() > 1:
+        return False
     flag = os.environ.get("JAXSTEER_COMPILE_AHEAD", "").strip().lower()
     if flag in ("0", "1", "false", "true", "no", "yes", "off", "on"):
         return flag in ("1", "true", "yes", "on")
@@ -86,6 +94,30 @@ def call(fn, *args, **kwargs):
     return fn(*args, **kwargs)
 
 
+def output_shapes(fn, *args, **kwargs):
+    """``fn``'s outputs for these arguments as ``jax.ShapeDtypeStruct``s that stand for what a call returns:
+    JAX tells a committed array (an output of a program whose inputs were placed — loaded weights, a mesh)
+    from an uncommitted one in its cache key, so where any input is placed, the outputs carry the placement
+    the compiled program gives them (compiling ``fn``, which its call then finds compiled)."""
+    import functools
+
+    import jax
+
+    shapes = jax.eval_shape(functools.partial(fn, **kwargs), *args)
+    if not any(_placed(x) for x in jax.tree.leaves(args)):
+        return shapes
+    placed = fn.lower(*args, **kwargs).compile().output_shardings
+    return jax.tree.map(lambda x, at: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=at), shapes, placed)
+
+
+def _placed(x) -> bool:
+    import jax
+
+    if isinstance(x, jax.Array):  # every array has a sharding; an uncommitted one may still move
+        return x.committed
+    return getattr(x, "sharding", None) is not None  # a ShapeDtypeStruct given a placement
+
+
 def _compile(fn, args, kwargs) -> bool:
     try:
         fn.lower(*args, **kwargs).compile()
@@ -104,7 +136,17 @@ def run_later(work: Callable[[], object]) -> Future | None:
     if not enabled():
         return None
     with _lock:
-        return _executor().submit(_quietly, work)
+        task = _executor().submit(_quietly, work)
+        _tasks.append(task)
+        return task
+
+
+def wait_all() -> None:
+    """Block until every task and compile started here so far has finished."""
+    for task in list(_tasks):
+        task.result()
+    for future in list(_pending.values()):
+        future.result()
 
 
 def _executor() -> ThreadPoolExecutor:

@@ -154,7 +154,6 @@ def generate_answers(
     returns one list of answers per plan. ``width``: pad prompts to at least this many tokens (one shape
     for several lists: see ``study.evaluate.blend_width``).
     """
-    from jaxsteer.shapes import bucket, coarse_bucket
     from jaxsteer.tokens import decode_new, encode_batch
 
     count = None if plans is None else len(getattr(plans, "deltas", plans))
@@ -164,8 +163,7 @@ def generate_answers(
     # one prompt width for the whole list (its longest prompt, coarsely bucketed) and one batch shape:
     # the decode loop compiles once per list, and languages of similar lengths share it
     all_ids, all_mask = encode_batch(tokenizer, list(prompts), chat=chat)
-    # a width given by the caller is already one shape for many lists: rounded to 16, not coarsened further
-    width = bucket(max(all_ids.shape[1], width)) if width else coarse_bucket(all_ids.shape[1])
+    width = answer_width(all_ids.shape[1], width)
     all_ids = np.pad(all_ids, ((0, 0), (width - all_ids.shape[1], 0)))
     all_mask = np.pad(all_mask, ((0, 0), (width - all_mask.shape[1], 0)))
     bar = _bar(len(prompts) * (count or 1), progress, "generate")
@@ -183,6 +181,33 @@ def generate_answers(
     if bar is not None:
         bar.close()
     return answers if count else answers[0]
+
+
+def answer_width(longest: int, width: int | None) -> int:
+    """The padded prompt width of :func:`generate_answers` for a list whose longest prompt has ``longest``
+    tokens: one width for the whole list, coarsely bucketed, so that the decode loop compiles once per list
+    and lists of similar lengths share it; a ``width`` given by the caller is already one shape for many
+    lists (rounded to 16, not coarsened further)."""
+    from jaxsteer.shapes import bucket, coarse_bucket
+
+    return bucket(max(longest, width)) if width else coarse_bucket(longest)
+
+
+def compile_answers_ahead(
+    model: Model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 32, steering=None, chat: bool = False,
+    batch_size: int = 16, plans=None, width: int | None = None,
+) -> int:  # fmt: skip
+    """Start compiling, in the background, the generation a later :func:`generate_answers` with the same
+    arguments runs (the prompts give its width; the plans' structure, not their values, its program)."""
+    from jaxsteer.model.decode import compile_generate_ahead
+    from jaxsteer.tokens import encode_batch
+
+    if not len(prompts):
+        return 0
+    longest = encode_batch(tokenizer, list(prompts), chat=chat)[0].shape[1]
+    return compile_generate_ahead(
+        model, batch_size, answer_width(longest, width), max_new_tokens, steering=steering, plans=plans
+    )
 
 
 def _bar(total: int, enabled: bool, desc: str):

@@ -62,7 +62,7 @@ def test_steered_cases_without_annotation_checks():
         pytest.skip("this is the child run")
     env = {**os.environ, "JAXSTEER_TYPECHECK": "0"}
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "generate_runs or grid", __file__],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "generate_runs or grid or run_experiment", __file__],
         env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
@@ -135,3 +135,91 @@ def test_enabled_follows_the_environment(monkeypatch):
     assert not ahead.enabled()
     monkeypatch.delenv("JAXSTEER_COMPILE_AHEAD")
     assert not ahead.enabled()  # the tests run on a CPU: off by default there
+
+
+def test_a_sweep_runs_the_prefix_and_tails_compiled_ahead(model, monkeypatch):
+    from jaxsteer.scoring import option_logprob_fn
+    from jaxsteer.steering.sweep import compile_grid_ahead, layer_gamma_grid, run_grid
+
+    monkeypatch.setenv("JAXSTEER_COMPILE_AHEAD", "1")
+    rng = np.random.RandomState(2)
+    vectors = rng.randn(model.config.num_layers, model.config.hidden_size).astype(np.float32)
+    grid = layer_gamma_grid(vectors, [2, 3], [0.0, 1.5, 3.0])
+    score = option_logprob_fn((5, 6, 7))
+    ids, mask = left_padded_prompts(6, (4, 9), high=128, padded_row=2, pad=4)
+    task = compile_grid_ahead(model, 4, 9, grid, score, chunk_size=4)
+    assert task is not None
+    task.result()
+    finish_all()
+    with compiles_of("_prefix") as prefix, compiles_of("_tail") as tail:
+        got = run_grid(model, ids, mask, grid, score, chunk_size=4)
+    assert (prefix(), tail()) == (0, 0)
+    import jax
+
+    jax.clear_caches()
+    with compiles_of("_tail") as tail:
+        want = run_grid(model, ids, mask, grid, score, chunk_size=4)
+    assert tail() == 1  # two chunks of 4 points, one program
+    np.testing.assert_array_equal(got, want)
+
+
+def test_compile_ahead_is_off_on_a_cpu_unless_asked(model, monkeypatch):
+    from jaxsteer.scoring import option_logprob_fn
+    from jaxsteer.steering.sweep import compile_grid_ahead, layer_gamma_grid
+
+    monkeypatch.delenv("JAXSTEER_COMPILE_AHEAD", raising=False)
+    grid = layer_gamma_grid(np.ones((model.config.num_layers, model.config.hidden_size)), [2], [1.0])
+    assert compile_grid_ahead(model, 2, 8, grid, option_logprob_fn((5, 6))) is None
+    assert not ahead._pending
+
+
+@untyped
+def test_run_experiment_compiles_selection_and_evaluation_ahead(tmp_path, monkeypatch):
+    """With compiling ahead on, the experiment's main thread compiles none of the selection's and the test
+    evaluation's generation and sweep programs (the stages are made to wait for the background here, which
+    on a GPU runs beside them), and the results equal a run without it."""
+    import dataclasses
+    import threading
+
+    from tiny_checkpoint import FIXTURES, build_tiny_folder
+
+    from jaxsteer.study import pipeline
+    from jaxsteer.study.experiment import ExperimentConfig
+
+    folder = build_tiny_folder(str(tmp_path / "tiny"), FIXTURES)
+    exp = ExperimentConfig(model=folder, dtype="float32", data=FIXTURES, languages=("zh",), allow_small=True,
+                           loc_gammas=(0.0, 1.0), max_new_tokens=3, batch_size=8)  # fmt: skip
+    default = pipeline.Measures()
+
+    def after_background(fn):
+        def wrapped(*args, **kwargs):
+            ahead.wait_all()
+            return fn(*args, **kwargs)
+
+        return wrapped
+
+    waiting = pipeline.Measures(score_loc=after_background(default.score_loc),
+                                evaluate=after_background(default.evaluate))  # fmt: skip
+    runs, main = {}, {}
+    for flag in ("0", "1"):
+        monkeypatch.setenv("JAXSTEER_COMPILE_AHEAD", flag)
+        import jax
+
+        jax.clear_caches()
+        ahead._pending.clear()
+        out = str(tmp_path / f"ahead{flag}")
+        with compiled_names(threading.main_thread().name) as names:
+            res = pipeline.run_experiment(dataclasses.replace(exp, out=out), {"base": folder}, ("base",), out,
+                                          progress=False, measures=waiting)  # fmt: skip
+        runs[flag] = {k: (v.gmmlu, v.blend) for k, v in res["results"].items()}
+        main[flag] = [n for n in names() if n.startswith("jit(generate_core") or n.startswith("jit(_tail")]
+    assert runs["1"] == runs["0"]
+    assert len(main["0"]) >= 3  # the selection grid, the test evaluation's grid and its sweep tails
+    assert main["1"] == [], main["1"]
+
+
+def test_never_in_a_multi_process_job(monkeypatch, job):
+    """Planning a compile ahead agrees on sizes across processes (a collective): no background thread may."""
+    monkeypatch.setenv("JAXSTEER_COMPILE_AHEAD", "1")
+    assert not ahead.enabled()
+    assert ahead.run_later(lambda: None) is None

@@ -14,7 +14,6 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding
 from jaxtyping import Array, Float, Int, Integer
 
 from jaxsteer import ahead
@@ -490,13 +489,8 @@ def _layer_copy(layers, index, config, fuse: bool):
 
 
 def _split_shapes(layers, config, fuse: bool) -> tuple:
-    """What :func:`_split_layers` returns, as shapes (nothing copied): for compiles ahead. On a mesh each copy
-    keeps its layer's placement, which the compiled copy program says."""
-    shapes = jax.eval_shape(functools.partial(_layer_copy, config=config, fuse=fuse), layers, np.int32(0))
-    if any(isinstance(getattr(x, "sharding", None), NamedSharding) for x in jax.tree.leaves(layers)):
-        placed = _layer_copy.lower(layers, np.int32(0), config=config, fuse=fuse).compile().output_shardings
-        shapes = jax.tree.map(lambda x, at: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=at), shapes, placed)
-    return (shapes,) * config.num_layers
+    """What :func:`_split_layers` returns, as shapes (nothing copied): for compiles ahead."""
+    return (ahead.output_shapes(_layer_copy, layers, np.int32(0), config=config, fuse=fuse),) * config.num_layers
 
 
 def _fusable(model: Model) -> bool:

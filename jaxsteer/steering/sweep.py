@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import ArrayLike, Float
 
+from jaxsteer import ahead
 from jaxsteer.errors import InputError
 from jaxsteer.model.attention import resolve_impl
 from jaxsteer.model.model import Model, check_tokens, host_or_device, on_mesh, ones_mask
@@ -155,6 +156,49 @@ def run_grid(
     ``score_fn`` must be a traceable function of logits ``[C, B, ...]`` and is compiled into the tail:
     pass the same function object across calls to reuse the compiled code.
     """
+    prefix, tails = _grid_calls(model, input_ids, attention_mask, grid, score_fn, logits_at, chunk_size, scope)
+    h = ahead.call(prefix.func, *prefix.args, **prefix.keywords)
+    outs = []
+    bar = progress_bar(len(grid.labels), "sweep", "point", progress, leave=False)
+    for run, keep in tails(h):
+        outs.append(to_host(ahead.call(run.func, *run.args, **run.keywords))[:keep])
+        if bar is not None:
+            bar.update(keep)
+    if bar is not None:
+        bar.close()
+    return np.concatenate(outs)
+
+
+def compile_grid_ahead(
+    model: Model,
+    rows: int,
+    width: int,
+    grid: Grid,
+    score_fn: Callable,
+    logits_at="last",
+    chunk_size: int = 8,
+    scope: str = "all",
+):
+    """Start compiling, in the background (:mod:`jaxsteer.ahead`), the prefix and tail programs a later
+    :func:`run_grid` on ``rows`` prompts × ``width`` tokens with this grid's structure (which points agree
+    where; not their values) and this same ``score_fn`` object runs. Returns the background task (None when
+    compiling ahead is off)."""
+    ids = np.zeros((rows, width), np.int32)
+    prefix, tails = _grid_calls(model, ids, np.ones_like(ids), grid, score_fn, logits_at, chunk_size, scope)
+    return ahead.run_later(lambda: _compile_grid(prefix, tails))
+
+
+def _compile_grid(prefix: functools.partial, tails: Callable) -> None:
+    h = ahead.output_shapes(prefix.func, *prefix.args, **prefix.keywords)  # compiles the prefix if inputs are placed
+    ahead.in_background(prefix.func, *prefix.args, **prefix.keywords)
+    for run, _ in tails(h):
+        ahead.in_background(run.func, *run.args, **run.keywords)
+
+
+def _grid_calls(model: Model, input_ids, attention_mask, grid: Grid, score_fn, logits_at, chunk_size, scope):
+    """The checked calls of one :func:`run_grid`: the prefix (a partial with every argument) and a function of
+    its output giving each tail call and how many of its points are real — made by the one code that also
+    plans compiles ahead."""
     cfg = model.config
     input_ids, attention_mask = check_tokens(cfg, input_ids, attention_mask)
     if attention_mask is None:
@@ -172,31 +216,17 @@ def run_grid(
     mode, index = ("last", None) if last else ("index", host_or_device(logits_at, np.int32))
     start = min(grid.first_steered_layer, cfg.num_layers - 1)
     input_ids, attention_mask, index = on_mesh(model, input_ids, attention_mask, index)
-    h = _prefix(model.params, input_ids, attention_mask, config=cfg, stop=start, impl=impl)
+    prefix = functools.partial(_prefix, model.params, input_ids, attention_mask, config=cfg, stop=start, impl=impl)
     chunk = min(chunk_size, len(grid.labels))
-    outs = []
-    bar = progress_bar(len(grid.labels), "sweep", "point", progress, leave=False)
-    for part, tree, keep in chunked_plans(grid.deltas, chunk, start):
-        res = _tail(
-            model.params,
-            h,
-            attention_mask,
-            part,
-            index,
-            config=cfg,
-            tree=tree,
-            impl=impl,
-            score_fn=score_fn,
-            logits_mode=mode,
-            scope=scope,
-            mesh=model.mesh,
-        )
-        outs.append(to_host(res)[:keep])
-        if bar is not None:
-            bar.update(keep)
-    if bar is not None:
-        bar.close()
-    return np.concatenate(outs)
+    common = dict(config=cfg, impl=impl, score_fn=score_fn, logits_mode=mode, scope=scope, mesh=model.mesh)
+
+    def tails(h) -> list[tuple[functools.partial, int]]:
+        return [
+            (functools.partial(_tail, model.params, h, attention_mask, part, index, tree=tree, **common), keep)
+            for part, tree, keep in chunked_plans(grid.deltas, chunk, start)
+        ]
+
+    return prefix, tails
 
 
 def layer_passes(grid: Grid, num_layers: int, chunk_size: int | None = None) -> int:

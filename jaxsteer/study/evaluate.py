@@ -21,7 +21,13 @@ from jaxsteer.data import prompts
 from jaxsteer.errors import InputError
 from jaxsteer.model.model import Model, batch_shards
 from jaxsteer.results import provenance, write_csv, write_json
-from jaxsteer.scoring import generate_answers, option_logprob_fn, score_multiple_choice, single_token_ids
+from jaxsteer.scoring import (
+    compile_answers_ahead,
+    generate_answers,
+    option_logprob_fn,
+    score_multiple_choice,
+    single_token_ids,
+)
 from jaxsteer.shapes import Widths, balanced_rows, longest_first, plan_for
 from jaxsteer.steering.plan import Steering
 from jaxsteer.steering.sweep import Grid, run_grid
@@ -116,12 +122,9 @@ def blend_accuracies(
     responses, or with ``plans`` a list of one dict per plan. ``balanced``: as few calls as ``batch_size``
     allows, of equal rows (:func:`~jaxsteer.shapes.balanced_rows`) — for splits of one size in every
     language (Dev2), where a grid of plans multiplies each filler row."""
-    tok = _tokenizer(model)
-    cfg = bench.cfg
-    items, texts = blend_texts(bench, lang, part, tok)
-    rows = balanced_rows(len(texts), cfg.batch_size, batch_shards(model)) if balanced else cfg.batch_size
+    tok, items, texts, rows = _blend_call(model, bench, lang, part, balanced)
     answers = generate_answers(
-        model, tok, texts, cfg.max_new_tokens, steering, False, rows, progress, plans=plans,
+        model, tok, texts, bench.cfg.max_new_tokens, steering, False, rows, progress, plans=plans,
         width=blend_width(bench, tok),
     )  # fmt: skip
     per_plan = answers if plans is not None else [answers]
@@ -130,7 +133,7 @@ def blend_accuracies(
     scores = []
     for plan_answers in per_plan:
         responses = {it.question.id: a for it, a in zip(items, plan_answers)}
-        scores.append(metrics.blend_accuracy(responses, questions, cfg.blend_match, prompts_by_id).accuracy)
+        scores.append(metrics.blend_accuracy(responses, questions, bench.cfg.blend_match, prompts_by_id).accuracy)
     if responses_out is not None:
         sinks = [responses_out] if isinstance(responses_out, dict) else list(responses_out)
         for sink, plan_answers in zip(sinks, per_plan, strict=True):
@@ -138,13 +141,46 @@ def blend_accuracies(
     return scores
 
 
+def _blend_call(model: Model, bench: Benchmarks, lang: str, part: str, balanced: bool):
+    """The tokenizer, items, prompts and rows per call of :func:`blend_accuracies`."""
+    tok = _tokenizer(model)
+    items, texts = blend_texts(bench, lang, part, tok)
+    rows = balanced_rows(len(texts), bench.cfg.batch_size, batch_shards(model)) if balanced else bench.cfg.batch_size
+    return tok, items, texts, rows
+
+
+def compile_blend_ahead(
+    model: Model, bench: Benchmarks, lang: str, part: str, steering=None, plans=None, balanced: bool = False
+) -> int:
+    """Start compiling, in the background (:mod:`jaxsteer.ahead`), the generation :func:`blend_accuracies`
+    with these arguments will run; the plans' structure, not their values, decides the program."""
+    tok, _, texts, rows = _blend_call(model, bench, lang, part, balanced)
+    return compile_answers_ahead(
+        model, tok, texts, bench.cfg.max_new_tokens, steering, False, rows, plans=plans, width=blend_width(bench, tok)
+    )
+
+
+def compile_gmmlu_ahead(model: Model, bench: Benchmarks, lang: str, part: str, plans: Float[np.ndarray, "G L D"]):
+    """Start compiling, in the background, the sweep programs :func:`gmmlu_accuracies` with these plans' structure
+    runs at every width of the experiment's plan (:func:`scoring_widths`; every language scores at them)."""
+    from jaxsteer.steering.sweep import compile_grid_ahead
+
+    option_ids = gmmlu_inputs(model, bench, lang, part)[2]
+    grid, score = _plan_grid(plans), option_logprob_fn(option_ids)
+    for width in scoring_widths(model, bench, part).sizes:
+        compile_grid_ahead(model, bench.cfg.batch_size, width, grid, score, chunk_size=bench.cfg.chunk_size)
+
+
+def _plan_grid(plans) -> Grid:
+    return Grid(np.asarray(plans, np.float32), tuple({"plan": g} for g in range(len(plans))))
+
+
 def gmmlu_accuracies(
     model: Model, bench: Benchmarks, lang: str, part: str, plans: Float[np.ndarray, "G L D"], progress=True
 ) -> list[float]:
     """Global-MMLU accuracy (percent) under each plan of ``[G, L, D]`` dense deltas (see
     :func:`gmmlu_grid_logprobs`)."""
-    grid = Grid(np.asarray(plans, np.float32), tuple({"plan": g} for g in range(len(plans))))
-    logp = gmmlu_grid_logprobs(model, bench, lang, part, grid, progress)
+    logp = gmmlu_grid_logprobs(model, bench, lang, part, _plan_grid(plans), progress)
     correct = logp.argmax(-1) == gmmlu_inputs(model, bench, lang, part)[3][None]
     return [100.0 * float(np.mean(c)) for c in correct]  # as score_multiple_choice's accuracy, to the last bit
 
@@ -218,18 +254,11 @@ def evaluate_many(
         raise ValueError(f"{len(methods)} methods but {len(steering_fors)} steering functions")
     langs = bench.cfg.languages
     plans = {lang: [f(lang) if f is not None else None for f in steering_fors] for lang in langs}
-    joint = len(methods) > 1 and all(
-        s is None or (s.scope == "all" and s.mask is None) for v in plans.values() for s in v
-    )
-    if not joint:
+    if not all(joint_plans(v) for v in plans.values()):
         return [evaluate(model, bench, m, f, part, progress) for m, f in zip(methods, steering_fors)]
-    cfg = model.config
     results = [EvalResult(m, {}, {}, {}) for m in methods]
     for lang in langs:
-        deltas = np.stack([
-            np.zeros((cfg.num_layers, cfg.hidden_size), np.float32) if s is None else s.host_deltas()
-            for s in plans[lang]
-        ])  # fmt: skip
+        deltas = plan_deltas(model.config, plans[lang])
         gm = gmmlu_accuracies(model, bench, lang, part, deltas, progress)
         responses = [{} for _ in methods]
         bl = blend_accuracies(model, bench, lang, part, plans=deltas, progress=progress, responses_out=responses)
@@ -238,6 +267,30 @@ def evaluate_many(
             if progress:
                 print(f"  {r.method:>18} {lang}: Global-MMLU {g:5.1f}  BLEnD {b:5.1f}", flush=True)
     return results
+
+
+def joint_plans(steerings: Sequence[Steering | None]) -> bool:
+    """Whether :func:`evaluate_many` evaluates these plans of a language together (several, each plain dense
+    deltas over every position)."""
+    return len(steerings) > 1 and all(s is None or (s.scope == "all" and s.mask is None) for s in steerings)
+
+
+def plan_deltas(config, steerings: Sequence[Steering | None]) -> Float[np.ndarray, "G L D"]:
+    """The dense deltas of a language's plans, zeros for the plain model (None)."""
+    zeros = np.zeros((config.num_layers, config.hidden_size), np.float32)
+    return np.stack([zeros if s is None else s.host_deltas() for s in steerings])
+
+
+def compile_evaluation_ahead(model: Model, bench: Benchmarks, steerings: Sequence[Steering | None], part: str,
+                             lang: str) -> None:  # fmt: skip
+    """Start compiling, in the background, the programs :func:`evaluate_many` runs for one language's plans
+    (the Global-MMLU sweeps at every planned width and the BLEnD generation; other languages whose plans agree
+    where these do run the same programs). Nothing when the plans would be evaluated one by one."""
+    if not joint_plans(steerings):
+        return
+    deltas = plan_deltas(model.config, steerings)
+    compile_blend_ahead(model, bench, lang, part, plans=deltas)
+    compile_gmmlu_ahead(model, bench, lang, part, deltas)
 
 
 def write_eval(

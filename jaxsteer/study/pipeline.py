@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from jaxsteer import ahead
 from jaxsteer.checkpoint.hf import load_pretrained
 from jaxsteer.data.files import read_json
 from jaxsteer.errors import ConfigError, JaxsteerError
@@ -26,12 +27,20 @@ from jaxsteer.steering import analysis, figures
 from jaxsteer.steering.vectors_io import VectorSet, load_vectors, save_vectors
 from jaxsteer.study import metrics
 from jaxsteer.study.compare import write_comparison
-from jaxsteer.study.evaluate import EvalResult, eval_file_names, evaluate_many, read_eval, write_eval
+from jaxsteer.study.evaluate import (
+    EvalResult,
+    compile_evaluation_ahead,
+    eval_file_names,
+    evaluate_many,
+    read_eval,
+    write_eval,
+)
 from jaxsteer.study.experiment import Benchmarks, ExperimentConfig
 from jaxsteer.study.surgical import (
     Scorer,
     SurgicalPlan,
     combined_steering,
+    compile_selection_ahead,
     dev2_blend,
     dev2_gmmlu,
     extract_kind,
@@ -50,12 +59,18 @@ class Measures:
       model at once (the steered ones share each language's calls, :func:`~jaxsteer.study.evaluate.evaluate_many`)
     - ``score_en`` / ``score_loc``: :class:`~jaxsteer.study.surgical.Scorer` of Dev2 candidates (``score_loc``
       gets SUR's and LOC-only's candidates of a language in one call)
+    - ``select_ahead(model, bench)`` / ``evaluate_ahead(model, bench, steerings, part, lang)``: start compiling
+      the selection's programs while the vectors are extracted, and the test evaluation's once the first
+      language's plans are chosen (:mod:`jaxsteer.ahead`: only where compiling ahead is on)
     """
 
     extract: Callable = extract_kind
     evaluate: Callable = evaluate_many
     score_en: Scorer = dev2_gmmlu
     score_loc: Scorer = dev2_blend
+    # compiles started in the background ahead of the stages that run them (jaxsteer.ahead; off on a CPU)
+    select_ahead: Callable = compile_selection_ahead
+    evaluate_ahead: Callable = compile_evaluation_ahead
 
 
 @dataclasses.dataclass
@@ -101,6 +116,8 @@ def steer_model(
     cfg = bench.cfg
     langs = cfg.languages
     done = folder.done if folder is not None else (lambda stage: False)
+    if not done(f"plans:{name}"):  # the Dev2 generation compiles while the vectors are extracted
+        ahead.run_later(lambda: measures.select_ahead(model, bench))
     if done(f"vectors:{name}"):
         v_en, v_loc = read_vector_sets(folder.path, folder.files(f"vectors:{name}"))
     else:
@@ -115,31 +132,6 @@ def steer_model(
         ]
         _finish(folder, f"vectors:{name}", paths)
     key = (lambda lang: "pooled") if cfg.pooled and "pooled" in v_en else (lambda lang: lang)
-    plans_path = os.path.join(out_dir, f"{name}.plans.json")
-    if done(f"plans:{name}"):
-        plans, loc_only = read_plans(plans_path)
-    else:
-        print(f"[{name}] selecting layers and γ on Dev2", flush=True)
-        plans, loc_only = {}, {}
-        for lang in langs:
-            en, lo = v_en[key(lang)], v_loc[key(lang)]
-            en_layer, en_scores = select_en(model, bench, lang, en, progress, score=measures.score_en)
-            # SUR's LOC (EN applied) and LOC-only: both candidate sets decoded in one pass over Dev2
-            (sur_layer, sur_gamma, sur_scores), loc_only[lang] = select_loc_variants(
-                model, bench, lang, [en, None], en_layer, lo, progress, score=measures.score_loc
-            )
-            plans[lang] = SurgicalPlan(
-                lang, en_layer, cfg.en_gamma, sur_layer, sur_gamma, {**en_scores, **sur_scores}
-            )  # fmt: skip
-        write_json(
-            plans_path,
-            {
-                "sur": {lang: dataclasses.asdict(p) for lang, p in plans.items()},
-                "loc_only": {lang: {"layer": v[0], "gamma": v[1], "selection": v[2]} for lang, v in loc_only.items()},
-                "provenance": provenance(model, seed=cfg.seed, command="jaxsteer run (selection)"),
-            },
-        )
-        _finish(folder, f"plans:{name}", [plans_path])
     random_en = {lang: analysis.random_like(v_en[key(lang)].vectors, cfg.seed + 1) for lang in langs}
     random_loc = {lang: analysis.random_like(v_loc[key(lang)].vectors, cfg.seed + 2) for lang in langs}
 
@@ -158,6 +150,34 @@ def steer_model(
 
     results = {f"{name}+{w}": read_eval(out_dir, f"{name}+{w}") for w in STEERED if done(f"eval:{name}+{w}")}
     pending = ([None] if write_plain is not None else []) + [w for w in STEERED if f"{name}+{w}" not in results]
+    plans_path = os.path.join(out_dir, f"{name}.plans.json")
+    if done(f"plans:{name}"):
+        plans, loc_only = read_plans(plans_path)
+    else:
+        print(f"[{name}] selecting layers and γ on Dev2", flush=True)
+        plans, loc_only = {}, {}
+        for lang in langs:
+            en, lo = v_en[key(lang)], v_loc[key(lang)]
+            en_layer, en_scores = select_en(model, bench, lang, en, progress, score=measures.score_en)
+            # SUR's LOC (EN applied) and LOC-only: both candidate sets decoded in one pass over Dev2
+            (sur_layer, sur_gamma, sur_scores), loc_only[lang] = select_loc_variants(
+                model, bench, lang, [en, None], en_layer, lo, progress, score=measures.score_loc
+            )
+            plans[lang] = SurgicalPlan(
+                lang, en_layer, cfg.en_gamma, sur_layer, sur_gamma, {**en_scores, **sur_scores}
+            )  # fmt: skip
+            if lang == langs[0] and pending:  # the test evaluation compiles while the other languages select
+                steerings = [None if w is None else plan_for(w)(lang) for w in pending]
+                ahead.run_later(lambda s=steerings, lang=lang: measures.evaluate_ahead(model, bench, s, "test", lang))
+        write_json(
+            plans_path,
+            {
+                "sur": {lang: dataclasses.asdict(p) for lang, p in plans.items()},
+                "loc_only": {lang: {"layer": v[0], "gamma": v[1], "selection": v[2]} for lang, v in loc_only.items()},
+                "provenance": provenance(model, seed=cfg.seed, command="jaxsteer run (selection)"),
+            },
+        )
+        _finish(folder, f"plans:{name}", [plans_path])
     if pending:
         methods = [name if w is None else f"{name}+{w}" for w in pending]
         print(f"[{name}] evaluating {', '.join(methods)} on test (together, per language)", flush=True)

@@ -247,26 +247,17 @@ def select_loc_variants(
     """:func:`select_loc` for each of ``v_ens`` (an EN set applied at ``en_layer``, or None: LOC alone), every
     candidate of every variant scored in **one** scorer call — SUR's LOC and LOC-only are chosen from one
     generation pass over Dev2 (decoding is memory-bound: more plans per call cost little)."""
-    cfg = bench.cfg
-    grid = list(itertools.product(candidate_layers(cfg, model.config.num_layers, "LOC"), cfg.loc_gammas))
-    variants = []
-    for v_en in v_ens:
-        en = [] if v_en is None else [(v_en.vectors, en_layer, cfg.en_gamma)]
-        # SUR's LOC and LOC-only steering are both chosen on Dev2: every line says which
-        purpose = "LOC only" if v_en is None else f"SUR: LOC with EN layer {en_layer} γ={cfg.en_gamma:g} applied"
-        cands = [
-            Candidate(layer, float(gamma), combined_steering(model.config, [(v_loc.vectors, layer, gamma), *en]),
-                      f"{'LOC only' if v_en is None else 'SUR'}: LOC layer {layer} γ={gamma:g}")
-            for layer, gamma in grid
-        ]  # fmt: skip
-        variants.append((v_en, purpose, cands))
-        if progress:
+    variants = loc_variants(model.config, bench.cfg, [None if v is None else v.vectors for v in v_ens], en_layer,
+                            v_loc.vectors)  # fmt: skip
+    if progress:
+        for purpose, _ in variants:
             print(f"    {lang} {purpose}: choosing LOC's layer and γ on Dev2 BLEnD", flush=True)
-    every = [c for _, _, cands in variants for c in cands]
+    every = [c for _, cands in variants for c in cands]
     acc = _scores(score(model, bench, lang, every, progress=progress), every)
     chosen = []
-    for i, (v_en, purpose, cands) in enumerate(variants):
-        part = acc[i * len(grid) : (i + 1) * len(grid)]
+    size = len(variants[0][1])
+    for i, ((purpose, cands), v_en) in enumerate(zip(variants, v_ens)):
+        part = acc[i * size : (i + 1) * size]
         best = best_point([(c.layer, c.gamma) for c in cands], part)
         if progress:
             at_zero = "the unsteered model" if v_en is None else "EN alone"
@@ -274,6 +265,45 @@ def select_loc_variants(
         scores = {f"layer={c.layer},gamma={c.gamma}": float(a) for c, a in zip(cands, part)}
         chosen.append((best.layer, best.gamma, {"loc_dev2_blend": scores}))
     return chosen
+
+
+def loc_variants(config, cfg: ExperimentConfig, en_vectors: Sequence, en_layer: int, loc_vectors) -> list[tuple]:
+    """``[(purpose, candidates)]`` of :func:`select_loc_variants`: for each EN vector set (or None: LOC
+    alone), every LOC layer of the window × every ``loc_gammas`` value, EN applied at ``en_layer``."""
+    grid = list(itertools.product(candidate_layers(cfg, config.num_layers, "LOC"), cfg.loc_gammas))
+    variants = []
+    for v_en in en_vectors:
+        en = [] if v_en is None else [(v_en, en_layer, cfg.en_gamma)]
+        # SUR's LOC and LOC-only steering are both chosen on Dev2: every line says which
+        purpose = "LOC only" if v_en is None else f"SUR: LOC with EN layer {en_layer} γ={cfg.en_gamma:g} applied"
+        cands = [
+            Candidate(layer, float(gamma), combined_steering(config, [(loc_vectors, layer, gamma), *en]),
+                      f"{'LOC only' if v_en is None else 'SUR'}: LOC layer {layer} γ={gamma:g}")
+            for layer, gamma in grid
+        ]  # fmt: skip
+        variants.append((purpose, cands))
+    return variants
+
+
+def compile_selection_ahead(
+    model: Model, bench: Benchmarks, lang: str | None = None, en: Sequence[bool] = (True, False)
+) -> int:
+    """Start compiling, in the background (:mod:`jaxsteer.ahead`), the Dev2 generation that selects SUR's and
+    LOC-only's LOC (:func:`select_loc_variants` with :func:`dev2_blend`) for ``lang`` (default: the first
+    language; the others share its shapes) — before the vectors exist: the grid's program depends on which
+    plans agree where, which random vectors at the same layers and γ reproduce. ``en``: per variant, whether
+    EN is applied (``select_loc_variants``' ``v_ens`` given or None; ``(False,)`` for LOC-only's
+    :func:`select_loc`), at the first EN candidate layer (the one used unless ``select_layers``)."""
+    from jaxsteer.study.evaluate import compile_blend_ahead
+
+    cfg = bench.cfg
+    shape = (model.config.num_layers, model.config.hidden_size)
+    rng = np.random.default_rng(0)
+    en_layer = candidate_layers(cfg, model.config.num_layers, "EN")[0]
+    like = lambda: rng.standard_normal(shape).astype(np.float32)  # noqa: E731
+    variants = loc_variants(model.config, cfg, [like() if e else None for e in en], en_layer, like())
+    plans = np.stack([c.steering.host_deltas() for _, cands in variants for c in cands])
+    return compile_blend_ahead(model, bench, lang or cfg.languages[0], "dev2", plans=plans, balanced=True)
 
 
 def _scores(values, cands: Sequence[Candidate]) -> np.ndarray:
