@@ -196,6 +196,8 @@ def recorded_shapes(payload: dict):
             seen[_what].add(shape)
             return _fn(*a, **k)
 
+        if hasattr(fn, "lower"):  # compiles ahead (jaxsteer.ahead) lower the jitted function itself
+            wrapped.lower = fn.lower
         setattr(module, name, wrapped)
     try:
         yield
@@ -311,7 +313,7 @@ def run_subset(spec: dict, out_path: str, role: str = "subset") -> None:
     for run in ("cold", "warm"):
         t = time.perf_counter()
         if run == "cold":  # as run_experiment does: the selection's generation compiles while the scoring runs
-            ahead.run_later(lambda: compile_selection_ahead(model, bench, lang, en=(False,)))
+            ahead.plan(compile_selection_ahead, model, bench, lang, en=(False,))
         with clock.stage(f"{run}: Global-MMLU scoring"):
             acc = gmmlu_accuracy(model, bench, lang, "test", None, False)
         with clock.stage(f"{run}: LOC selection"):

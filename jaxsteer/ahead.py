@@ -28,7 +28,6 @@ import numpy as np
 _lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
 _pending: dict[tuple, Future] = {}
-_tasks: list[Future] = []
 _warned: list[str] = []
 
 
@@ -78,13 +77,19 @@ def in_background(fn, *args, **kwargs) -> Future | None:
 
 
 def wait_for(fn, *args, **kwargs) -> None:
-    """Block until a compile ahead of this call (if one was started) has finished."""
+    """Block until a compile ahead of this call has finished, if one is running; one still queued behind
+    others is taken back (the call compiles its program itself rather than wait for the queue)."""
     try:
-        future = _pending.get(signature(fn, args, kwargs))
+        key = signature(fn, args, kwargs)
     except TypeError:
         return
-    if future is not None:
-        future.result()
+    future = _pending.get(key)
+    if future is None:
+        return
+    if future.cancel() or future.cancelled():
+        _pending.pop(key, None)
+        return
+    future.result()
 
 
 def call(fn, *args, **kwargs):
@@ -95,27 +100,33 @@ def call(fn, *args, **kwargs):
 
 
 def output_shapes(fn, *args, **kwargs):
-    """``fn``'s outputs for these arguments as ``jax.ShapeDtypeStruct``s that stand for what a call returns:
-    JAX tells a committed array (an output of a program whose inputs were placed — loaded weights, a mesh)
-    from an uncommitted one in its cache key, so where any input is placed, the outputs carry the placement
-    the compiled program gives them (compiling ``fn``, which its call then finds compiled)."""
+    """``fn``'s outputs for these arguments as ``jax.ShapeDtypeStruct``s that stand for what a call returns.
+    JAX tells a committed array (an output of a program whose inputs were placed: loaded weights, a mesh) from
+    an uncommitted one in its cache key, so the shapes carry the placement a call's outputs will have: none
+    where no input is placed; the device where every placed input is on one device; on a mesh, what the
+    compiled program says (``fn`` is compiled here, which its call then finds)."""
     import functools
 
     import jax
+    from jax.sharding import SingleDeviceSharding
 
     shapes = jax.eval_shape(functools.partial(fn, **kwargs), *args)
-    if not any(_placed(x) for x in jax.tree.leaves(args)):
+    placements = {_placement(x) for x in jax.tree.leaves(args)} - {None}
+    if not placements:
         return shapes
+    if len(placements) == 1 and isinstance(one := next(iter(placements)), SingleDeviceSharding):
+        return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=one), shapes)
     placed = fn.lower(*args, **kwargs).compile().output_shardings
     return jax.tree.map(lambda x, at: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=at), shapes, placed)
 
 
-def _placed(x) -> bool:
+def _placement(x):
+    """An input's placement when JAX keeps it (a committed array, a ShapeDtypeStruct given one), else None."""
     import jax
 
     if isinstance(x, jax.Array):  # every array has a sharding; an uncommitted one may still move
-        return x.committed
-    return getattr(x, "sharding", None) is not None  # a ShapeDtypeStruct given a placement
+        return x.sharding if x.committed else None
+    return getattr(x, "sharding", None)
 
 
 def _compile(fn, args, kwargs) -> bool:
@@ -131,22 +142,36 @@ def _compile(fn, args, kwargs) -> bool:
         return False
 
 
-def run_later(work: Callable[[], object]) -> Future | None:
-    """``work()`` (which starts compiles ahead) in the background thread pool when compiling ahead is on."""
+def plan(work: Callable, *args, **kwargs) -> None:
+    """``work(*args, **kwargs)`` — code that starts compiles ahead — when compiling ahead is on. It runs here, in the caller's
+    thread (planning is host work of milliseconds: tokenising, shapes), so that every compile it starts is
+    registered before the caller goes on to the calls that wait for them; an error only prints a line."""
     if not enabled():
-        return None
-    with _lock:
-        task = _executor().submit(_quietly, work)
-        _tasks.append(task)
-        return task
+        return
+    try:
+        work(*args, **kwargs)
+    except Exception as err:  # noqa: BLE001 - as _compile
+        print(f"[jaxsteer] planning compiles ahead failed ({type(err).__name__}: {err})", file=sys.stderr, flush=True)
 
 
 def wait_all() -> None:
-    """Block until every task and compile started here so far has finished."""
-    for task in list(_tasks):
-        task.result()
+    """Block until every compile started here so far has finished (or was taken back)."""
     for future in list(_pending.values()):
-        future.result()
+        if not future.cancelled():
+            future.result()
+
+
+def cancel() -> None:
+    """Take back every compile not yet started and let the pool go (a run that ends or fails must not wait at
+    exit for compiles queued for stages it will not reach; one already compiling still finishes)."""
+    global _pool
+    with _lock:
+        pool, _pool = _pool, None
+        for key, future in list(_pending.items()):
+            if future.cancel():
+                del _pending[key]
+    if pool is not None:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _executor() -> ThreadPoolExecutor:
@@ -155,11 +180,3 @@ def _executor() -> ThreadPoolExecutor:
     if _pool is None:
         _pool = ThreadPoolExecutor(max(1, min(8, (os.cpu_count() or 2) - 1)), thread_name_prefix="jaxsteer-ahead")
     return _pool
-
-
-def _quietly(work):
-    try:
-        return work()
-    except Exception as err:  # noqa: BLE001 - as _compile
-        print(f"[jaxsteer] planning compiles ahead failed ({type(err).__name__}: {err})", file=sys.stderr, flush=True)
-        return None

@@ -141,15 +141,12 @@ def test_a_sweep_runs_the_prefix_and_tails_compiled_ahead(model, monkeypatch):
     from jaxsteer.scoring import option_logprob_fn
     from jaxsteer.steering.sweep import compile_grid_ahead, layer_gamma_grid, run_grid
 
-    monkeypatch.setenv("JAXSTEER_COMPILE_AHEAD", "1")
     rng = np.random.RandomState(2)
     vectors = rng.randn(model.config.num_layers, model.config.hidden_size).astype(np.float32)
     grid = layer_gamma_grid(vectors, [2, 3], [0.0, 1.5, 3.0])
     score = option_logprob_fn((5, 6, 7))
     ids, mask = left_padded_prompts(6, (4, 9), high=128, padded_row=2, pad=4)
-    task = compile_grid_ahead(model, 4, 9, grid, score, chunk_size=4)
-    assert task is not None
-    task.result()
+    assert compile_grid_ahead(model, 4, 9, grid, score, chunk_size=4) == 2  # the prefix, one tail for both chunks
     finish_all()
     with compiles_of("_prefix") as prefix, compiles_of("_tail") as tail:
         got = run_grid(model, ids, mask, grid, score, chunk_size=4)
@@ -163,14 +160,19 @@ def test_a_sweep_runs_the_prefix_and_tails_compiled_ahead(model, monkeypatch):
     np.testing.assert_array_equal(got, want)
 
 
-def test_compile_ahead_is_off_on_a_cpu_unless_asked(model, monkeypatch):
-    from jaxsteer.scoring import option_logprob_fn
-    from jaxsteer.steering.sweep import compile_grid_ahead, layer_gamma_grid
-
+def test_planned_compiles_are_off_on_a_cpu_unless_asked(monkeypatch):
+    ran = []
     monkeypatch.delenv("JAXSTEER_COMPILE_AHEAD", raising=False)
-    grid = layer_gamma_grid(np.ones((model.config.num_layers, model.config.hidden_size)), [2], [1.0])
-    assert compile_grid_ahead(model, 2, 8, grid, option_logprob_fn((5, 6))) is None
-    assert not ahead._pending
+    ahead.plan(lambda: ran.append("default"))
+    monkeypatch.setenv("JAXSTEER_COMPILE_AHEAD", "1")
+    ahead.plan(lambda: ran.append("asked"))
+    assert ran == ["asked"]
+
+
+def test_a_failing_plan_is_reported_and_the_run_goes_on(monkeypatch, capsys):
+    monkeypatch.setenv("JAXSTEER_COMPILE_AHEAD", "1")
+    ahead.plan(lambda: 1 / 0)
+    assert "planning compiles ahead failed (ZeroDivisionError" in capsys.readouterr().err
 
 
 @untyped
@@ -222,4 +224,33 @@ def test_never_in_a_multi_process_job(monkeypatch, job):
     """Planning a compile ahead agrees on sizes across processes (a collective): no background thread may."""
     monkeypatch.setenv("JAXSTEER_COMPILE_AHEAD", "1")
     assert not ahead.enabled()
-    assert ahead.run_later(lambda: None) is None
+    ran = []
+    ahead.plan(lambda: ran.append(1))
+    assert not ran
+
+
+def test_a_call_does_not_wait_behind_the_queue_and_cancel_takes_queued_compiles_back():
+    """A compile still queued (every worker busy) is taken back by the call that needs it, which compiles
+    for itself; ``cancel`` takes back what is queued, so that a run that ends never waits for it at exit."""
+    import threading
+
+    import jax
+
+    release = threading.Event()
+    pool = ahead._executor()
+    for _ in range(pool._max_workers):
+        pool.submit(release.wait, 30)  # every worker busy
+
+    @jax.jit
+    def double(x):
+        return 2 * x
+
+    x = np.ones(5, np.float32)
+    queued = ahead.in_background(double, x)
+    ahead.wait_for(double, x)  # returns at once: the queued compile is taken back
+    assert queued.cancelled() and not ahead._pending
+    other = ahead.in_background(double, np.ones(6, np.float32))
+    ahead.cancel()
+    assert other.cancelled() and not ahead._pending and ahead._pool is None
+    release.set()
+    np.testing.assert_array_equal(ahead.call(double, x), 2 * x)

@@ -352,7 +352,8 @@ def compile_generate_ahead(
         model, ids, np.ones_like(ids), max_new_tokens, steering, 0.0, None, 0, eos_token_id, "auto", decode_layout,
         plans, abstract_copy=True,
     )  # fmt: skip
-    return sum(ahead.in_background(generate_core, *run.args, **run.keywords) is not None for run, _ in calls)
+    started = [ahead.in_background(generate_core, *run.args, **run.keywords) for run, _ in calls]
+    return len({id(f) for f in started if f is not None})  # equal chunks share one program
 
 
 def _generate_calls(
@@ -489,7 +490,9 @@ def _layer_copy(layers, index, config, fuse: bool):
 
 
 def _split_shapes(layers, config, fuse: bool) -> tuple:
-    """What :func:`_split_layers` returns, as shapes (nothing copied): for compiles ahead."""
+    """What :func:`_split_layers` returns, as shapes (nothing copied; the copy program compiled): for compiles
+    ahead."""
+    ahead.in_background(_layer_copy, layers, np.int32(0), config=config, fuse=fuse)
     return (ahead.output_shapes(_layer_copy, layers, np.int32(0), config=config, fuse=fuse),) * config.num_layers
 
 

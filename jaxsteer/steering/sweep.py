@@ -178,21 +178,16 @@ def compile_grid_ahead(
     logits_at="last",
     chunk_size: int = 8,
     scope: str = "all",
-):
+) -> int:
     """Start compiling, in the background (:mod:`jaxsteer.ahead`), the prefix and tail programs a later
     :func:`run_grid` on ``rows`` prompts × ``width`` tokens with this grid's structure (which points agree
-    where; not their values) and this same ``score_fn`` object runs. Returns the background task (None when
-    compiling ahead is off)."""
+    where; not their values) and this same ``score_fn`` object runs; returns how many compiles it started."""
     ids = np.zeros((rows, width), np.int32)
     prefix, tails = _grid_calls(model, ids, np.ones_like(ids), grid, score_fn, logits_at, chunk_size, scope)
-    return ahead.run_later(lambda: _compile_grid(prefix, tails))
-
-
-def _compile_grid(prefix: functools.partial, tails: Callable) -> None:
-    h = ahead.output_shapes(prefix.func, *prefix.args, **prefix.keywords)  # compiles the prefix if inputs are placed
-    ahead.in_background(prefix.func, *prefix.args, **prefix.keywords)
-    for run, _ in tails(h):
-        ahead.in_background(run.func, *run.args, **run.keywords)
+    h = ahead.output_shapes(prefix.func, *prefix.args, **prefix.keywords)  # on a mesh: compiles the prefix
+    started = [ahead.in_background(prefix.func, *prefix.args, **prefix.keywords)]
+    started += [ahead.in_background(run.func, *run.args, **run.keywords) for run, _ in tails(h)]
+    return len({id(f) for f in started if f is not None})  # equal tail chunks share one program
 
 
 def _grid_calls(model: Model, input_ids, attention_mask, grid: Grid, score_fn, logits_at, chunk_size, scope):

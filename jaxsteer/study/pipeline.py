@@ -117,7 +117,7 @@ def steer_model(
     langs = cfg.languages
     done = folder.done if folder is not None else (lambda stage: False)
     if not done(f"plans:{name}"):  # the Dev2 generation compiles while the vectors are extracted
-        ahead.run_later(lambda: measures.select_ahead(model, bench))
+        ahead.plan(measures.select_ahead, model, bench)
     if done(f"vectors:{name}"):
         v_en, v_loc = read_vector_sets(folder.path, folder.files(f"vectors:{name}"))
     else:
@@ -167,8 +167,8 @@ def steer_model(
                 lang, en_layer, cfg.en_gamma, sur_layer, sur_gamma, {**en_scores, **sur_scores}
             )  # fmt: skip
             if lang == langs[0] and pending:  # the test evaluation compiles while the other languages select
-                steerings = [None if w is None else plan_for(w)(lang) for w in pending]
-                ahead.run_later(lambda s=steerings, lang=lang: measures.evaluate_ahead(model, bench, s, "test", lang))
+                fors = [None if w is None else plan_for(w) for w in pending]
+                ahead.plan(_evaluation_ahead, measures, model, bench, fors, lang)
         write_json(
             plans_path,
             {
@@ -192,6 +192,10 @@ def steer_model(
     results = {m: results[m] for m in ([name] if write_plain is not None else []) + [f"{name}+{w}" for w in STEERED]}
     sper = {lang: analysis.sper_degrees(v_en[lang].vectors, v_loc[lang].vectors) for lang in langs}
     return ModelReport(name, results, plans, sper)
+
+
+def _evaluation_ahead(measures: Measures, model: Model, bench: Benchmarks, fors, lang: str) -> None:
+    measures.evaluate_ahead(model, bench, [None if f is None else f(lang) for f in fors], "test", lang)
 
 
 def _finish(folder: ResultsFolder | None, stage: str, paths) -> None:
@@ -289,6 +293,8 @@ def run_experiment(
     except JaxsteerError:
         folder.abandon()  # refused before any stage finished: leave no manifest (nor an empty folder)
         raise
+    finally:
+        ahead.cancel()  # compiles still queued (for stages not reached, or shapes no call used) are not waited for
 
 
 def _run(cfg, models, steer, out_dir, progress, measures: Measures, folder: ResultsFolder) -> dict:
