@@ -25,6 +25,7 @@ from jaxsteer.model import decode
 from jaxsteer.steering.sweep import pair_grid
 
 NEW = 5
+PROGRAMS = ("generate_core", "_layer_copy", "_prefix", "_tail", "layer_activations")
 
 
 @pytest.fixture(scope="module")
@@ -177,9 +178,9 @@ def test_a_failing_plan_is_reported_and_the_run_goes_on(monkeypatch, capsys):
 
 @untyped
 def test_run_experiment_compiles_selection_and_evaluation_ahead(tmp_path, monkeypatch):
-    """With compiling ahead on, the experiment's main thread compiles none of the selection's and the test
-    evaluation's generation and sweep programs (the stages are made to wait for the background here, which
-    on a GPU runs beside them), and the results equal a run without it."""
+    """With compiling ahead on, the experiment's main thread compiles none of the extraction's, the
+    selection's and the test evaluation's model programs (the stages are made to wait for the background
+    here, which on a GPU runs beside them), and the results equal a run without it."""
     import dataclasses
     import threading
 
@@ -200,7 +201,8 @@ def test_run_experiment_compiles_selection_and_evaluation_ahead(tmp_path, monkey
 
         return wrapped
 
-    waiting = pipeline.Measures(score_loc=after_background(default.score_loc),
+    waiting = pipeline.Measures(extract=after_background(default.extract),
+                                score_loc=after_background(default.score_loc),
                                 evaluate=after_background(default.evaluate))  # fmt: skip
     runs, main = {}, {}
     for flag in ("0", "1"):
@@ -214,9 +216,9 @@ def test_run_experiment_compiles_selection_and_evaluation_ahead(tmp_path, monkey
             res = pipeline.run_experiment(dataclasses.replace(exp, out=out), {"base": folder}, ("base",), out,
                                           progress=False, measures=waiting)  # fmt: skip
         runs[flag] = {k: (v.gmmlu, v.blend) for k, v in res["results"].items()}
-        main[flag] = [n for n in names() if n.startswith("jit(generate_core") or n.startswith("jit(_tail")]
+        main[flag] = [n for n in names() if n.split("(")[-1].rstrip(")") in PROGRAMS]
     assert runs["1"] == runs["0"]
-    assert len(main["0"]) >= 3  # the selection grid, the test evaluation's grid and its sweep tails
+    assert len(main["0"]) >= 4  # the extraction read, the selection grid, the evaluation's grid and sweep
     assert main["1"] == [], main["1"]
 
 

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
+from jaxsteer import ahead
 from jaxsteer.errors import InputError
 from jaxsteer.model.attention import resolve_impl
 from jaxsteer.model.family import DecoderConfig
@@ -140,17 +141,31 @@ def iterate_activations(
     longest prompts first in balanced batches of at most ``batch_size`` rows, each padded to ``widths``
     (default: planned for this list alone, :func:`~jaxsteer.shapes.plan_for`) — the all-layer read compiles
     once a width, seconds for a large model."""
-    impl = resolve_impl("auto", model.dtype)
     ids, mask = check_tokens(model.config, ids, mask)
     ids, mask = np.asarray(ids), np.asarray(mask)
     rows_per_call = balanced_rows(len(ids), batch_size, batch_shards(model))
     widths = widths or plan_for(model.config, [mask], batch_size, balanced=batch_shards(model))
     for rows, pi, pm in longest_first(ids, mask, rows_per_call, widths):
-        pi, pm = on_mesh(model, pi, pm)
-        acts = layer_activations(model.params, pi, pm, config=model.config, read=read, impl=impl)
+        run = _activations_call(model, pi, pm, read)
+        acts = ahead.call(run.func, *run.args, **run.keywords)
         if progress is not None:
             progress.update(len(rows))
         yield rows, to_host(acts)[:, : len(rows)].astype(np.float32, copy=False)
+
+
+def _activations_call(model: Model, ids, mask, read: str) -> functools.partial:
+    """The :func:`layer_activations` call reading one padded batch, every argument given."""
+    ids, mask = on_mesh(model, ids, mask)
+    impl = resolve_impl("auto", model.dtype)
+    return functools.partial(layer_activations, model.params, ids, mask, config=model.config, read=read, impl=impl)
+
+
+def compile_activations_ahead(model: Model, rows: int, width: int, read: str = "last") -> bool:
+    """Start compiling, in the background (:mod:`jaxsteer.ahead`), the all-layer read of ``rows`` prompts ×
+    ``width`` tokens that :func:`iterate_activations` will run."""
+    ids = np.zeros((rows, width), np.int32)
+    run = _activations_call(model, ids, np.ones_like(ids), read)
+    return ahead.in_background(run.func, *run.args, **run.keywords) is not None
 
 
 def all_activations(

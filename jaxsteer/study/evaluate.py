@@ -289,8 +289,8 @@ def compile_evaluation_ahead(model: Model, bench: Benchmarks, steerings: Sequenc
     if not joint_plans(steerings):
         return
     deltas = plan_deltas(model.config, steerings)
+    compile_gmmlu_ahead(model, bench, lang, part, deltas)  # in the order the evaluation needs them
     compile_blend_ahead(model, bench, lang, part, plans=deltas)
-    compile_gmmlu_ahead(model, bench, lang, part, deltas)
 
 
 def write_eval(

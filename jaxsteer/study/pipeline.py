@@ -40,6 +40,7 @@ from jaxsteer.study.surgical import (
     Scorer,
     SurgicalPlan,
     combined_steering,
+    compile_extraction_ahead,
     compile_selection_ahead,
     dev2_blend,
     dev2_gmmlu,
@@ -59,9 +60,10 @@ class Measures:
       model at once (the steered ones share each language's calls, :func:`~jaxsteer.study.evaluate.evaluate_many`)
     - ``score_en`` / ``score_loc``: :class:`~jaxsteer.study.surgical.Scorer` of Dev2 candidates (``score_loc``
       gets SUR's and LOC-only's candidates of a language in one call)
-    - ``select_ahead(model, bench)`` / ``evaluate_ahead(model, bench, steerings, part, lang)``: start compiling
-      the selection's programs while the vectors are extracted, and the test evaluation's once the first
-      language's plans are chosen (:mod:`jaxsteer.ahead`: only where compiling ahead is on)
+    - ``extract_ahead(model, bench, langs)`` / ``select_ahead(model, bench)`` / ``evaluate_ahead(model, bench,
+      steerings, part, lang)``: start compiling every extraction width at once, the selection's programs while
+      the vectors are extracted, and the test evaluation's once the first language's plans are chosen
+      (:mod:`jaxsteer.ahead`: only where compiling ahead is on)
     """
 
     extract: Callable = extract_kind
@@ -69,6 +71,7 @@ class Measures:
     score_en: Scorer = dev2_gmmlu
     score_loc: Scorer = dev2_blend
     # compiles started in the background ahead of the stages that run them (jaxsteer.ahead; off on a CPU)
+    extract_ahead: Callable = compile_extraction_ahead
     select_ahead: Callable = compile_selection_ahead
     evaluate_ahead: Callable = compile_evaluation_ahead
 
@@ -116,6 +119,8 @@ def steer_model(
     cfg = bench.cfg
     langs = cfg.languages
     done = folder.done if folder is not None else (lambda stage: False)
+    if not done(f"vectors:{name}"):  # every extraction width compiles side by side
+        ahead.plan(measures.extract_ahead, model, bench, langs)
     if not done(f"plans:{name}"):  # the Dev2 generation compiles while the vectors are extracted
         ahead.plan(measures.select_ahead, model, bench)
     if done(f"vectors:{name}"):

@@ -83,6 +83,25 @@ def extraction_widths(model: Model, bench: Benchmarks, kind: str, langs) -> Widt
     return bench.remember(key, plan, model.tokenizer)
 
 
+def compile_extraction_ahead(model: Model, bench: Benchmarks, langs) -> int:
+    """Start compiling, in the background (:mod:`jaxsteer.ahead`), the all-layer reads :func:`extract_kind` will
+    run for EN and LOC over ``langs``: every planned width (:func:`extraction_widths`, one plan for both kinds) at
+    each list's rows per call — the widths compile side by side instead of each at its first batch."""
+    from jaxsteer.shapes import balanced_rows
+    from jaxsteer.steering.extract import compile_activations_ahead
+
+    rows = set()
+    for kind in ("EN", "LOC"):
+        for lang in langs:
+            try:
+                ids = dev1_pairs(model, bench, kind, lang).both_sides()[0]
+            except JaxsteerError:  # that kind's data is not there: extract_kind will say so
+                continue
+            rows.add(balanced_rows(len(ids), bench.cfg.batch_size, batch_shards(model)))
+    widths = extraction_widths(model, bench, "EN", langs).sizes
+    return sum(compile_activations_ahead(model, r, w, bench.cfg.read) for r in sorted(rows) for w in widths)
+
+
 def _as_set(model, ex, kind, langs, normalisation) -> VectorSet:
     return VectorSet.from_config(
         model.config,
