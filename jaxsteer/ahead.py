@@ -17,11 +17,12 @@ A compile ahead never fails a run: its error is printed once and the call compil
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 
 import numpy as np
 
@@ -81,15 +82,15 @@ def wait_for(fn, *args, **kwargs) -> None:
     others is taken back (the call compiles its program itself rather than wait for the queue)."""
     try:
         key = signature(fn, args, kwargs)
-    except TypeError:
+        future = _pending.get(key)
+    except TypeError:  # unhashable: never compiled ahead
         return
-    future = _pending.get(key)
     if future is None:
         return
-    if future.cancel() or future.cancelled():
-        _pending.pop(key, None)
-        return
-    future.result()
+    if not future.cancel() and not future.cancelled():
+        with contextlib.suppress(CancelledError):
+            future.result()
+    _pending.pop(key, None)  # compiled (JAX's cache has it) or taken back: the entry has served
 
 
 def call(fn, *args, **kwargs):
@@ -115,9 +116,16 @@ def output_shapes(fn, *args, **kwargs):
     if not placements:
         return shapes
     if len(placements) == 1 and isinstance(one := next(iter(placements)), SingleDeviceSharding):
-        return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=one), shapes)
+        return jax.tree.map(lambda x: _placed(x, one), shapes)
     placed = fn.lower(*args, **kwargs).compile().output_shardings
-    return jax.tree.map(lambda x, at: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=at), shapes, placed)
+    return jax.tree.map(_placed, shapes, placed)
+
+
+def _placed(x, sharding):
+    """``x``'s shape, dtype and weak type with this placement."""
+    import jax
+
+    return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding, weak_type=x.weak_type)
 
 
 def _placement(x):
@@ -157,7 +165,7 @@ def plan(work: Callable, *args, **kwargs) -> None:
 def wait_all() -> None:
     """Block until every compile started here so far has finished (or was taken back)."""
     for future in list(_pending.values()):
-        if not future.cancelled():
+        with contextlib.suppress(CancelledError):
             future.result()
 
 
@@ -167,9 +175,9 @@ def cancel() -> None:
     global _pool
     with _lock:
         pool, _pool = _pool, None
-        for key, future in list(_pending.items()):
-            if future.cancel():
-                del _pending[key]
+        for future in _pending.values():
+            future.cancel()
+        _pending.clear()
     if pool is not None:
         pool.shutdown(wait=False, cancel_futures=True)
 
@@ -178,5 +186,6 @@ def _executor() -> ThreadPoolExecutor:
     """The one pool (made on first use; the caller holds ``_lock``): a core is left to the foreground."""
     global _pool
     if _pool is None:
-        _pool = ThreadPoolExecutor(max(1, min(8, (os.cpu_count() or 2) - 1)), thread_name_prefix="jaxsteer-ahead")
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2
+        _pool = ThreadPoolExecutor(max(1, min(8, cores - 1)), thread_name_prefix="jaxsteer-ahead")
     return _pool

@@ -492,8 +492,9 @@ def _layer_copy(layers, index, config, fuse: bool):
 def _split_shapes(layers, config, fuse: bool) -> tuple:
     """What :func:`_split_layers` returns, as shapes (nothing copied; the copy program compiled): for compiles
     ahead."""
+    shapes = ahead.output_shapes(_layer_copy, layers, np.int32(0), config=config, fuse=fuse)  # a mesh: compiles it
     ahead.in_background(_layer_copy, layers, np.int32(0), config=config, fuse=fuse)
-    return (ahead.output_shapes(_layer_copy, layers, np.int32(0), config=config, fuse=fuse),) * config.num_layers
+    return (shapes,) * config.num_layers
 
 
 def _fusable(model: Model) -> bool:

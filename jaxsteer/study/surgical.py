@@ -87,19 +87,20 @@ def compile_extraction_ahead(model: Model, bench: Benchmarks, langs) -> int:
     """Start compiling, in the background (:mod:`jaxsteer.ahead`), the all-layer reads :func:`extract_kind` will
     run for EN and LOC over ``langs``: every planned width (:func:`extraction_widths`, one plan for both kinds) at
     each list's rows per call — the widths compile side by side instead of each at its first batch."""
-    from jaxsteer.shapes import balanced_rows
+    from jaxsteer.shapes import balanced_rows, batch_needs
     from jaxsteer.steering.extract import compile_activations_ahead
 
-    rows = set()
+    widths = extraction_widths(model, bench, "EN", langs)
+    shapes = set()
     for kind in ("EN", "LOC"):
         for lang in langs:
             try:
-                ids = dev1_pairs(model, bench, kind, lang).both_sides()[0]
+                mask = dev1_pairs(model, bench, kind, lang).both_sides()[1]
             except JaxsteerError:  # that kind's data is not there: extract_kind will say so
                 continue
-            rows.add(balanced_rows(len(ids), bench.cfg.batch_size, batch_shards(model)))
-    widths = extraction_widths(model, bench, "EN", langs).sizes
-    return sum(compile_activations_ahead(model, r, w, bench.cfg.read) for r in sorted(rows) for w in widths)
+            rows = balanced_rows(len(mask), bench.cfg.batch_size, batch_shards(model))
+            shapes |= {(rows, widths(n)) for n in batch_needs(mask.sum(axis=1), rows)}  # the batches it will read
+    return sum(compile_activations_ahead(model, r, w, bench.cfg.read) for r, w in sorted(shapes))
 
 
 def _as_set(model, ex, kind, langs, normalisation) -> VectorSet:
@@ -312,10 +313,13 @@ def compile_selection_ahead(
     language; the others share its shapes) — before the vectors exist: the grid's program depends on which
     plans agree where, which random vectors at the same layers and γ reproduce. ``en``: per variant, whether
     EN is applied (``select_loc_variants``' ``v_ens`` given or None; ``(False,)`` for LOC-only's
-    :func:`select_loc`), at the first EN candidate layer (the one used unless ``select_layers``)."""
+    :func:`select_loc`), at the config's EN layer (nothing is compiled ahead with EN when ``select_layers``
+    chooses it on Dev2 first)."""
     from jaxsteer.study.evaluate import compile_blend_ahead
 
     cfg = bench.cfg
+    if cfg.select_layers and any(en):  # the EN layer is not known before its selection, and the tree depends on it
+        return 0
     shape = (model.config.num_layers, model.config.hidden_size)
     rng = np.random.default_rng(0)
     en_layer = candidate_layers(cfg, model.config.num_layers, "EN")[0]
