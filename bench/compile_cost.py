@@ -54,7 +54,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import environment, pop_option, selection_plans, sweep_plans  # noqa: E402
 
 from jaxsteer.config import preset  # noqa: E402
-from jaxsteer.model import decode  # noqa: E402
+from jaxsteer.model import decode, decode_memory  # noqa: E402
 from jaxsteer.model.attention import resolve_impl  # noqa: E402
 from jaxsteer.model.plan_tree import chunked_plans  # noqa: E402
 from jaxsteer.model.transformer import forward_core, init_params  # noqa: E402
@@ -89,7 +89,7 @@ def lowered_programs(spec: str, dtype, mesh=None):
     rows = None if mesh is None else batch_sharding(mesh, 2, 0)
     ints = lambda b, t: jax.ShapeDtypeStruct((b, t), jnp.int32, sharding=rows)  # noqa: E731
     rows3 = None if mesh is None else batch_sharding(mesh, 3, 0)
-    fuse = mesh is None or mesh.shape["model"] == 1  # as decode._fusable
+    fuse = mesh is None or mesh.shape["model"] == 1  # as decode_memory.fusable
     if kind == "fwd":
         b, t = map(int, rest)
         args = (params, ints(b, t), ints(b, t), None, None, None)
@@ -108,7 +108,7 @@ def lowered_programs(spec: str, dtype, mesh=None):
                                  score_fn=option_logprob_fn((5, 6, 7, 8)), logits_mode="last", scope="all")  # fmt: skip
         return [(spec + " prefix", prefix), (spec + " tail", tail)]
     if kind == "copy":
-        return [(spec, decode._layer_copy.lower(params["layers"], np.int32(0), config=cfg, fuse=fuse))]
+        return [(spec, decode_memory.layer_copy.lower(params["layers"], np.int32(0), config=cfg, fuse=fuse))]
     if kind not in ("gen", "grid"):
         raise SystemExit(f"{spec}: unknown kind {kind!r} (fwd, copy, extract, sweep, gen, grid)")
     *nums, layout = rest
@@ -117,9 +117,11 @@ def lowered_programs(spec: str, dtype, mesh=None):
     b, p, n, *g = map(int, nums)
     split = None
     if layout == "unrolled":
-        copy = decode._layer_copy.lower(params["layers"], np.int32(0), config=cfg, fuse=fuse)
+        copy = decode_memory.layer_copy.lower(params["layers"], np.int32(0), config=cfg, fuse=fuse)
         placed = copy.compile().output_shardings  # on a mesh each copy keeps its layer's placement
-        shapes = jax.eval_shape(lambda ls: decode._layer_copy(ls, np.int32(0), config=cfg, fuse=fuse), params["layers"])
+        shapes = jax.eval_shape(
+            lambda ls: decode_memory.layer_copy(ls, np.int32(0), config=cfg, fuse=fuse), params["layers"]
+        )
         layer = jax.tree.map(lambda x, sh: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh), shapes, placed)
         split = (layer,) * cfg.num_layers
     common = dict(config=cfg, max_new_tokens=n, temperature=0.0, top_k=None, eos_ids=(-1,), impl=impl,

@@ -25,7 +25,7 @@ from jaxsteer.model import decode
 from jaxsteer.steering.sweep import pair_grid
 
 NEW = 5
-PROGRAMS = ("generate_core", "_layer_copy", "_prefix", "_tail", "layer_activations")
+PROGRAMS = ("generate_core", "layer_copy", "_prefix", "_tail", "layer_activations")
 
 
 @pytest.fixture(scope="module")

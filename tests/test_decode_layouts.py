@@ -74,7 +74,7 @@ def test_unrolled_decode_updates_the_cache_in_place():
         cfg = tiny(sliding_window=window)
         model = jaxsteer.Model.random(cfg, seed=1)
         ids = jnp.ones((2, 6), jnp.int32)
-        split = decode._split_layers(model.params["layers"], cfg, fuse=True)
+        split = decode.split_layers(model.params["layers"], cfg, fuse=True)
         hlo = (
             decode.generate_core.lower(
                 model.params,
@@ -114,7 +114,7 @@ def test_layer_copy_is_one_program_for_every_layer():
     layers = jaxsteer.Model.random(cfg, seed=3).params["layers"]
     for fuse in (False, True):
         with compiles() as n:
-            split = decode._split_layers(layers, cfg, fuse=fuse)
+            split = decode.split_layers(layers, cfg, fuse=fuse)
         assert n() == 1 and len(split) == cfg.num_layers
         for i in (0, 4):
             want = jax.tree.map(lambda a, i=i: a[i], layers)
@@ -137,7 +137,7 @@ def test_unrolled_prefill_scans_in_quarters():
     model = jaxsteer.Model.random(cfg, seed=1)
     ids = jnp.ones((2, 6), jnp.int32)
     kw = dict(config=cfg, max_new_tokens=3, temperature=0.0, top_k=None, eos_ids=(1,), impl="xla")
-    copy = decode._split_layers(model.params["layers"], cfg, fuse=True)
+    copy = decode.split_layers(model.params["layers"], cfg, fuse=True)
     for split, lengths in ((copy, [2, 2, 2, 2]), (None, [8, 8])):  # scan layout: the prefill, then the decode step
         traced = decode.generate_core.trace(model.params, ids, ids, None, np.int32(0), split_layers=split, **kw)
         assert [e.params["length"] for e in scan_eqns(traced.jaxpr)] == lengths

@@ -154,9 +154,9 @@ def test_the_plans_budget_is_taken_before_the_unrolled_copy_exists(model, prompt
     from jaxsteer.model import decode
 
     ids, mask = prompt
-    order, budget, copy = [], decode.plans_per_call, decode._split_layers
+    order, budget, copy = [], decode.plans_per_call, decode.split_layers
     monkeypatch.setattr(decode, "plans_per_call", lambda *a, **k: order.append("budget") or budget(*a, **k))
-    monkeypatch.setattr(decode, "_split_layers", lambda *a, **k: order.append("copy") or copy(*a, **k))
+    monkeypatch.setattr(decode, "split_layers", lambda *a, **k: order.append("copy") or copy(*a, **k))
     grid = layer_gamma_grid(vectors, [2], [0.0, 1.0])
     jaxsteer.generate(model, ids, NEW, mask, plans=grid, eos_token_id=-1, decode_layout="unrolled")
     assert order == ["budget", "copy"]

@@ -20,6 +20,7 @@ from jaxsteer import ahead
 from jaxsteer.config import GemmaConfig
 from jaxsteer.errors import InputError
 from jaxsteer.model.attention import cache_attention, cached_attention, resolve_impl
+from jaxsteer.model.decode_memory import fusable, plans_per_call, room_for_layer_copy, split_layers, split_shapes
 from jaxsteer.model.family import family_of
 from jaxsteer.model.model import Model, check_new_tokens, check_tokens, on_mesh, ones_mask
 from jaxsteer.model.plan_tree import PlanTree, chunked_plans, run_plan_tree
@@ -280,7 +281,6 @@ def generate_core(
 def default_eos_ids(config) -> tuple[int, ...]:
     """The ids generation stops at unless told otherwise: the model family's (Gemma-3: EOS, and
     ``<end_of_turn>`` for the real vocabulary, which instruction-tuned checkpoints end turns with)."""
-    from jaxsteer.model.family import family_of
 
     return family_of(config).eos_ids(config)
 
@@ -385,13 +385,13 @@ def _generate_calls(
     eos = default_eos_ids(config) if eos_token_id is None else tuple(np.atleast_1d(np.asarray(eos_token_id)).tolist())
     if decode_layout not in ("auto", "scan", "unrolled", "sliced"):
         raise InputError(f"decode_layout={decode_layout!r}: expected auto, scan, unrolled or sliced")
-    unroll = decode_layout == "unrolled" or (decode_layout == "auto" and _room_for_layer_copy(model.params))
+    unroll = decode_layout == "unrolled" or (decode_layout == "auto" and room_for_layer_copy(model.params))
     if plans is not None:  # sized before the copy exists: the budget subtracts it itself
         chunk = plans_per_call(model, len(input_ids), input_ids.shape[1] + max_new_tokens, len(plans), unroll)
     split = None
     if unroll:
-        copy = _split_shapes if abstract_copy else _split_layers
-        split = copy(model.params["layers"], config, fuse=_fusable(model))
+        copy = split_shapes if abstract_copy else split_layers
+        split = copy(model.params["layers"], config, fuse=fusable(model))
     input_ids, attention_mask = on_mesh(model, input_ids, attention_mask)
     if steering is not None and steering.mask is not None:
         steering = steering.replace(mask=on_mesh(model, steering.mask)[0])
@@ -421,37 +421,6 @@ def _generate_calls(
     ]
 
 
-def plans_per_call(model: Model, rows: int, total: int, count: int, unrolled: bool, share: float = 0.5) -> int:
-    """How many of ``count`` plans one decode loop takes (all unless their KV cache — ``rows`` prompts per plan,
-    ``total`` positions — would outgrow ``share`` of what the device has left after the weights and, for the
-    unrolled layout, their per-layer copy). Devices that do not report memory (the CPU) take all. In a
-    multi-process job, the fewest any process can take. Calls are balanced: 18 plans with room for 17 go in two
-    calls of 9, not 17 + 1 padded to 17 (which would decode 34 plans, and break the two halves' shared tree)."""
-    from jaxsteer.devices import least_over_processes
-
-    fit = least_over_processes(_plans_fitting(model, rows, total, count, unrolled, share))
-    calls = -(-count // fit)
-    return -(-count // calls)
-
-
-def _plans_fitting(model: Model, rows: int, total: int, count: int, unrolled: bool, share: float) -> int:
-    from jaxsteer.devices import bytes_per_device, free_bytes
-
-    held = bytes_per_device(model.params["layers"])
-    if not held:
-        return count
-    device, layers = next(iter(held.items()))
-    free = free_bytes(device)
-    if free is None:
-        return count
-    c = model.config
-    itemsize = jnp.dtype(model.dtype).itemsize
-    shards = max(1, len(held))  # rows and heads are split over the mesh's devices
-    per_plan = rows * total * c.num_layers * c.num_kv_heads * c.head_dim * 2 * itemsize / shards
-    room = share * (free - (layers if unrolled else 0))
-    return int(max(1, min(count, room // max(per_plan, 1))))
-
-
 def _check_plans(config: GemmaConfig, plans) -> np.ndarray | None:
     """Dense ``[G, L, D]`` deltas (from an array or a Grid), on the host."""
     if plans is None:
@@ -471,39 +440,3 @@ def to_ring(cache: Float[Array, "B K S Dh"], prompt_len: int, window: int) -> Fl
     slots = jnp.arange(window)
     held = prompt_len - 1 - jnp.mod(prompt_len - 1 - slots, window)
     return jnp.take(cache, jnp.maximum(held, 0), axis=2)  # slots of negative indices are masked by visibility
-
-
-def _split_layers(layers, config, fuse: bool) -> tuple:
-    """One weight pytree per layer; with ``fuse``, in the family's fused form (q/k/v and gate/up stacked: a
-    memory-bound step reads two wide matrices instead of five narrow ones; the copy is made anyway).
-
-    One compiled program copies any layer (its index is an argument), called once a layer: a single program
-    slicing all ``L`` layers compiled for seconds at 12B (2.7 s on a CPU, ``bench/compile_cost.py``) — time a
-    first run pays before its first token."""
-    return tuple(_layer_copy(layers, np.int32(i), config=config, fuse=fuse) for i in range(config.num_layers))
-
-
-@functools.partial(jax.jit, static_argnames=("config", "fuse"))
-def _layer_copy(layers, index, config, fuse: bool):
-    layer = jax.tree.map(lambda a: jax.lax.dynamic_index_in_dim(a, index, keepdims=False), layers)
-    return family_of(config).fuse_layer(layer) if fuse else layer
-
-
-def _split_shapes(layers, config, fuse: bool) -> tuple:
-    """What :func:`_split_layers` returns, as shapes (nothing copied; the copy program compiled): for compiles
-    ahead."""
-    shapes = ahead.output_shapes(_layer_copy, layers, np.int32(0), config=config, fuse=fuse)  # a mesh: compiles it
-    ahead.in_background(_layer_copy, layers, np.int32(0), config=config, fuse=fuse)
-    return (shapes,) * config.num_layers
-
-
-def _fusable(model: Model) -> bool:
-    """Fused projections unless a model axis splits each projection's rows on its own (tensor parallel)."""
-    return model.mesh is None or dict(model.mesh.shape).get("model", 1) == 1
-
-
-def _room_for_layer_copy(params) -> bool:
-    """True when every device can hold a second copy of its share of the layer weights (unknown: True)."""
-    from jaxsteer.devices import room_for_copy
-
-    return room_for_copy(params["layers"])
