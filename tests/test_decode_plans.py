@@ -106,9 +106,10 @@ def test_context_bound(model, prompt):
 
 
 def test_plans_whose_cache_outgrows_the_device_decode_in_equal_chunks(model, prompt, vectors, monkeypatch):
-    """With room for 2 plans' KV cache, 5 plans decode in 3 calls of 2 (the last padded): same tokens, one shape."""
+    """With room for 2 plans' KV cache, 5 plans decode in 3 calls of 2 (the last padded): same tokens, one shape.
+    The decision is read from free memory once per model and shape in a process, then kept."""
     from jaxsteer import devices
-    from jaxsteer.model import decode
+    from jaxsteer.model import decode, decode_memory
 
     ids, mask = prompt
     grid = layer_gamma_grid(vectors, [2], [0.0, 0.5, 1.0, 2.0, 4.0])
@@ -116,7 +117,10 @@ def test_plans_whose_cache_outgrows_the_device_decode_in_equal_chunks(model, pro
     cfg = model.config
     per_plan = len(ids) * (ids.shape[1] + NEW) * cfg.num_layers * cfg.num_kv_heads * cfg.head_dim * 2 * 4
     monkeypatch.setattr(devices, "free_bytes", lambda device: int(2 * per_plan / 0.5) + 1)
-    assert decode.plans_per_call(model, len(ids), ids.shape[1] + NEW, 5, unrolled=False) == 2
+    assert decode_memory.plans_per_call(model, len(ids), ids.shape[1] + NEW, 5, unrolled=False) == 2
+    chunked = np.asarray(jaxsteer.generate(model, ids, NEW, mask, plans=grid, eos_token_id=-1, decode_layout="scan"))
+    np.testing.assert_array_equal(chunked, whole)  # decided once per model and shape: still one call of 5
+    monkeypatch.setattr(decode_memory, "_decided", {})  # a new process
     shapes, real = [], decode.generate_core
 
     def spy(*a, plans=None, **k):
@@ -129,33 +133,34 @@ def test_plans_whose_cache_outgrows_the_device_decode_in_equal_chunks(model, pro
     np.testing.assert_array_equal(chunked, whole)
     # room for 4 of 5: two balanced calls (3 + 2 padded to 3), not 4 + 1 padded to 4
     monkeypatch.setattr(devices, "free_bytes", lambda device: int(4 * per_plan / 0.5) + 1)
-    assert decode.plans_per_call(model, len(ids), ids.shape[1] + NEW, 5, unrolled=False) == 3
-    assert decode.plans_per_call(model, len(ids), ids.shape[1] + NEW, 18, unrolled=False) == 4  # 5 calls: 4,4,4,4,2
+    assert decode_memory.plans_per_call(model, len(ids), ids.shape[1] + NEW, 5, unrolled=False) == 3
+    assert decode_memory.plans_per_call(model, len(ids), ids.shape[1] + NEW, 18, unrolled=False) == 4  # 5 calls: 4,4,4,4,2
     monkeypatch.setattr(devices, "free_bytes", lambda device: 0)  # no room at all: still one plan per call
-    assert decode.plans_per_call(model, len(ids), ids.shape[1] + NEW, 5, unrolled=True) == 1
+    assert decode_memory.plans_per_call(model, len(ids), ids.shape[1] + NEW, 5, unrolled=True) == 1
 
 
 def test_plans_per_call_is_the_fewest_any_process_of_a_job_can_take(model, prompt, monkeypatch, job):
     """Each process weighs its own devices' memory; all must decode the same chunks (the same program)."""
     from jax.experimental import multihost_utils
 
-    from jaxsteer.model import decode
+    from jaxsteer.model import decode_memory
 
     ids, _ = prompt
     asked = []
     monkeypatch.setattr(multihost_utils, "process_allgather", lambda x: asked.append(int(x)) or np.array([5, 2]))
-    assert decode.plans_per_call(model, len(ids), ids.shape[1] + NEW, 5, unrolled=False) == 2
+    assert decode_memory.plans_per_call(model, len(ids), ids.shape[1] + NEW, 5, unrolled=False) == 2
     assert asked == [5]  # this process (the CPU reports no memory) could take all five
 
 
 def test_the_plans_budget_is_taken_before_the_unrolled_copy_exists(model, prompt, vectors, monkeypatch):
     """``plans_per_call`` subtracts the unrolled layout's weight copy from the free memory itself, so it must
     read the memory before the copy is made (after it, the copy would count twice)."""
-    from jaxsteer.model import decode
+    from jaxsteer.model import decode, decode_memory
 
     ids, mask = prompt
-    order, budget, copy = [], decode.plans_per_call, decode.split_layers
-    monkeypatch.setattr(decode, "plans_per_call", lambda *a, **k: order.append("budget") or budget(*a, **k))
+    order, budget, copy = [], decode_memory.plans_per_call, decode.split_layers
+    monkeypatch.setattr(decode_memory, "_decided", {})
+    monkeypatch.setattr(decode_memory, "plans_per_call", lambda *a, **k: order.append("budget") or budget(*a, **k))
     monkeypatch.setattr(decode, "split_layers", lambda *a, **k: order.append("copy") or copy(*a, **k))
     grid = layer_gamma_grid(vectors, [2], [0.0, 1.0])
     jaxsteer.generate(model, ids, NEW, mask, plans=grid, eos_token_id=-1, decode_layout="unrolled")

@@ -20,7 +20,7 @@ from jaxsteer import ahead
 from jaxsteer.config import GemmaConfig
 from jaxsteer.errors import InputError
 from jaxsteer.model.attention import cache_attention, cached_attention, resolve_impl
-from jaxsteer.model.decode_memory import fusable, plans_per_call, room_for_layer_copy, split_layers, split_shapes
+from jaxsteer.model.decode_memory import decided_layout, fusable, split_layers, split_shapes
 from jaxsteer.model.family import family_of
 from jaxsteer.model.model import Model, check_new_tokens, check_tokens, on_mesh, ones_mask
 from jaxsteer.model.plan_tree import PlanTree, chunked_plans, run_plan_tree
@@ -385,9 +385,8 @@ def _generate_calls(
     eos = default_eos_ids(config) if eos_token_id is None else tuple(np.atleast_1d(np.asarray(eos_token_id)).tolist())
     if decode_layout not in ("auto", "scan", "unrolled", "sliced"):
         raise InputError(f"decode_layout={decode_layout!r}: expected auto, scan, unrolled or sliced")
-    unroll = decode_layout == "unrolled" or (decode_layout == "auto" and room_for_layer_copy(model.params))
-    if plans is not None:  # sized before the copy exists: the budget subtracts it itself
-        chunk = plans_per_call(model, len(input_ids), input_ids.shape[1] + max_new_tokens, len(plans), unroll)
+    total = input_ids.shape[1] + max_new_tokens  # sized before the copy exists: the budget subtracts it itself
+    unroll, chunk = decided_layout(model, len(input_ids), total, None if plans is None else len(plans), decode_layout)
     split = None
     if unroll:
         copy = split_shapes if abstract_copy else split_layers

@@ -13,6 +13,23 @@ from jaxsteer import ahead
 from jaxsteer.model.family import family_of
 from jaxsteer.model.model import Model
 
+_decided: dict[tuple, tuple[bool, int | None]] = {}
+
+
+def decided_layout(
+    model: Model, rows: int, total: int, count: int | None, decode_layout: str
+) -> tuple[bool, int | None]:
+    """Whether a decode call of ``rows`` prompts × ``total`` positions (and ``count`` plans) runs unrolled, and
+    how many plans each of its loops takes — read from the device's free memory once per model and shape in
+    this process, then kept: a compile ahead and its call must agree (they are made seconds apart, while a
+    background compile's autotuning may hold scratch memory), and calls of one experiment stay one shape."""
+    key = (id(model.params), model.config.config_hash(), str(model.dtype), rows, total, count, decode_layout)
+    if key not in _decided:
+        unroll = decode_layout == "unrolled" or (decode_layout == "auto" and room_for_layer_copy(model.params))
+        chunk = None if count is None else plans_per_call(model, rows, total, count, unroll)
+        _decided[key] = (unroll, chunk)
+    return _decided[key]
+
 
 def plans_per_call(model: Model, rows: int, total: int, count: int, unrolled: bool, share: float = 0.5) -> int:
     """How many of ``count`` plans one decode loop takes (all unless their KV cache — ``rows`` prompts per plan,
