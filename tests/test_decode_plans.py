@@ -134,7 +134,9 @@ def test_plans_whose_cache_outgrows_the_device_decode_in_equal_chunks(model, pro
     # room for 4 of 5: two balanced calls (3 + 2 padded to 3), not 4 + 1 padded to 4
     monkeypatch.setattr(devices, "free_bytes", lambda device: int(4 * per_plan / 0.5) + 1)
     assert decode_memory.plans_per_call(model, len(ids), ids.shape[1] + NEW, 5, unrolled=False) == 3
-    assert decode_memory.plans_per_call(model, len(ids), ids.shape[1] + NEW, 18, unrolled=False) == 4  # 5 calls: 4,4,4,4,2
+    assert (
+        decode_memory.plans_per_call(model, len(ids), ids.shape[1] + NEW, 18, unrolled=False) == 4
+    )  # 5 calls: 4,4,4,4,2
     monkeypatch.setattr(devices, "free_bytes", lambda device: 0)  # no room at all: still one plan per call
     assert decode_memory.plans_per_call(model, len(ids), ids.shape[1] + NEW, 5, unrolled=True) == 1
 
