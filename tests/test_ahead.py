@@ -256,3 +256,35 @@ def test_a_call_does_not_wait_behind_the_queue_and_cancel_takes_queued_compiles_
     assert other.cancelled() and not ahead._pending and ahead._pool is None
     release.set()
     np.testing.assert_array_equal(ahead.call(double, x), 2 * x)
+
+
+def test_a_plain_evaluation_compiles_its_scoring_widths_and_generation_ahead(tmp_path, monkeypatch):
+    """``evaluate`` (one method: the plain model, a CLA baseline) compiles every planned scoring width and its
+    BLEnD generation ahead: with the stages made to wait for the background, its main thread compiles neither."""
+    import threading
+
+    from tiny_checkpoint import FIXTURES, build_tiny_folder
+
+    from jaxsteer.study import evaluate as ev
+    from jaxsteer.study.experiment import Benchmarks, ExperimentConfig
+
+    folder = build_tiny_folder(str(tmp_path / "tiny"), FIXTURES)
+    model = jaxsteer.load_pretrained(folder, dtype="float32")
+    bench = Benchmarks(ExperimentConfig(model=folder, dtype="float32", data=FIXTURES, languages=("zh",),
+                                        allow_small=True, max_new_tokens=3, batch_size=8))  # fmt: skip
+    for name in ("gmmlu_accuracy", "blend_accuracy"):
+        real = getattr(ev, name)
+        monkeypatch.setattr(ev, name, lambda *a, _real=real, **k: (ahead.wait_all(), _real(*a, **k))[1])
+    accuracies = {}
+    for flag in ("0", "1"):
+        monkeypatch.setenv("JAXSTEER_COMPILE_AHEAD", flag)
+        import jax
+
+        jax.clear_caches()
+        ahead._pending.clear()
+        with compiled_names(threading.main_thread().name) as names:
+            result = ev.evaluate(model, bench, "base", None, "test", progress=False)
+        accuracies[flag] = (result.gmmlu, result.blend)
+        programs = [n for n in names() if n.split("(")[-1].rstrip(")") in ("forward_core", "generate_core")]
+        assert (programs != []) if flag == "0" else (programs == []), (flag, programs)
+    assert accuracies["0"] == accuracies["1"]

@@ -8,12 +8,14 @@ gather a clipped row in XLA instead of failing.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxsteer import ahead
 from jaxsteer.config import GemmaConfig
 from jaxsteer.errors import InputError
 from jaxsteer.model.attention import resolve_impl
@@ -183,6 +185,20 @@ def forward(
         token; an index array ``[B]`` or ``[B, K]`` → logits there; ``"none"`` → no head at all.
       impl: attention kernel, ``"auto"`` | ``"xla"`` | ``"cudnn"`` | ``"splash"`` (see ``attention.resolve_impl``).
     """
+    run = _forward_call(model, input_ids, attention_mask, steering, return_hidden, logits_at, positions, impl)
+    return ahead.call(run.func, *run.args, **run.keywords)
+
+
+def compile_forward_ahead(model: Model, rows: int, width: int, steering=None, logits_at="last") -> bool:
+    """Start compiling, in the background (:mod:`jaxsteer.ahead`), the program a later :func:`forward` of
+    ``rows`` × ``width`` tokens with this steering's structure and this logits request runs."""
+    ids = np.zeros((rows, width), np.int32)
+    run = _forward_call(model, ids, np.ones_like(ids), steering, False, logits_at, None, "auto")
+    return ahead.in_background(run.func, *run.args, **run.keywords) is not None
+
+
+def _forward_call(model, input_ids, attention_mask, steering, return_hidden, logits_at, positions, impl):
+    """The checked :func:`forward_core` call of one :func:`forward`, every argument given."""
     config = model.config
     input_ids, attention_mask = check_tokens(config, input_ids, attention_mask)
     if steering is not None:
@@ -195,7 +211,8 @@ def forward(
     input_ids, attention_mask, positions, index = on_mesh(model, input_ids, attention_mask, positions, index)
     if steering is not None and steering.mask is not None:
         steering = steering.replace(mask=on_mesh(model, steering.mask)[0])
-    return forward_core(
+    return functools.partial(
+        forward_core,
         model.params,
         input_ids,
         attention_mask,

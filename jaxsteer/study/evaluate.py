@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from jaxtyping import Float
 
+from jaxsteer import ahead
 from jaxsteer.data import prompts
 from jaxsteer.errors import InputError
 from jaxsteer.model.model import Model, batch_shards
@@ -225,6 +226,7 @@ def evaluate(
     progress: bool = True,
 ) -> EvalResult:
     """Accuracies (percent) per language on both benchmarks; ``steering_for(lang)`` steers each language."""
+    ahead.plan(compile_single_evaluation_ahead, model, bench, part, steering_for)
     gm, bl, resp = {}, {}, {}
     for lang in bench.cfg.languages:
         steer = steering_for(lang) if steering_for else None
@@ -234,6 +236,19 @@ def evaluate(
         if progress:
             print(f"  {method:>18} {lang}: Global-MMLU {gm[lang]:5.1f}  BLEnD {bl[lang]:5.1f}", flush=True)
     return EvalResult(method, gm, bl, resp)
+
+
+def compile_single_evaluation_ahead(model: Model, bench: Benchmarks, part: str, steering_for=None) -> None:
+    """Start compiling, in the background, what :func:`evaluate` runs: the Global-MMLU scoring forward at every
+    planned width side by side (instead of each at its first batch) and the BLEnD generation, for the first
+    language's steering (other languages whose steering has the same structure run the same programs)."""
+    from jaxsteer.model.model import compile_forward_ahead
+
+    lang = bench.cfg.languages[0]
+    steer = steering_for(lang) if steering_for else None
+    for width in scoring_widths(model, bench, part).sizes:
+        compile_forward_ahead(model, bench.cfg.batch_size, width, steer, "last")
+    compile_blend_ahead(model, bench, lang, part, steering=steer)
 
 
 def evaluate_many(
