@@ -18,6 +18,7 @@ A compile ahead never fails a run: its error is printed once and the call compil
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 import threading
@@ -93,11 +94,26 @@ def wait_for(fn, *args, **kwargs) -> None:
     _pending.pop(key, None)  # compiled (JAX's cache has it) or taken back: the entry has served
 
 
-def call(fn, *args, **kwargs):
-    """``fn(*args, **kwargs)``, after waiting for its compile ahead if one is running."""
+def call(run: functools.partial):
+    """``run()`` — a jitted function with every argument given — after waiting for its compile ahead if one is
+    running."""
     if _pending:
-        wait_for(fn, *args, **kwargs)
-    return fn(*args, **kwargs)
+        wait_for(run.func, *run.args, **run.keywords)
+    return run()
+
+
+def start(runs) -> int:
+    """Compile each of ``runs`` (partials as :func:`call` takes) ahead; returns how many distinct compiles
+    that is (equal calls share one program)."""
+    started = [in_background(run.func, *run.args, **run.keywords) for run in runs]
+    return len({id(f) for f in started if f is not None})
+
+
+def placeholder_batch(rows: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids and a full mask of a batch's shape: what a compile ahead builds its call from (the values never
+    reach a program; the shapes and dtypes are the later call's)."""
+    ids = np.zeros((rows, width), np.int32)
+    return ids, np.ones_like(ids)
 
 
 def output_shapes(fn, *args, **kwargs):
@@ -106,8 +122,6 @@ def output_shapes(fn, *args, **kwargs):
     an uncommitted one in its cache key, so the shapes carry the placement a call's outputs will have: none
     where no input is placed; the device where every placed input is on one device; on a mesh, what the
     compiled program says (``fn`` is compiled here, which its call then finds)."""
-    import functools
-
     import jax
     from jax.sharding import SingleDeviceSharding
 
@@ -151,9 +165,10 @@ def _compile(fn, args, kwargs) -> bool:
 
 
 def plan(work: Callable, *args, **kwargs) -> None:
-    """``work(*args, **kwargs)`` — code that starts compiles ahead — when compiling ahead is on. It runs here, in the caller's
-    thread (planning is host work of milliseconds: tokenising, shapes), so that every compile it starts is
-    registered before the caller goes on to the calls that wait for them; an error only prints a line."""
+    """``work(*args, **kwargs)`` — code that starts compiles ahead — when compiling ahead is on. It runs here,
+    in the caller's thread (planning is host work of milliseconds: tokenising, shapes), so that every compile
+    it starts is registered before the caller goes on to the calls that wait for them; an error only prints a
+    line."""
     if not enabled():
         return
     try:

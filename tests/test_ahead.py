@@ -9,6 +9,7 @@ annotation checks (``conftest.py``) refuse: the steered cases run in a child pyt
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import subprocess
 import sys
@@ -255,7 +256,7 @@ def test_a_call_does_not_wait_behind_the_queue_and_cancel_takes_queued_compiles_
     ahead.cancel()
     assert other.cancelled() and not ahead._pending and ahead._pool is None
     release.set()
-    np.testing.assert_array_equal(ahead.call(double, x), 2 * x)
+    np.testing.assert_array_equal(ahead.call(functools.partial(double, x)), 2 * x)
 
 
 def test_a_plain_evaluation_compiles_its_scoring_widths_and_generation_ahead(tmp_path, monkeypatch):

@@ -323,11 +323,11 @@ def generate(
         decode_layout, plans, abstract_copy=False,
     )  # fmt: skip
     if calls[0][1] is None:  # no plans: one call
-        out = ahead.call(generate_core, *calls[0][0].args, **calls[0][0].keywords)
+        out = ahead.call(calls[0][0])
         return (out.tokens, out.lengths) if return_lengths else out.tokens
     outs = []
     for run, keep in calls:
-        out = ahead.call(generate_core, *run.args, **run.keywords)
+        out = ahead.call(run)
         outs.append((out.tokens[:keep], out.lengths[:keep]))
     tokens, lengths = (jnp.concatenate(x) for x in zip(*outs))
     return (tokens, lengths) if return_lengths else tokens
@@ -347,13 +347,12 @@ def compile_generate_ahead(
     :func:`generate` of ``rows`` prompts × ``width`` tokens (and these ``steering``/``plans`` — their values do
     not matter, which plans agree where does) will run; returns how many it started. The unrolled layout's
     weight copy is not made: the compile gets its shapes."""
-    ids = np.zeros((rows, width), np.int32)
+    ids, mask = ahead.placeholder_batch(rows, width)
     calls = _generate_calls(
-        model, ids, np.ones_like(ids), max_new_tokens, steering, 0.0, None, 0, eos_token_id, "auto", decode_layout,
+        model, ids, mask, max_new_tokens, steering, 0.0, None, 0, eos_token_id, "auto", decode_layout,
         plans, abstract_copy=True,
     )  # fmt: skip
-    started = [ahead.in_background(generate_core, *run.args, **run.keywords) for run, _ in calls]
-    return len({id(f) for f in started if f is not None})  # equal chunks share one program
+    return ahead.start(run for run, _ in calls)
 
 
 def _generate_calls(

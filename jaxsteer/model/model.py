@@ -186,15 +186,14 @@ def forward(
       impl: attention kernel, ``"auto"`` | ``"xla"`` | ``"cudnn"`` | ``"splash"`` (see ``attention.resolve_impl``).
     """
     run = _forward_call(model, input_ids, attention_mask, steering, return_hidden, logits_at, positions, impl)
-    return ahead.call(run.func, *run.args, **run.keywords)
+    return ahead.call(run)
 
 
-def compile_forward_ahead(model: Model, rows: int, width: int, steering=None, logits_at="last") -> bool:
+def compile_forward_ahead(model: Model, rows: int, width: int, steering=None, logits_at="last") -> int:
     """Start compiling, in the background (:mod:`jaxsteer.ahead`), the program a later :func:`forward` of
     ``rows`` × ``width`` tokens with this steering's structure and this logits request runs."""
-    ids = np.zeros((rows, width), np.int32)
-    run = _forward_call(model, ids, np.ones_like(ids), steering, False, logits_at, None, "auto")
-    return ahead.in_background(run.func, *run.args, **run.keywords) is not None
+    ids, mask = ahead.placeholder_batch(rows, width)
+    return ahead.start([_forward_call(model, ids, mask, steering, False, logits_at, None, "auto")])
 
 
 def _forward_call(model, input_ids, attention_mask, steering, return_hidden, logits_at, positions, impl):

@@ -147,7 +147,7 @@ def iterate_activations(
     widths = widths or plan_for(model.config, [mask], batch_size, balanced=batch_shards(model))
     for rows, pi, pm in longest_first(ids, mask, rows_per_call, widths):
         run = _activations_call(model, pi, pm, read)
-        acts = ahead.call(run.func, *run.args, **run.keywords)
+        acts = ahead.call(run)
         if progress is not None:
             progress.update(len(rows))
         yield rows, to_host(acts)[:, : len(rows)].astype(np.float32, copy=False)
@@ -160,12 +160,10 @@ def _activations_call(model: Model, ids, mask, read: str) -> functools.partial:
     return functools.partial(layer_activations, model.params, ids, mask, config=model.config, read=read, impl=impl)
 
 
-def compile_activations_ahead(model: Model, rows: int, width: int, read: str = "last") -> bool:
+def compile_activations_ahead(model: Model, rows: int, width: int, read: str = "last") -> int:
     """Start compiling, in the background (:mod:`jaxsteer.ahead`), the all-layer read of ``rows`` prompts ×
     ``width`` tokens that :func:`iterate_activations` will run."""
-    ids = np.zeros((rows, width), np.int32)
-    run = _activations_call(model, ids, np.ones_like(ids), read)
-    return ahead.in_background(run.func, *run.args, **run.keywords) is not None
+    return ahead.start([_activations_call(model, *ahead.placeholder_batch(rows, width), read)])
 
 
 def all_activations(

@@ -157,11 +157,11 @@ def run_grid(
     pass the same function object across calls to reuse the compiled code.
     """
     prefix, tails = _grid_calls(model, input_ids, attention_mask, grid, score_fn, logits_at, chunk_size, scope)
-    h = ahead.call(prefix.func, *prefix.args, **prefix.keywords)
+    h = ahead.call(prefix)
     outs = []
     bar = progress_bar(len(grid.labels), "sweep", "point", progress, leave=False)
     for run, keep in tails(h):
-        outs.append(to_host(ahead.call(run.func, *run.args, **run.keywords))[:keep])
+        outs.append(to_host(ahead.call(run))[:keep])
         if bar is not None:
             bar.update(keep)
     if bar is not None:
@@ -182,12 +182,10 @@ def compile_grid_ahead(
     """Start compiling, in the background (:mod:`jaxsteer.ahead`), the prefix and tail programs a later
     :func:`run_grid` on ``rows`` prompts × ``width`` tokens with this grid's structure (which points agree
     where; not their values) and this same ``score_fn`` object runs; returns how many compiles it started."""
-    ids = np.zeros((rows, width), np.int32)
-    prefix, tails = _grid_calls(model, ids, np.ones_like(ids), grid, score_fn, logits_at, chunk_size, scope)
+    ids, mask = ahead.placeholder_batch(rows, width)
+    prefix, tails = _grid_calls(model, ids, mask, grid, score_fn, logits_at, chunk_size, scope)
     h = ahead.output_shapes(prefix.func, *prefix.args, **prefix.keywords)  # on a mesh: compiles the prefix
-    started = [ahead.in_background(prefix.func, *prefix.args, **prefix.keywords)]
-    started += [ahead.in_background(run.func, *run.args, **run.keywords) for run, _ in tails(h)]
-    return len({id(f) for f in started if f is not None})  # equal tail chunks share one program
+    return ahead.start([prefix, *(run for run, _ in tails(h))])
 
 
 def _grid_calls(model: Model, input_ids, attention_mask, grid: Grid, score_fn, logits_at, chunk_size, scope):
