@@ -151,3 +151,72 @@ def test_an_euc_kr_annotation_file_names_the_file_and_the_byte(tmp_path):
         load_blend(tmp_path, "South_Korea")
     message = str(e.value)
     assert message == f"{path}: not UTF-8: byte 0x{raw[offset]:02x} at offset {offset} (line {line}); save it as UTF-8"
+
+
+def _edited_copy(tmp_path, country, edit):
+    shutil.copytree(DATA / "blend", tmp_path / "blend")
+    path = tmp_path / "blend" / "annotations" / f"{country}_data.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    edit(data)
+    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("answers", "message"),
+    [("과자", "answers: expected a list of strings, got '과자'"), (["과자", None], r"expected a list of strings")],
+)
+def test_answers_must_be_a_list_of_strings(tmp_path, answers, message):
+    """A bare string would be split into characters (each then matching almost any response); a null would
+    become the word "None"."""
+
+    def edit(data):
+        data["Fx-en-02"]["annotations"][0]["answers"] = answers
+
+    root = _edited_copy(tmp_path, "China", edit)
+    with pytest.raises(DataError, match=message):
+        load_blend(root, "China")
+
+
+def test_a_duplicate_question_id_names_the_file_and_row(tmp_path):
+    shutil.copytree(DATA / "blend", tmp_path / "blend")
+    path = tmp_path / "blend" / "questions" / "Spain_questions.csv"
+    with path.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f))
+    rows.append(["99", *rows[1][1:]])
+    with path.open("w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows(rows)
+    with pytest.raises(DataError, match=rf"Spain_questions.csv row {len(rows) - 2}: duplicate ID '{rows[1][1]}'"):
+        load_blend(tmp_path, "Spain")
+
+
+def test_an_id_missing_from_the_annotation_file_is_its_own_skip_reason(tmp_path):
+    """A stale or other country's annotation file must show, not pass as "no annotated answer"."""
+    root = _edited_copy(tmp_path, "Spain", lambda data: data.pop("Fx-en-01"))
+    reasons = {q.id: q.skip_reason for q in load_blend(root, "Spain")}
+    assert reasons["Fx-en-01"] == "ID not in the annotation file" == SKIP_REASONS[-1]
+    assert {q.id: q.skip_reason for q in load_blend(DATA, "Spain")}["Fx-en-01"] is None
+
+
+def test_the_hub_copy_is_read_by_its_country_code_splits(monkeypatch):
+    """The hub's dataset card names BLEnD's splits by country code (KR, CN, ...), not by file spelling."""
+    import sys
+    import types
+
+    from jaxsteer.data.files import read_json, read_table
+
+    local = read_table(DATA / "blend" / "questions" / "South_Korea_questions.csv")
+    ann = read_json(DATA / "blend" / "annotations" / "South_Korea_data.json")
+    calls = []
+
+    def load_dataset(hub_id, name, split=None):
+        calls.append((hub_id, name, split))
+        if split != "KR":
+            raise ValueError(f"Unknown split {split!r}")
+        return local if name == "short-answer-questions" else [{"ID": k, **v} for k, v in ann.items()]
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    assert load_blend("nayeon212/BLEnD", "ko") == load_blend(DATA, "ko")
+    assert [c[2] for c in calls] == ["KR", "KR"]

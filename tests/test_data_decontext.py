@@ -223,6 +223,8 @@ CASES = [
         "대학생들은 보통 수업을 몇 시간 듣나요?",
     ),
     ("ko", "South_Korea", "대한밍국 사람들은 설날에 무엇을 먹나요?", "사람들은 설날에 무엇을 먹나요?"),
+    # ... but 대한제국 (the Korean Empire) is a word one syllable away, not a typo: kept
+    ("ko", "South_Korea", "대한민국에서 대한제국 시대의 음식은 무엇인가요?", "대한제국 시대의 음식은 무엇인가요?"),
     # "for X" prepositions
     (
         "en",

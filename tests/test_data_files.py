@@ -134,3 +134,56 @@ def test_jsonl_lines_split_at_newlines_only(tmp_path):
     path = tmp_path / "t.jsonl"
     path.write_text(json.dumps({"text": "a\u2028b"}, ensure_ascii=False) + "\n", encoding="utf-8")
     assert files.read_table(path) == [{"text": "a\u2028b"}]
+
+
+def test_a_null_cell_is_empty_text_never_the_word_none():
+    assert files.text_cell(None, "x") == "" and files.text_cell(float("nan"), "x") == ""
+    assert files.text_cell(3, "x") == "3" and files.text_cell(" a ", "x") == " a "
+    with pytest.raises(DataError, match="^row 4 question is empty$"):
+        files.text_cell(None, "row 4 question", required=True)
+    with pytest.raises(DataError, match="is empty"):
+        files.text_cell("  ", "row 4 question", required=True)
+
+
+@pytest.mark.parametrize("suffix", [".json", ".jsonl"])
+def test_a_byte_order_mark_is_skipped_in_json_too(tmp_path, suffix):
+    """A BLEnD annotation file re-saved by a Windows editor starts with a BOM: it is never content."""
+    path = tmp_path / f"t{suffix}"
+    body = json.dumps([{"id": "1"}]) if suffix == ".json" else json.dumps({"id": "1"}) + "\n"
+    path.write_bytes(b"\xef\xbb\xbf" + body.encode())
+    assert files.read_table(path) == [{"id": "1"}]
+
+
+def test_a_mistyped_local_path_is_not_a_hub_id(tmp_path, monkeypatch):
+    (tmp_path / "data").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert not files.is_hub_id("data/gmmlu")  # `data` exists here: a missing folder, said as such
+    with pytest.raises(DataError, match="no such file or folder 'data/gmmlu'"):
+        load_gmmlu("data/gmmlu", "ko")
+    assert files.is_hub_id("CohereLabs/Global-MMLU")
+
+
+def _stub_datasets(monkeypatch, load_dataset):
+    import sys
+    import types
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+
+
+def test_a_wrong_split_on_the_hub_is_a_data_error_not_an_offline_one(monkeypatch):
+    def load_dataset(hub_id, name, split=None):
+        raise ValueError(f"Unknown split \"{split}\". Should be one of ['KR', 'CN'].")
+
+    _stub_datasets(monkeypatch, load_dataset)
+    with pytest.raises(DataError, match='Unknown split "South_Korea"') as e:
+        files.load_hub("org/data", "questions", "South_Korea")
+    assert not isinstance(e.value, OfflineError)
+
+    def unreachable(hub_id, name, split=None):
+        raise ConnectionError("Couldn't reach 'org/data' on the Hub")
+
+    _stub_datasets(monkeypatch, unreachable)
+    with pytest.raises(OfflineError, match="unreachable"):
+        files.load_hub("org/data", "questions", "KR")

@@ -53,3 +53,24 @@ def test_bad_split_and_missing_file(tmp_path):
         load_flores(DATA, "en", "train")
     with pytest.raises(DataError, match="FLORES kor_Hang devtest"):
         load_flores(DATA, "ko", "devtest")
+
+
+def test_a_file_names_its_language(tmp_path):
+    """One file holds one language: read for another language, or for both sides of a pair, it is refused
+    (MIDALIGN would train on a sentence paired with itself)."""
+    ko = DATA / "flores" / "dev" / "kor_Hang.jsonl"
+    assert load_flores(ko, "ko") == load_flores(DATA, "ko")
+    with pytest.raises(DataError, match="is the FLORES file of kor_Hang, not of eng_Latn"):
+        load_flores(ko, "en")
+    with pytest.raises(DataError, match="FLORES pairs need a file per language"):
+        load_flores_pairs(ko, "en", "ko")
+
+
+def test_plain_files_split_at_newlines_only_and_refuse_a_blank_sentence(tmp_path):
+    folder = tmp_path / "flores200_dataset" / "dev"
+    folder.mkdir(parents=True)
+    (folder / "eng_Latn.dev").write_text("One.\nTwo\u2028still two.\r\nThree.\n\n", encoding="utf-8")
+    assert [s.sentence for s in load_flores(tmp_path, "en")] == ["One.", "Two\u2028still two.", "Three."]
+    (folder / "eng_Latn.dev").write_text("One.\n\nThree.\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"row 1 \(id 2\) sentence is empty"):
+        load_flores(tmp_path, "en")

@@ -85,3 +85,25 @@ def test_unknown_language_and_subset():
         load_gmmlu(DATA, "xx")
     with pytest.raises(DataError, match="unknown Global-MMLU subset 'universal'"):
         load_gmmlu(DATA, "ko", subset="universal")  # type: ignore[arg-type]
+
+
+def test_a_null_question_or_option_in_parquet_is_an_error_not_the_word_none(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from jaxsteer.data.files import read_table
+
+    rows = read_table(DATA / "global_mmlu" / "es" / "test.csv")
+    for row in rows:
+        row["is_annotated"] = row["is_annotated"] == "True"
+    rows[1]["option_d"] = None
+    rows[2]["subject_category"] = None  # optional: empty, not "None"
+    folder = tmp_path / "global_mmlu" / "es"
+    folder.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(rows), folder / "test.parquet")
+    with pytest.raises(DataError, match=r"row 1 \(sample_id '.+'\) option_d is empty"):
+        load_gmmlu(tmp_path, "es", subset="all")
+    rows[1]["option_d"] = "56"
+    pq.write_table(pa.Table.from_pylist(rows), folder / "test.parquet")
+    questions = load_gmmlu(tmp_path, "es", subset="all")
+    assert questions[2].subject_category == ""

@@ -1,5 +1,6 @@
 """OASST1 single-turn top-ranked pairs and OpenAssistantXX."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -57,4 +58,17 @@ def test_missing_column(tmp_path):
     (tmp_path / "oasst").mkdir()
     (tmp_path / "oasst" / "oasst_xx.jsonl").write_text('{"id": "1", "lang": "ko", "prompt": "p", "response": "r"}\n')
     with pytest.raises(DataError, match=r"oasst_xx.jsonl: missing column\(s\) prompt_en, response_en"):
+        load_oasst_xx(tmp_path)
+
+
+def test_null_english_originals_are_empty_and_a_null_prompt_is_an_error(tmp_path):
+    """``str(None)`` is the truthy text "None": CLO would have trained on ("None", "None") pairs."""
+    (tmp_path / "oasst").mkdir()
+    path = tmp_path / "oasst" / "oasst_xx.jsonl"
+    row = {"id": "1", "lang": "ko", "prompt": "안녕", "response": "네", "prompt_en": None, "response_en": None}
+    path.write_text(json.dumps(row, ensure_ascii=False) + "\n", encoding="utf-8")
+    (pair,) = load_oasst_xx(tmp_path)
+    assert (pair.prompt_en, pair.response_en) == ("", "")
+    path.write_text(json.dumps({**row, "prompt": None}) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"row 0 \(id '1'\) prompt is empty"):
         load_oasst_xx(tmp_path)

@@ -48,6 +48,17 @@ DATA = Path(__file__).parent / "fixtures" / "data"
         ("El   baloncesto", ["baloncesto"], [], True),
         ("Son Heung Min", ["손흥민"], ["son heung-min"], True),  # hyphen vs space
         ("15", ["5"], ["5"], False),  # numbers match whole numbers only
+        ("1.5시간", ["1"], [], False),  # ... decimals and times too
+        ("13:00", ["3:00"], [], False),
+        ("13.5 hours", ["3.5"], [], False),
+        ("3,5 horas", ["3,5"], [], True),
+        ("۷ ساعت", ["۷"], ["7"], True),  # Persian digits are digits (the released Iran file mixes both)
+        ("7 ساعت", ["۷"], [], True),
+        ("۳ وعده", ["3"], [], True),
+        ("خانۀ ما", ["خانه"], [], True),  # the ezafe ۀ vs هٔ
+        ("قرمهسبزی", ["قورمه‌سبزی", "قرمه‌سبزی"], [], True),  # half-space, space or joined
+        ("떡국먹기를 해요", ["떡국 먹기"], [], True),  # Korean spacing
+        ("te a", [], ["tea"], False),  # Latin script: spaces count
         ("5세", ["5"], ["5"], True),
         ("", ["사과"], ["apple"], False),
     ],
@@ -242,7 +253,8 @@ def test_blend_clean_response(response, prompt, cleaned):
         ("Creo que es el futbol", ["fútbol"], [], "es", True, True),  # acute stripped in BLEnD's tokens
         ("ΜΟΥΣΑΚΑΣ, φυσικά", ["μουσακάς"], [], "el", True, True),
         ("قورمه‌سبزی با برنج", ["قورمه سبزی"], [], "fa", True, False),  # ZWNJ vs space: BLEnD splits on spaces
-        ("김치찌개를 먹어요", ["김치 찌개"], [], "ko", False, False),  # only BLEnD's Okt splits 김치/찌개/를
+        ("김치찌개를 먹어요", ["김치 찌개"], [], "ko", True, False),  # jaxsteer: Korean spacing ignored; BLEnD
+        # needs its Okt tokeniser (김치/찌개/를), which `blend` mode cannot run
         ("anything at all", [""], [], "ko", False, True),  # BLEnD: the empty answer is in every response
         ("apple", ["사과"], ["apple"], "en", True, True),  # English questions: only English answers
         ("사과", ["사과"], ["apple"], "en", True, False),

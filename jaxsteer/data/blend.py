@@ -26,6 +26,7 @@ from jaxsteer.data.files import (
     read_json,
     read_table,
     require_rows,
+    text_cell,
 )
 from jaxsteer.data.languages import LANGUAGES, blend_country, normalize_country
 from jaxsteer.errors import DataError
@@ -42,16 +43,24 @@ MC_COLUMNS: tuple[str, ...] = (
     "answer_idx",
 )
 ANNOTATION_KEYS: tuple[str, ...] = ("annotations", "idks")
+HUB_SPLITS: dict[str, str] = {
+    "Algeria": "DZ", "Assam": "AS", "Azerbaijan": "AZ", "China": "CN", "Ethiopia": "ET", "Greece": "GR",
+    "Indonesia": "ID", "Iran": "IR", "Mexico": "MX", "North_Korea": "KP", "Northern_Nigeria": "NG",
+    "South_Korea": "KR", "Spain": "ES", "UK": "GB", "US": "US", "West_Java": "JB",
+}  # fmt: skip
+"""The hub copy's split names (its dataset card's country codes) by BLEnD file spelling."""
 
 SKIP_NO_ANSWER = 3  # skip when no-answer + not-applicable >= 3 (BLEnD paper)
 SKIP_IDK = 5  # skip when idk >= 5
 
 SKIP_BLANK = "blank question"
+SKIP_NOT_IN_ANNOTATIONS = "ID not in the annotation file"
 SKIP_REASONS: tuple[str, ...] = (
     SKIP_BLANK,
     f"no-answer + not-applicable >= {SKIP_NO_ANSWER}",
     f"idk >= {SKIP_IDK}",
     "no annotated answer",
+    SKIP_NOT_IN_ANNOTATIONS,
 )
 """Why a question is not scored, in the order they are checked (:attr:`BlendQuestion.skip_reason`)."""
 
@@ -88,6 +97,7 @@ class BlendQuestion:
     idk_counts: IdkCounts = IdkCounts()
     source: str = ""
     annotated: bool = True  # False: loaded without an annotation file (``require_annotations=False``)
+    in_annotation_file: bool = True  # False: the annotation file has no entry for this ID (a stale or other file)
 
     @property
     def answers_local(self) -> tuple[str, ...]:
@@ -112,6 +122,8 @@ class BlendQuestion:
             return SKIP_BLANK
         if not self.annotated:
             return None
+        if not self.in_annotation_file:  # apart from "no annotated answer": a mismatched file must show
+            return SKIP_NOT_IN_ANNOTATIONS
         return skip_reason(self.idk_counts, len(self.annotations))
 
     @property
@@ -181,12 +193,22 @@ def parse_annotations(raw: Sequence[Mapping[str, Any]], where: str) -> tuple[Ble
             raise DataError(f"{at}: expected an object with answers, en_answers, count")
         out.append(
             BlendAnswer(
-                answers=tuple(str(a) for a in ann.get("answers") or ()),
-                en_answers=tuple(str(a) for a in ann.get("en_answers") or ()),
+                answers=_answer_list(ann.get("answers"), f"{at} answers"),
+                en_answers=_answer_list(ann.get("en_answers"), f"{at} en_answers"),
                 count=as_int(ann["count"], f"{at} count"),
             )
         )
     return tuple(sorted(out, key=lambda a: -a.count))
+
+
+def _answer_list(raw: Any, where: str) -> tuple[str, ...]:
+    """An annotation's answers: a list of strings (a bare string would be split into characters, each then
+    matching almost any response; a null would become the word "None")."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, (list, tuple)) or not all(isinstance(a, str) for a in raw):
+        raise DataError(f"{where}: expected a list of strings, got {raw!r:.60}")
+    return tuple(raw)
 
 
 def load_blend(
@@ -208,9 +230,12 @@ def load_blend(
     country = blend_country(country)
     lang = _country_lang(country)
     if is_hub_id(source):
-        rows = load_hub(str(source), "short-answer-questions", country, required=QUESTION_COLUMNS)
+        split = HUB_SPLITS.get(country)
+        if split is None:
+            raise DataError(f"BLEnD country {country!r} is not in the hub copy (known: {', '.join(HUB_SPLITS)})")
+        rows = load_hub(str(source), "short-answer-questions", split, required=QUESTION_COLUMNS)
         where = f"hub dataset {source} ({country})"
-        raw_ann = {str(r["ID"]): r for r in load_hub(str(source), "annotations", country, required=("ID",))}
+        raw_ann = {str(r["ID"]): r for r in load_hub(str(source), "annotations", split, required=("ID",))}
     else:
         qpath = locate(
             source,
@@ -227,10 +252,12 @@ def load_blend(
             raise DataError(f"{apath}: expected a JSON object keyed by question ID")
     require_rows(rows, where)
     out: list[BlendQuestion] = []
+    seen: set[str] = set()
     for i, row in enumerate(rows):
-        qid = str(row["ID"]).strip()
-        if not qid:
-            raise DataError(f"{where} row {i}: empty ID")
+        qid = text_cell(row["ID"], f"{where} row {i} ID", required=True).strip()
+        if qid in seen:
+            raise DataError(f"{where} row {i}: duplicate ID {qid!r}")
+        seen.add(qid)
         ann = (raw_ann.get(qid) if raw_ann is not None else None) or {}
         at = f"{country} annotation {qid!r}"
         if not isinstance(ann, Mapping):
@@ -241,13 +268,14 @@ def load_blend(
             id=qid,
             country=country,
             lang=lang,
-            topic=str(row["Topic"]),
-            question=str(row["Question"]),
-            question_en=str(row["Translation"]),
+            topic=text_cell(row["Topic"], ""),
+            question=text_cell(row["Question"], ""),  # blank: kept, and skipped as SKIP_BLANK
+            question_en=text_cell(row["Translation"], ""),
             annotations=parse_annotations(ann_list, at),
             idk_counts=parse_idks(idks, at),
-            source=str(row["Source"]),
+            source=text_cell(row["Source"], ""),
             annotated=raw_ann is not None,
+            in_annotation_file=raw_ann is None or qid in raw_ann,
         )
         if include_skipped or not q.skipped:
             out.append(q)

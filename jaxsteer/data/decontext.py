@@ -90,9 +90,11 @@ _GREEK_PEOPLE = {
 }
 
 # Scripts whose names tolerate one mistyped interior character (a released Korean question says 대힌민국).
-# Only syllable-block Hangul: with 11,172 syllables an edit-one variant of 대한민국 is never another word,
-# whereas Latin and Persian names have real words one letter away (España/espada, ایران/ایوان).
+# Only syllable-block Hangul: with 11,172 syllables an edit-one variant of 대한민국 is rarely another word,
+# whereas Latin and Persian names have real words one letter away (España/espada, ایران/ایوان). The rare
+# ones are listed: 대한제국 (the Korean Empire, 1897–1910) is history, not a misspelt country.
 _TYPO_LETTERS = {"ko": "[가-힣]"}
+_NOT_TYPOS = ("대한제국",)
 
 
 def _alt(names: Sequence[str]) -> str:
@@ -106,6 +108,8 @@ def _with_typos(names: Sequence[str], letter: str | None) -> str:
         for n in names:
             if len(n) >= 4 and all(ch.isalpha() for ch in n):
                 variants += [re.escape(n[:i]) + letter + re.escape(n[i + 1 :]) for i in range(1, len(n) - 1)]
+        words = "|".join(re.escape(w) for w in _NOT_TYPOS)
+        return f"(?:(?!{words})(?:{'|'.join(variants)}))"  # a listed real word is not a variant
     return "(?:" + "|".join(variants) + ")"
 
 

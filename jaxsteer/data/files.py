@@ -44,6 +44,7 @@ import codecs
 import csv
 import io
 import json
+import math
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -69,6 +70,8 @@ def is_hub_id(source: Any) -> bool:
     if not isinstance(source, str) or os.path.exists(source):
         return False
     if source.startswith((".", "/", "~")) or source.endswith(TABLE_SUFFIXES):
+        return False
+    if os.path.isdir(source.split("/", 1)[0]):  # "data/gmmlu" mistyped: a missing local folder, not a hub id
         return False
     return bool(_HUB_ID.match(source))
 
@@ -136,8 +139,9 @@ def read_json(path: PathLike) -> Any:
         raise DataError(f"{path}: invalid JSON at line {e.lineno} ({e.msg})") from None
 
 
-def read_text(path: PathLike, *, bom: bool = False) -> str:
-    """The UTF-8 text of ``path`` (``bom``: drop a leading byte-order mark, as Excel writes CSV files).
+def read_text(path: PathLike) -> str:
+    """The UTF-8 text of ``path``, without a leading byte-order mark (Excel and Windows editors write one into
+    CSV and JSON files; it is never content).
 
     Every text file the package reads (tables, JSON/JSONL, pairs, corpora, result files) goes through here,
     so a file in another encoding (an EUC-KR BLEnD file, a Latin-1 CSV) is one ``DataError`` naming the
@@ -150,7 +154,7 @@ def read_text(path: PathLike, *, bom: bool = False) -> str:
         raise DataError(f"no such file {str(path)!r}") from None
     except IsADirectoryError:
         raise DataError(f"{path} is a folder; expected a file") from None
-    skip = len(codecs.BOM_UTF8) if bom and raw.startswith(codecs.BOM_UTF8) else 0
+    skip = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
     try:
         return raw[skip:].decode("utf-8")
     except UnicodeDecodeError as e:
@@ -185,7 +189,7 @@ def require_rows(rows: Sequence[Any], source: str) -> None:
 def _read_csv(path: Path) -> list[dict]:
     # The standard library reader keeps every cell as the exact string written (no NaN, no type guessing)
     # and imports in milliseconds; quoted fields may span lines, as in BLEnD's multiple-choice prompts.
-    text = read_text(path, bom=True)
+    text = read_text(path)
     try:
         with io.StringIO(text, newline="") as f:
             reader = csv.reader(f)
@@ -262,8 +266,13 @@ def load_hub(
         raise HubUnavailableError(f"cannot load hub dataset {label}: offline mode is set and {hint}")
     try:
         import datasets
-
+    except ImportError:
+        raise HubUnavailableError(f"cannot load hub dataset {label}: the `datasets` package is not installed; "
+                                  "pip install datasets, or pass a local file or a data root") from None  # fmt: skip
+    try:
         ds = datasets.load_dataset(hub_id, name, split=split)
+    except (ValueError, KeyError) as e:  # the hub answered: no such config or split (a wrong name, not the network)
+        raise DataError(f"hub dataset {label}: {_first_line(e)}") from None
     except Exception as e:  # network, auth and missing-dataset errors all mean: use local files
         raise HubUnavailableError(f"cannot load hub dataset {label} ({_first_line(e)}): {hint}") from None
     rows = [dict(r) for r in ds]
@@ -272,6 +281,15 @@ def load_hub(
 
 
 # --- field conversion ------------------------------------------------------------------------------
+def text_cell(value: Any, where: str, *, required: bool = False) -> str:
+    """A table cell as text. A null (Parquet/JSON ``null``, a pandas ``NaN``) is ``""``, never the words
+    "None" or "nan" that ``str`` would make of it; ``required``: a blank cell is a one-line error."""
+    text = "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+    if required and not text.strip():
+        raise DataError(f"{where} is empty")
+    return text
+
+
 def as_bool(value: Any, where: str) -> bool:
     """``True``/``False`` from a bool, 0/1, or the strings true/false/yes/no/1/0 (any case)."""
     if isinstance(value, bool):

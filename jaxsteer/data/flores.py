@@ -12,9 +12,19 @@ topic, has_image, has_hyperlink, sentence) and the raw release ``{root}/flores20
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
-from jaxsteer.data.files import PathLike, is_hub_id, load_hub, locate, read_table, read_text, require_rows
+from jaxsteer.data.files import (
+    PathLike,
+    is_hub_id,
+    load_hub,
+    locate,
+    read_table,
+    read_text,
+    require_rows,
+    text_cell,
+)
 from jaxsteer.data.languages import flores_code
 from jaxsteer.errors import DataError
 
@@ -66,7 +76,13 @@ def load_flores(source: PathLike, code: str, split: str = "dev") -> list[FloresS
             raise DataError(f"{where} row {i}: duplicate id {sid}")
         seen.add(sid)
         out.append(
-            FloresSentence(sid, code, str(row["sentence"]), str(row.get("domain", "")), str(row.get("topic", "")))
+            FloresSentence(
+                sid,
+                code,
+                text_cell(row["sentence"], f"{where} row {i} (id {sid}) sentence", required=True),
+                text_cell(row.get("domain"), ""),
+                text_cell(row.get("topic"), ""),
+            )
         )
     return out
 
@@ -74,7 +90,10 @@ def load_flores(source: PathLike, code: str, split: str = "dev") -> list[FloresS
 def load_flores_pairs(
     source: PathLike, src: str, tgt: str, split: str = "dev", *, strict: bool = True
 ) -> list[ParallelPair]:
-    """(src, tgt) sentence pairs aligned by id, sorted by id."""
+    """(src, tgt) sentence pairs aligned by id, sorted by id (``source``: a data root or the hub; one file holds
+    one language)."""
+    if not is_hub_id(source) and Path(source).is_file():
+        raise DataError(f"FLORES pairs need a file per language: {source} is one file; pass the data root holding them")
     return align(load_flores(source, src, split), load_flores(source, tgt, split), strict=strict)
 
 
@@ -101,7 +120,10 @@ def align(src: list[FloresSentence], tgt: list[FloresSentence], *, strict: bool 
 
 
 def _find(root: Path, code: str, split: str) -> Path:
-    if root.is_file():
+    if root.is_file():  # one language's file: a file named for another FLORES language is not this one's
+        stem = root.name.split(".")[0]
+        if re.fullmatch(r"[a-z]{3}_[A-Z][a-z]{3}", stem) and stem != code:
+            raise DataError(f"{root} is the FLORES file of {stem}, not of {code}")
         return root
     try:
         return locate(root, [f"flores/{split}/{code}", f"{split}/{code}"], f"FLORES {code} {split}")
@@ -113,7 +135,8 @@ def _find(root: Path, code: str, split: str) -> Path:
 
 
 def _read_plain(path: Path) -> list[dict]:
-    lines = read_text(path).splitlines()
+    # newlines only: str.splitlines also splits at U+2028/U+0085/\r inside a sentence, shifting every later id
+    lines = read_text(path).replace("\r\n", "\n").split("\n")
     while lines and not lines[-1].strip():
         lines.pop()
     return [{"id": i, "sentence": line} for i, line in enumerate(lines, 1)]

@@ -12,7 +12,16 @@ import dataclasses
 from collections.abc import Iterable, Sequence
 from typing import Literal
 
-from jaxsteer.data.files import PathLike, as_bool, is_hub_id, load_hub, locate, read_table, require_rows
+from jaxsteer.data.files import (
+    PathLike,
+    as_bool,
+    is_hub_id,
+    load_hub,
+    locate,
+    read_table,
+    require_rows,
+    text_cell,
+)
 from jaxsteer.data.languages import language
 from jaxsteer.errors import DataError
 
@@ -94,27 +103,27 @@ def parse_rows(rows: Iterable[dict], lang: str, where: str = "Global-MMLU") -> l
     out: list[MCQuestion] = []
     seen: set[str] = set()
     for i, row in enumerate(rows):
-        sample_id = str(row["sample_id"]).strip()
+        sample_id = text_cell(row["sample_id"], "").strip()
         at = f"{where} row {i} (sample_id {sample_id!r})"
         if not sample_id:
             raise DataError(f"{where} row {i}: empty sample_id")
         if sample_id in seen:
             raise DataError(f"{at}: duplicate sample_id")
         seen.add(sample_id)
-        letter = str(row["answer"]).strip().upper()
+        letter = text_cell(row["answer"], "").strip().upper()
         if letter not in LETTERS:
             raise DataError(f"{at}: answer {row['answer']!r} is not one of A, B, C, D")
-        label = str(row["cultural_sensitivity_label"]).strip().upper()
+        label = text_cell(row["cultural_sensitivity_label"], "").strip().upper()
         out.append(
             MCQuestion(
                 id=sample_id,
                 lang=lang,
-                question=str(row["question"]),
-                options=tuple(str(row[f"option_{c}"]) for c in "abcd"),  # type: ignore[arg-type]
+                question=text_cell(row["question"], f"{at} question", required=True),
+                options=tuple(text_cell(row[f"option_{c}"], f"{at} option_{c}", required=True) for c in "abcd"),  # type: ignore[arg-type]
                 answer=LETTERS.index(letter),
-                subject=str(row["subject"]),
+                subject=text_cell(row["subject"], ""),
                 label=label if label in ("CA", "CS") else None,
-                subject_category=str(row["subject_category"]),
+                subject_category=text_cell(row["subject_category"], ""),
                 is_annotated=as_bool(row["is_annotated"], f"{at} is_annotated"),
             )
         )

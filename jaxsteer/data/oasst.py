@@ -13,13 +13,14 @@ import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from jaxsteer.data.files import PathLike, is_hub_id, load_hub, locate, read_table, require_rows
+from jaxsteer.data.files import PathLike, is_hub_id, load_hub, locate, read_table, require_rows, text_cell
 from jaxsteer.data.languages import language
 from jaxsteer.errors import DataError
 
 OASST1_HUB_ID = "OpenAssistant/oasst1"
 OASST1_COLUMNS: tuple[str, ...] = ("message_id", "parent_id", "text", "role", "lang", "rank")
 OASST_XX_COLUMNS: tuple[str, ...] = ("id", "lang", "prompt", "response", "prompt_en", "response_en")
+REQUIRED_XX: tuple[str, ...] = ("id", "prompt", "response")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,12 +109,12 @@ def load_oasst_xx(source: PathLike, langs: Sequence[str] | None = None) -> list[
     wanted = {language(code).code for code in langs} if langs is not None else None
     out = []
     for i, row in enumerate(rows):
-        lang = str(row["lang"]).strip()
+        lang = text_cell(row["lang"], "").strip()
         if wanted is not None and lang not in wanted:
             continue
-        if not str(row["prompt"]).strip() or not str(row["response"]).strip():
-            raise DataError(f"{where} row {i} (id {row['id']!r}): empty prompt or response")
-        out.append(OasstPair(*(str(row[c]) for c in OASST_XX_COLUMNS)))
+        at = f"{where} row {i} (id {row['id']!r})"
+        # the English originals may be blank (then not used as pairs); a null is "", never the text "None"
+        out.append(OasstPair(*(text_cell(row[c], f"{at} {c}", required=c in REQUIRED_XX) for c in OASST_XX_COLUMNS)))
     if not out:
         raise DataError(f"{where}: no rows for languages {sorted(wanted or [])}")
     return out

@@ -10,8 +10,11 @@ and count a response correct if any annotated answer, local or English, occurs i
 (``ExperimentConfig.blend_match``):
 
 * ``"jaxsteer"`` (default): the answer occurs in the response after Unicode normalisation, case folding
-  of *both* sides, accent and Arabic-letter folding and whitespace/hyphen folding; numeric answers must
-  match a whole number ("5" does not match "15"); an empty answer matches nothing.
+  of *both* sides, accent and Arabic-letter folding and whitespace/hyphen folding; every decimal digit made
+  ASCII (Persian "۷" is "7"); a numeric answer (whole number, decimal, time) matches only as a whole number
+  ("5" is not in "15", "1" not in "1.5 hours", "3:00" not in "13:00"); an answer in Persian or Korean script
+  also matches with spaces ignored (قرمه‌سبزی / قرمه سبزی / قرمهسبزی, 떡국 먹기 / 떡국먹기); an empty answer
+  matches nothing.
 * ``"blend"``: BLEnD's ``evaluation/exact_match.py`` (``soft_exact_match`` → ``lemma_check``) step by
   step — the response cleaned as ``evaluation_utils.get_llm_response_by_id`` does (prompt removed,
   full-width ``：、，。`` made ASCII, a leading ``word:`` echoed from the prompt dropped, outer dots
@@ -51,27 +54,43 @@ QUADRANTS: tuple[str, ...] = ("desirable", "transfer_only", "localization_only",
 localization_only (Δx ≤ 0, Δy ≥ 0), degraded (Δx ≤ 0, Δy < 0)."""
 
 # --- BLEnD soft exact match ----------------------------------------------------------------------
-_FOLD = str.maketrans({"ي": "ی", "ى": "ی", "ك": "ک", "ة": "ه", "ـ": "", "\u200d": "", "\u200c": " "})
+# Arabic/Persian letter variants, the tatweel, the joiner; the zero-width non-joiner (Persian's half-space) is a
+# space here, and answers in scripts whose writers space compounds by habit are also compared without spaces
+# (_SPACING_SCRIPTS). "ۀ" (heh with hamza, the ezafe) is also written "هٔ": both fold to "ه" (NFD would leave
+# "ۀ" as "ە" + a stripped hamza).
+_FOLD = str.maketrans(
+    {"ي": "ی", "ى": "ی", "ك": "ک", "ة": "ه", "ۀ": "ه", "ە": "ه", "ـ": "", "\u200d": "", "\u200c": " "}
+)
+# Persian compounds are written with a half-space, a space or joined (قرمه‌سبزی, قرمه سبزی, قرمهسبزی); Korean
+# spacing varies as much (떡국 먹기, 떡국먹기): an answer in Arabic script or Hangul also matches without spaces
+_SPACING_SCRIPTS = re.compile("[\u0600-\u06ff\uac00-\ud7a3]")
 _COMBINING = re.compile("[\u0300-\u036f\u064b-\u065f\u0670]")  # Latin/Greek accents, Arabic harakat
 _SPACE = re.compile(r"[\s\-\u2010-\u2015_]+")
+_NUMBER = re.compile(r"\d+(?:[.,:/]\d+)*")  # 5, 3.5, 3,5, 18:00, 1/2 — after digits are made ASCII
 
 
 def normalize_answer(text: str) -> str:
-    """Casefolded NFC text without accents or Arabic vowel marks; runs of spaces and hyphens → one space."""
+    """Casefolded NFC text without accents or Arabic vowel marks, every decimal digit ASCII (Persian "۷" and
+    Arabic-Indic "٧" are "7"; NFKC folds only full-width ones); runs of spaces and hyphens → one space."""
     text = unicodedata.normalize("NFKC", str(text)).translate(_FOLD)
     text = _COMBINING.sub("", unicodedata.normalize("NFD", text))
     text = unicodedata.normalize("NFC", text).casefold()
+    text = re.sub(r"\d", lambda m: str(unicodedata.decimal(m.group())), text)
     return _SPACE.sub(" ", text).strip()
 
 
 def answer_in_response(answer: str, response: str) -> bool:
-    """True when the normalised ``answer`` occurs in the normalised ``response``."""
+    """True when the normalised ``answer`` occurs in the normalised ``response``; a numeric answer (a whole
+    number, a decimal, a time, a fraction) only as a whole number: "5" is not in "15", "1" not in "1.5 hours",
+    "3:00" not in "13:00"."""
     a, r = normalize_answer(answer), normalize_answer(response)
     if not a:
         return False
-    if a.isdigit():
-        return re.search(rf"(?<!\d){re.escape(a)}(?!\d)", r) is not None
-    return a in r
+    if _NUMBER.fullmatch(a):
+        return re.search(rf"(?<![\d.,:/]){re.escape(a)}(?!\d|[.,:/]\d)", r) is not None
+    if a in r:
+        return True
+    return bool(_SPACING_SCRIPTS.search(a)) and a.replace(" ", "") in r.replace(" ", "")
 
 
 def blend_soft_match(response: str, answers_local: Iterable[str], answers_en: Iterable[str]) -> bool:
