@@ -1,7 +1,8 @@
 """The paper's whole experiment end to end at real scale, stage by stage, and beside it the naive HF pipeline.
 
     PYTHONPATH=. python3 bench/pipeline.py --model 12b --langs zh,ko,es,id,el,fa --gmmlu-rows 1000 \\
-        --blend-rows 500 --out $OUT [--hf-subset zh:100:200] [--parts full,subset,hf] [--skip-hf]
+        --blend-rows 500 --out $OUT [--hf-subset zh:100:200] [--parts full,subset,hf] [--skip-hf] \\
+        [--decode-layout auto|scan]
     PYTHONPATH=. python3 bench/pipeline.py --model tiny --gmmlu-rows 60 --blend-rows 40 --langs zh,ko --out /tmp/p
 
 What runs (each part in its own child process, one after the other, so every JAX run compiles from cold
@@ -59,6 +60,8 @@ def parse_args(argv=None):
     ap.add_argument("--parts", default="full,subset,hf", help="any of full, subset, hf")
     ap.add_argument("--skip-hf", action="store_true", help="same as leaving hf (and subset) out of --parts")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--decode-layout", default="auto", choices=("auto", "scan", "unrolled", "sliced"),
+                    help="the experiment's decode_layout (scan: the fast-compiling layout for a one-off run)")  # fmt: skip
     ap.add_argument("--work", default="", help="scratch folder (default: a temporary one, removed)")
     ap.add_argument("--out", help="folder for pipeline.json and the experiment's tables (required)")
     ap.add_argument("--child", choices=("full", "subset", "rerun", "hf"), help=argparse.SUPPRESS)
@@ -98,7 +101,7 @@ def make_spec(args, work: str) -> dict:
         "seed": args.seed, "work": work, "parts": parts,
         "vocab": args.vocab or (8192 if args.model == "tiny" else 16384),
         "question_words": [int(x) for x in (args.question_words or ("8:24" if args.model == "tiny" else "55:125")).split(":")],
-        "subset": subset,
+        "subset": subset, "decode_layout": args.decode_layout,
     }  # fmt: skip
 
 

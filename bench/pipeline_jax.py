@@ -18,6 +18,7 @@ path), which get a row of their own.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import threading
@@ -271,7 +272,8 @@ def run_full(spec: dict, out_path: str, role: str = "full") -> None:
     exp_dir = os.path.join(spec["work"], "experiment")
     cfg = world.experiment_config(spec, exp_dir)
     print(f"[full] run_experiment: {len(cfg.languages)} languages, layers {cfg.layers_for(config.num_layers)}, "
-          f"γ grid {len(cfg.loc_gammas)}, batch {cfg.batch_size}, {cfg.max_new_tokens} new tokens", flush=True)  # fmt: skip
+          f"γ grid {len(cfg.loc_gammas)}, batch {cfg.batch_size}, {cfg.max_new_tokens} new tokens, decode layout "
+          f"{cfg.decode_layout}", flush=True)  # fmt: skip
     with benchmark_split(clock), recorded_shapes(payload), clock.stage("experiment"):
         result = run_experiment(
             cfg, {"base": model}, ("base",), exp_dir, progress=False, measures=timed_measures(clock)
@@ -307,6 +309,7 @@ def run_subset(spec: dict, out_path: str, role: str = "subset") -> None:
     with clock.stage("build shared weights (NumPy → device)"):
         model = host_model(config, tok, spec["seed"])
     bench = world.subset_bench(spec)
+    model = dataclasses.replace(model, decode_layout=bench.cfg.decode_layout)
     lang = sub["lang"]
     v_loc = VectorSet.from_config(config, world.random_vector(config, spec["seed"]), kind="LOC", languages=(lang,))
     en_layer, loc_layer = bench.cfg.layers_for(config.num_layers)

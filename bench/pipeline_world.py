@@ -238,6 +238,7 @@ def experiment_config(spec: dict, out: str, languages=None):
         max_new_tokens=spec["new_tokens"],
         loc_gammas=tuple(spec["gammas"]),
         out=out,
+        decode_layout=spec.get("decode_layout", "auto"),
     )
 
 

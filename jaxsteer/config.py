@@ -16,6 +16,9 @@ from typing import Any, ClassVar
 
 from jaxsteer.errors import ConfigError
 
+DECODE_LAYOUTS: tuple[str, ...] = ("auto", "scan", "unrolled", "sliced")
+"""How a generation decodes (``jaxsteer.model.decode.generate``; a model's default in ``Model.decode_layout``)."""
+
 SLIDING = "sliding_attention"
 FULL = "full_attention"
 

@@ -278,3 +278,14 @@ def test_save_bfloat16_reloads_in_transformers(hf_tiny, tmp_path):
     expected = hf_tiny.hf.state_dict()["model.layers.2.self_attn.k_proj.weight"].to(torch.bfloat16).float()
     assert torch.equal(hf.state_dict()["model.layers.2.self_attn.k_proj.weight"], expected)
     shutil.rmtree(folder)
+
+
+def test_decode_layout_is_checked_before_any_weight_is_read(hf_tiny, monkeypatch):
+    from jaxsteer.checkpoint import hf
+    from jaxsteer.errors import ConfigError
+
+    monkeypatch.setattr(hf, "load_params", lambda *a, **k: pytest.fail("weights read before the check"))
+    with pytest.raises(ConfigError, match="decode_layout='fast'"):
+        hf.load_pretrained(hf_tiny.folder, dtype="float32", decode_layout="fast")
+    monkeypatch.undo()
+    assert hf.load_pretrained(hf_tiny.folder, dtype="float32", decode_layout="scan").decode_layout == "scan"

@@ -141,3 +141,31 @@ def test_unrolled_prefill_scans_in_quarters():
     for split, lengths in ((copy, [2, 2, 2, 2]), (None, [8, 8])):  # scan layout: the prefill, then the decode step
         traced = decode.generate_core.trace(model.params, ids, ids, None, np.int32(0), split_layers=split, **kw)
         assert [e.params["length"] for e in scan_eqns(traced.jaxpr)] == lengths
+
+
+def test_a_models_decode_layout_is_its_generations_default(monkeypatch):
+    """``Model.decode_layout`` decides where a call does not: "scan" never copies the layers, and decodes the
+    same tokens as the default (a per-layer copy where it fits — always on a CPU); a call's own choice wins."""
+    import dataclasses
+
+    import pytest
+
+    from jaxsteer.errors import InputError
+    from jaxsteer.model import decode
+
+    cfg = tiny()
+    model = jaxsteer.Model.random(cfg, seed=4, norm_std=0.3)
+    ids = np.random.RandomState(2).randint(3, cfg.vocab_size, size=(2, 5))
+    copies = []
+    split = decode.split_layers
+    monkeypatch.setattr(decode, "split_layers", lambda *a, **k: copies.append(1) or split(*a, **k))
+    unrolled = np.asarray(jaxsteer.generate(model, ids, 6, eos_token_id=-1))
+    assert copies == [1]
+    scanning = dataclasses.replace(model, decode_layout="scan")
+    scanned = np.asarray(jaxsteer.generate(scanning, ids, 6, eos_token_id=-1))
+    assert copies == [1]  # no copy made for the scan
+    np.testing.assert_array_equal(scanned, unrolled)
+    jaxsteer.generate(scanning, ids, 6, eos_token_id=-1, decode_layout="unrolled")
+    assert copies == [1, 1]
+    with pytest.raises(InputError, match="decode_layout='fast': expected one of auto, scan, unrolled, sliced"):
+        dataclasses.replace(model, decode_layout="fast")

@@ -351,3 +351,23 @@ def test_other_processes_of_a_job_run_every_stage_write_nothing_and_leave_the_co
     found = [f for _, _, fs in os.walk(tmp_path / "one") for f in fs]
     assert found == [] and os.listdir(tmp_path / "zero")
     assert len(job.barriers) == 2  # each run's folder was read by every process before process 0 wrote to it
+
+
+def test_the_configs_decode_layout_reaches_every_measure(tmp_path):
+    seen = set()
+    stubs = Stubs()
+
+    def spy(fn):
+        def wrapped(model, *a, **k):
+            seen.add(model.decode_layout)
+            return fn(model, *a, **k)
+
+        return wrapped
+
+    cfg = ExperimentConfig(languages=LANGS, loc_gammas=(0.0, 1.0), out=str(tmp_path), decode_layout="scan")
+    measures = Measures(*(spy(f) for f in (stubs.extract, stubs.evaluate, stubs.score_en, stubs.score_loc)))
+    models = {"base": jaxsteer.Model(config=CONFIG, params={}, source="base")}
+    run_experiment(cfg, models, steer=("base",), out_dir=str(tmp_path), progress=False, measures=measures)
+    assert seen == {"scan"}
+    with pytest.raises(ConfigError, match="config key decode_layout='fast': expected one of auto, scan"):
+        ExperimentConfig(decode_layout="fast")

@@ -21,7 +21,7 @@ import ml_dtypes
 import numpy as np
 
 from jaxsteer.checkpoint.safetensors_io import SafetensorsFile, write_safetensors
-from jaxsteer.config import GemmaConfig
+from jaxsteer.config import DECODE_LAYOUTS, GemmaConfig
 from jaxsteer.errors import CheckpointError, ConfigError, OfflineError
 from jaxsteer.model.family import family_of
 from jaxsteer.model.gemma3 import GEMMA3
@@ -185,14 +185,19 @@ def load_pretrained(
     tokenizer: bool = True,
     mesh=None,
     batch_size: int | None = None,
+    decode_layout: str = "auto",
 ) -> Model:
     """Load a Gemma-3 (text or multimodal) checkpoint from a folder or hub id into a ``Model``.
 
     ``mesh`` (a ``jaxsteer.sharding.MeshSpec`` or a ``jax.sharding.Mesh``) shards the weights by the
     inference partition rules as they stream in; the mesh is checked against the devices, the heads,
-    ``batch_size`` and the devices' memory first, before any weight is read.
+    ``batch_size`` and the devices' memory first, before any weight is read. ``decode_layout``: how the
+    model's generations decode (:class:`~jaxsteer.model.model.Model`).
     """
     from jaxsteer import sharding as mesh_lib
+
+    if decode_layout not in DECODE_LAYOUTS:  # before any weight is read
+        raise ConfigError(f"decode_layout={decode_layout!r}: expected one of {', '.join(DECODE_LAYOUTS)}")
 
     target = resolve_dtype(dtype)
     folder = resolve_folder(path_or_hub_id)
@@ -211,7 +216,14 @@ def load_pretrained(
     if vocab_rows is not None:
         config = config.replace(vocab_size=int(vocab_rows))
     tok = load_tokenizer(folder) if tokenizer else None
-    return Model(config=config, params=params, tokenizer=tok, source=os.fspath(path_or_hub_id), mesh=on)
+    return Model(
+        config=config,
+        params=params,
+        tokenizer=tok,
+        source=os.fspath(path_or_hub_id),
+        mesh=on,
+        decode_layout=decode_layout,
+    )
 
 
 # Keys whose value is the function of the saved weights: always jaxsteer's (they describe the arrays

@@ -103,6 +103,7 @@ def load_model(args_or_cfg):
         dtype=getattr(args_or_cfg, "dtype", None) or "bfloat16",
         mesh=getattr(args_or_cfg, "mesh", None),
         batch_size=getattr(args_or_cfg, "batch_size", None),
+        decode_layout=getattr(args_or_cfg, "decode_layout", None) or "auto",
     )
 
 

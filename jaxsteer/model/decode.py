@@ -22,7 +22,7 @@ from jaxsteer.errors import InputError
 from jaxsteer.model.attention import cache_attention, cached_attention, resolve_impl
 from jaxsteer.model.decode_memory import decided_layout, fusable, split_layers, split_shapes
 from jaxsteer.model.family import family_of
-from jaxsteer.model.model import Model, check_new_tokens, check_tokens, on_mesh, ones_mask
+from jaxsteer.model.model import DECODE_LAYOUTS, Model, check_new_tokens, check_tokens, on_mesh, ones_mask
 from jaxsteer.model.plan_tree import PlanTree, chunked_plans, run_plan_tree
 from jaxsteer.model.transformer import (
     default_positions,
@@ -297,14 +297,15 @@ def generate(
     eos_token_id: int | tuple[int, ...] | None = None,
     impl: str = "auto",
     return_lengths: bool = False,
-    decode_layout: str = "auto",
+    decode_layout: str | None = None,
     plans=None,
 ):
     """Generate ``max_new_tokens`` new tokens ``[B, N]`` (greedy at ``temperature=0``; left-pad prompts).
 
     Rows that reach an EOS are filled with the pad id afterwards; ``return_lengths=True`` also
     returns how many tokens each row produced (EOS included). Sampling draws from ``PRNGKey(seed)``
-    (``seed`` in −2³¹ … 2³² − 1), made inside the compiled call. ``decode_layout``: ``"unrolled"`` gives
+    (``seed`` in −2³¹ … 2³² − 1), made inside the compiled call. ``decode_layout`` (default: the model's,
+    :attr:`Model.decode_layout`, itself ``"auto"`` unless set): ``"unrolled"`` gives
     the decode step its own copy of each layer's weights (one extra weight copy on the device for the
     call; memory-bound decoding runs ~2.6× faster), ``"scan"`` reads the stacked weights, ``"auto"``
     unrolls when the device has room for the copy; ``"sliced"`` runs the unrolled step on static slices of
@@ -340,7 +341,7 @@ def compile_generate_ahead(
     max_new_tokens: int,
     steering=None,
     plans=None,
-    decode_layout: str = "auto",
+    decode_layout: str | None = None,
     eos_token_id=None,
 ) -> int:
     """Start compiling, in the background (:mod:`jaxsteer.ahead`), the programs a later greedy
@@ -382,8 +383,9 @@ def _generate_calls(
         total = input_ids.shape[1] + max_new_tokens
         steering.check_applicable(config, (input_ids.shape[0], total), " (prompt + new tokens)")
     eos = default_eos_ids(config) if eos_token_id is None else tuple(np.atleast_1d(np.asarray(eos_token_id)).tolist())
-    if decode_layout not in ("auto", "scan", "unrolled", "sliced"):
-        raise InputError(f"decode_layout={decode_layout!r}: expected auto, scan, unrolled or sliced")
+    decode_layout = model.decode_layout if decode_layout is None else decode_layout
+    if decode_layout not in DECODE_LAYOUTS:
+        raise InputError(f"decode_layout={decode_layout!r}: expected one of {', '.join(DECODE_LAYOUTS)}")
     total = input_ids.shape[1] + max_new_tokens  # sized before the copy exists: the budget subtracts it itself
     unroll, chunk = decided_layout(model, len(input_ids), total, None if plans is None else len(plans), decode_layout)
     split = None

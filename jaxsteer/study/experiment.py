@@ -18,6 +18,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from jaxsteer.config import DECODE_LAYOUTS
 from jaxsteer.data import blend as blend_data
 from jaxsteer.data import decontext, gmmlu, prompts, splits
 from jaxsteer.data.files import read_text
@@ -66,6 +67,9 @@ class ExperimentConfig:
     out: str = "results"
     # devices the models are sharded over (data × fsdp × model; jaxsteer/sharding.py); default: one device
     mesh: MeshSpec | None = None
+    # generation's decode layout (jaxsteer.model.Model): auto (a per-layer weight copy where it fits), or scan
+    # for a one-off small run whose compiles are on its critical path (compiles ~2× faster, decodes slower)
+    decode_layout: str = "auto"
 
     def __post_init__(self):
         for lang in self.languages:
@@ -80,6 +84,7 @@ class ExperimentConfig:
             "gmmlu_subset": ("CA", "CS", "annotated", "all"),
             "blend_eval": ("decontextualised", "contextualised"),
             "blend_match": ("jaxsteer", "blend"),
+            "decode_layout": DECODE_LAYOUTS,
         }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:

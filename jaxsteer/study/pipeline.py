@@ -316,8 +316,12 @@ def _run(cfg, models, steer, out_dir, progress, measures: Measures, folder: Resu
             model = (
                 source
                 if isinstance(source, Model)
-                else load_pretrained(source, dtype=cfg.dtype, mesh=cfg.mesh, batch_size=cfg.batch_size)
+                else load_pretrained(
+                    source, dtype=cfg.dtype, mesh=cfg.mesh, batch_size=cfg.batch_size, decode_layout=cfg.decode_layout
+                )
             )
+            if cfg.decode_layout != "auto" and model.decode_layout != cfg.decode_layout:
+                model = dataclasses.replace(model, decode_layout=cfg.decode_layout)
 
         def write_plain(result: EvalResult, model=model, name=name) -> None:
             paths = write_eval(result, out_dir, model, cfg, base_id)
