@@ -286,3 +286,16 @@ def test_blend_accuracy_with_blend_matcher():
     assert [k for k, v in theirs.correct.items() if v != ours.correct[k]] == ["Fx-ed-15"]
     with pytest.raises(DataError, match="unknown BLEnD matcher 'lemma'"):
         blend_accuracy(responses, picked, match="lemma")
+
+
+def test_the_iran_fixture_mixes_persian_and_ascii_digits_as_the_released_file_does():
+    """Fx-ed-13's local answers are "۷"/"۶" (released Iran_data.json's An-ar-08 writes Persian digits), other
+    numeric answers ASCII: a response in either script is right under the default matcher."""
+    qs = {q.id: q for q in load_blend(DATA, "Iran")}
+    q = qs["Fx-ed-13"]
+    assert q.answers_local == ("۷", "۶") and q.answers_en == ("7", "6")
+    responses = {"Fx-ed-13": "۷ سالگی", "Fx-ed-15": "۹ سال"}  # Fx-ed-15's answers are ASCII "9"/"12"
+    assert qs["Fx-ed-15"].answers_local[0] == "9"
+    result = blend_accuracy(responses, [q, qs["Fx-ed-15"]])
+    assert result.correct == {"Fx-ed-13": True, "Fx-ed-15": True}
+    assert blend_accuracy({"Fx-ed-13": "17 سال"}, [q]).correct == {"Fx-ed-13": False}
