@@ -154,13 +154,17 @@ def test_a_byte_order_mark_is_skipped_in_json_too(tmp_path, suffix):
     assert files.read_table(path) == [{"id": "1"}]
 
 
-def test_a_mistyped_local_path_is_not_a_hub_id(tmp_path, monkeypatch):
+def test_a_mistyped_local_path_reads_as_a_hub_id_and_the_error_says_so(tmp_path, monkeypatch):
+    """``data/gmmlu`` (missing) looks like a hub id; so does ``CohereLabs/Global-MMLU`` beside a downloaded
+    ``CohereLabs/`` model folder — it must stay a hub id, and the error names the other reading."""
     (tmp_path / "data").mkdir()
     monkeypatch.chdir(tmp_path)
-    assert not files.is_hub_id("data/gmmlu")  # `data` exists here: a missing folder, said as such
-    with pytest.raises(DataError, match="no such file or folder 'data/gmmlu'"):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert files.is_hub_id("data/gmmlu")
+    with pytest.raises(DataError, match="if 'data/gmmlu' was meant as a local path: no such folder"):
         load_gmmlu("data/gmmlu", "ko")
-    assert files.is_hub_id("CohereLabs/Global-MMLU")
+    with pytest.raises(DataError, match="unreachable; pass a local file or a data root instead$"):
+        load_gmmlu("CohereLabs/Global-MMLU", "ko")
 
 
 def _stub_datasets(monkeypatch, load_dataset):

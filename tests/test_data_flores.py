@@ -74,3 +74,13 @@ def test_plain_files_split_at_newlines_only_and_refuse_a_blank_sentence(tmp_path
     (folder / "eng_Latn.dev").write_text("One.\n\nThree.\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"row 1 \(id 2\) sentence is empty"):
         load_flores(tmp_path, "en")
+
+
+def test_flores_plus_file_names_are_read_for_their_language(tmp_path):
+    """FLORES+ names Chinese (Simplified) cmn_Hans where FLORES-200 says zho_Hans: the same sentences."""
+    folder = tmp_path / "flores" / "dev"
+    folder.mkdir(parents=True)
+    shutil.copy(DATA / "flores" / "dev" / "eng_Latn.jsonl", folder)
+    shutil.copy(DATA / "flores" / "dev" / "zho_Hans.jsonl", folder / "cmn_Hans.jsonl")
+    assert load_flores_pairs(tmp_path, "en", "zh") == load_flores_pairs(DATA, "en", "zh")
+    assert load_flores(folder / "cmn_Hans.jsonl", "zh") == load_flores(DATA, "zh")

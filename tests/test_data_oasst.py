@@ -72,3 +72,13 @@ def test_null_english_originals_are_empty_and_a_null_prompt_is_an_error(tmp_path
     path.write_text(json.dumps({**row, "prompt": None}) + "\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"row 0 \(id '1'\) prompt is empty"):
         load_oasst_xx(tmp_path)
+
+
+def test_a_null_oasst1_text_gives_no_pair():
+    messages = [
+        {"message_id": "a", "parent_id": None, "text": None, "role": "prompter", "lang": "en", "rank": None},
+        {"message_id": "b", "parent_id": "a", "text": "Hi", "role": "assistant", "lang": "en", "rank": 0},
+        {"message_id": "c", "parent_id": None, "text": "Hello?", "role": "prompter", "lang": "en", "rank": None},
+        {"message_id": "d", "parent_id": "c", "text": "Hi", "role": "assistant", "lang": "en", "rank": 0},
+    ]
+    assert [p.id for p in top_ranked_pairs(messages)] == ["c"]

@@ -37,3 +37,10 @@ def test_nnx_split_merge_round_trip_and_random_init():
     assert jax.tree.leaves(state)[0].shape[0] in (cfg.num_layers, cfg.vocab_size, cfg.hidden_size)
     back = module.to_model()
     np.testing.assert_array_equal(np.asarray(jaxsteer.forward(back, ids).logits), np.asarray(module(ids).logits))
+
+
+def test_the_module_keeps_the_models_decode_layout():
+    import dataclasses
+
+    model = dataclasses.replace(jaxsteer.Model.random(tiny(), seed=0), decode_layout="scan")
+    assert Gemma3.from_model(model).to_model().decode_layout == "scan"

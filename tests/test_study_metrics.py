@@ -59,6 +59,14 @@ DATA = Path(__file__).parent / "fixtures" / "data"
         ("قرمهسبزی", ["قورمه‌سبزی", "قرمه‌سبزی"], [], True),  # half-space, space or joined
         ("떡국먹기를 해요", ["떡국 먹기"], [], True),  # Korean spacing
         ("te a", [], ["tea"], False),  # Latin script: spaces count
+        ("答：5", ["5"], [], True),  # a number after a colon or a full-width comma is whole
+        ("5，6个", ["6"], [], True),
+        ("۳٫۵", ["5"], [], False),  # ٫ is the Arabic decimal point
+        ("۱٬۰۰۰ تومان", ["1"], [], False),  # ٬ the thousands separator
+        ("15 hours", [], ["5 hours"], False),  # a number at an answer's end or start is whole with units too
+        ("18시", ["8시"], [], False),
+        ("한국 수박", ["국수"], [], False),  # spaces ignored only from the start of a response word
+        ("12개월", ["1-2개월"], [], False),  # ... and never for answers with digits
         ("5세", ["5"], ["5"], True),
         ("", ["사과"], ["apple"], False),
     ],

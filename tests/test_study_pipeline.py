@@ -371,3 +371,13 @@ def test_the_configs_decode_layout_reaches_every_measure(tmp_path):
     assert seen == {"scan"}
     with pytest.raises(ConfigError, match="config key decode_layout='fast': expected one of auto, scan"):
         ExperimentConfig(decode_layout="fast")
+
+
+def test_a_run_folder_resumes_under_another_decode_layout():
+    """decode_layout is how, not what: a run started with one layout resumes with another."""
+    from jaxsteer.study.pipeline import run_writer
+
+    models = {"base": "some/folder"}
+    auto, scan = (run_writer(ExperimentConfig(decode_layout=d), models, ("base",)) for d in ("auto", "scan"))
+    assert auto == scan
+    assert run_writer(ExperimentConfig(seed=1), models, ("base",)) != auto

@@ -19,7 +19,7 @@ def register(sub) -> None:
 
 
 def read_pairs(path: str) -> tuple[list[str], list[str]]:
-    from jaxsteer.data.files import read_text
+    from jaxsteer.data.files import read_text, text_cell
     from jaxsteer.errors import DataError
 
     if not os.path.isfile(path):
@@ -30,8 +30,8 @@ def read_pairs(path: str) -> tuple[list[str], list[str]]:
             continue
         try:
             row = json.loads(line)
-            pos.append(str(row["positive"]))
-            neg.append(str(row["negative"]))
+            pos.append(text_cell(row["positive"], f"{path} line {n} positive", required=True))
+            neg.append(text_cell(row["negative"], f"{path} line {n} negative", required=True))
         except (json.JSONDecodeError, KeyError, TypeError):
             raise DataError(f"{path} line {n}: expected a JSON object with positive and negative") from None
     return pos, neg

@@ -235,7 +235,9 @@ def load_blend(
             raise DataError(f"BLEnD country {country!r} is not in the hub copy (known: {', '.join(HUB_SPLITS)})")
         rows = load_hub(str(source), "short-answer-questions", split, required=QUESTION_COLUMNS)
         where = f"hub dataset {source} ({country})"
-        raw_ann = {str(r["ID"]): r for r in load_hub(str(source), "annotations", split, required=("ID",))}
+        raw_ann = {
+            text_cell(r["ID"], "").strip(): r for r in load_hub(str(source), "annotations", split, required=("ID",))
+        }
     else:
         qpath = locate(
             source,
@@ -295,7 +297,7 @@ def load_blend_mc(source: PathLike, country: str | None = None) -> list[BlendMCQ
     wanted = blend_country(country) if country is not None else None
     out = []
     for i, row in enumerate(rows):
-        row_country = normalize_country(str(row["country"]))
+        row_country = normalize_country(text_cell(row["country"], ""))
         if wanted is not None and row_country != wanted:
             continue
         at = f"{where} row {i} (MCQID {row['MCQID']!r})"
@@ -313,13 +315,13 @@ def load_blend_mc(source: PathLike, country: str | None = None) -> list[BlendMCQ
             raise DataError(f"{at}: answer_idx {row['answer_idx']!r} is out of range for {len(letters)} choices")
         out.append(
             BlendMCQuestion(
-                mcq_id=str(row["MCQID"]),
-                id=str(row["ID"]),
+                mcq_id=text_cell(row["MCQID"], f"{where} row {i} MCQID", required=True),
+                id=text_cell(row["ID"], ""),
                 country=row_country,
-                prompt=str(row["prompt"]),
+                prompt=text_cell(row["prompt"], f"{at} prompt", required=True),
                 letters=letters,
-                choices=tuple(str(choices[k]) for k in letters),
-                choice_countries=tuple(normalize_country(str(countries.get(k, ""))) for k in letters),
+                choices=tuple(text_cell(choices[k], f"{at} choice {k}", required=True) for k in letters),
+                choice_countries=tuple(normalize_country(text_cell(countries.get(k), "")) for k in letters),
                 answer=index,
             )
         )

@@ -71,8 +71,6 @@ def is_hub_id(source: Any) -> bool:
         return False
     if source.startswith((".", "/", "~")) or source.endswith(TABLE_SUFFIXES):
         return False
-    if os.path.isdir(source.split("/", 1)[0]):  # "data/gmmlu" mistyped: a missing local folder, not a hub id
-        return False
     return bool(_HUB_ID.match(source))
 
 
@@ -262,6 +260,8 @@ def load_hub(
     """Rows of ``datasets.load_dataset(hub_id, name, split=split)``; offline → :class:`HubUnavailableError`."""
     label = hub_id + (f" ({name}" + (f", {split})" if split else ")") if name else "")
     hint = "the hub is unreachable; pass a local file or a data root instead"
+    if os.path.isdir(hub_id.split("/", 1)[0]):  # "data/gmmlu" mistyped reads as a hub id: say so
+        hint += f" (if {hub_id!r} was meant as a local path: no such folder)"
     if hub_offline():
         raise HubUnavailableError(f"cannot load hub dataset {label}: offline mode is set and {hint}")
     try:

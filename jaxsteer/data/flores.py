@@ -119,18 +119,25 @@ def align(src: list[FloresSentence], tgt: list[FloresSentence], *, strict: bool 
     return pairs
 
 
+# FLORES+ (the maintained successor of FLORES-200) names some languages' files differently: same sentences
+ALIASES: dict[str, tuple[str, ...]] = {"zho_Hans": ("cmn_Hans",)}
+
+
 def _find(root: Path, code: str, split: str) -> Path:
+    names = (code, *ALIASES.get(code, ()))
     if root.is_file():  # one language's file: a file named for another FLORES language is not this one's
         stem = root.name.split(".")[0]
-        if re.fullmatch(r"[a-z]{3}_[A-Z][a-z]{3}", stem) and stem != code:
+        if re.fullmatch(r"[a-z]{3}_[A-Z][a-z]{3}", stem) and stem not in names:
             raise DataError(f"{root} is the FLORES file of {stem}, not of {code}")
         return root
     try:
-        return locate(root, [f"flores/{split}/{code}", f"{split}/{code}"], f"FLORES {code} {split}")
+        candidates = [f"{folder}/{name}" for name in names for folder in (f"flores/{split}", split)]
+        return locate(root, candidates, f"FLORES {code} {split}")
     except DataError:
-        for raw in (root / "flores200_dataset" / split / f"{code}.{split}", root / split / f"{code}.{split}"):
-            if raw.is_file():
-                return raw
+        for name in names:
+            for raw in (root / "flores200_dataset" / split / f"{name}.{split}", root / split / f"{name}.{split}"):
+                if raw.is_file():
+                    return raw
         raise
 
 

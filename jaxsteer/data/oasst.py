@@ -67,14 +67,17 @@ def top_ranked_pairs(
         if require_rank0 and _rank(best) != 0:
             continue
         is_en = m.get("lang") == "en"
+        prompt, response = text_cell(m["text"], ""), text_cell(best["text"], "")
+        if not prompt.strip() or not response.strip():  # a null or blank text is no example
+            continue
         pairs.append(
             OasstPair(
-                id=str(m["message_id"]),
-                lang=str(m.get("lang") or ""),
-                prompt=str(m["text"]),
-                response=str(best["text"]),
-                prompt_en=str(m["text"]) if is_en else "",
-                response_en=str(best["text"]) if is_en else "",
+                id=text_cell(m["message_id"], ""),
+                lang=text_cell(m.get("lang"), ""),
+                prompt=prompt,
+                response=response,
+                prompt_en=prompt if is_en else "",
+                response_en=response if is_en else "",
             )
         )
     return pairs

@@ -20,8 +20,17 @@ from jaxsteer.model.transformer import ForwardOutput, init_params
 class Gemma3(nnx.Module):
     """``Gemma3(config, rngs=nnx.Rngs(0))`` for random weights, ``Gemma3.from_model(model)`` to wrap loaded ones."""
 
-    def __init__(self, config: GemmaConfig, *, rngs: nnx.Rngs | None = None, dtype=jnp.float32, params=None):
+    def __init__(
+        self,
+        config: GemmaConfig,
+        *,
+        rngs: nnx.Rngs | None = None,
+        dtype=jnp.float32,
+        params=None,
+        decode_layout: str = "auto",
+    ):
         self.config = config
+        self.decode_layout = decode_layout  # the Model's (to_model); static, not a Param
         if params is None:
             key = (rngs or nnx.Rngs(0)).params()
             params = init_params(config, key, dtype)
@@ -32,7 +41,7 @@ class Gemma3(nnx.Module):
 
     @classmethod
     def from_model(cls, model: Model) -> Gemma3:
-        return cls(model.config, params=model.params)
+        return cls(model.config, params=model.params, decode_layout=model.decode_layout)
 
     def params_tree(self) -> dict:
         return {
@@ -42,7 +51,12 @@ class Gemma3(nnx.Module):
         }
 
     def to_model(self) -> Model:
-        return Model(config=self.config, params=self.params_tree(), source="nnx")
+        return Model(
+            config=self.config,
+            params=self.params_tree(),
+            source="nnx",
+            decode_layout=self.decode_layout,
+        )
 
     def __call__(
         self, input_ids, attention_mask=None, steering=None, return_hidden=False, logits_at=None, impl: str = "auto"

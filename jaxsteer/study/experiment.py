@@ -21,7 +21,7 @@ from typing import Any
 from jaxsteer.config import DECODE_LAYOUTS
 from jaxsteer.data import blend as blend_data
 from jaxsteer.data import decontext, gmmlu, prompts, splits
-from jaxsteer.data.files import read_text
+from jaxsteer.data.files import read_text, text_cell
 from jaxsteer.data.languages import language
 from jaxsteer.errors import ConfigError, DataError
 from jaxsteer.sharding import MeshSpec
@@ -230,7 +230,11 @@ def _shipped_decontext(source: str, country: str) -> dict:
                 if line.strip():
                     try:
                         row = json.loads(line)
-                        rows[str(row["id"])] = row
+                        at = f"{path} line {n}"
+                        rows[text_cell(row["id"], f"{at} id", required=True).strip()] = {
+                            k: text_cell(row[k], f"{at} {k}", required=True)
+                            for k in ("contextualised", "decontextualised")
+                        }
                     except (json.JSONDecodeError, KeyError, TypeError):
                         raise DataError(f"{path} line {n}: expected {{id, contextualised, decontextualised}}") from None
         _SHIPPED[key] = rows

@@ -11,10 +11,10 @@ and count a response correct if any annotated answer, local or English, occurs i
 
 * ``"jaxsteer"`` (default): the answer occurs in the response after Unicode normalisation, case folding
   of *both* sides, accent and Arabic-letter folding and whitespace/hyphen folding; every decimal digit made
-  ASCII (Persian "۷" is "7"); a numeric answer (whole number, decimal, time) matches only as a whole number
-  ("5" is not in "15", "1" not in "1.5 hours", "3:00" not in "13:00"); an answer in Persian or Korean script
-  also matches with spaces ignored (قرمه‌سبزی / قرمه سبزی / قرمهسبزی, 떡국 먹기 / 떡국먹기); an empty answer
-  matches nothing.
+  ASCII (Persian "۷" is "7"); a number at either end of an answer matches only as a whole number ("5" is not
+  in "15", "1" not in "1.5 hours", "3:00" not in "13:00", "8시" not in "18시"); an answer in Arabic script or
+  Hangul also matches with spaces ignored from the start of a response word (قرمه‌سبزی / قرمه سبزی /
+  قرمهسبزی, 떡국 먹기 / 떡국먹기); an empty answer matches nothing.
 * ``"blend"``: BLEnD's ``evaluation/exact_match.py`` (``soft_exact_match`` → ``lemma_check``) step by
   step — the response cleaned as ``evaluation_utils.get_llm_response_by_id`` does (prompt removed,
   full-width ``：、，。`` made ASCII, a leading ``word:`` echoed from the prompt dropped, outer dots
@@ -59,20 +59,21 @@ localization_only (Δx ≤ 0, Δy ≥ 0), degraded (Δx ≤ 0, Δy < 0)."""
 # (_SPACING_SCRIPTS). "ۀ" (heh with hamza, the ezafe) is also written "هٔ": both fold to "ه" (NFD would leave
 # "ۀ" as "ە" + a stripped hamza).
 _FOLD = str.maketrans(
-    {"ي": "ی", "ى": "ی", "ك": "ک", "ة": "ه", "ۀ": "ه", "ە": "ه", "ـ": "", "\u200d": "", "\u200c": " "}
-)
+    {"ي": "ی", "ى": "ی", "ك": "ک", "ة": "ه", "ۀ": "ه", "ە": "ه", "ـ": "", "\u200d": "", "\u200c": " ",
+     "٫": ".", "٬": ","}  # the Arabic decimal and thousands separators: ۳٫۵ is 3.5
+)  # fmt: skip
 # Persian compounds are written with a half-space, a space or joined (قرمه‌سبزی, قرمه سبزی, قرمهسبزی); Korean
 # spacing varies as much (떡국 먹기, 떡국먹기): an answer in Arabic script or Hangul also matches without spaces
 _SPACING_SCRIPTS = re.compile("[\u0600-\u06ff\uac00-\ud7a3]")
 _COMBINING = re.compile("[\u0300-\u036f\u064b-\u065f\u0670]")  # Latin/Greek accents, Arabic harakat
 _SPACE = re.compile(r"[\s\-\u2010-\u2015_]+")
-_NUMBER = re.compile(r"\d+(?:[.,:/]\d+)*")  # 5, 3.5, 3,5, 18:00, 1/2 — after digits are made ASCII
 
 
 def normalize_answer(text: str) -> str:
     """Casefolded NFC text without accents or Arabic vowel marks, every decimal digit ASCII (Persian "۷" and
     Arabic-Indic "٧" are "7"; NFKC folds only full-width ones); runs of spaces and hyphens → one space."""
-    text = unicodedata.normalize("NFKC", str(text)).translate(_FOLD)
+    # a full-width comma lists (5，6个 is "5 or 6"); NFKC would make it the decimal comma of 5,6
+    text = unicodedata.normalize("NFKC", str(text).replace("，", ", ")).translate(_FOLD)
     text = _COMBINING.sub("", unicodedata.normalize("NFD", text))
     text = unicodedata.normalize("NFC", text).casefold()
     text = re.sub(r"\d", lambda m: str(unicodedata.decimal(m.group())), text)
@@ -80,17 +81,41 @@ def normalize_answer(text: str) -> str:
 
 
 def answer_in_response(answer: str, response: str) -> bool:
-    """True when the normalised ``answer`` occurs in the normalised ``response``; a numeric answer (a whole
-    number, a decimal, a time, a fraction) only as a whole number: "5" is not in "15", "1" not in "1.5 hours",
-    "3:00" not in "13:00"."""
+    """True when the normalised ``answer`` occurs in the normalised ``response``. A number at either end of the
+    answer must be a whole number there: "5" is not in "15", "1" not in "1.5 hours", "3:00" not in "13:00",
+    "5 hours" not in "15 hours", "8시" not in "18시" (but "5" is in "答：5" and "5,6个"). An answer in Arabic
+    script or Hangul without digits also matches with spaces ignored, from the start of a response word."""
     a, r = normalize_answer(answer), normalize_answer(response)
     if not a:
         return False
-    if _NUMBER.fullmatch(a):
-        return re.search(rf"(?<![\d.,:/]){re.escape(a)}(?!\d|[.,:/]\d)", r) is not None
+    if a[0].isdigit() or a[-1].isdigit():
+        before = r"(?<!\d)(?<!\d[.,:/])" if a[0].isdigit() else ""
+        after = r"(?![.,:/]?\d)" if a[-1].isdigit() else ""
+        return re.search(before + re.escape(a) + after, r) is not None
     if a in r:
         return True
-    return bool(_SPACING_SCRIPTS.search(a)) and a.replace(" ", "") in r.replace(" ", "")
+    return bool(_SPACING_SCRIPTS.search(a)) and not any(c.isdigit() for c in a) and _joined_match(a, r)
+
+
+def _joined_match(answer: str, response: str) -> bool:
+    """``answer`` without spaces in ``response`` without spaces, starting where a response word starts (so
+    국수 "noodles" is not found across 한국 수박 "Korean watermelon")."""
+    target = answer.replace(" ", "")
+    chars, word_start, after_space = [], [], True
+    for c in response:
+        if c == " ":
+            after_space = True
+            continue
+        chars.append(c)
+        word_start.append(after_space)
+        after_space = False
+    joined = "".join(chars)
+    at = joined.find(target)
+    while at != -1:
+        if word_start[at]:
+            return True
+        at = joined.find(target, at + 1)
+    return False
 
 
 def blend_soft_match(response: str, answers_local: Iterable[str], answers_en: Iterable[str]) -> bool:

@@ -384,7 +384,7 @@ def run_writer(cfg: ExperimentConfig, models: dict[str, str | Model], steer) -> 
     import json
 
     settings = dataclasses.asdict(cfg)
-    for key in ("out", "model"):
+    for key in ("out", "model", "decode_layout"):  # decode_layout: how, not what (the layouts give the same tokens)
         settings.pop(key)
     for key in ("data", "blend_source"):  # the same files however the path is spelled
         if settings[key] and os.path.exists(settings[key]):
