@@ -8,6 +8,7 @@ values of the wrong type are one-line ``ConfigError``s naming the key.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import types
@@ -53,8 +54,10 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
             value = raw
         node = out
         *parents, leaf = key.strip().split(".")
-        for p in parents:
+        for i, p in enumerate(parents):
             node = node.setdefault(p, {})
+            if not isinstance(node, dict):  # --set mesh=2 --set mesh.data=2
+                raise ConfigError(f"override {item!r}: {'.'.join(parents[: i + 1])} was set to a value, not a mapping")
         node[leaf] = value
     return out
 
@@ -110,7 +113,7 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             value = float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"config key {key}={value!r} must be a number")
-        if hint is int and float(value) != int(value):
+        if hint is int and (not math.isfinite(value) or float(value) != int(value)):
             raise ConfigError(f"config key {key}={value!r} must be an integer")
         return hint(value)
     if hint is str:

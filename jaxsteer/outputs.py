@@ -43,6 +43,8 @@ _PLAN = ".moving.json"
 def check_output_folder(path: str | os.PathLike, flag: str = "--out") -> str:
     """The absolute folder ``path`` if it is, or can be made as, a writable folder; creates nothing."""
     shown = os.fspath(path)
+    if not shown.strip():  # an unset shell variable: abspath("") would be the current folder
+        raise ConfigError(f"{flag} is empty; name a folder")
     target = os.path.abspath(shown)
     if os.path.lexists(target) and not os.path.isdir(target):
         raise ConfigError(f"{flag} {shown} is a file, not a folder; choose another {flag}")
@@ -180,6 +182,12 @@ class ResultsFolder:
                 raise ConfigError(
                     f"{shown} holds results of {describe_writer(record.get('writer') or {})}; this is "
                     f"{describe_writer(writer)}. Pass --overwrite to move them aside, or choose another {flag}"
+                )
+            elif resume is None and not overwrite and (clash := sorted(set(planned_files) & set(listed_files(record)))):
+                more = f" (and {len(clash) - 1} more)" if len(clash) > 1 else ""
+                raise ConfigError(
+                    f"{shown} already holds {clash[0]}{more} from an earlier call of the same model and seed; pass "
+                    f"--overwrite to replace it, or write this result under another name or {flag}"
                 )
             elif resume is False:
                 state = "a complete" if record.get("complete") else "an incomplete"

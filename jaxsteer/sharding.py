@@ -65,7 +65,13 @@ def initialize(spec: MeshSpec) -> None:
     if not spec.distributed or jax.distributed.is_initialized():
         return
     count, index = (_env_int(name) for name in ("JAX_NUM_PROCESSES", "JAX_PROCESS_ID"))
-    jax.distributed.initialize(num_processes=count, process_id=index)
+    try:
+        jax.distributed.initialize(num_processes=count, process_id=index)
+    except ValueError as e:  # no cluster found: e.g. "coordinator_address should be defined"
+        raise ConfigError(
+            f"mesh.distributed is set but no multi-host cluster was found ({e}); set JAX_COORDINATOR_ADDRESS, "
+            "JAX_NUM_PROCESSES and JAX_PROCESS_ID, or run under a cluster jax detects (Cloud TPU, SLURM)"
+        ) from None
 
 
 def _env_int(name: str) -> int | None:

@@ -555,3 +555,45 @@ def test_eval_of_another_model_into_a_results_folder_is_refused_unless_overwrite
     assert len(aside) == 1 and sorted(p.name for p in aside[0].iterdir()) == sorted(before)
     assert read_json(res / "manifest.json")["writer"]["model"] == os.path.realpath(other)
     assert read_json(res / "base.gmmlu.json")["provenance"]["model"]["source"] == str(other)
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--set", "batch_size=.nan"], r"batch_size=nan must be an integer"),
+        (["--set", "batch_size=.inf"], r"batch_size=inf must be an integer"),
+        (["--set", "mesh=2", "--set", "mesh.data=2"], r"mesh was set to a value, not a mapping"),
+        (["--set", "seed=-1"], r"seed=-1 must be in 0"),
+        (["--set", "loc_gammas=[]"], r"loc_gammas is empty"),
+        (["--set", "layer_window=-3"], r"layer_window=-3 must be ≥ 0"),
+        (["--method", "../escaped"], r"--method '../escaped': a name for result files"),
+    ],
+)
+def test_bad_settings_are_one_line_before_any_work(tiny_folder, work, capsys, extra, needle):  # noqa: F811
+    out = work / f"bad_settings_{abs(hash(needle))}"
+    assert_user_error(capsys, ["eval", *common(tiny_folder, out), *extra], out, needle)
+
+
+def test_more_user_errors_found_by_review(tiny_folder, vectors, evals, work, capsys, monkeypatch):  # noqa: F811
+    out = work / "bad_more"
+    monkeypatch.chdir(work)
+    assert_user_error(capsys, ["eval", *common(tiny_folder, ""), "--lang", "zh"], out, r"--out is empty")
+    assert not (work / "manifest.json").exists()  # an unset shell variable must not write into the current folder
+    argv = ["sweep", *common(tiny_folder, out), "--vectors", vectors["en"], "--gammas", ","]
+    assert_user_error(capsys, argv, out, r"',' names no value")
+    assert_user_error(capsys, ["data", "check", FIXTURES, "--fail-under", "nan"], out, r"expected a percentage")
+    assert_user_error(capsys, ["plane", evals, evals, "--out", out], out, r"a results folder is given twice")
+
+
+def test_a_second_eval_of_the_same_method_does_not_replace_the_first(tiny_folder, evals, vectors, work, capsys):  # noqa: F811
+    """Same model, same seed, same method name: the earlier result stays unless --overwrite; with --steer and no
+    --method the result is named NAME+steered, beside the plain one."""
+    import shutil
+
+    res = work / "eval_twice"
+    shutil.copytree(evals, res)
+    before = (res / "base.gmmlu.json").read_bytes()
+    assert_refused(capsys, ["eval", *common(tiny_folder, res)], r"already holds base\.\w+.*earlier call.*--overwrite")
+    assert (res / "base.gmmlu.json").read_bytes() == before
+    ok("eval", *common(tiny_folder, res), "--steer", f"{vectors['en']}:2:2.0")
+    assert (res / "base.gmmlu.json").read_bytes() == before and (res / "base+steered.gmmlu.json").is_file()

@@ -366,3 +366,14 @@ def test_blend_generation_uses_one_width_for_every_language(tiny_model, monkeypa
     wide = scoring.generate_answers(tiny_model, tiny_model.tokenizer, texts, 3, batch_size=8, progress=False,
                                     width=shapes[0][1] + 100)  # fmt: skip
     assert narrow == wide
+
+
+def test_empty_or_out_of_range_settings_are_config_errors():
+    for bad, needle in (
+        (dict(languages=()), "languages is empty"),
+        (dict(seed=2**32), "seed=4294967296 must be in 0"),
+        (dict(sweep_gammas=()), "sweep_gammas is empty"),
+        (dict(dev2=0), "dev2=0"),
+    ):
+        with pytest.raises(ConfigError, match=needle):
+            ExperimentConfig(**bad)

@@ -189,6 +189,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     """Every check that needs only the config; the model- and data-dependent ones live beside their inputs."""
     _need(cfg.method in METHODS, f"unknown method {cfg.method!r}; expected one of {', '.join(METHODS)}")
     _need(cfg.steps > 0, f"steps={cfg.steps} must be positive")
+    _need(0 <= cfg.seed < 2**32, f"seed={cfg.seed} must be in 0 … 2**32 − 1")
     t = cfg.train
     _need(t.trainable in TRAINABLE, f"train.trainable={t.trainable!r}; expected one of {', '.join(TRAINABLE)}")
     _need(t.batch_size > 0, f"train.batch_size={t.batch_size} must be positive")

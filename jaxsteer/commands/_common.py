@@ -77,6 +77,15 @@ def experiment_config(args: argparse.Namespace, extra_keys: tuple[str, ...] = ()
     return build(ExperimentConfig, data), extra
 
 
+def check_method_name(method: str) -> str:
+    """A method name becomes file names (``METHOD.gmmlu.json``) in ``--out``: no path in it."""
+    from jaxsteer.errors import ConfigError
+
+    if not method or method.strip() != method or any(c in method for c in "/\\\0") or method in (".", ".."):
+        raise ConfigError(f"--method {method!r}: a name for result files, without / \\ or surrounding spaces")
+    return method
+
+
 def pick_model(models: dict | None, name: str) -> str:
     """The folder of model ``name`` in a config's ``models:`` mapping."""
     from jaxsteer.errors import ConfigError

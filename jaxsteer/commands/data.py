@@ -33,6 +33,8 @@ def run(args) -> int:
 
     if args.examples < 0:
         raise ConfigError(f"--examples {args.examples}: expected a count >= 0")
+    if args.fail_under is not None and not 0 <= args.fail_under <= 100:  # NaN fails too: a gate that never fails
+        raise ConfigError(f"--fail-under {args.fail_under}: expected a percentage in 0 … 100")
     if args.out:
         check_output_file(args.out)
     report = check_blend(args.data, args.country)

@@ -8,7 +8,10 @@ from jaxsteer.commands._common import add_experiment_args, add_overwrite_arg, ex
 def register(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a model on Global-MMLU and BLEnD (test split), optionally steered")
     add_experiment_args(p)
-    p.add_argument("--method", help="name of this run in the result files (default: --model-name, else base)")
+    p.add_argument(
+        "--method",
+        help="name of this run in the result files (default: --model-name, else base; with --steer NAME+steered)",
+    )
     p.add_argument(
         "--base-model",
         help="identity of the unaligned model the Δ refers to (default: the config's models.base, else this model)",
@@ -56,7 +59,7 @@ def parse_steer(items, config, force: bool):
 def run(args) -> int:
     import os
 
-    from jaxsteer.commands._common import claim_results, load_model
+    from jaxsteer.commands._common import check_method_name, claim_results, load_model
     from jaxsteer.model.model import check_new_tokens
     from jaxsteer.outputs import check_output_folder
     from jaxsteer.study.evaluate import eval_file_names, evaluate, write_eval
@@ -67,7 +70,8 @@ def run(args) -> int:
     model = load_model(cfg)
     check_new_tokens(model.config, 1, cfg.max_new_tokens)
     steering = parse_steer(args.steer, model.config, args.force)
-    method = args.method or args.model_name or "base"
+    method = args.method or (args.model_name or "base") + ("+steered" if steering else "")
+    check_method_name(method)
     # the same base identity `jaxsteer run` records, so eval's files compare with run's and with each other
     base_model = args.base_model or (extra.get("models") or {}).get("base")
     planned = eval_file_names(method) + ([f"{method}.blend_mc_ll.json"] if args.blend_mc else [])

@@ -17,11 +17,18 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from jaxsteer.errors import DataError
-    from jaxsteer.outputs import check_output_folder
+    from jaxsteer.outputs import check_output_folder, listed_files, read_manifest
     from jaxsteer.study import metrics
-    from jaxsteer.study.compare import format_tables, write_comparison
+    from jaxsteer.study.compare import PLANE_FILES, format_tables, write_comparison
 
-    check_output_folder(args.out)
+    out_dir = check_output_folder(args.out)
+    record = read_manifest(out_dir) if os.path.isdir(out_dir) else None
+    if record is not None and set(listed_files(record)) & set(PLANE_FILES):  # a run's own tables and plane
+        raise DataError(f"--out {args.out} is a results folder whose manifest lists its own Δ tables and plane; "
+                        "choose another --out for this comparison")  # fmt: skip
+    seen = [os.path.realpath(f) for f in args.results]
+    if len(set(seen)) < len(seen):  # each result would count twice, with a spread of 0
+        raise DataError(f"a results folder is given twice: {' '.join(args.results)}")
     runs: dict[str, dict[str, list]] = {"gmmlu": {}, "blend": {}}
     for folder in args.results:
         if not os.path.isdir(folder):

@@ -30,9 +30,12 @@ def _numbers(text, cast):
     from jaxsteer.errors import ConfigError
 
     try:
-        return [cast(x) for x in text.split(",") if x.strip()]
+        values = [cast(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise ConfigError(f"cannot parse {text!r} as a comma-separated list") from None
+    if not values:
+        raise ConfigError(f"{text!r} names no value: give a comma-separated list")
+    return values
 
 
 SWEEP_FILES = ("sweep.csv", "sweep.json", "sweep_heatmap.png", "sweep_heatmap.svg")

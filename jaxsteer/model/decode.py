@@ -368,8 +368,8 @@ def _generate_calls(
     if attention_mask is None:
         attention_mask = ones_mask(input_ids)
     max_new_tokens = check_new_tokens(config, input_ids.shape[1], max_new_tokens)
-    if temperature < 0 or temperature != temperature:
-        raise InputError(f"temperature={temperature} must be ≥ 0")
+    if not 0 <= temperature < float("inf"):  # NaN fails too
+        raise InputError(f"temperature={temperature} must be a finite number ≥ 0")
     if not -(2**31) <= int(seed) < 2**32:
         raise InputError(f"seed={seed} must be in -2**31 … 2**32 − 1")
     if top_k is not None and not 0 < int(top_k) <= config.vocab_size:

@@ -221,7 +221,7 @@ def check_compatible(vset: VectorSet, config: DecoderConfig, force: bool = False
     if not force and vset.meta.config_hash != ours:
         raise InputError(
             f"vector file was made for {vset.meta.model_name} (config {vset.meta.config_hash}), "
-            f"the model is {config.name} (config {ours}); pass force=True to apply it anyway"
+            f"the model is {config.name} (config {ours}); pass force=True (CLI: --force) to apply it anyway"
         )
 
 

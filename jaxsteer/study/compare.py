@@ -17,6 +17,12 @@ PLANE_TITLE = "Transfer–localization plane (Δ vs base)"
 BENCHMARKS = {"gmmlu": "Global-MMLU (transfer)", "blend": "BLEnD (localization)"}
 
 
+PLANE_FILES: tuple[str, ...] = (
+    "delta_gmmlu.csv", "delta_gmmlu.md", "delta_blend.csv", "delta_blend.md", "plane.csv", "plane.png", "plane.svg",
+)  # fmt: skip
+"""What :func:`write_comparison` writes into its folder."""
+
+
 def write_comparison(out_dir: str, runs: dict[str, dict], base: str, langs=None, title: str = PLANE_TITLE) -> dict:
     """Δ tables (CSV, Markdown) for both benchmarks, ``plane.csv`` and the plane (PNG, SVG).
 

@@ -72,6 +72,17 @@ class ExperimentConfig:
     decode_layout: str = "auto"
 
     def __post_init__(self):
+        if not self.languages:
+            raise ConfigError("config key languages is empty: name at least one language (e.g. [ko])")
+        if not 0 <= self.seed < 2**32:
+            raise ConfigError(f"config key seed={self.seed} must be in 0 … 2**32 − 1")
+        for key in ("loc_gammas", "sweep_gammas"):
+            if not getattr(self, key):
+                raise ConfigError(f"config key {key} is empty: give at least one γ")
+        if self.layer_window < 0 or self.dev1 < 1 or self.dev2 < 1:
+            raise ConfigError(
+                f"layer_window={self.layer_window} must be ≥ 0, dev1={self.dev1} and dev2={self.dev2} ≥ 1"
+            )
         for lang in self.languages:
             try:
                 language(lang)
