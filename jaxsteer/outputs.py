@@ -144,13 +144,17 @@ class ResultsFolder:
         planned_files: Iterable[str] = (),
         planned_stages: Sequence[str] = (),
         flag: str = "--out",
+        keep_earlier: bool = False,
     ) -> ResultsFolder:
         """Check that ``writer`` may write into ``path``; with ``overwrite``, move the old results aside first.
 
         ``resume=None`` (``eval`` and the like): the same writer adds to the folder. ``resume`` True/False
         (``jaxsteer run``): a folder holding a run must be resumed (same writer) or overwritten.
         ``planned_files`` (relative names) that exist in a folder without a manifest are refused too: no
-        record says what wrote them. Writes nothing unless ``overwrite`` moves old results.
+        record says what wrote them. ``keep_earlier`` (the CLI's single commands): ``planned_files`` that an
+        earlier call of the same writer left are refused too, unless ``overwrite`` — a second ``eval`` of the
+        same method must not replace the first's result unasked. Writes nothing unless ``overwrite`` moves old
+        results.
         """
         shown = os.fspath(path)
         folder = check_output_folder(shown, flag)
@@ -183,7 +187,7 @@ class ResultsFolder:
                     f"{shown} holds results of {describe_writer(record.get('writer') or {})}; this is "
                     f"{describe_writer(writer)}. Pass --overwrite to move them aside, or choose another {flag}"
                 )
-            elif resume is None and not overwrite and (clash := sorted(set(planned_files) & set(listed_files(record)))):
+            elif keep_earlier and not overwrite and (clash := sorted(set(planned_files) & set(listed_files(record)))):
                 more = f" (and {len(clash) - 1} more)" if len(clash) > 1 else ""
                 raise ConfigError(
                     f"{shown} already holds {clash[0]}{more} from an earlier call of the same model and seed; pass "

@@ -129,7 +129,7 @@ def claim_results(out: str, model, seed: int, overwrite: bool, planned_files=())
     from jaxsteer.outputs import ResultsFolder, model_identity
 
     writer = {"model": model_identity(model.source), "config_hash": model.config.config_hash(), "seed": seed}
-    return ResultsFolder.claim(out, writer, overwrite=overwrite, planned_files=planned_files)
+    return ResultsFolder.claim(out, writer, overwrite=overwrite, planned_files=planned_files, keep_earlier=True)
 
 
 def use_compilation_cache() -> None:
