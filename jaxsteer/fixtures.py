@@ -77,9 +77,25 @@ def fixture_texts(data: str | os.PathLike = FIXTURE_DATA) -> list[str]:
 def build_tiny_folder(root: str | os.PathLike, data: str | os.PathLike = FIXTURE_DATA) -> str:
     """Train the tokenizer (``{root}/tokenizer``), draw the weights, ``save_pretrained`` → ``{root}/tiny``."""
     from jaxsteer.checkpoint.hf import save_pretrained
+    from jaxsteer.results import write_json
     from jaxsteer.tokens import train_bpe_tokenizer
 
     root = os.fspath(root)
     tok = train_bpe_tokenizer(fixture_texts(data), os.path.join(root, "tokenizer"), VOCAB)
     model = random_model(tiny_config(len(tok)), seed=0, tokenizer=tok)
-    return save_pretrained(model, os.path.join(root, "tiny"), overwrite=True)
+    folder = save_pretrained(model, os.path.join(root, "tiny"), overwrite=True)
+    write_json(os.path.join(root, MARKER), {"built_by": "jaxsteer fixtures build", "data": os.fspath(data)})
+    return folder
+
+
+MARKER = "fixtures.json"
+"""Written beside ``tiny/`` and ``tokenizer/`` by :func:`build_tiny_folder`: a folder holding it may be rebuilt."""
+
+
+def fixture_outputs_in_the_way(root: str | os.PathLike) -> list[str]:
+    """``tiny``/``tokenizer`` under ``root`` that a fixtures build would replace but did not write (a training
+    run's tokenizer, a model): a rebuild of an earlier build is fine, anything else is not ours to replace."""
+    root = os.fspath(root)
+    if os.path.isfile(os.path.join(root, MARKER)):
+        return []
+    return [name for name in ("tiny", "tokenizer") if os.path.lexists(os.path.join(root, name))]

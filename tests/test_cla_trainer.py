@@ -234,6 +234,10 @@ def test_pipeline_is_a_pure_function_of_its_position(tmp_path):
         (["mesh.data=2"], "does not cover the 1 available device"),
         (["optim.lr=fast"], "optim.lr='fast' must be a number"),
         (["bogus=1"], "unknown config key bogus"),
+        (["seed=-1"], "seed=-1 must be in 0"),
+        (["steps=.nan"], "steps=nan must be an integer"),
+        (["model.tokenizer=/no/such/tokenizer"], "model.tokenizer='/no/such/tokenizer': no such folder"),
+        (["model.tokenizer=" + str(FIXTURES)], "no tokenizer could be read there"),
     ],
 )
 def test_bad_configs_fail_in_one_line(sets, message, tmp_path, capsys):
@@ -287,3 +291,30 @@ def test_export_takes_the_tokenizer_files_the_run_used(tmp_path):
     assert export_sources(NS(model=NS(tokenizer=str(tmp_path))), setup, run)["tokenizer_source"] == str(tmp_path)
     hub = export_sources(NS(model=NS(tokenizer="google/gemma-3-1b-it")), setup, run)
     assert hub == {"source": "/ckpt/gemma-3-1b-it", "copy_tokenizer": False}  # saved as loaded, not the base's
+
+
+def test_a_model_folder_without_weights_is_refused_before_a_tokenizer_is_trained(tmp_path, capsys):
+    """With ``model.tokenizer: train`` the tokenizer was trained and saved into OUT before the weights were
+    found missing: a refused run left OUT/tokenizer behind."""
+    from jaxsteer.cli import main
+
+    nosafe = tmp_path / "nosafe"
+    nosafe.mkdir()
+    from jaxsteer.config import tiny
+
+    (nosafe / "config.json").write_text(json.dumps(tiny(vocab_size=1024, num_layers=2).to_hf_dict()))
+    args = ["train", "--config", str(ROOT / "configs" / "cla" / "tiny_mist.yaml"), "--out", str(tmp_path / "x")]
+    args += ["--set", f"data.root={FIXTURES}", "--set", f"model.path={nosafe}", "--set", "model.tokenizer=train"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no .safetensors weights" in err, err
+    assert not (tmp_path / "x").exists()
+
+
+def test_resume_into_a_folder_that_does_not_exist_is_refused(tmp_path, capsys):
+    from jaxsteer.cli import main
+
+    args = ["train", "--config", str(ROOT / "configs" / "cla" / "tiny_mist.yaml"), "--out", str(tmp_path / "typo")]
+    args += ["--set", f"data.root={FIXTURES}", "--resume"]
+    assert main(args) == 2
+    assert "--resume: " in capsys.readouterr().err and not (tmp_path / "typo").exists()

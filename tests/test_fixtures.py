@@ -44,3 +44,19 @@ def test_fixtures_dir_is_the_repository_data():
     from jaxsteer.fixtures import FIXTURE_DATA
 
     assert os.path.samefile(FIXTURE_DATA, FIXTURES)
+
+
+def test_build_never_replaces_what_it_did_not_write(tmp_path, capsys):
+    """A training run's folder holds tokenizer/ too (train --resume reads it back): refused unless --overwrite;
+    DIR a file: one line."""
+    run = tmp_path / "train_run"
+    (run / "tokenizer").mkdir(parents=True)
+    (run / "tokenizer" / "tokenizer.json").write_text("{}")
+    assert main(["fixtures", "build", str(run)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "already holds tokenizer not written by `jaxsteer fixtures build`" in lines[0]
+    assert (run / "tokenizer" / "tokenizer.json").read_text() == "{}" and not (run / "tiny").exists()
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert main(["fixtures", "build", str(afile)]) == 2
+    assert "DIR" in capsys.readouterr().err and afile.read_text() == "x"

@@ -226,7 +226,15 @@ def resolve_tokenizer(cfg: TrainConfig, model_tokenizer, run_dir: str | os.PathL
     if spec != "train":
         from transformers import AutoTokenizer
 
-        return AutoTokenizer.from_pretrained(spec, trust_remote_code=False)
+        from jaxsteer.data.files import is_hub_id
+
+        if not os.path.isdir(spec) and not is_hub_id(spec):
+            raise ConfigError(f"model.tokenizer={spec!r}: no such folder (a tokenizer folder, a hub id, or 'train')")
+        try:
+            return AutoTokenizer.from_pretrained(spec, trust_remote_code=False)
+        except (OSError, ValueError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ConfigError(f"model.tokenizer={spec!r}: no tokenizer could be read there ({first})") from None
     folder = Path(run_dir) / "tokenizer"
     if (folder / "tokenizer.json").is_file():  # a resumed run keeps the ids it started with
         return PreTrainedTokenizerFast.from_pretrained(str(folder))

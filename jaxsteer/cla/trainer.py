@@ -162,10 +162,11 @@ def resolve_model(cfg: TrainConfig):
 
     m = cfg.model
     if m.path:
-        from jaxsteer.checkpoint.hf import load_pretrained, load_tokenizer, resolve_folder
+        from jaxsteer.checkpoint.hf import load_pretrained, load_tokenizer, resolve_folder, weight_files
 
         folder = resolve_folder(m.path)
         config = GemmaConfig.from_hf(folder)
+        weight_files(folder)  # no weights: refused now, before a tokenizer is trained into the run folder
 
         def load(dtypes, shardings):
             load_dtype = jnp.float32 if any(d == jnp.float32 for d in jax.tree.leaves(dtypes)) else jnp.bfloat16
@@ -390,6 +391,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, mesh=None, on_step: OnStep 
     """
     mesh_lib.initialize(cfg.mesh)
     out = Path(cfg.out)
+    if resume and not out.is_dir():  # a mistyped --out would otherwise train from scratch
+        raise ConfigError(f"--resume: {out} does not exist, so there is no run to continue")
     setup = build(cfg, mesh)
     # Orbax creates its folder (and OUT) on construction: open it now only if it exists, otherwise once the
     # inputs are checked, so a refused run leaves no empty OUT/checkpoints behind
