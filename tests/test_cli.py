@@ -597,3 +597,9 @@ def test_a_second_eval_of_the_same_method_does_not_replace_the_first(tiny_folder
     assert (res / "base.gmmlu.json").read_bytes() == before
     ok("eval", *common(tiny_folder, res), "--steer", f"{vectors['en']}:2:2.0")
     assert (res / "base.gmmlu.json").read_bytes() == before and (res / "base+steered.gmmlu.json").is_file()
+
+
+def test_analyze_with_a_model_that_cannot_load_writes_nothing(vectors, work, capsys):
+    out = work / "bad_analyze"
+    argv = ["analyze", "--a", vectors["en"], "--b", vectors["loc"], "--pca", "--model", work / "no_model", "--out", out]
+    assert_user_error(capsys, argv, out, r"no_model")

@@ -381,3 +381,15 @@ def test_a_run_folder_resumes_under_another_decode_layout():
     auto, scan = (run_writer(ExperimentConfig(decode_layout=d), models, ("base",)) for d in ("auto", "scan"))
     assert auto == scan
     assert run_writer(ExperimentConfig(seed=1), models, ("base",)) != auto
+
+
+def test_a_model_of_another_architecture_is_refused_before_any_work(tmp_path):
+    """Found out after the whole run by the comparison before: now from the config.json-level configs."""
+    other = jaxsteer.Model(config=tiny(num_layers=4), params={}, source="other")
+    models = {"base": jaxsteer.Model(config=CONFIG, params={}, source="base"), "other": other}
+    stubs = Stubs()
+    measures = Measures(stubs.extract, stubs.evaluate, stubs.score_en, stubs.score_loc)
+    with pytest.raises(ConfigError, match="model other .* is not the architecture of the base model base"):
+        run_experiment(ExperimentConfig(languages=LANGS, out=str(tmp_path / "r")), models, ("base",),
+                       out_dir=str(tmp_path / "r"), progress=False, measures=measures)  # fmt: skip
+    assert not stubs.extracted and not (tmp_path / "r").exists()

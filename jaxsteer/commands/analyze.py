@@ -30,6 +30,11 @@ def run(args) -> int:
     if not (args.a and args.b) and not args.pca:
         raise ConfigError("nothing to analyse: pass --a and --b vector files, and/or --pca with a model")
     check_output_folder(cfg.out)
+    model = None
+    if args.pca:  # loaded first: a model that cannot be loaded must not leave the S_PER half written
+        from jaxsteer.commands._common import load_model
+
+        model = load_model(cfg)
     if args.a and args.b:
         a, b = load_vectors(args.a), load_vectors(args.b)
         if a.vectors.shape != b.vectors.shape:
@@ -52,12 +57,10 @@ def run(args) -> int:
         figures.plot_norms({a.meta.kind or "a": na, b.meta.kind or "b": nb}, os.path.join(cfg.out, "norms"))
         print(f"S_PER by layer (degrees): {np.round(sper, 1).tolist()}")
         print(f"wrote {cfg.out}/sper.csv, sper.png, norms.png")
-    if args.pca:
-        from jaxsteer.commands._common import load_model
+    if model is not None:
         from jaxsteer.study.experiment import Benchmarks
         from jaxsteer.study.pca import language_pca
 
-        model = load_model(cfg)
         rows = language_pca(model, Benchmarks(cfg), cfg.out, progress=not args.quiet)
         write_csv(os.path.join(cfg.out, "pca_convergence.csv"), rows)
         print(f"wrote {cfg.out}/pca_convergence.csv, pca_gmmlu.png, pca_blend.png")

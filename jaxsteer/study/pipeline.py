@@ -364,11 +364,14 @@ def save_all_splits(bench: Benchmarks, out_dir: str) -> list[str]:
 
 
 def check_contexts(cfg: ExperimentConfig, models: dict[str, str | Model]) -> None:
-    """``max_new_tokens`` against each model's context, from its config.json, before any model is loaded."""
+    """From each model's config.json, before any model is loaded: ``max_new_tokens`` against its context, and
+    its architecture against the base's (Δ is only defined against the same model: a CLA model of another
+    architecture would otherwise be found out after the whole run, by the comparison)."""
     from jaxsteer.config import GemmaConfig
     from jaxsteer.model.model import check_new_tokens
 
-    for source in models.values():
+    hashes = {}
+    for name, source in models.items():
         if isinstance(source, Model):
             config = source.config
         elif os.path.isfile(os.path.join(str(source), "config.json")):
@@ -376,6 +379,14 @@ def check_contexts(cfg: ExperimentConfig, models: dict[str, str | Model]) -> Non
         else:
             continue  # a hub id or a missing folder: checked once loaded
         check_new_tokens(config, 1, cfg.max_new_tokens)
+        hashes[name] = (config.config_hash(), config.name)
+    base = next(iter(models))
+    for name, (digest, arch) in hashes.items():
+        if base in hashes and digest != hashes[base][0]:
+            raise ConfigError(
+                f"model {name} ({arch}, config {digest}) is not the architecture of the base model {base} "
+                f"({hashes[base][1]}, config {hashes[base][0]}): Δ is only defined against the same model"
+            )
 
 
 def run_writer(cfg: ExperimentConfig, models: dict[str, str | Model], steer) -> dict:
