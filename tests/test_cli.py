@@ -603,3 +603,13 @@ def test_analyze_with_a_model_that_cannot_load_writes_nothing(vectors, work, cap
     out = work / "bad_analyze"
     argv = ["analyze", "--a", vectors["en"], "--b", vectors["loc"], "--pca", "--model", work / "no_model", "--out", out]
     assert_user_error(capsys, argv, out, r"no_model")
+
+
+def test_generate_decodes_the_same_tokens_in_the_scan_layout(tiny_folder, work, capsys):  # noqa: F811
+    # fp32: in bf16 the unrolled layout's fused q/k/v and gate/up round differently, and greedy tokens may part
+    base = ["generate", "--model", tiny_folder, "--dtype", "float32", "--prompt", "The museum", "--max-new-tokens", "6"]
+    assert main(base) == 0
+    default = capsys.readouterr().out
+    assert main([*base, "--decode-layout", "scan"]) == 0
+    assert capsys.readouterr().out == default
+    assert_user_error(capsys, [*base, "--decode-layout", "fast"], work / "nothing", r"decode_layout='fast'")

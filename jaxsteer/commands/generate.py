@@ -14,6 +14,11 @@ def register(sub) -> None:
     p.add_argument("--top-k", type=int)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--chat", action="store_true", help="wrap prompts in the tokenizer's chat template")
+    p.add_argument(
+        "--decode-layout",
+        default="auto",
+        help="auto (a per-layer weight copy where it fits: faster steps), scan (compiles faster), unrolled, sliced",
+    )
     p.set_defaults(func=run)
 
 

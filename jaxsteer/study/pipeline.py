@@ -395,7 +395,9 @@ def run_writer(cfg: ExperimentConfig, models: dict[str, str | Model], steer) -> 
     import json
 
     settings = dataclasses.asdict(cfg)
-    for key in ("out", "model", "decode_layout"):  # decode_layout: how, not what (the layouts give the same tokens)
+    # decode_layout: how, not what — the layouts decode the same tokens in fp32; in bf16 the unrolled layout's
+    # fused projections round differently in the last bits (as another GPU would), so a resume may switch it
+    for key in ("out", "model", "decode_layout"):
         settings.pop(key)
     for key in ("data", "blend_source"):  # the same files however the path is spelled
         if settings[key] and os.path.exists(settings[key]):
