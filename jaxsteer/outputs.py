@@ -187,12 +187,19 @@ class ResultsFolder:
                     f"{shown} holds results of {describe_writer(record.get('writer') or {})}; this is "
                     f"{describe_writer(writer)}. Pass --overwrite to move them aside, or choose another {flag}"
                 )
-            elif keep_earlier and not overwrite and (clash := sorted(set(planned_files) & set(listed_files(record)))):
-                more = f" (and {len(clash) - 1} more)" if len(clash) > 1 else ""
-                raise ConfigError(
-                    f"{shown} already holds {clash[0]}{more} from an earlier call of the same model and seed; pass "
-                    f"--overwrite to replace it, or write this result under another name or {flag}"
-                )
+            elif keep_earlier and (clash := sorted(set(planned_files) & set(listed_files(record)))):
+                if not overwrite:
+                    more = f" (and {len(clash) - 1} more)" if len(clash) > 1 else ""
+                    raise ConfigError(
+                        f"{shown} already holds {clash[0]}{more} from an earlier call of the same model and seed; "
+                        f"pass --overwrite to move it to replaced-DATE/, or choose another {flag}"
+                    )
+                move_aside(folder, clash)  # the earlier result kept, its stage forgotten
+                for stage, info in list(record["stages"].items()):
+                    if set(info.get("files", [])) & set(clash):
+                        del record["stages"][stage]
+                if writes_results():  # the manifest never lists a file that is gone
+                    write_json(os.path.join(folder, MANIFEST), record)
             elif resume is False:
                 state = "a complete" if record.get("complete") else "an incomplete"
                 done, planned = len(record.get("stages", {})), len(record.get("planned", []))
@@ -288,16 +295,43 @@ def _jsonable(writer: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(writer, default=str))
 
 
+def claim_plain_outputs(out: str, names: Iterable[str], overwrite: bool, flag: str = "--out") -> str:
+    """For commands that write a fixed set of files with no manifest (``plane``, ``analyze``): ``out`` must not be
+    another command's results folder (its manifest would not list them), and files there from an earlier call
+    are kept unless ``overwrite`` — then they move to ``replaced-DATE/``. Returns the absolute folder."""
+    folder = check_output_folder(out, flag)
+    if not os.path.isdir(folder):
+        return folder
+    if os.path.isfile(os.path.join(folder, MANIFEST)):
+        raise ConfigError(f"{flag} {out} is the results folder of another jaxsteer command ({MANIFEST}); "
+                          f"choose another {flag}")  # fmt: skip
+    there = [n for n in names if os.path.lexists(os.path.join(folder, n))]
+    if there and not overwrite:
+        more = f" (and {len(there) - 1} more)" if len(there) > 1 else ""
+        raise ConfigError(f"{flag} {out} already holds {there[0]}{more} from an earlier call; pass --overwrite to "
+                          f"move it to replaced-DATE/, or choose another {flag}")  # fmt: skip
+    if there:
+        move_aside(folder, there)
+    return folder
+
+
 # --- moving old results aside -------------------------------------------------------------------------
-def _move_aside(folder: str, names: Iterable[str]) -> str | None:
-    """Move ``names`` (relative; the manifest last) into ``replaced-DATE/``: all of them, or — if this is
-    cut short — all of them once the next command in this folder has finished the move (process 0 only)."""
+def move_aside(folder: str, names: Iterable[str]) -> str | None:
+    """Move ``names`` (files or folders, relative to ``folder``) into ``folder/replaced-DATE/``; a folder's
+    manifest stays where it is."""
+    return _move_aside(folder, names, with_manifest=False)
+
+
+def _move_aside(folder: str, names: Iterable[str], with_manifest: bool = True) -> str | None:
+    """Move ``names`` (relative; the manifest last, unless not ``with_manifest``) into ``replaced-DATE/``: all of
+    them, or — if this is cut short — all of them once the next command in this folder has finished the move
+    (process 0 only)."""
     if not writes_results():
         return None
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     staging = os.path.join(folder, _STAGING + stamp)
     os.makedirs(staging)
-    names = [n for n in dict.fromkeys(names) if n != MANIFEST] + [MANIFEST]
+    names = [n for n in dict.fromkeys(names) if n != MANIFEST] + ([MANIFEST] if with_manifest else [])
     write_json(os.path.join(staging, _PLAN), names)  # atomic: the plan is whole or absent
     return _complete_move(folder, staging)
 

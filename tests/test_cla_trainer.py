@@ -318,3 +318,21 @@ def test_resume_into_a_folder_that_does_not_exist_is_refused(tmp_path, capsys):
     args += ["--set", f"data.root={FIXTURES}", "--resume"]
     assert main(args) == 2
     assert "--resume: " in capsys.readouterr().err and not (tmp_path / "typo").exists()
+
+
+def test_train_stays_out_of_other_commands_results_and_resume_needs_a_run(tmp_path, capsys):
+    from jaxsteer.cli import main
+
+    def train(out, *extra):
+        args = ["train", "--config", str(ROOT / "configs" / "cla" / "tiny_mist.yaml"), "--out", str(out)]
+        return main([*args, "--set", f"data.root={FIXTURES}", *extra])
+
+    results = tmp_path / "eval_results"
+    results.mkdir()
+    (results / "manifest.json").write_text("{}")
+    assert train(results) == 2 and "holds results of another jaxsteer command" in capsys.readouterr().err
+    assert sorted(p.name for p in results.iterdir()) == ["manifest.json"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert train(empty, "--resume") == 2 and "holds no training run" in capsys.readouterr().err
+    assert not any(empty.iterdir())

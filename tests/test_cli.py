@@ -613,3 +613,31 @@ def test_generate_decodes_the_same_tokens_in_the_scan_layout(tiny_folder, work, 
     assert main([*base, "--decode-layout", "scan"]) == 0
     assert capsys.readouterr().out == default
     assert_user_error(capsys, [*base, "--decode-layout", "fast"], work / "nothing", r"decode_layout='fast'")
+
+
+def test_plane_and_analyze_keep_an_earlier_call_and_stay_out_of_results_folders(evals, vectors, work, capsys):
+    out = work / "plane_twice"
+    ok("plane", evals, "--out", out)
+    first = (out / "delta_gmmlu.md").read_bytes()
+    assert_refused(capsys, ["plane", evals, "--out", out], r"already holds delta_gmmlu\.csv .*--overwrite")
+    ok("plane", evals, "--out", out, "--overwrite")
+    (aside,) = [p for p in out.iterdir() if p.name.startswith("replaced-")]
+    assert (aside / "delta_gmmlu.md").read_bytes() == first  # moved, not lost
+    assert_refused(capsys, ["plane", evals, "--out", evals], r"results folder of another jaxsteer command")
+    pair = ["analyze", "--a", vectors["en"], "--b", vectors["loc"]]
+    ok(*pair, "--out", work / "an_twice")
+    assert_refused(capsys, [*pair, "--out", work / "an_twice"], r"already holds sper\.csv")
+    assert_refused(capsys, [*pair, "--out", evals], r"results folder of another jaxsteer command")
+
+
+def test_overwrite_of_a_same_writer_result_keeps_the_old_one_aside(tiny_folder, evals, work):  # noqa: F811
+    import shutil
+
+    res = work / "eval_overwrite"
+    shutil.copytree(evals, res)
+    before = (res / "base.gmmlu.json").read_bytes()
+    ok("eval", *common(tiny_folder, res), "--overwrite")
+    (aside,) = [p for p in res.iterdir() if p.name.startswith("replaced-")]
+    assert (aside / "base.gmmlu.json").read_bytes() == before and (res / "base.gmmlu.json").is_file()
+    manifest = read_json(res / "manifest.json")
+    assert "eval:base" in manifest["stages"] and "eval:steered" in manifest["stages"]  # the other result kept

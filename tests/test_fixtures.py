@@ -56,6 +56,11 @@ def test_build_never_replaces_what_it_did_not_write(tmp_path, capsys):
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "already holds tokenizer not written by `jaxsteer fixtures build`" in lines[0]
     assert (run / "tokenizer" / "tokenizer.json").read_text() == "{}" and not (run / "tiny").exists()
+    assert main(["fixtures", "build", str(run), "--overwrite"]) == 0  # the run's tokenizer moved aside, not lost
+    (aside,) = [p for p in run.iterdir() if p.name.startswith("replaced-")]
+    assert (aside / "tokenizer" / "tokenizer.json").read_text() == "{}" and (run / "tiny").is_dir()
+    assert main(["fixtures", "build", str(run)]) == 0  # a build's own outputs: rebuilt without a flag
+    capsys.readouterr()
     afile = tmp_path / "afile"
     afile.write_text("x")
     assert main(["fixtures", "build", str(afile)]) == 2

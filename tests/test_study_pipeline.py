@@ -393,3 +393,13 @@ def test_a_model_of_another_architecture_is_refused_before_any_work(tmp_path):
         run_experiment(ExperimentConfig(languages=LANGS, out=str(tmp_path / "r")), models, ("base",),
                        out_dir=str(tmp_path / "r"), progress=False, measures=measures)  # fmt: skip
     assert not stubs.extracted and not (tmp_path / "r").exists()
+
+
+def test_a_missing_model_folder_is_refused_before_the_base_runs(tmp_path):
+    stubs = Stubs()
+    measures = Measures(stubs.extract, stubs.evaluate, stubs.score_en, stubs.score_loc)
+    models = {"base": jaxsteer.Model(config=CONFIG, params={}, source="base"), "cla": str(tmp_path / "no_export")}
+    with pytest.raises(ConfigError, match="model cla: no checkpoint folder with a config.json"):
+        run_experiment(ExperimentConfig(languages=LANGS, out=str(tmp_path / "r")), models, ("base",),
+                       out_dir=str(tmp_path / "r"), progress=False, measures=measures)  # fmt: skip
+    assert not stubs.extracted

@@ -55,6 +55,16 @@ def resolve_folder(path_or_hub_id: str | os.PathLike) -> str:
         ) from None
 
 
+def check_weight_files(folder: str) -> list[str]:
+    """:func:`weight_files` with every file's safetensors header read: a missing, truncated or foreign file is
+    one ``CheckpointError`` now, before work that would come first (a tokenizer trained into a run folder)."""
+    files = weight_files(folder)
+    for path in files:
+        with SafetensorsFile(path):
+            pass
+    return files
+
+
 def weight_files(folder: str) -> list[str]:
     index = os.path.join(folder, "model.safetensors.index.json")
     if os.path.isfile(index):

@@ -46,6 +46,7 @@ from jaxsteer.cla.lora import (
 )
 from jaxsteer.cla.losses import OBJECTIVES, denominators, reference_fn
 from jaxsteer.errors import ConfigError, JaxsteerError
+from jaxsteer.outputs import MANIFEST
 from jaxsteer.progress import bar as progress_bar
 from jaxsteer.results import atomic_write, provenance, write_json
 
@@ -162,11 +163,11 @@ def resolve_model(cfg: TrainConfig):
 
     m = cfg.model
     if m.path:
-        from jaxsteer.checkpoint.hf import load_pretrained, load_tokenizer, resolve_folder, weight_files
+        from jaxsteer.checkpoint.hf import check_weight_files, load_pretrained, load_tokenizer, resolve_folder
 
         folder = resolve_folder(m.path)
         config = GemmaConfig.from_hf(folder)
-        weight_files(folder)  # no weights: refused now, before a tokenizer is trained into the run folder
+        check_weight_files(folder)  # missing or corrupt: refused now, before a tokenizer is trained into OUT
 
         def load(dtypes, shardings):
             load_dtype = jnp.float32 if any(d == jnp.float32 for d in jax.tree.leaves(dtypes)) else jnp.bfloat16
@@ -393,6 +394,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, mesh=None, on_step: OnStep 
     out = Path(cfg.out)
     if resume and not out.is_dir():  # a mistyped --out would otherwise train from scratch
         raise ConfigError(f"--resume: {out} does not exist, so there is no run to continue")
+    if (out / MANIFEST).is_file():  # another command's results (eval, run, sweep, ...): not a training run's folder
+        raise ConfigError(f"{out} holds results of another jaxsteer command ({MANIFEST}); choose another --out")
+    if resume and not any((out / name).exists() for name in ("checkpoints", "metrics.jsonl", "run.json")):
+        raise ConfigError(f"--resume: {out} holds no training run (no checkpoints, metrics.jsonl or run.json)")
     setup = build(cfg, mesh)
     # Orbax creates its folder (and OUT) on construction: open it now only if it exists, otherwise once the
     # inputs are checked, so a refused run leaves no empty OUT/checkpoints behind

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import os
 
-from jaxsteer.commands._common import add_experiment_args, experiment_config
+from jaxsteer.commands._common import add_experiment_args, add_overwrite_arg, experiment_config
+
+SPER_FILES = ("sper.csv", "sper.png", "sper.svg", "norms.png", "norms.svg")
+PCA_FILES = ("pca_convergence.csv", "pca_gmmlu.png", "pca_gmmlu.svg", "pca_blend.png", "pca_blend.svg")
 
 
 def register(sub) -> None:
@@ -14,6 +17,7 @@ def register(sub) -> None:
     p.add_argument("--a", help="first vector file (e.g. EN)")
     p.add_argument("--b", help="second vector file (e.g. LOC)")
     p.add_argument("--pca", action="store_true", help="layer-wise PCA of Global-MMLU and BLEnD queries (needs --model)")
+    add_overwrite_arg(p)
     p.set_defaults(func=run)
 
 
@@ -21,7 +25,7 @@ def run(args) -> int:
     import numpy as np
 
     from jaxsteer.errors import ConfigError
-    from jaxsteer.outputs import check_output_folder
+    from jaxsteer.outputs import check_output_folder, claim_plain_outputs
     from jaxsteer.results import write_csv
     from jaxsteer.steering import analysis, figures
     from jaxsteer.steering.vectors_io import load_vectors
@@ -30,15 +34,18 @@ def run(args) -> int:
     if not (args.a and args.b) and not args.pca:
         raise ConfigError("nothing to analyse: pass --a and --b vector files, and/or --pca with a model")
     check_output_folder(cfg.out)
+    pair = args.a and args.b
+    if pair:
+        a, b = load_vectors(args.a), load_vectors(args.b)
+        if a.vectors.shape != b.vectors.shape:
+            raise ConfigError(f"vector files differ in shape: {a.vectors.shape} vs {b.vectors.shape}")
     model = None
     if args.pca:  # loaded first: a model that cannot be loaded must not leave the S_PER half written
         from jaxsteer.commands._common import load_model
 
         model = load_model(cfg)
-    if args.a and args.b:
-        a, b = load_vectors(args.a), load_vectors(args.b)
-        if a.vectors.shape != b.vectors.shape:
-            raise ConfigError(f"vector files differ in shape: {a.vectors.shape} vs {b.vectors.shape}")
+    claim_plain_outputs(cfg.out, (SPER_FILES if pair else ()) + (PCA_FILES if args.pca else ()), args.overwrite)
+    if pair:
         cos = analysis.cosine_by_layer(a.vectors, b.vectors)
         sper = analysis.sper_degrees(a.vectors, b.vectors)
         na, nb = analysis.norms_by_layer(a.vectors), analysis.norms_by_layer(b.vectors)

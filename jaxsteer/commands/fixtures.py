@@ -16,7 +16,7 @@ def register(sub) -> None:
     b.add_argument("dir", metavar="DIR", help="output folder (e.g. runs: fixtures_tiny.yaml reads runs/tiny)")
     b.add_argument("--data", help="fixture data folder (default: the repository's tests/fixtures/data)")
     b.add_argument(
-        "--overwrite", action="store_true", help="replace DIR/tiny and DIR/tokenizer not built by this command"
+        "--overwrite", action="store_true", help="move DIR/tiny and DIR/tokenizer not built here to DIR/replaced-DATE/"
     )
     b.set_defaults(func=run)
 
@@ -24,15 +24,17 @@ def register(sub) -> None:
 def run(args) -> int:
     from jaxsteer.errors import ConfigError
     from jaxsteer.fixtures import FIXTURE_DATA, HIDDEN, NUM_LAYERS, build_tiny_folder, fixture_outputs_in_the_way
-    from jaxsteer.outputs import check_output_folder
+    from jaxsteer.outputs import check_output_folder, move_aside
 
-    check_output_folder(args.dir, "DIR")
+    folder = check_output_folder(args.dir, "DIR")
     in_the_way = fixture_outputs_in_the_way(args.dir)
     if in_the_way and not args.overwrite:
         raise ConfigError(
             f"{args.dir} already holds {' and '.join(in_the_way)} not written by `jaxsteer fixtures build` (a "
-            "training run's tokenizer?); choose another DIR or pass --overwrite to replace them"
+            "training run's tokenizer?); choose another DIR or pass --overwrite to move them to replaced-DATE/"
         )
+    if in_the_way:
+        move_aside(folder, in_the_way)
     data = args.data or FIXTURE_DATA
     folder = build_tiny_folder(args.dir, data)
     print(f"wrote {folder}: a random Gemma-3 ({NUM_LAYERS} layers, d={HIDDEN}) with a tokenizer trained on {data}")

@@ -12,20 +12,17 @@ def register(sub) -> None:
     p.add_argument("--base", default="base", help="method name of the unaligned reference (default: base)")
     p.add_argument("--out", default="plane", help="output folder")
     p.add_argument("--lang", action="append", help="restrict to these languages")
+    p.add_argument("--overwrite", action="store_true", help="move an earlier plane's files in --out to replaced-DATE/")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from jaxsteer.errors import DataError
-    from jaxsteer.outputs import check_output_folder, listed_files, read_manifest
+    from jaxsteer.outputs import claim_plain_outputs
     from jaxsteer.study import metrics
     from jaxsteer.study.compare import PLANE_FILES, format_tables, write_comparison
 
-    out_dir = check_output_folder(args.out)
-    record = read_manifest(out_dir) if os.path.isdir(out_dir) else None
-    if record is not None and set(listed_files(record)) & set(PLANE_FILES):  # a run's own tables and plane
-        raise DataError(f"--out {args.out} is a results folder whose manifest lists its own Δ tables and plane; "
-                        "choose another --out for this comparison")  # fmt: skip
+    claim_plain_outputs(args.out, PLANE_FILES, args.overwrite)
     seen = [os.path.realpath(f) for f in args.results]
     if len(set(seen)) < len(seen):  # each result would count twice, with a spread of 0
         raise DataError(f"a results folder is given twice: {' '.join(args.results)}")

@@ -16,7 +16,7 @@ import numpy as np
 
 from jaxsteer import ahead
 from jaxsteer.checkpoint.hf import load_pretrained
-from jaxsteer.data.files import read_json
+from jaxsteer.data.files import is_hub_id, read_json
 from jaxsteer.errors import ConfigError, JaxsteerError
 from jaxsteer.interrupt import Interrupted
 from jaxsteer.model.model import Model
@@ -376,8 +376,10 @@ def check_contexts(cfg: ExperimentConfig, models: dict[str, str | Model]) -> Non
             config = source.config
         elif os.path.isfile(os.path.join(str(source), "config.json")):
             config = GemmaConfig.from_hf(str(source))
-        else:
-            continue  # a hub id or a missing folder: checked once loaded
+        elif is_hub_id(str(source)):
+            continue  # checked once loaded
+        else:  # found out after the base's whole run otherwise
+            raise ConfigError(f"model {name}: no checkpoint folder with a config.json at {source}")
         check_new_tokens(config, 1, cfg.max_new_tokens)
         hashes[name] = (config.config_hash(), config.name)
     base = next(iter(models))
