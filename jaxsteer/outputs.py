@@ -295,13 +295,14 @@ def _jsonable(writer: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(writer, default=str))
 
 
-def claim_plain_outputs(out: str, names: Iterable[str], overwrite: bool, flag: str = "--out") -> str:
-    """For commands that write a fixed set of files with no manifest (``plane``, ``analyze``): ``out`` must not be
-    another command's results folder (its manifest would not list them), and files there from an earlier call
-    are kept unless ``overwrite`` — then they move to ``replaced-DATE/``. Returns the absolute folder."""
+def check_plain_outputs(out: str, names: Iterable[str], overwrite: bool, flag: str = "--out") -> list[str]:
+    """For commands that write a fixed set of files with no manifest (``plane``, ``analyze``), before any work:
+    ``out`` must not be another command's results folder (its manifest would not list them), and files there from
+    an earlier call are kept unless ``overwrite``. Returns those files: the caller moves them to ``replaced-DATE/``
+    (:func:`move_aside`) just before it writes, so a command refused later moves nothing."""
     folder = check_output_folder(out, flag)
     if not os.path.isdir(folder):
-        return folder
+        return []
     if os.path.isfile(os.path.join(folder, MANIFEST)):
         raise ConfigError(f"{flag} {out} is the results folder of another jaxsteer command ({MANIFEST}); "
                           f"choose another {flag}")  # fmt: skip
@@ -310,9 +311,7 @@ def claim_plain_outputs(out: str, names: Iterable[str], overwrite: bool, flag: s
         more = f" (and {len(there) - 1} more)" if len(there) > 1 else ""
         raise ConfigError(f"{flag} {out} already holds {there[0]}{more} from an earlier call; pass --overwrite to "
                           f"move it to replaced-DATE/, or choose another {flag}")  # fmt: skip
-    if there:
-        move_aside(folder, there)
-    return folder
+    return there
 
 
 # --- moving old results aside -------------------------------------------------------------------------
@@ -326,12 +325,12 @@ def _move_aside(folder: str, names: Iterable[str], with_manifest: bool = True) -
     """Move ``names`` (relative; the manifest last, unless not ``with_manifest``) into ``replaced-DATE/``: all of
     them, or — if this is cut short — all of them once the next command in this folder has finished the move
     (process 0 only)."""
-    if not writes_results():
+    names = [n for n in dict.fromkeys(names) if n != MANIFEST] + ([MANIFEST] if with_manifest else [])
+    if not writes_results() or not names:
         return None
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     staging = os.path.join(folder, _STAGING + stamp)
     os.makedirs(staging)
-    names = [n for n in dict.fromkeys(names) if n != MANIFEST] + ([MANIFEST] if with_manifest else [])
     write_json(os.path.join(staging, _PLAN), names)  # atomic: the plan is whole or absent
     return _complete_move(folder, staging)
 

@@ -641,3 +641,12 @@ def test_overwrite_of_a_same_writer_result_keeps_the_old_one_aside(tiny_folder, 
     assert (aside / "base.gmmlu.json").read_bytes() == before and (res / "base.gmmlu.json").is_file()
     manifest = read_json(res / "manifest.json")
     assert "eval:base" in manifest["stages"] and "eval:steered" in manifest["stages"]  # the other result kept
+
+
+def test_a_refused_plane_moves_nothing_and_a_first_one_leaves_no_replaced_folder(evals, work, capsys):
+    out = work / "plane_refused"
+    ok("plane", evals, "--out", out)
+    assert not [p for p in out.iterdir() if p.name.startswith("replaced-")]
+    before = sorted(p.name for p in out.iterdir())
+    assert_refused(capsys, ["plane", evals, "--lang", "ko", "--out", out, "--overwrite"], r"ko")
+    assert sorted(p.name for p in out.iterdir()) == before  # refused after the check: the old files stay put

@@ -25,7 +25,7 @@ def run(args) -> int:
     import numpy as np
 
     from jaxsteer.errors import ConfigError
-    from jaxsteer.outputs import check_output_folder, claim_plain_outputs
+    from jaxsteer.outputs import check_plain_outputs, move_aside
     from jaxsteer.results import write_csv
     from jaxsteer.steering import analysis, figures
     from jaxsteer.steering.vectors_io import load_vectors
@@ -33,7 +33,8 @@ def run(args) -> int:
     cfg, _ = experiment_config(args)
     if not (args.a and args.b) and not args.pca:
         raise ConfigError("nothing to analyse: pass --a and --b vector files, and/or --pca with a model")
-    check_output_folder(cfg.out)
+    planned = (SPER_FILES if args.a and args.b else ()) + (PCA_FILES if args.pca else ())
+    earlier = check_plain_outputs(cfg.out, planned, args.overwrite)
     pair = args.a and args.b
     if pair:
         a, b = load_vectors(args.a), load_vectors(args.b)
@@ -44,7 +45,7 @@ def run(args) -> int:
         from jaxsteer.commands._common import load_model
 
         model = load_model(cfg)
-    claim_plain_outputs(cfg.out, (SPER_FILES if pair else ()) + (PCA_FILES if args.pca else ()), args.overwrite)
+    move_aside(cfg.out, earlier)  # every input checked: the earlier call's files go aside just before writing
     if pair:
         cos = analysis.cosine_by_layer(a.vectors, b.vectors)
         sper = analysis.sper_degrees(a.vectors, b.vectors)

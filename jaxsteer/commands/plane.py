@@ -18,11 +18,11 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from jaxsteer.errors import DataError
-    from jaxsteer.outputs import claim_plain_outputs
+    from jaxsteer.outputs import check_plain_outputs, move_aside
     from jaxsteer.study import metrics
     from jaxsteer.study.compare import PLANE_FILES, format_tables, write_comparison
 
-    claim_plain_outputs(args.out, PLANE_FILES, args.overwrite)
+    earlier = check_plain_outputs(args.out, PLANE_FILES, args.overwrite)
     seen = [os.path.realpath(f) for f in args.results]
     if len(set(seen)) < len(seen):  # each result would count twice, with a spread of 0
         raise DataError(f"a results folder is given twice: {' '.join(args.results)}")
@@ -49,6 +49,7 @@ def run(args) -> int:
     for by_method in runs.values():  # the tables' own checks (a language a method lacks) before any write
         metrics.delta_table(by_method, base=args.base, langs=langs)
     os.makedirs(args.out, exist_ok=True)
+    move_aside(args.out, earlier)
     out = write_comparison(args.out, runs, args.base, langs)
     print(format_tables(out["tables"], args.base))
     png, svg = out["plane"]
