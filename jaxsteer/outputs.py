@@ -34,6 +34,7 @@ from jaxsteer.errors import ConfigError, DataError
 from jaxsteer.results import sync_processes, write_json, writes_results
 
 MANIFEST = "manifest.json"
+TRAINING_RUN = ("run.json", "checkpoints")  # what marks a `jaxsteer train` folder, which results never share
 FORMAT = "jaxsteer-results/1"
 _STAGING = ".replacing-"
 _PLAN = ".moving.json"
@@ -131,6 +132,7 @@ class ResultsFolder:
         self.record = record
         self.new = new  # no manifest was there: this claim made the folder a results folder
         self.existed = _existing_ancestor(path)  # what was on disk before: abandon() removes nothing above it
+        self.aside: tuple[list[str], list[str]] | None = None  # (stages, files) for set_aside_earlier
 
     # -- opening ------------------------------------------------------------------------------------
     @classmethod
@@ -159,7 +161,10 @@ class ResultsFolder:
         shown = os.fspath(path)
         folder = check_output_folder(shown, flag)
         _finish_interrupted_move(folder)
+        if any(os.path.exists(os.path.join(folder, n)) for n in TRAINING_RUN):
+            raise ConfigError(f"{flag} {shown} is a training run's folder (jaxsteer train); choose another {flag}")
         record = read_manifest(folder)
+        aside = None
         writer = _jsonable(writer)
         if record is None:
             if resume:
@@ -187,19 +192,16 @@ class ResultsFolder:
                     f"{shown} holds results of {describe_writer(record.get('writer') or {})}; this is "
                     f"{describe_writer(writer)}. Pass --overwrite to move them aside, or choose another {flag}"
                 )
-            elif keep_earlier and (clash := sorted(set(planned_files) & set(listed_files(record)))):
+            elif keep_earlier and (clash := _earlier_files(folder, record, planned_files)):
                 if not overwrite:
                     more = f" (and {len(clash) - 1} more)" if len(clash) > 1 else ""
                     raise ConfigError(
                         f"{shown} already holds {clash[0]}{more} from an earlier call of the same model and seed; "
                         f"pass --overwrite to move it to replaced-DATE/, or choose another {flag}"
                     )
-                move_aside(folder, clash)  # the earlier result kept, its stage forgotten
-                for stage, info in list(record["stages"].items()):
-                    if set(info.get("files", [])) & set(clash):
-                        del record["stages"][stage]
-                if writes_results():  # the manifest never lists a file that is gone
-                    write_json(os.path.join(folder, MANIFEST), record)
+                stages = [s for s, info in record["stages"].items() if set(info.get("files", [])) & set(clash)]
+                files = sorted(set(clash).union(*(record["stages"][s]["files"] for s in stages)))
+                aside = (stages, files)  # moved by set_aside_earlier, just before the command writes
             elif resume is False:
                 state = "a complete" if record.get("complete") else "an incomplete"
                 done, planned = len(record.get("stages", {})), len(record.get("planned", []))
@@ -214,7 +216,9 @@ class ResultsFolder:
             record["planned"] = list(planned_stages)
             record.setdefault("complete", False)
         sync_processes("results folder claimed")  # every process has read the folder before process 0 writes into it
-        return cls(folder, record, new)
+        claimed = cls(folder, record, new)
+        claimed.aside = aside
+        return claimed
 
     # -- stages -------------------------------------------------------------------------------------
     def done(self, stage: str) -> bool:
@@ -223,6 +227,22 @@ class ResultsFolder:
     def files(self, stage: str) -> list[str]:
         """The files of a finished stage, relative to the folder."""
         return list(self.record["stages"][stage]["files"])
+
+    def set_aside_earlier(self) -> None:
+        """With ``keep_earlier`` and ``overwrite``: just before the command's first write, the earlier call's files
+        it replaces — with the rest of their stages' files — move to ``replaced-DATE/``; a command refused before
+        writing moves nothing. The manifest first, then the files (as :meth:`forget`): it never lists a file that
+        is gone, and files an interrupt leaves unlisted count as a clash for the next claim."""
+        if not self.aside:
+            return
+        stages, files = self.aside
+        self.aside = None
+        for stage in stages:
+            self.record["stages"].pop(stage, None)
+        if self.record.get("planned") is not None:
+            self.record["complete"] = False
+        self._write()
+        move_aside(self.path, files)
 
     def finish(self, stage: str, paths: Iterable[str | os.PathLike]) -> None:
         """Record ``stage`` as finished with ``paths`` (all already in place); the manifest is rewritten atomically."""
@@ -286,6 +306,12 @@ def read_manifest(folder: str) -> dict[str, Any] | None:
     return record
 
 
+def _earlier_files(folder: str, record: dict[str, Any], planned: Iterable[str]) -> list[str]:
+    """Planned files an earlier call left: listed by the manifest, or on disk unlisted (a move cut short)."""
+    listed = set(listed_files(record))
+    return sorted(f for f in planned if f in listed or os.path.lexists(os.path.join(folder, f)))
+
+
 def listed_files(record: dict[str, Any]) -> list[str]:
     return [f for stage in record.get("stages", {}).values() for f in stage.get("files", [])]
 
@@ -303,6 +329,7 @@ def check_plain_outputs(out: str, names: Iterable[str], overwrite: bool, flag: s
     folder = check_output_folder(out, flag)
     if not os.path.isdir(folder):
         return []
+    _finish_interrupted_move(folder)  # an earlier call's move cut short: finished before anything is judged
     if os.path.isfile(os.path.join(folder, MANIFEST)):
         raise ConfigError(f"{flag} {out} is the results folder of another jaxsteer command ({MANIFEST}); "
                           f"choose another {flag}")  # fmt: skip
@@ -348,6 +375,11 @@ def _complete_move(folder: str, staging: str) -> str:
     os.replace(staging, final)
     os.remove(os.path.join(final, _PLAN))
     return final
+
+
+def finish_interrupted_move(folder: str) -> None:
+    """Complete a move to ``replaced-DATE/`` that a command left cut short in ``folder`` (if any)."""
+    _finish_interrupted_move(folder)
 
 
 def _finish_interrupted_move(folder: str) -> None:

@@ -650,3 +650,36 @@ def test_a_refused_plane_moves_nothing_and_a_first_one_leaves_no_replaced_folder
     before = sorted(p.name for p in out.iterdir())
     assert_refused(capsys, ["plane", evals, "--lang", "ko", "--out", out, "--overwrite"], r"ko")
     assert sorted(p.name for p in out.iterdir()) == before  # refused after the check: the old files stay put
+
+
+def test_overwrite_sets_the_whole_earlier_stage_aside_and_only_just_before_writing(tiny_folder, evals, work, capsys):  # noqa: F811
+    """The stage's every file goes aside with the clash (a file the new call does not write must not stay
+    unlisted, to be replaced silently later); a call that fails before writing moves nothing."""
+    import shutil
+
+    res = work / "eval_stage_aside"
+    shutil.copytree(evals, res)
+    stage_files = read_json(res / "manifest.json")["stages"]["eval:base"]["files"]
+    extra = res / "base.extra.json"  # stands for base.blend_mc_ll.json: in the stage, not in this call's plan
+    extra.write_text("{}")
+    manifest = read_json(res / "manifest.json")
+    manifest["stages"]["eval:base"]["files"].append("base.extra.json")
+    (res / "manifest.json").write_text(json.dumps(manifest))
+    before = sorted(p.name for p in res.iterdir())
+    argv = ["eval", *common(tiny_folder, res), "--overwrite", "--data", work / "no_data_here"]
+    assert main([str(a) for a in argv]) == 2
+    capsys.readouterr()
+    assert sorted(p.name for p in res.iterdir()) == before  # refused on its data: nothing moved
+    ok("eval", *common(tiny_folder, res), "--overwrite")
+    (aside,) = [p for p in res.iterdir() if p.name.startswith("replaced-")]
+    assert sorted(p.name for p in aside.iterdir()) == sorted([*stage_files, "base.extra.json"])
+    assert not extra.exists() and "eval:steered" in read_json(res / "manifest.json")["stages"]
+
+
+def test_plane_with_only_the_base_writes_nothing(evals, work, capsys):
+    lone = work / "only_base"
+    lone.mkdir()
+    for bench_name in ("gmmlu", "blend"):
+        (lone / f"base.{bench_name}.json").write_bytes((evals / f"base.{bench_name}.json").read_bytes())
+    out = work / "plane_only_base"
+    assert_user_error(capsys, ["plane", lone, "--out", out], out, r"no \w+ result of a method besides the base")

@@ -200,3 +200,12 @@ def test_other_processes_of_a_job_read_the_folder_and_never_change_it(tmp_path, 
     job.index = 0
     ResultsFolder.claim(out, B, overwrite=True)
     assert [n for n in os.listdir(out) if n.startswith("replaced-")]
+
+
+def test_a_training_runs_folder_is_never_a_results_folder(tmp_path):
+    """`train --resume` must still find its run: no eval/run results (and their manifest) go in beside it."""
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="is a training run's folder"):
+        ResultsFolder.claim(run, {"model": "m", "seed": 0})
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoints"]

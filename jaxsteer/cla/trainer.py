@@ -394,7 +394,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, mesh=None, on_step: OnStep 
     out = Path(cfg.out)
     if resume and not out.is_dir():  # a mistyped --out would otherwise train from scratch
         raise ConfigError(f"--resume: {out} does not exist, so there is no run to continue")
-    if (out / MANIFEST).is_file():  # another command's results (eval, run, sweep, ...): not a training run's folder
+    if not resume and (out / MANIFEST).is_file():  # another command's results (eval, run, ...): not a run's folder
         raise ConfigError(f"{out} holds results of another jaxsteer command ({MANIFEST}); choose another --out")
     if resume and not any((out / name).exists() for name in ("checkpoints", "metrics.jsonl", "run.json")):
         raise ConfigError(f"--resume: {out} holds no training run (no checkpoints, metrics.jsonl or run.json)")

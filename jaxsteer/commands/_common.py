@@ -120,7 +120,8 @@ def add_overwrite_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--overwrite",
         action="store_true",
-        help="write into an --out holding results of another model or seed: its files move to OUT/replaced-DATE/",
+        help="write into an --out holding results of another model or seed, or files of an earlier call this one "
+        "replaces: they move to OUT/replaced-DATE/",
     )
 
 

@@ -80,6 +80,7 @@ def run(args) -> int:
         model, Benchmarks(cfg), method, (lambda lang: steering) if steering else None, "test", not args.quiet
     )
     mc_scores = blend_mc_scores(model, cfg, steering) if args.blend_mc else None  # all measured before any write
+    folder.set_aside_earlier()  # everything measured: an earlier result this replaces goes aside now
     paths = write_eval(result, cfg.out, model, cfg, base_model, extra={"steer": args.steer or []})
     for path in paths:
         print(f"wrote {path}")

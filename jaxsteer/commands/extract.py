@@ -78,6 +78,7 @@ def run(args) -> int:
     else:
         sets = extract_kind(model, Benchmarks(cfg), kind, cfg.languages, not args.quiet)
     for name, vset in sets.items():
+        folder.set_aside_earlier()
         path = save_vectors(os.path.join(out_dir, f"{args.kind}_{name}.safetensors"), vset)
         folder.finish(f"vectors:{os.path.basename(path)}", [path])
         norms = vset.vectors.astype("float64") ** 2

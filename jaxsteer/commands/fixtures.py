@@ -24,9 +24,10 @@ def register(sub) -> None:
 def run(args) -> int:
     from jaxsteer.errors import ConfigError
     from jaxsteer.fixtures import FIXTURE_DATA, HIDDEN, NUM_LAYERS, build_tiny_folder, fixture_outputs_in_the_way
-    from jaxsteer.outputs import check_output_folder, move_aside
+    from jaxsteer.outputs import check_output_folder, finish_interrupted_move, move_aside
 
     folder = check_output_folder(args.dir, "DIR")
+    finish_interrupted_move(folder)
     in_the_way = fixture_outputs_in_the_way(args.dir)
     if in_the_way and not args.overwrite:
         raise ConfigError(

@@ -37,6 +37,10 @@ def run(args) -> int:
     for bench, by_method in runs.items():
         if args.base not in by_method:
             raise DataError(f"no {bench} result for the base method {args.base!r} in {', '.join(args.results)}")
+        if len(by_method) < 2:  # nothing to compare: the plane would have no point (refused before any write)
+            raise DataError(
+                f"no {bench} result of a method besides the base {args.base!r} in {', '.join(args.results)}"
+            )
     # methods evaluated on different languages (`jaxsteer eval --lang ko` beside a full base run) are
     # compared where all of them were measured, and the user is told what was left out
     common, missing = metrics.common_languages(runs, args.base)

@@ -58,6 +58,7 @@ def run(args) -> int:
         print(f"{lang}: EN layer {p.en_layer} γ={p.en_gamma}; LOC layer {p.loc_layer} γ={p.loc_gamma}")
     which = "sur" if v_loc is not None else "en"
     loc = v_loc if v_loc is not None else v_en
+    folder.set_aside_earlier()
     plan_path = write_json(
         os.path.join(cfg.out, "plan.json"),
         {

@@ -79,6 +79,7 @@ def run(args) -> int:
         rows += [{"lang": lang, **lab, metric: float(a), "n": n} for lab, a in zip(grid.labels, acc)]
     table = sweep_table(rows, metric)
     best = best_of_table(table)
+    folder.set_aside_earlier()
     paths = [write_csv(os.path.join(cfg.out, "sweep.csv"), rows)]
     paths += [
         write_json(
