@@ -351,11 +351,16 @@ def test_vector_file_of_the_wrong_width(tiny_folder, wrong_width, work, capsys):
     assert_user_error(capsys, ["steer", *common(tiny_folder, out), "--en", wrong_width, "--no-select"], out, "width")
 
 
-def test_plane_without_base_results(evals, work, capsys):
-    lone = work / "only_steered"
-    lone.mkdir()
+def results_of(evals, folder, method: str):
+    """A folder holding only ``method``'s two result files, copied from ``evals``."""
+    folder.mkdir()
     for bench_name in ("gmmlu", "blend"):
-        (lone / f"steered.{bench_name}.json").write_bytes((evals / f"steered.{bench_name}.json").read_bytes())
+        (folder / f"{method}.{bench_name}.json").write_bytes((evals / f"{method}.{bench_name}.json").read_bytes())
+    return folder
+
+
+def test_plane_without_base_results(evals, work, capsys):
+    lone = results_of(evals, work / "only_steered", "steered")
     out = work / "bad_plane"
     assert_user_error(capsys, ["plane", lone, "--out", out], out, "base method 'base'")
     assert_user_error(capsys, ["plane", work / "no_such_results", "--out", out], out, "no results folder")
@@ -677,9 +682,6 @@ def test_overwrite_sets_the_whole_earlier_stage_aside_and_only_just_before_writi
 
 
 def test_plane_with_only_the_base_writes_nothing(evals, work, capsys):
-    lone = work / "only_base"
-    lone.mkdir()
-    for bench_name in ("gmmlu", "blend"):
-        (lone / f"base.{bench_name}.json").write_bytes((evals / f"base.{bench_name}.json").read_bytes())
+    lone = results_of(evals, work / "only_base", "base")
     out = work / "plane_only_base"
     assert_user_error(capsys, ["plane", lone, "--out", out], out, r"no \w+ result of a method besides the base")
