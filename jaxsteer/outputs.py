@@ -327,17 +327,18 @@ def check_plain_outputs(out: str, names: Iterable[str], overwrite: bool, flag: s
     an earlier call are kept unless ``overwrite``. Returns those files: the caller moves them to ``replaced-DATE/``
     (:func:`move_aside`) just before it writes, so a command refused later moves nothing."""
     folder = check_output_folder(out, flag)
-    if not os.path.isdir(folder):
-        return []
-    _finish_interrupted_move(folder)  # an earlier call's move cut short: finished before anything is judged
-    if os.path.isfile(os.path.join(folder, MANIFEST)):
-        raise ConfigError(f"{flag} {out} is the results folder of another jaxsteer command ({MANIFEST}); "
-                          f"choose another {flag}")  # fmt: skip
-    there = [n for n in names if os.path.lexists(os.path.join(folder, n))]
-    if there and not overwrite:
-        more = f" (and {len(there) - 1} more)" if len(there) > 1 else ""
-        raise ConfigError(f"{flag} {out} already holds {there[0]}{more} from an earlier call; pass --overwrite to "
-                          f"move it to replaced-DATE/, or choose another {flag}")  # fmt: skip
+    there: list[str] = []
+    if os.path.isdir(folder):
+        _finish_interrupted_move(folder)  # an earlier call's move cut short: finished before anything is judged
+        if os.path.isfile(os.path.join(folder, MANIFEST)):
+            raise ConfigError(f"{flag} {out} is the results folder of another jaxsteer command ({MANIFEST}); "
+                              f"choose another {flag}")  # fmt: skip
+        there = [n for n in names if os.path.lexists(os.path.join(folder, n))]
+        if there and not overwrite:
+            more = f" (and {len(there) - 1} more)" if len(there) > 1 else ""
+            raise ConfigError(f"{flag} {out} already holds {there[0]}{more} from an earlier call; pass --overwrite "
+                              f"to move it to replaced-DATE/, or choose another {flag}")  # fmt: skip
+    sync_processes("outputs checked")  # every process has judged the folder before process 0 writes into it
     return there
 
 
