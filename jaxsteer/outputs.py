@@ -12,7 +12,10 @@ A results folder carries ``manifest.json`` (:class:`ResultsFolder`), written ato
   the seed. Results of another writer are refused (one line naming both) unless ``--overwrite``, which
   first moves every file the manifest lists into ``replaced-DATE/`` inside the folder. The move goes
   through a hidden ``.replacing-DATE/`` folder that the next command finishes if it was cut short, so
-  the old results are never half moved.
+  the old results are never half moved. The same writer adds to the folder, but the CLI's single commands
+  (``keep_earlier``) never replace an earlier call's files unasked: refused, or with ``--overwrite`` set
+  aside (:meth:`ResultsFolder.set_aside_earlier`) just before the new files are written. A training run's
+  folder (``run.json``, ``checkpoints/``) is never a results folder.
 - ``stages``: each finished stage and the files it wrote. A stage is listed only once all its files
   are in place, so at every instant the manifest names exactly the complete parts; ``jaxsteer run``
   lists the stages it plans and sets ``complete`` when the last one is done.
@@ -150,7 +153,7 @@ class ResultsFolder:
     ) -> ResultsFolder:
         """Check that ``writer`` may write into ``path``; with ``overwrite``, move the old results aside first.
 
-        ``resume=None`` (``eval`` and the like): the same writer adds to the folder. ``resume`` True/False
+        ``resume=None`` (``eval`` and the like): the same writer adds to the folder (see ``keep_earlier``). ``resume`` True/False
         (``jaxsteer run``): a folder holding a run must be resumed (same writer) or overwritten.
         ``planned_files`` (relative names) that exist in a folder without a manifest are refused too: no
         record says what wrote them. ``keep_earlier`` (the CLI's single commands): ``planned_files`` that an
