@@ -188,7 +188,9 @@ class ResultsFolder:
                     f"not by this run ({describe_writer(writer)}); pass --overwrite to start again"
                 )
             if overwrite and not resume and (not same or resume is False):
-                _move_aside(folder, listed_files(record) + [MANIFEST])
+                # planned files on disk that the manifest no longer lists (a set-aside cut short) go too
+                on_disk = [f for f in planned_files if os.path.lexists(os.path.join(folder, f))]
+                _move_aside(folder, listed_files(record) + on_disk + [MANIFEST])
                 record = None
             elif not same:
                 raise ConfigError(

@@ -685,3 +685,8 @@ def test_plane_with_only_the_base_writes_nothing(evals, work, capsys):
     lone = results_of(evals, work / "only_base", "base")
     out = work / "plane_only_base"
     assert_user_error(capsys, ["plane", lone, "--out", out], out, r"no \w+ result of a method besides the base")
+
+
+def test_analyze_pca_of_one_language_is_refused_before_anything_is_written(tiny_folder, work, capsys):  # noqa: F811
+    out = work / "pca_one_language"
+    assert_user_error(capsys, ["analyze", "--pca", *common(tiny_folder, out)], out, r"--pca compares languages")

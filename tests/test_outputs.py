@@ -209,3 +209,21 @@ def test_a_training_runs_folder_is_never_a_results_folder(tmp_path):
     with pytest.raises(ConfigError, match="is a training run's folder"):
         ResultsFolder.claim(run, {"model": "m", "seed": 0})
     assert sorted(p.name for p in run.iterdir()) == ["checkpoints"]
+
+
+def test_files_a_cut_short_set_aside_left_unlisted_go_aside_under_another_writers_overwrite(tmp_path):
+    """Between set_aside_earlier's manifest write and its move, the earlier files are on disk but unlisted:
+    another writer's --overwrite must move them too, not replace them in place."""
+    out = tmp_path / "res"
+    first = ResultsFolder.claim(out, {"model": "a", "seed": 0}, planned_files=["r.json"], keep_earlier=True)
+    os.makedirs(out, exist_ok=True)
+    (out / "r.json").write_text("old")
+    first.finish("eval:r", [out / "r.json"])
+    second = ResultsFolder.claim(out, {"model": "a", "seed": 0}, overwrite=True, planned_files=["r.json"],
+                                 keep_earlier=True)  # fmt: skip
+    second.aside, stages = None, second.record["stages"]  # the cut: the manifest rewritten, nothing moved
+    stages.pop("eval:r")
+    second._write()
+    ResultsFolder.claim(out, {"model": "b", "seed": 0}, overwrite=True, planned_files=["r.json"])
+    (aside,) = [p for p in out.iterdir() if p.name.startswith("replaced-")]
+    assert (aside / "r.json").read_text() == "old" and not (out / "r.json").exists()
