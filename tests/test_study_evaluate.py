@@ -105,3 +105,27 @@ def test_scoring_widths_are_planned_once_for_every_language(tiny_model, monkeypa
     needs = [n for ls in lengths for n in shapes.batch_needs(ls, cfg.batch_size)]
     assert sorted(widths) == sorted(bucket(n) for n in needs) and len(set(widths)) > 1
     assert free == planned
+
+
+def test_the_base_model_is_recorded_as_one_identity_however_its_folder_is_spelled(tmp_path, monkeypatch):
+    """eval records the config's models.base (relative), steer and run other spellings: plane compares
+    results only with the same base_model, so a folder is recorded by its real path."""
+    import json
+    import os
+
+    import jaxsteer
+    from jaxsteer.config import tiny
+    from jaxsteer.study.evaluate import EvalResult, write_eval
+    from jaxsteer.study.experiment import ExperimentConfig
+
+    (tmp_path / "runs" / "tiny").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    model = jaxsteer.Model(config=tiny(), params={}, source="runs/tiny")
+    result = EvalResult("base", {"zh": 50.0}, {"zh": 40.0}, {"zh": {}})
+    recorded = set()
+    for i, spelling in enumerate(("runs/tiny", "./runs/tiny", str(tmp_path / "runs" / "tiny"))):
+        out = tmp_path / f"out{i}"
+        out.mkdir()
+        write_eval(result, str(out), model, ExperimentConfig(out=str(out)), spelling)
+        recorded.add(json.loads((out / "base.gmmlu.json").read_text())["base_model"])
+    assert recorded == {os.path.realpath(tmp_path / "runs" / "tiny")}

@@ -34,7 +34,7 @@ def run(args) -> int:
     from jaxsteer.study.surgical import candidate_layers, plan_surgical
     from jaxsteer.tokens import check_texts, encode_batch
 
-    cfg, _ = experiment_config(args)
+    cfg, extra = experiment_config(args)
     check_output_folder(cfg.out)
     prompts = check_texts(args.prompt, "--prompt") if args.prompt else None
     model = load_model(cfg)
@@ -88,7 +88,8 @@ def run(args) -> int:
             "test",
             not args.quiet,
         )
-        paths = write_eval(result, cfg.out, model, cfg)
+        # the base identity eval and run record, so plane compares steer's results with theirs
+        paths = write_eval(result, cfg.out, model, cfg, (extra.get("models") or {}).get("base"))
         folder.finish(f"eval:{method}", paths)
         for path in paths:
             print(f"wrote {path}")

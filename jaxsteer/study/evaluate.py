@@ -21,6 +21,7 @@ from jaxsteer import ahead
 from jaxsteer.data import prompts
 from jaxsteer.errors import InputError
 from jaxsteer.model.model import Model, batch_shards
+from jaxsteer.outputs import model_identity
 from jaxsteer.results import provenance, write_csv, write_json
 from jaxsteer.scoring import (
     compile_answers_ahead,
@@ -323,7 +324,8 @@ def write_eval(
     common = {
         "method": result.method,
         "config_hash": model.config.config_hash(),
-        "base_model": base_model or model.config.name,
+        # a folder however it is spelled (eval's config-relative models.base, steer's, run's): one identity
+        "base_model": model_identity(base_model) if base_model else model.config.name,
         "seed": cfg.seed,
         "provenance": prov,
     }
