@@ -96,14 +96,15 @@ def test_a_null_question_or_option_in_parquet_is_an_error_not_the_word_none(tmp_
     rows = read_table(DATA / "global_mmlu" / "es" / "test.csv")
     for row in rows:
         row["is_annotated"] = row["is_annotated"] == "True"
-    rows[1]["option_d"] = None
+    rows[1]["question"] = None
     rows[2]["subject_category"] = None  # optional: empty, not "None"
+    rows[3]["option_d"] = None  # blank, scored by its letter as the harness does: not "None"
     folder = tmp_path / "global_mmlu" / "es"
     folder.mkdir(parents=True)
     pq.write_table(pa.Table.from_pylist(rows), folder / "test.parquet")
-    with pytest.raises(DataError, match=r"row 1 \(sample_id '.+'\) option_d is empty"):
+    with pytest.raises(DataError, match=r"row 1 \(sample_id '.+'\) question is empty"):
         load_gmmlu(tmp_path, "es", subset="all")
-    rows[1]["option_d"] = "56"
+    rows[1]["question"] = "¿Cuánto es 7 × 8?"
     pq.write_table(pa.Table.from_pylist(rows), folder / "test.parquet")
     questions = load_gmmlu(tmp_path, "es", subset="all")
-    assert questions[2].subject_category == ""
+    assert questions[2].subject_category == "" and questions[3].options[3] == ""

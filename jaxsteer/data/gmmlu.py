@@ -119,7 +119,9 @@ def parse_rows(rows: Iterable[dict], lang: str, where: str = "Global-MMLU") -> l
                 id=sample_id,
                 lang=lang,
                 question=text_cell(row["question"], f"{at} question", required=True),
-                options=tuple(text_cell(row[f"option_{c}"], f"{at} option_{c}", required=True) for c in "abcd"),  # type: ignore[arg-type]
+                # a blank option is shown as "D." and still scored by its letter, as the harness does; a null is
+                # blank, never the word "None"
+                options=tuple(text_cell(row[f"option_{c}"], "") for c in "abcd"),  # type: ignore[arg-type]
                 answer=LETTERS.index(letter),
                 subject=text_cell(row["subject"], ""),
                 label=label if label in ("CA", "CS") else None,
