@@ -35,6 +35,10 @@ def run(args) -> int:
         raise ConfigError("nothing to analyse: pass --a and --b vector files, and/or --pca with a model")
     if args.pca and len(cfg.languages) < 2:  # the PCA compares languages: refused before anything is written
         raise ConfigError(f"--pca compares languages: give at least two (got {', '.join(cfg.languages)})")
+    if args.pca and cfg.mesh is not None:  # multi-host: the processes are known before the folder is judged
+        from jaxsteer.sharding import initialize
+
+        initialize(cfg.mesh)
     planned = (SPER_FILES if args.a and args.b else ()) + (PCA_FILES if args.pca else ())
     earlier = check_plain_outputs(cfg.out, planned, args.overwrite)
     pair = args.a and args.b
