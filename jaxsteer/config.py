@@ -19,6 +19,14 @@ from jaxsteer.errors import ConfigError
 DECODE_LAYOUTS: tuple[str, ...] = ("auto", "scan", "unrolled", "sliced")
 """How a generation decodes (``jaxsteer.model.decode.generate``; a model's default in ``Model.decode_layout``)."""
 
+
+def check_decode_layout(layout: str, error: type[Exception] = ConfigError) -> str:
+    """``layout`` if it is one of :data:`DECODE_LAYOUTS`, else one line naming the choices (``error``)."""
+    if layout not in DECODE_LAYOUTS:
+        raise error(f"decode_layout={layout!r}: expected one of {', '.join(DECODE_LAYOUTS)}")
+    return layout
+
+
 SLIDING = "sliding_attention"
 FULL = "full_attention"
 

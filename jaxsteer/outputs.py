@@ -15,7 +15,7 @@ A results folder carries ``manifest.json`` (:class:`ResultsFolder`), written ato
   the old results are never half moved. The same writer adds to the folder, but the CLI's single commands
   (``keep_earlier``) never replace an earlier call's files unasked: refused, or with ``--overwrite`` set
   aside (:meth:`ResultsFolder.set_aside_earlier`) just before the new files are written. A training run's
-  folder (``run.json``, ``checkpoints/``) is never a results folder.
+  folder (``run.json``, ``checkpoints/``, ``metrics.jsonl``) is never a results folder.
 - ``stages``: each finished stage and the files it wrote. A stage is listed only once all its files
   are in place, so at every instant the manifest names exactly the complete parts; ``jaxsteer run``
   lists the stages it plans and sets ``complete`` when the last one is done.
@@ -37,7 +37,11 @@ from jaxsteer.errors import ConfigError, DataError
 from jaxsteer.results import sync_processes, write_json, writes_results
 
 MANIFEST = "manifest.json"
-TRAINING_RUN = ("run.json", "checkpoints")  # what marks a `jaxsteer train` folder, which results never share
+TRAINING_RUN = (
+    "run.json",
+    "checkpoints",
+    "metrics.jsonl",
+)  # what marks a `jaxsteer train` folder (results never go there)
 FORMAT = "jaxsteer-results/1"
 _STAGING = ".replacing-"
 _PLAN = ".moving.json"

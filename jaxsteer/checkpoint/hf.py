@@ -21,7 +21,7 @@ import ml_dtypes
 import numpy as np
 
 from jaxsteer.checkpoint.safetensors_io import SafetensorsFile, write_safetensors
-from jaxsteer.config import DECODE_LAYOUTS, GemmaConfig
+from jaxsteer.config import GemmaConfig, check_decode_layout
 from jaxsteer.errors import CheckpointError, ConfigError, OfflineError
 from jaxsteer.model.family import family_of
 from jaxsteer.model.gemma3 import GEMMA3
@@ -206,8 +206,7 @@ def load_pretrained(
     """
     from jaxsteer import sharding as mesh_lib
 
-    if decode_layout not in DECODE_LAYOUTS:  # before any weight is read
-        raise ConfigError(f"decode_layout={decode_layout!r}: expected one of {', '.join(DECODE_LAYOUTS)}")
+    check_decode_layout(decode_layout)  # before any weight is read
 
     target = resolve_dtype(dtype)
     folder = resolve_folder(path_or_hub_id)

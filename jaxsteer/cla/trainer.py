@@ -46,7 +46,7 @@ from jaxsteer.cla.lora import (
 )
 from jaxsteer.cla.losses import OBJECTIVES, denominators, reference_fn
 from jaxsteer.errors import ConfigError, JaxsteerError
-from jaxsteer.outputs import MANIFEST
+from jaxsteer.outputs import MANIFEST, TRAINING_RUN
 from jaxsteer.progress import bar as progress_bar
 from jaxsteer.results import atomic_write, provenance, write_json
 
@@ -396,7 +396,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, mesh=None, on_step: OnStep 
         raise ConfigError(f"--resume: {out} does not exist, so there is no run to continue")
     if not resume and (out / MANIFEST).is_file():  # another command's results (eval, run, ...): not a run's folder
         raise ConfigError(f"{out} holds results of another jaxsteer command ({MANIFEST}); choose another --out")
-    if resume and not any((out / name).exists() for name in ("checkpoints", "metrics.jsonl", "run.json")):
+    if resume and not any((out / name).exists() for name in TRAINING_RUN):
         raise ConfigError(f"--resume: {out} holds no training run (no checkpoints, metrics.jsonl or run.json)")
     setup = build(cfg, mesh)
     # Orbax creates its folder (and OUT) on construction: open it now only if it exists, otherwise once the

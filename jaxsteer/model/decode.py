@@ -17,12 +17,12 @@ import numpy as np
 from jaxtyping import Array, Float, Int, Integer
 
 from jaxsteer import ahead
-from jaxsteer.config import GemmaConfig
+from jaxsteer.config import GemmaConfig, check_decode_layout
 from jaxsteer.errors import InputError
 from jaxsteer.model.attention import cache_attention, cached_attention, resolve_impl
 from jaxsteer.model.decode_memory import decided_layout, fusable, split_layers, split_shapes
 from jaxsteer.model.family import family_of
-from jaxsteer.model.model import DECODE_LAYOUTS, Model, check_new_tokens, check_tokens, on_mesh, ones_mask
+from jaxsteer.model.model import Model, check_new_tokens, check_tokens, on_mesh, ones_mask
 from jaxsteer.model.plan_tree import PlanTree, chunked_plans, run_plan_tree
 from jaxsteer.model.transformer import (
     default_positions,
@@ -383,9 +383,7 @@ def _generate_calls(
         total = input_ids.shape[1] + max_new_tokens
         steering.check_applicable(config, (input_ids.shape[0], total), " (prompt + new tokens)")
     eos = default_eos_ids(config) if eos_token_id is None else tuple(np.atleast_1d(np.asarray(eos_token_id)).tolist())
-    decode_layout = model.decode_layout if decode_layout is None else decode_layout
-    if decode_layout not in DECODE_LAYOUTS:
-        raise InputError(f"decode_layout={decode_layout!r}: expected one of {', '.join(DECODE_LAYOUTS)}")
+    decode_layout = model.decode_layout if decode_layout is None else check_decode_layout(decode_layout, InputError)
     total = input_ids.shape[1] + max_new_tokens  # sized before the copy exists: the budget subtracts it itself
     unroll, chunk = decided_layout(model, len(input_ids), total, None if plans is None else len(plans), decode_layout)
     split = None

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsteer import ahead
-from jaxsteer.config import DECODE_LAYOUTS, GemmaConfig
+from jaxsteer.config import GemmaConfig, check_decode_layout
 from jaxsteer.errors import InputError
 from jaxsteer.model.attention import resolve_impl
 from jaxsteer.model.transformer import ForwardOutput, Params, forward_core, init_params
@@ -55,8 +55,7 @@ class Model:
     decode_layout: str = "auto"
 
     def __post_init__(self):
-        if self.decode_layout not in DECODE_LAYOUTS:
-            raise InputError(f"decode_layout={self.decode_layout!r}: expected one of {', '.join(DECODE_LAYOUTS)}")
+        check_decode_layout(self.decode_layout, InputError)
 
     @classmethod
     def random(cls, config: GemmaConfig, seed: int = 0, dtype="float32", norm_std: float = 0.0) -> Model:
