@@ -297,6 +297,20 @@ def test_steer_without_selection_writes_the_plan(tiny_folder, vectors, work):  #
     assert (plan["en_layer"], plan["en_gamma"], plan["loc_layer"], plan["loc_gamma"]) == (2, 2.0, 4, 1.0)
 
 
+def test_steer_overwrite_sets_aside_the_results_of_the_plan_it_replaces(tiny_folder, vectors, work, capsys):  # noqa: F811
+    out = work / "steer_twice"
+    base = ["steer", *common(tiny_folder, out), "--en", vectors["en"], "--no-select", "--evaluate"]
+    ok(*base)
+    assert (out / "EN.gmmlu.json").is_file() and read_json(out / "plan.json")["loc"] is None
+    assert_refused(capsys, [*base, "--loc", vectors["loc"]], r"already holds plan\.json.*--overwrite")
+    ok(*base, "--loc", vectors["loc"], "--overwrite")
+    stages = read_json(out / "manifest.json")["stages"]
+    assert list(stages) == ["steer:SUR"] and "SUR.gmmlu.json" in stages["steer:SUR"]["files"]
+    assert not (out / "EN.gmmlu.json").exists()  # the EN-only plan's results went aside with its plan.json
+    (aside,) = [p for p in out.iterdir() if p.name.startswith("replaced-")]
+    assert (aside / "EN.gmmlu.json").is_file() and read_json(aside / "plan.json")["loc"] is None
+
+
 # --- bad inputs: exit 2, one line, nothing written ----------------------------------------------------
 @pytest.fixture(scope="module")
 def wrong_width(work):
@@ -602,6 +616,17 @@ def test_a_second_eval_of_the_same_method_does_not_replace_the_first(tiny_folder
     assert (res / "base.gmmlu.json").read_bytes() == before
     ok("eval", *common(tiny_folder, res), "--steer", f"{vectors['en']}:2:2.0")
     assert (res / "base.gmmlu.json").read_bytes() == before and (res / "base+steered.gmmlu.json").is_file()
+
+
+def test_analyze_refuses_vector_files_of_two_configs_unless_forced(vectors, work, capsys):
+    other = load_vectors(vectors["loc"])
+    other = other.replace(config_hash="0" * len(other.meta.config_hash), model_name="another")
+    b = save_vectors(work / "loc_other_config.safetensors", other)
+    out = work / "analyze_two_configs"
+    argv = ["analyze", "--a", vectors["en"], "--b", b, "--out", out]
+    assert_user_error(capsys, argv, out, r"--b for another \(config 0+\).*--force")
+    ok(*argv, "--force")
+    assert nonempty(out / "sper.csv")
 
 
 def test_analyze_with_a_model_that_cannot_load_writes_nothing(vectors, work, capsys):

@@ -17,6 +17,7 @@ def register(sub) -> None:
     p.add_argument("--a", help="first vector file (e.g. EN)")
     p.add_argument("--b", help="second vector file (e.g. LOC)")
     p.add_argument("--pca", action="store_true", help="layer-wise PCA of Global-MMLU and BLEnD queries (needs --model)")
+    p.add_argument("--force", action="store_true", help="compare vector files made for different config hashes")
     add_overwrite_arg(p)
     p.set_defaults(func=run)
 
@@ -46,6 +47,11 @@ def run(args) -> int:
         a, b = load_vectors(args.a), load_vectors(args.b)
         if a.vectors.shape != b.vectors.shape:
             raise ConfigError(f"vector files differ in shape: {a.vectors.shape} vs {b.vectors.shape}")
+        if a.meta.config_hash != b.meta.config_hash and not args.force:  # same shape, other model: angles mean nothing
+            raise ConfigError(
+                f"--a was made for {a.meta.model_name} (config {a.meta.config_hash}), --b for {b.meta.model_name} "
+                f"(config {b.meta.config_hash}); pass --force to compare them anyway"
+            )
     model = None
     if args.pca:  # loaded first: a model that cannot be loaded must not leave the S_PER half written
         from jaxsteer.commands._common import load_model

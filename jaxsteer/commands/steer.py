@@ -68,7 +68,10 @@ def run(args) -> int:
             "provenance": provenance(model, seed=cfg.seed, command="jaxsteer steer"),
         },
     )
-    folder.finish("plan", [plan_path])
+    # one stage for the plan and its evaluation: an --overwrite that replaces the plan sets aside the results
+    # the earlier plan produced (an EN-only call's EN.* beside a new SUR plan.json would describe another plan)
+    stage = f"steer:{method}"
+    folder.finish(stage, [plan_path])
     if encoded:
         from jaxsteer.model.decode import generate
         from jaxsteer.tokens import decode_new
@@ -90,7 +93,7 @@ def run(args) -> int:
         )
         # the base identity eval and run record, so plane compares steer's results with theirs
         paths = write_eval(result, cfg.out, model, cfg, (extra.get("models") or {}).get("base"))
-        folder.finish(f"eval:{method}", paths)
+        folder.finish(stage, [plan_path, *paths])
         for path in paths:
             print(f"wrote {path}")
     print(f"wrote {cfg.out}/plan.json")
