@@ -289,3 +289,16 @@ def test_decode_layout_is_checked_before_any_weight_is_read(hf_tiny, monkeypatch
         hf.load_pretrained(hf_tiny.folder, dtype="float32", decode_layout="fast")
     monkeypatch.undo()
     assert hf.load_pretrained(hf_tiny.folder, dtype="float32", decode_layout="scan").decode_layout == "scan"
+
+
+@pytest.mark.parametrize("text", ["", "garbage", "{}"])
+def test_a_broken_tokenizer_is_one_error_before_any_weight_is_read(hf_tiny, tmp_path, monkeypatch, text):
+    from jaxsteer.checkpoint import hf
+    from jaxsteer.errors import CheckpointError
+
+    folder = tmp_path / "broken-tokenizer"
+    shutil.copytree(hf_tiny.folder, folder)
+    (folder / "tokenizer.json").write_text(text)
+    monkeypatch.setattr(hf, "load_params", lambda *a, **k: pytest.fail("weights read before the tokenizer"))
+    with pytest.raises(CheckpointError, match=r"broken-tokenizer: its tokenizer files cannot be read \(\w+"):
+        hf.load_pretrained(folder, dtype="float32")

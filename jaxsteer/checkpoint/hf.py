@@ -184,7 +184,13 @@ def load_tokenizer(folder: str):
         return None
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+    try:
+        return AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+    except Exception as e:  # noqa: BLE001 — transformers/tokenizers raise anything from KeyError to bare Exception
+        first = (str(e).strip().splitlines() or [""])[0][:160]
+        raise CheckpointError(
+            f"{folder}: its tokenizer files cannot be read ({type(e).__name__}{': ' + first if first else ''})"
+        ) from None
 
 
 def load_pretrained(
@@ -221,10 +227,10 @@ def load_pretrained(
             mesh_lib.check_inference_mesh(spec, config, jnp.dtype(target).itemsize, batch_size)
         on = mesh_lib.inference_mesh(mesh)
         sharding = sharding or mesh_lib.inference_sharding(on)
+    tok = load_tokenizer(folder) if tokenizer else None  # a broken tokenizer is found before minutes of weights
     params = load_params(folder, config, target, vocab_rows, sharding)
     if vocab_rows is not None:
         config = config.replace(vocab_size=int(vocab_rows))
-    tok = load_tokenizer(folder) if tokenizer else None
     return Model(
         config=config,
         params=params,
