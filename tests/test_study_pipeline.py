@@ -403,3 +403,25 @@ def test_a_missing_model_folder_is_refused_before_the_base_runs(tmp_path):
         run_experiment(ExperimentConfig(languages=LANGS, out=str(tmp_path / "r")), models, ("base",),
                        out_dir=str(tmp_path / "r"), progress=False, measures=measures)  # fmt: skip
     assert not stubs.extracted
+
+
+def test_a_hub_model_that_cannot_be_fetched_is_refused_before_the_base_runs(tmp_path, monkeypatch):
+    """``runs/tiny-mst`` (a typo beside a local ``runs/``) reads as a hub id: its config.json is fetched before
+    any work, and the one-line error names the other reading."""
+    import huggingface_hub
+
+    from jaxsteer.errors import OfflineError
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
+    (tmp_path / "runs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    stubs = Stubs()
+    measures = Measures(stubs.extract, stubs.evaluate, stubs.score_en, stubs.score_loc)
+    models = {"base": jaxsteer.Model(config=CONFIG, params={}, source="base"), "cla": "runs/tiny-mst"}
+    with pytest.raises(OfflineError, match=r"'runs/tiny-mst'.*\(ConnectionError\).*meant as a local path: no such"):
+        run_experiment(ExperimentConfig(languages=LANGS, out=str(tmp_path / "r")), models, ("base",),
+                       out_dir=str(tmp_path / "r"), progress=False, measures=measures)  # fmt: skip
+    assert not stubs.extracted and not (tmp_path / "r").exists()

@@ -49,10 +49,28 @@ def resolve_folder(path_or_hub_id: str | os.PathLike) -> str:
 
         return snapshot_download(source, allow_patterns=["*.json", "*.safetensors", "tokenizer*", "*.model"])
     except Exception as e:  # offline, gated, or unknown id: all one line for the user
-        raise OfflineError(
-            f"cannot fetch {source!r} from the Hugging Face hub ({type(e).__name__}); "
-            "pass a local checkpoint folder instead"
-        ) from None
+        raise _unfetchable(source, e) from None
+
+
+def fetch_hub_config(hub_id: str) -> str:
+    """The folder holding a hub checkpoint's ``config.json``, fetched alone (or found in the cache): enough to
+    check a model's architecture before hours of work, without downloading its weights yet."""
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return os.path.dirname(hf_hub_download(hub_id, "config.json"))
+    except Exception as e:
+        raise _unfetchable(hub_id, e) from None
+
+
+def _unfetchable(source: str, e: Exception) -> OfflineError:
+    hint = ""
+    if os.path.isdir(source.split("/", 1)[0]):  # "runs/tiny-mst" mistyped reads as a hub id: say so
+        hint = f" (if {source!r} was meant as a local path: no such folder)"
+    return OfflineError(
+        f"cannot fetch {source!r} from the Hugging Face hub ({type(e).__name__}); "
+        f"pass a local checkpoint folder instead{hint}"
+    )
 
 
 def check_weight_files(folder: str) -> list[str]:

@@ -376,8 +376,10 @@ def check_contexts(cfg: ExperimentConfig, models: dict[str, str | Model]) -> Non
             config = source.config
         elif os.path.isfile(os.path.join(str(source), "config.json")):
             config = GemmaConfig.from_hf(str(source))
-        elif is_hub_id(str(source)):
-            continue  # checked once loaded
+        elif is_hub_id(str(source)):  # its config.json alone, now: unreachable or mistyped is found out first
+            from jaxsteer.checkpoint.hf import fetch_hub_config
+
+            config = GemmaConfig.from_hf(fetch_hub_config(str(source)))
         else:  # found out after the base's whole run otherwise
             raise ConfigError(f"model {name}: no checkpoint folder with a config.json at {source}")
         check_new_tokens(config, 1, cfg.max_new_tokens)
