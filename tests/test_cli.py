@@ -645,6 +645,27 @@ def test_generate_decodes_the_same_tokens_in_the_scan_layout(tiny_folder, work, 
     assert_user_error(capsys, [*base, "--decode-layout", "fast"], work / "nothing", r"decode_layout='fast'")
 
 
+def test_generate_steers_with_vector_files_as_the_api_does(tiny_folder, tiny_model, letter_vector, work, capsys):  # noqa: F811
+    from jaxsteer.model.decode import generate
+    from jaxsteer.study.surgical import combined_steering
+    from jaxsteer.tokens import decode_new, encode_batch
+
+    base = ["generate", "--model", tiny_folder, "--dtype", "float32", "--prompt", "The museum", "--max-new-tokens", "4"]
+    assert main(base) == 0
+    plain = capsys.readouterr().out
+    vectors = load_vectors(letter_vector).vectors
+    ids, mask = encode_batch(tiny_model.tokenizer, ["The museum"])
+    outputs = {}
+    for scope in ("all", "prompt", "generated"):
+        assert main([*base, "--steer", f"{letter_vector}:5:{LETTER_GAMMA}", "--scope", scope]) == 0
+        outputs[scope] = capsys.readouterr().out
+        plan = combined_steering(tiny_model.config, [(vectors, 5, LETTER_GAMMA)], scope)
+        (text,) = decode_new(tiny_model.tokenizer, generate(tiny_model, ids, 4, mask, steering=plan), tiny_model.config)
+        assert outputs[scope] == f"{'The museum'!r} -> {text!r}\n"
+    assert outputs["all"] != plain and len(set(outputs.values())) > 1  # steering moved it, and the scope matters
+    assert_user_error(capsys, [*base, "--steer", f"{letter_vector}:5"], work / "nothing", r"expected FILE:LAYER:GAMMA")
+
+
 def test_plane_and_analyze_keep_an_earlier_call_and_stay_out_of_results_folders(evals, vectors, work, capsys):
     out = work / "plane_twice"
     ok("plane", evals, "--out", out)
@@ -715,3 +736,35 @@ def test_plane_with_only_the_base_writes_nothing(evals, work, capsys):
 def test_analyze_pca_of_one_language_is_refused_before_anything_is_written(tiny_folder, work, capsys):  # noqa: F811
     out = work / "pca_one_language"
     assert_user_error(capsys, ["analyze", "--pca", *common(tiny_folder, out)], out, r"--pca compares languages")
+
+
+def test_analyze_pca_with_missing_data_writes_nothing_and_keeps_the_earlier_files(tiny_folder, vectors, work, capsys):  # noqa: F811
+    """The S_PER half and the Global-MMLU panels were written before the BLEnD data was read: a data error left
+    half a set (and, with --overwrite, moved the earlier complete set aside for it)."""
+    import shutil
+
+    data = work / "data_without_korea"
+    shutil.copytree(FIXTURES, data)
+    (data / "blend" / "questions" / "South_Korea_questions.csv").unlink()
+    out = work / "pca_missing_data"
+    args = common(tiny_folder, out)
+    i = args.index("--lang")
+    args[i : i + 2] = ["--set", "languages=[zh,ko]"]
+    good = [str(a) for a in ["analyze", "--a", vectors["en"], "--b", vectors["loc"], "--pca", *args]]
+    bad = [*good, "--data", str(data)]
+    assert_user_error(capsys, bad, out, r"South_Korea|Korea|ko")
+    ok(*good)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert {"sper.csv", "pca_convergence.csv", "pca_blend.png"} <= set(before)
+    assert main([*bad, "--overwrite"]) == 2
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing moved, nothing half-written
+
+
+def test_a_vector_file_applied_to_other_languages_says_so(tiny_folder, vectors, work):  # noqa: F811
+    args = common(tiny_folder, work / "sweep_ko_with_zh")
+    args[args.index("--lang") + 1] = "ko"
+    rc, _, err = call("sweep", *args, "--vectors", vectors["en"], "--layers", "2", "--gammas", "0,1")
+    assert rc == 0, err
+    assert f"note: {vectors['en']} holds vectors extracted from zh pairs; applying them to ko too" in err
+    rc, _, err = call("sweep", *common(tiny_folder, work / "sweep_zh"), "--vectors", vectors["en"], "--layers", "2")
+    assert rc == 0 and "note:" not in err

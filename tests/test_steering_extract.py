@@ -325,6 +325,21 @@ def test_pca_sign_mean_projection_vs_repeng_majority(method):
     assert v[0, 0] > 0 and np.array_equal(ex.repeng_sign(v, pos, neg), v)
 
 
+def test_pca_diff_without_variance_is_refused_not_an_arbitrary_axis(model, pairs):
+    """One pair (its centred difference is zero) or identical differences: SVD would return any basis vector."""
+    one = TokenPairs(pairs.pos_ids[:1], pairs.pos_mask[:1], pairs.neg_ids[:1], pairs.neg_mask[:1])
+    with pytest.raises(InputError) as e:
+        extract(model, one, "pca_diff", batch_size=BATCH, progress=False)
+    assert "pca_diff needs at least 2 pairs (got 1)" in one_line(e)
+    assert extract(model, one, "pca_center", batch_size=BATCH, progress=False).vectors.any()  # ±d/2: defined
+    neg = np.zeros((2, 3, 4))
+    pos = neg + np.array([1.0, 0.0, 0.0, 0.0])  # every pair differs by the same vector: no variance
+    pos[1, 1:] += np.array([[0.0, 1.0, 0.0, 0.0], [0.0, -1.0, 0.0, 0.0]])  # layer 1 varies, layer 0 does not
+    with pytest.raises(InputError, match=r"do not vary at layer 0,"):
+        ex._pca_vectors(pos, neg, "pca_diff")
+    np.testing.assert_allclose(np.abs(ex._pca_vectors(pos[1:], neg[1:], "pca_diff")[0]), [0, 0, 0, 0], atol=1e-12)
+
+
 @pytest.mark.parametrize("side", ["positive", "negative"])
 def test_a_pair_side_that_tokenises_to_nothing_is_refused(tiny_model, side):  # noqa: F811
     """ "" is <bos> alone on both sides: its difference is exactly zero and would be averaged in silently."""

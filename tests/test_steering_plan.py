@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import jaxsteer
+from jaxsteer.errors import InputError
 from jaxsteer.model import transformer
 from jaxsteer.steering.plan import Steering
 
@@ -149,3 +150,5 @@ def test_plan_is_dense_per_layer(js_random):
     np.testing.assert_array_equal(steer.gamma, expected)
     np.testing.assert_allclose(steer.deltas()[6], -vectors[6])
     np.testing.assert_array_equal(steer.deltas()[0], 0.0)
+    with pytest.raises(InputError, match="layer 6 has a steering vector but no gamma"):
+        Steering.from_layers(config, vectors, gamma={1: 2.0})  # γ = 0 at 6 would drop its vector silently

@@ -47,6 +47,7 @@ def cfg(**kw) -> ExperimentConfig:
         ({"allow_small": "yes"}, "allow_small"),
         ({"en_gamma": "strong"}, "en_gamma"),
         ({"loc_gammas": ["a", 1]}, "loc_gammas"),
+        ({"pooled": True, "method": "pca_diff"}, "pooled=true needs method=mean_diff (got method='pca_diff')"),
     ],
 )
 def test_bad_keys_and_values_raise_config_error(data, needle):

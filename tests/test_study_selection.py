@@ -1,4 +1,4 @@
-"""The selection rule: highest score; ties → smaller γ, then lower layer; ties and item counts reported."""
+"""The selection rule: highest score; ties → smaller |γ|, then lower layer; ties and item counts reported."""
 
 from __future__ import annotations
 
@@ -28,6 +28,14 @@ def test_ties_go_to_the_smaller_gamma_then_the_lower_layer():
     assert best.others == ((4, 2.0), (6, 1.0), (2, 3.0))
     # within the same γ only the layer decides
     assert (best_point([(3, 1.0), (1, 1.0), (2, 1.0)], [7, 7, 7]).layer) == 1
+
+
+def test_a_negative_gamma_never_wins_a_tie_against_a_weaker_one():
+    """The weaker intervention is the smaller |γ|: −4 must not beat 0 (the signed γ once let it)."""
+    best = best_point([(3, -4.0), (3, 0.0), (3, 4.0)], [50.0, 50.0, 50.0])
+    assert (best.layer, best.gamma) == (3, 0.0)
+    assert best_point([(3, 2.0), (3, -1.0), (3, 1.0)], [9, 9, 9]).gamma == -1.0  # |γ| first, then −γ before +γ
+    assert best_point([(5, -1.0), (3, 1.0)], [9, 9]).layer == 3  # equal |γ|: the lower layer, whatever the sign
 
 
 def test_ties_are_equal_up_to_the_tolerance_only():

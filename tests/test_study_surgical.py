@@ -130,10 +130,10 @@ def test_select_loc_progress_says_whether_it_chooses_for_sur_or_loc_alone_and_wh
     sur, alone = "ko SUR: LOC with EN layer 3 γ=2 applied", "ko LOC only"
     assert [line.strip() for line in lines] == [
         f"{sur}: choosing LOC's layer and γ on Dev2 BLEnD",
-        f"{sur}: chose LOC layer 5 γ=0 → 40.0%; a tie with 1 other point(s): layer 5 γ=1 (the smaller γ, then the "
+        f"{sur}: chose LOC layer 5 γ=0 → 40.0%; a tie with 1 other point(s): layer 5 γ=1 (the smaller |γ|, then the "
         "lower layer, wins); γ = 0 is EN alone: no steered point beats it",
         f"{alone}: choosing LOC's layer and γ on Dev2 BLEnD",
-        f"{alone}: chose LOC layer 5 γ=0 → 40.0%; a tie with 1 other point(s): layer 5 γ=1 (the smaller γ, then "
+        f"{alone}: chose LOC layer 5 γ=0 → 40.0%; a tie with 1 other point(s): layer 5 γ=1 (the smaller |γ|, then "
         "the lower layer, wins); γ = 0 is the unsteered model: no steered point beats it",
     ]
     en_table = {(layer, 2.0): 30.0 for layer in (2, 3, 4)}

@@ -150,3 +150,61 @@ def use_compilation_cache() -> None:
     jax.config.update("jax_compilation_cache_dir", os.path.join(root, "jaxsteer", "xla"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def add_steer_args(p, scope: bool = False) -> None:
+    """``--steer FILE:LAYER:GAMMA`` (repeatable) and ``--force``; ``scope``: also ``--scope`` (generation)."""
+    p.add_argument(
+        "--steer",
+        action="append",
+        metavar="FILE:LAYER:GAMMA",
+        help="add γ·v[layer] from a vector file (repeatable; e.g. en.safetensors:20:2)",
+    )
+    p.add_argument("--force", action="store_true", help="apply vectors made for another config hash")
+    if scope:
+        p.add_argument(
+            "--scope",
+            choices=("all", "prompt", "generated"),
+            default="all",
+            help="where --steer adds: every position (default), the prompt's, or the generated tokens'",
+        )
+
+
+def parse_steer(items, config, force: bool, scope: str = "all"):
+    """The ``--steer`` items as one plan (None without any): each file checked against the model first."""
+    from jaxsteer.errors import ConfigError
+    from jaxsteer.steering.vectors_io import check_compatible, check_nonzero_at, load_vectors
+    from jaxsteer.study.experiment import check_gamma
+    from jaxsteer.study.surgical import combined_steering
+
+    parts = []
+    for item in items or []:
+        try:
+            path, layer, gamma = item.rsplit(":", 2)
+            layer, gamma = int(layer), float(gamma)
+        except ValueError:
+            raise ConfigError(f"--steer {item!r}: expected FILE:LAYER:GAMMA") from None
+        check_gamma(gamma, f"--steer {item!r}")
+        vset = load_vectors(path)
+        check_compatible(vset, config, force=force)
+        from jaxsteer.steering.plan import check_layer
+
+        check_layer(layer, config.num_layers)
+        check_nonzero_at(vset, [layer], path)
+        parts.append((vset.vectors, layer, gamma))
+    return combined_steering(config, parts, scope) if parts else None
+
+
+def note_other_languages(vset, path: str, languages) -> None:
+    """One stderr line when a vector file made from some languages' pairs is applied to others (``en_ko``
+    steering zh): allowed — transfer across languages is a question one may ask — but never unnoticed."""
+    import sys
+
+    made_for = tuple(vset.meta.languages)
+    others = [lang for lang in languages if made_for and lang not in made_for]
+    if others:
+        print(
+            f"note: {path} holds vectors extracted from {', '.join(made_for)} pairs; applying them to "
+            f"{', '.join(others)} too",
+            file=sys.stderr,
+        )

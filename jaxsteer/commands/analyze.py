@@ -52,11 +52,13 @@ def run(args) -> int:
                 f"--a was made for {a.meta.model_name} (config {a.meta.config_hash}), --b for {b.meta.model_name} "
                 f"(config {b.meta.config_hash}); pass --force to compare them anyway"
             )
-    model = None
-    if args.pca:  # loaded first: a model that cannot be loaded must not leave the S_PER half written
+    pca = None
+    if args.pca:  # every input read and every pass run before an earlier call's files move or a file is written
         from jaxsteer.commands._common import load_model
+        from jaxsteer.study.experiment import Benchmarks
+        from jaxsteer.study.pca import language_pca
 
-        model = load_model(cfg)
+        pca = language_pca(load_model(cfg), Benchmarks(cfg))
     move_aside(cfg.out, earlier)  # every input checked: the earlier call's files go aside just before writing
     if pair:
         cos = analysis.cosine_by_layer(a.vectors, b.vectors)
@@ -77,11 +79,9 @@ def run(args) -> int:
         figures.plot_norms({a.meta.kind or "a": na, b.meta.kind or "b": nb}, os.path.join(cfg.out, "norms"))
         print(f"S_PER by layer (degrees): {np.round(sper, 1).tolist()}")
         print(f"wrote {cfg.out}/sper.csv, sper.png, norms.png")
-    if model is not None:
-        from jaxsteer.study.experiment import Benchmarks
-        from jaxsteer.study.pca import language_pca
+    if pca is not None:
+        from jaxsteer.study.pca import write_language_pca
 
-        rows = language_pca(model, Benchmarks(cfg), cfg.out, progress=not args.quiet)
-        write_csv(os.path.join(cfg.out, "pca_convergence.csv"), rows)
+        write_csv(os.path.join(cfg.out, "pca_convergence.csv"), write_language_pca(pca, cfg.out))
         print(f"wrote {cfg.out}/pca_convergence.csv, pca_gmmlu.png, pca_blend.png")
     return 0

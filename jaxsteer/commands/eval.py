@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jaxsteer.commands._common import add_experiment_args, add_overwrite_arg, experiment_config
+from jaxsteer.commands._common import add_experiment_args, add_overwrite_arg, add_steer_args, experiment_config
 
 
 def register(sub) -> None:
@@ -16,13 +16,7 @@ def register(sub) -> None:
         "--base-model",
         help="identity of the unaligned model the Δ refers to (default: the config's models.base, else this model)",
     )
-    p.add_argument(
-        "--steer",
-        action="append",
-        metavar="FILE:LAYER:GAMMA",
-        help="add γ·v[layer] from a vector file (repeatable; e.g. en.safetensors:20:2)",
-    )
-    p.add_argument("--force", action="store_true", help="apply vectors made for another config hash")
+    add_steer_args(p)
     add_overwrite_arg(p)
     p.add_argument(
         "--blend-mc",
@@ -32,34 +26,10 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def parse_steer(items, config, force: bool):
-    from jaxsteer.errors import ConfigError
-    from jaxsteer.steering.vectors_io import check_compatible, check_nonzero_at, load_vectors
-    from jaxsteer.study.experiment import check_gamma
-    from jaxsteer.study.surgical import combined_steering
-
-    parts = []
-    for item in items or []:
-        try:
-            path, layer, gamma = item.rsplit(":", 2)
-            layer, gamma = int(layer), float(gamma)
-        except ValueError:
-            raise ConfigError(f"--steer {item!r}: expected FILE:LAYER:GAMMA") from None
-        check_gamma(gamma, f"--steer {item!r}")
-        vset = load_vectors(path)
-        check_compatible(vset, config, force=force)
-        from jaxsteer.steering.plan import check_layer
-
-        check_layer(layer, config.num_layers)
-        check_nonzero_at(vset, [layer], path)
-        parts.append((vset.vectors, layer, gamma))
-    return combined_steering(config, parts) if parts else None
-
-
 def run(args) -> int:
     import os
 
-    from jaxsteer.commands._common import check_method_name, claim_results, load_model
+    from jaxsteer.commands._common import check_method_name, claim_results, load_model, parse_steer
     from jaxsteer.model.model import check_new_tokens
     from jaxsteer.outputs import check_output_folder
     from jaxsteer.study.evaluate import eval_file_names, evaluate, write_eval

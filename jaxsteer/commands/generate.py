@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jaxsteer.commands._common import add_model_args
+from jaxsteer.commands._common import add_model_args, add_steer_args
 
 
 def register(sub) -> None:
@@ -19,6 +19,7 @@ def register(sub) -> None:
         default="auto",
         help="auto (a per-layer weight copy where it fits: faster steps), scan (compiles faster), unrolled, sliced",
     )
+    add_steer_args(p, scope=True)
     p.set_defaults(func=run)
 
 
@@ -29,7 +30,7 @@ def run(args) -> int:
     import sys
     import time
 
-    from jaxsteer.commands._common import load_model
+    from jaxsteer.commands._common import load_model, parse_steer
     from jaxsteer.errors import InputError
     from jaxsteer.model.decode import generate
     from jaxsteer.model.model import check_new_tokens
@@ -41,6 +42,7 @@ def run(args) -> int:
         raise InputError(f"{args.model} has no tokenizer files (tokenizer.json); cannot encode prompts")
     ids, mask = encode_batch(model.tokenizer, prompts, chat=args.chat)
     check_new_tokens(model.config, ids.shape[1], args.max_new_tokens)
+    steering = parse_steer(args.steer, model.config, args.force, args.scope)
     long = args.max_new_tokens >= LONG_GENERATION
     if long:  # one compiled loop: no per-token progress to show, so say what runs and, after, how long it took
         print(
@@ -51,8 +53,9 @@ def run(args) -> int:
         )
     t0 = time.perf_counter()
     tokens = generate(
-        model, ids, args.max_new_tokens, mask, temperature=args.temperature, top_k=args.top_k, seed=args.seed
-    )
+        model, ids, args.max_new_tokens, mask, steering=steering, temperature=args.temperature, top_k=args.top_k,
+        seed=args.seed,
+    )  # fmt: skip
     texts = decode_new(model.tokenizer, tokens, model.config)
     if long:
         print(f"generated in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)

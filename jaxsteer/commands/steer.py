@@ -24,7 +24,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from jaxsteer.commands._common import claim_results, load_model
+    from jaxsteer.commands._common import claim_results, load_model, note_other_languages
     from jaxsteer.model.model import check_new_tokens
     from jaxsteer.outputs import check_output_folder
     from jaxsteer.results import provenance, write_json
@@ -43,10 +43,12 @@ def run(args) -> int:
     v_en = load_vectors(args.en)
     check_compatible(v_en, model.config, force=args.force)
     check_nonzero_at(v_en, candidate_layers(cfg, model.config.num_layers, "EN"), args.en)
+    note_other_languages(v_en, args.en, cfg.languages)
     v_loc = load_vectors(args.loc) if args.loc else None
     if v_loc is not None:
         check_compatible(v_loc, model.config, force=args.force)
         check_nonzero_at(v_loc, candidate_layers(cfg, model.config.num_layers, "LOC"), args.loc)
+        note_other_languages(v_loc, args.loc, cfg.languages)
     method = "SUR" if v_loc is not None else "EN"
     planned = ["plan.json", *(eval_file_names(method) if args.evaluate else [])]
     folder = claim_results(cfg.out, model, cfg.seed, args.overwrite, planned)

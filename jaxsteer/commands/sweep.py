@@ -2,7 +2,7 @@
 shared-prefix call per chunk of grid points) or BLEnD by greedy generation (``--bench blend``: every grid
 point decoded in the same generation call per batch of questions).
 
-Prints the best point by the library's selection rule (:mod:`jaxsteer.study.selection`: ties → smaller γ,
+Prints the best point by the library's selection rule (:mod:`jaxsteer.study.selection`: ties → smaller |γ|,
 then lower layer) with the items behind it and the points it ties with; ``sweep.json`` records the same.
 """
 
@@ -42,7 +42,7 @@ SWEEP_FILES = ("sweep.csv", "sweep.json", "sweep_heatmap.png", "sweep_heatmap.sv
 
 
 def run(args) -> int:
-    from jaxsteer.commands._common import claim_results, load_model
+    from jaxsteer.commands._common import claim_results, load_model, note_other_languages
     from jaxsteer.outputs import check_output_folder
     from jaxsteer.results import provenance, write_csv, write_json
     from jaxsteer.steering.figures import plot_sweep_heatmap
@@ -58,6 +58,7 @@ def run(args) -> int:
     model = load_model(cfg)
     vset = load_vectors(args.vectors)
     check_compatible(vset, model.config, force=args.force)
+    note_other_languages(vset, args.vectors, cfg.languages)
     layers = _numbers(args.layers, int) if args.layers else list(cfg.sweep_layers or range(model.config.num_layers))
     gammas = gammas or list(cfg.sweep_gammas)
     grid = layer_gamma_grid(vset.vectors, layers, gammas)

@@ -196,6 +196,8 @@ def extract(
         raise InputError(f"batch_size={batch_size} must be positive")
     cfg = model.config
     n = len(pairs)
+    if method == "pca_diff" and n < 2:  # one centred difference is zero: its "component" would be any axis
+        raise InputError(f"pca_diff needs at least 2 pairs (got {n}); use mean_diff or pca_center")
     ids, mask = pairs.both_sides()
     bar = _progress(2 * n, progress, f"extract {method}")
     if method == "mean_diff":  # streaming sums: O(L·D) memory whatever the number of pairs
@@ -238,7 +240,15 @@ def _pca_vectors(pos: np.ndarray, neg: np.ndarray, method: str) -> np.ndarray:
     else:
         center = (pos + neg) / 2
         data = np.concatenate([pos - center, neg - center], axis=1)
-    _, _, vt = np.linalg.svd(data.astype(np.float64), full_matrices=False)
+    _, sv, vt = np.linalg.svd(data.astype(np.float64), full_matrices=False)
+    spread = np.linalg.norm(diffs.astype(np.float64), axis=-1).max(axis=1)  # [L]
+    flat = np.flatnonzero(sv[:, 0] <= 1e-9 * np.maximum(spread, 1e-30))
+    if flat.size:  # no variance to take a component of: SVD would hand back an arbitrary basis vector
+        raise InputError(
+            f"{method}: the pairs' differences do not vary at layer {int(flat[0])}"
+            f"{f' (and {flat.size - 1} more)' if flat.size > 1 else ''}, so it has no principal component; "
+            "use mean_diff, or pairs whose differences differ"
+        )
     direction = vt[:, 0, :]  # [L, D], unit norm
     scale = np.einsum("lnd,ld->l", diffs, direction) / diffs.shape[1]
     return direction * scale[:, None]  # a negative mean projection flips the sign

@@ -73,6 +73,9 @@ class Steering:
                 if layer not in vectors:
                     raise InputError(f"gamma given for layer {layer}, which has no steering vector")
                 g[layer] = value
+            missing = sorted(set(vectors) - set(gamma))
+            if missing:  # γ = 0 there would drop the vector silently while steered_layers still lists it
+                raise InputError(f"layer {missing[0]} has a steering vector but no gamma in the mapping")
             gammas = jnp.asarray(g)
         elif np.ndim(gamma) == 0:
             g = np.zeros(num_layers, np.float32)

@@ -100,6 +100,8 @@ class ExperimentConfig:
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"config key {key}={getattr(self, key)!r}: expected one of {', '.join(allowed)}")
+        if self.pooled and self.method != "mean_diff":  # PCA directions do not average: no pooled set would come
+            raise ConfigError(f"config key pooled=true needs method=mean_diff (got method={self.method!r})")
         if self.batch_size < 1 or self.max_new_tokens < 1 or self.chunk_size < 1:
             raise ConfigError("batch_size, max_new_tokens and chunk_size must be positive")
         for key in ("en_gamma", "loc_gammas", "sweep_gammas"):

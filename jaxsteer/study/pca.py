@@ -33,16 +33,24 @@ def queries_by_language(bench: Benchmarks, which: str, part: str = "dev1") -> tu
     return texts, groups
 
 
-def language_pca(model: Model, bench: Benchmarks, out_dir: str, panels: int = 4, progress: bool = True) -> list[dict]:
-    """Per benchmark: PCA panels at ``panels`` evenly spaced layers and a separation score per layer."""
-    rows = []
-    num_layers = model.config.num_layers
-    shown = sorted({int(x) for x in np.linspace(0, num_layers - 1, panels)})
+def language_pca(model: Model, bench: Benchmarks) -> dict[str, analysis.LayerPCA]:
+    """Per benchmark (``"gmmlu"``, ``"blend"``): the layer-wise PCA of its queries across languages. Computes
+    only: every input is read and every pass run before anything is written (:func:`write_language_pca`)."""
+    out = {}
     for which in ("gmmlu", "blend"):
         texts, groups = queries_by_language(bench, which)
         ids, mask = encode_batch(model.tokenizer, texts)
-        acts = all_activations(model, ids, mask, bench.cfg.batch_size, "last")
-        pca = analysis.layerwise_pca(acts, groups)
+        out[which] = analysis.layerwise_pca(all_activations(model, ids, mask, bench.cfg.batch_size, "last"), groups)
+    return out
+
+
+def write_language_pca(results: dict[str, analysis.LayerPCA], out_dir: str, panels: int = 4) -> list[dict]:
+    """PCA panels at ``panels`` evenly spaced layers per benchmark (``pca_{which}.png/svg``); returns the rows
+    of ``pca_convergence.csv`` (a separation and a convergence score per benchmark and layer)."""
+    rows = []
+    for which, pca in results.items():
+        num_layers = len(pca.separation)
+        shown = sorted({int(x) for x in np.linspace(0, num_layers - 1, panels)})
         figures.plot_pca_panels(
             pca, shown, os.path.join(out_dir, f"pca_{which}"), title=f"{which}: last token by layer"
         )

@@ -4,7 +4,7 @@ One rule for every place that picks a point — the EN layer and the LOC (layer,
 (:mod:`jaxsteer.study.surgical`) and the best point that ``jaxsteer sweep`` reports:
 
 * the highest score wins;
-* points within ``TIE_TOL`` of it are **tied**, and among them the **smaller γ** wins (the weaker
+* points within ``TIE_TOL`` of it are **tied**, and among them the **smaller |γ|** wins (the weaker
   intervention: at a tie with γ = 0, steering is not worth it), then the **lower layer**.
 
 The result, :class:`Best`, keeps every tied point and the number of items behind each score, so a
@@ -54,7 +54,7 @@ class Best:
         }
 
     def describe(self, unit: str = "%", at_zero: str = "the unsteered model") -> str:
-        """One line: ``layer 3 γ=0.5 → 60.0% (n=10 items); tied with layer 3 γ=1.0 (smaller γ wins)``;
+        """One line: ``layer 3 γ=0.5 → 60.0% (n=10 items); tied with layer 3 γ=1.0 (smaller |γ| wins)``;
         ``at_zero`` says what γ = 0 applies (SUR's LOC at γ = 0 still has EN applied)."""
         text = f"layer {self.layer} γ={self.gamma:g} → {self.score:.1f}{unit}"
         if self.n is not None:
@@ -62,7 +62,7 @@ class Best:
         if self.tie:
             shown = ", ".join(f"layer {la} γ={g:g}" for la, g in self.others[:6])
             more = f" and {len(self.others) - 6} more" if len(self.others) > 6 else ""
-            text += f"; a tie with {len(self.others)} other point(s): {shown}{more} (the smaller γ, then the lower layer, wins)"
+            text += f"; a tie with {len(self.others)} other point(s): {shown}{more} (the smaller |γ|, then the lower layer, wins)"
         if self.gamma == 0:
             text += f"; γ = 0 is {at_zero}: no steered point beats it"
         return text
@@ -74,7 +74,8 @@ def best_point(
     n: int | None = None,
     tol: float = TIE_TOL,
 ) -> Best:
-    """The best of ``points`` (``(layer, γ)``) by ``scores``: the highest; ties → smaller γ, then lower layer."""
+    """The best of ``points`` (``(layer, γ)``) by ``scores``: the highest; ties → smaller |γ|, then lower layer
+    (then the negative γ of a ± pair, so the rule is total)."""
     points = [(int(layer), float(gamma)) for layer, gamma in points]
     values = np.asarray(scores, np.float64).reshape(-1)
     if not points or len(points) != values.size:
@@ -84,7 +85,8 @@ def best_point(
         raise InputError(f"the score of layer {bad[0][0]} γ={bad[0][1]:g} is not finite")
     top = float(values.max())
     ties = tuple(p for p, s in zip(points, values) if s >= top - tol)
-    layer, gamma = min(ties, key=lambda p: (p[1], p[0]))
+    # |γ|: the weaker intervention, whatever its sign (−4 must not beat 0); then the lower layer, then −γ before +γ
+    layer, gamma = min(ties, key=lambda p: (abs(p[1]), p[0], p[1]))
     score = float(values[points.index((layer, gamma))])
     return Best(layer, gamma, score, ties, n)
 

@@ -6,7 +6,7 @@
 - Selection on Dev2: EN keeps the paper's γ (2) at its layer unless ``select_layers`` sweeps layers
   around it (Global-MMLU accuracy, one shared-prefix sweep call); LOC's γ (and optionally its layer)
   maximises BLEnD accuracy with EN applied — BLEnD is scored by generation, one run per grid point.
-  The winner follows :mod:`jaxsteer.study.selection`: the highest score; ties → smaller γ, then lower layer.
+  The winner follows :mod:`jaxsteer.study.selection`: the highest score; ties → smaller |γ|, then lower layer.
 - The measurements are :class:`Scorer` arguments (``dev2_gmmlu``, ``dev2_blend`` by default), so the
   selection logic is tested apart from the model with stub scorers.
 - SUR adds both at once: ``h ← h + γ_EN·v_EN`` at block ``l_EN`` and ``h ← h + γ_LOC·v_LOC`` at ``l_LOC``.
@@ -47,7 +47,7 @@ def extract_kind(model: Model, bench: Benchmarks, kind: str, langs, progress: bo
         )
         extractions[lang] = ex
         per_lang[lang] = _as_set(model, ex, kind, (lang,), cfg.normalisation)
-    if cfg.pooled and cfg.method == "mean_diff":
+    if cfg.pooled:  # mean_diff: the config refuses pooling another method
         pooled = pool(list(extractions.values()))
         per_lang["pooled"] = _as_set(model, pooled, kind, tuple(langs), cfg.normalisation)
     return per_lang
@@ -249,7 +249,7 @@ def select_loc(
     score: Scorer = dev2_blend,
 ) -> tuple[int, float, dict]:
     """LOC layer and γ maximising Dev2 BLEnD accuracy with EN applied (at ``en_layer``, ``en_gamma``) when
-    ``v_en`` is given: every layer of the window × every ``loc_gammas`` value; ties → smaller γ, then lower layer."""
+    ``v_en`` is given: every layer of the window × every ``loc_gammas`` value; ties → smaller |γ|, then lower layer."""
     return select_loc_variants(model, bench, lang, [v_en], en_layer, v_loc, progress, score=score)[0]
 
 
