@@ -90,6 +90,24 @@ def np_info_nce(p0, p1, tau):
     return float(np.mean([-np_log_softmax(logits[i])[i] for i in range(len(p1))])), logits
 
 
+def test_info_nce_leaves_out_other_pairs_of_the_same_english_sentence():
+    """Pairs 0 and 2 share their English sentence (FLORES in two languages): column 2 is not a negative of row 0
+    (its logit equals the positive's) nor column 0 of row 2; the other entries stay."""
+    p0 = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]], np.float32)  # EN_0 == EN_2
+    p1 = np.array([[0.9, 0.3, 0.1], [0.2, 1.0, 0.0], [0.8, 0.1, 0.4]], np.float32)
+    tau = 0.5
+    _, logits = np_info_nce(p0, p1, tau)
+    rows = [[0, 1], [0, 1, 2], [1, 2]]  # the columns each anchor's softmax keeps
+    expected = np.mean([-np_log_softmax(logits[i, keep])[keep.index(i)] for i, keep in enumerate(rows)])
+    source = jnp.asarray([7, 3, 7], jnp.int32)
+    got = float(losses.info_nce(jnp.asarray(p0), jnp.asarray(p1), tau=tau, source=source))
+    assert got == pytest.approx(expected, rel=1e-5)
+    assert got < float(losses.info_nce(jnp.asarray(p0), jnp.asarray(p1), tau=tau))  # the false negatives cost
+    assert float(losses.info_nce(jnp.asarray(p0), jnp.asarray(p1), tau=tau, source=jnp.arange(3))) == pytest.approx(
+        np_info_nce(p0, p1, tau)[0], rel=1e-5
+    )  # distinct sentences: the plain loss
+
+
 def test_info_nce_direction_and_temperature():
     # p1_0 is close to p0_0 AND to p0_1; p1_1 is close to p0_1 only. Rows (anchors p1_i) therefore differ
     # from columns (anchors p0_j): the asymmetric loss tells the two directions apart.

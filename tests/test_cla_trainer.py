@@ -140,6 +140,10 @@ def test_mist_trains_resumes_after_kill_and_exports(tmp_path, monkeypatch):
     np.testing.assert_array_equal(losses_of(resumed, key="grad_norm"), losses_of(rows, key="grad_norm"))
     with pytest.raises(C.ConfigError, match="already holds checkpoints"):
         T.train(killed)  # no silent restart over an existing run
+    tokenizer = (tmp_path / "killed" / "tokenizer" / "tokenizer.json").read_bytes()
+    with pytest.raises(C.ConfigError, match="--resume: the config differs"):  # refused before the tokenizer is
+        T.train(config(tmp_path / "killed", MIST, {"data": {"langs": ["es"]}}), resume=True)  # trained again
+    assert (tmp_path / "killed" / "tokenizer" / "tokenizer.json").read_bytes() == tokenizer
 
     # NaN weights at step 3: stop with one line, keep the step-2 checkpoint, log nothing after step 2
     calls = {"n": 0}
@@ -198,6 +202,43 @@ def test_clo_lowers_loss_with_cached_reference(tmp_path):
     assert frozen_unchanged(cfg, result["state"])  # attention-only: MLP, norms and embeddings never move
 
 
+def test_a_restarted_run_never_takes_an_earlier_configs_tokenizer_or_reference_table(tmp_path):
+    """A CLO run stopped before its first checkpoint, restarted into the same folder with other languages: its
+    reference table (8 rows) and tokenizer were reused, and JAX's gather clamped the new run's indices."""
+    out = tmp_path / "run"
+
+    def stop(step, row):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        T.train(config(out, CLO, {"checkpoint": {"every": 50}}), on_step=stop)
+    assert np.load(out / "reference_logps.npy").shape == (8, 2) and not checkpoint_steps(out)
+    first_vocab = json.loads((out / "tokenizer" / "tokenizer.json").read_text())["model"]["vocab"]
+    other = config(out, CLO, {"data": {"langs": ["es", "el"]}})
+    T.train(other)
+    T.train(config(tmp_path / "fresh", CLO, {"data": {"langs": ["es", "el"]}}))
+    assert np.load(out / "reference_logps.npy").shape == np.load(tmp_path / "fresh" / "reference_logps.npy").shape
+    np.testing.assert_array_equal(
+        np.load(out / "reference_logps.npy"), np.load(tmp_path / "fresh" / "reference_logps.npy")
+    )
+    vocab = json.loads((out / "tokenizer" / "tokenizer.json").read_text())["model"]["vocab"]
+    assert vocab == json.loads((tmp_path / "fresh" / "tokenizer" / "tokenizer.json").read_text())["model"]["vocab"]
+    assert vocab != first_vocab
+    assert losses_of(T.read_metrics(out / "metrics.jsonl")) == losses_of(
+        T.read_metrics(tmp_path / "fresh" / "metrics.jsonl")
+    )
+
+
+def test_the_first_update_of_every_schedule_has_a_non_zero_rate(tmp_path):
+    for schedule in C.SCHEDULES:
+        cfg = config(tmp_path / schedule, {"optim": {"schedule": schedule, "warmup": 3}, "steps": 10})
+        rates = [float(T.make_schedule(cfg)(step)) for step in range(cfg.steps)]
+        assert rates[0] > 0, (schedule, rates)
+        if schedule == "cosine":  # warmup to lr at the 3rd update, then down to min_lr_ratio·lr at the last
+            assert rates[2] == pytest.approx(cfg.optim.lr)
+            assert rates[-1] == pytest.approx(cfg.optim.lr * cfg.optim.min_lr_ratio)
+
+
 def test_pipeline_is_a_pure_function_of_its_position(tmp_path):
     from jaxsteer.cla import data as D
 
@@ -238,6 +279,12 @@ def test_pipeline_is_a_pure_function_of_its_position(tmp_path):
         (["steps=.nan"], "steps=nan must be an integer"),
         (["model.tokenizer=/no/such/tokenizer"], "model.tokenizer='/no/such/tokenizer': no such folder"),
         (["model.tokenizer=" + str(FIXTURES)], "no tokenizer could be read there"),
+        # found out at the step that drew a long row, after the last step, or as a tokenizers traceback before
+        (["data.buckets=[64]"], "data.buckets [64]: the largest must be ≥ data.max_len=128"),
+        (["export.dtype=float16"], "export.dtype='float16'; expected one of bfloat16, float32"),
+        (["model.tokenizer_vocab=-5"], "model.tokenizer_vocab=-5 must be > 6"),
+        # the trained tokenizer was saved into OUT before this refusal
+        (["model.changes={vocab_size: 100, num_layers: 2}"], "more than the model's 100"),
     ],
 )
 def test_bad_configs_fail_in_one_line(sets, message, tmp_path, capsys):

@@ -24,6 +24,8 @@ LORA_TARGETS = ("q", "k", "v", "o", "gate", "up", "down")
 SCHEDULES = ("inverse_sqrt", "cosine", "constant")
 CE_IMPLS = ("fused", "chunked")  # jaxsteer.cla.losses.head_logprob_sums
 LAYER_LOOPS = ("auto", "scan", "unrolled")  # jaxsteer.cla.lora.forward_hidden; auto: resolve_layer_loop
+EXPORT_DTYPES = ("bfloat16", "float32")  # jaxsteer.cla.lora.DTYPES
+MIN_TOKENIZER_VOCAB = 6  # jaxsteer.tokens.SPECIAL_TOKENS: a trained tokenizer holds them and more
 REMAT_POLICIES = ("nothing_saveable", "everything_saveable", "dots_saveable", "dots_with_no_batch_dims_saveable")
 
 
@@ -227,6 +229,10 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     d = cfg.data
     _need(d.max_len >= 8, f"data.max_len={d.max_len} must be ≥ 8")
     _need(all(b > 0 for b in d.buckets), f"data.buckets {list(d.buckets)} must be positive")
+    _need(  # rows are cut at max_len: a longer one with no bucket would stop the run at the step that draws it
+        not d.buckets or max(d.buckets) >= d.max_len,
+        f"data.buckets {list(d.buckets)}: the largest must be ≥ data.max_len={d.max_len}",
+    )
     _need(d.length_window >= 1, f"data.length_window={d.length_window} must be ≥ 1")
     _need(bool(d.langs), "data.langs is empty")
     _need(cfg.mesh.fsdp >= 1 and (cfg.mesh.data >= 1 or cfg.mesh.data == -1), "mesh.data/fsdp must be ≥ 1 (data -1)")
@@ -235,6 +241,16 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     )
     _need(cfg.checkpoint.every > 0 and cfg.checkpoint.keep > 0, "checkpoint.every and checkpoint.keep must be ≥ 1")
     _need(cfg.log.every > 0, f"log.every={cfg.log.every} must be ≥ 1")
+    # found out after the last step otherwise (export) or as a tokenizers traceback (a negative vocabulary)
+    _need(
+        cfg.export.dtype in EXPORT_DTYPES,
+        f"export.dtype={cfg.export.dtype!r}; expected one of {', '.join(EXPORT_DTYPES)}",
+    )
+    _need(
+        cfg.model.tokenizer != "train" or cfg.model.tokenizer_vocab > MIN_TOKENIZER_VOCAB,
+        f"model.tokenizer_vocab={cfg.model.tokenizer_vocab} must be > {MIN_TOKENIZER_VOCAB} (its special tokens) "
+        "to train a tokenizer",
+    )
     return cfg
 
 

@@ -169,11 +169,12 @@ def align_examples(cfg: TrainConfig, tokenizer) -> Examples:
     from jaxsteer.data.flores import load_flores_pairs
 
     d = cfg.data
-    rows = []
+    rows, sources, ids = [], [], {}
     for lang in d.langs:
         for p in load_flores_pairs(d.flores or d.root, "en", lang, d.flores_split):
             rows.append((encode_text(tokenizer, p.src, d.max_len), encode_text(tokenizer, p.tgt, d.max_len)))
-    return _require(Examples(rows), "alignment (FLORES)")
+            sources.append(ids.setdefault(p.src, len(ids)))  # one id per English sentence: not its own negative
+    return _require(Examples(rows, {"source": np.asarray(sources, np.int32)}), "alignment (FLORES)")
 
 
 def clo_examples(cfg: TrainConfig, tokenizer) -> Examples:
@@ -214,8 +215,14 @@ def corpus_texts(cfg: TrainConfig) -> list[str]:
     return [t for t in out if t]
 
 
-def resolve_tokenizer(cfg: TrainConfig, model_tokenizer, run_dir: str | os.PathLike):
-    """The run's tokenizer: a folder, the model's own, or ``"train"`` (trained once, then read from the run)."""
+def resolve_tokenizer(
+    cfg: TrainConfig, model_tokenizer, run_dir: str | os.PathLike, vocab_size: int | None = None, reuse: bool = True
+):
+    """The run's tokenizer: a folder, the model's own, or ``"train"`` (trained once, then read from the run).
+
+    ``vocab_size``: the model's, checked before a trained tokenizer is saved (a refused run writes nothing);
+    ``reuse``: read ``OUT/tokenizer`` if there (a resumed run keeps its ids) — False when it may be another
+    configuration's (a run stopped before its first checkpoint, restarted with other data: trained again)."""
     spec = cfg.model.tokenizer
     if spec is None:
         if model_tokenizer is None:
@@ -236,11 +243,17 @@ def resolve_tokenizer(cfg: TrainConfig, model_tokenizer, run_dir: str | os.PathL
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ConfigError(f"model.tokenizer={spec!r}: no tokenizer could be read there ({first})") from None
     folder = Path(run_dir) / "tokenizer"
-    if (folder / "tokenizer.json").is_file():  # a resumed run keeps the ids it started with
+    if reuse and (folder / "tokenizer.json").is_file():  # a resumed run keeps the ids it started with
         return PreTrainedTokenizerFast.from_pretrained(str(folder))
     tok = train_tokenizer(corpus_texts(cfg), cfg.model.tokenizer_vocab)
+    check_tokenizer_fits(tok, vocab_size)
     tok.save_pretrained(str(folder))
     return tok
+
+
+def check_tokenizer_fits(tokenizer, vocab_size: int | None) -> None:
+    if vocab_size is not None and len(tokenizer) > vocab_size:
+        raise ConfigError(f"the tokenizer has {len(tokenizer)} tokens, more than the model's {vocab_size}")
 
 
 # --- batches ----------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, Bool, Float, Int
 
 from jaxsteer.cla import fused_ce
 from jaxsteer.cla.lora import DTYPES, forward_hidden
@@ -93,16 +93,31 @@ def mean_pool(h: Float[Array, "B T D"], mask: Int[Array, "B T"] | None) -> Float
     return jnp.sum(h * m, axis=1) / jnp.maximum(jnp.sum(m, axis=1), 1.0)
 
 
-def info_nce_terms(p0: Float[Array, "P D"], p1: Float[Array, "P D"], tau: float, symmetric: bool = False):
+def info_nce_terms(
+    p0: Float[Array, "P D"],
+    p1: Float[Array, "P D"],
+    tau: float,
+    symmetric: bool = False,
+    source: Int[Array, "P"] | None = None,
+):
     """Per-anchor InfoNCE losses ``[P]`` (summed by :func:`info_nce`); see there for the formula."""
     z0 = p0 / jnp.maximum(jnp.linalg.norm(p0, axis=-1, keepdims=True), 1e-8)
     z1 = p1 / jnp.maximum(jnp.linalg.norm(p1, axis=-1, keepdims=True), 1e-8)
     logits = (z1 @ z0.T) / tau  # logits[i, j] = cos(p0_j, p1_i) / τ: row = anchor p1_i, column = candidate p0_j
+    if source is not None:
+        logits = jnp.where(false_negatives(source), -jnp.inf, logits)
     diag = jnp.diagonal(logits)
     terms = jax.nn.logsumexp(logits, axis=1) - diag
     if symmetric:  # the other direction: anchor p0_j against candidates p1_i (columns of the same matrix)
         terms = 0.5 * (terms + jax.nn.logsumexp(logits, axis=0) - diag)
     return terms
+
+
+def false_negatives(source: Int[Array, "P"]) -> Bool[Array, "P P"]:
+    """``[i, j]``: pair ``j`` is not pair ``i`` but has the same English sentence (FLORES is parallel: one
+    English sentence per language in a batch mixing languages) — not a negative of ``i``, and left out."""
+    same = source[:, None] == source[None, :]
+    return same & ~jnp.eye(source.shape[0], dtype=bool)
 
 
 def info_nce(
@@ -111,6 +126,7 @@ def info_nce(
     tau: float = 0.1,
     symmetric: bool = False,
     denom: Float[Array, ""] | None = None,
+    source: Int[Array, "P"] | None = None,
 ) -> Float[Array, ""]:
     """MIDALIGN's contrastive loss with in-batch negatives.
 
@@ -121,8 +137,10 @@ def info_nce(
         L = (1/P) Σ_i [ −log softmax_j(logits[i, :])_i ] = (1/P) Σ_i [ logsumexp_j logits[i, j] − logits[i, i] ]
 
     ``symmetric`` averages this with the transposed direction (each ``p0_j`` picks among the ``p1``).
+    ``source`` (an id per pair's English sentence): columns ``j ≠ i`` of the same sentence are left out of
+    row ``i``'s softmax (:func:`false_negatives`) — their logit equals the positive's, so they would cancel it.
     """
-    terms = info_nce_terms(p0, p1, tau, symmetric)
+    terms = info_nce_terms(p0, p1, tau, symmetric, source)
     return jnp.sum(terms) / (terms.shape[0] if denom is None else denom)
 
 
@@ -209,10 +227,14 @@ def align_objective(tree, mb, den, spec, key, constrain, ref=None):
     pooled = mean_pool(h, mb.get("mask"))
     m = pooled.shape[0] // 2
     p0, p1 = pooled[:m], pooled[m:]  # rows are [EN_0..EN_m, XX_0..XX_m]
-    terms = info_nce_terms(p0, p1, spec.tau, spec.symmetric)
+    source = mb.get("source")
+    terms = info_nce_terms(p0, p1, spec.tau, spec.symmetric, source)
     z0 = p0 / jnp.linalg.norm(p0, axis=-1, keepdims=True)
     z1 = p1 / jnp.linalg.norm(p1, axis=-1, keepdims=True)
-    hits = jnp.argmax(z1 @ z0.T, axis=1) == jnp.arange(m)
+    sims = z1 @ z0.T
+    if source is not None:  # the same English sentence of another language's pair is as right as the own
+        sims = jnp.where(false_negatives(source), -jnp.inf, sims)
+    hits = jnp.argmax(sims, axis=1) == jnp.arange(m)
     loss = jnp.sum(terms) / den["pairs"]
     return loss, {"info_nce": loss, "align_acc": jnp.sum(hits) / den["pairs"]}
 

@@ -71,8 +71,9 @@ class TrainState(flax.struct.PyTreeNode):
 def make_schedule(cfg: TrainConfig) -> optax.Schedule:
     """Linear warmup to ``lr``, then ``lr·√(W/step)`` (inverse-sqrt), cosine to ``min_lr_ratio·lr``, or constant."""
     o, w = cfg.optim, warmup_steps(cfg)
-    if o.schedule == "cosine":
-        return optax.warmup_cosine_decay_schedule(0.0, o.lr, w, max(cfg.steps, w + 1), o.lr * o.min_lr_ratio)
+    if o.schedule == "cosine":  # shifted by one like the others: optax's is 0 at count 0, a wasted first update
+        cosine = optax.warmup_cosine_decay_schedule(0.0, o.lr, w, max(cfg.steps, w + 1), o.lr * o.min_lr_ratio)
+        return lambda step: cosine(jnp.asarray(step) + 1)
 
     def schedule(step):
         s = jnp.asarray(step, jnp.float32) + 1.0  # the first update already uses a non-zero rate
@@ -313,15 +314,18 @@ def restore_into(state: TrainState, tree: dict, labels: dict) -> TrainState:
     return TrainState(step=tree["step"], params=params, opt_state=tree["opt_state"])
 
 
-def cached_reference(setup: Setup, state: TrainState, examples: data_lib.Examples, pad_id: int, out: Path):
+def cached_reference(
+    setup: Setup, state: TrainState, examples: data_lib.Examples, pad_id: int, out: Path, reuse: bool = True
+):
     """CLO's ``[n, 2]`` (chosen, rejected) log-probs under the initial model: computed once, kept in the run.
 
-    ``state`` must be the initial one (the frozen reference); a resumed run reads the saved table.
+    ``state`` must be the initial one (the frozen reference); a resumed run reads the saved table (``reuse``:
+    only when it is this config's, and only if it has one row per example — never a stale table, whose rows
+    JAX's gather would clamp silently).
     """
     path = out / "reference_logps.npy"
-    if path.exists():
-        table = np.load(path)
-    else:
+    table = np.load(path, allow_pickle=False) if reuse and path.exists() else None
+    if table is None or table.shape != (len(examples), 2):
         fn, ref_batch = reference_fn(setup.spec), setup.cfg.clo.ref_batch
         table = np.zeros((len(examples), 2), np.float32)
         for start, valid, batch in data_lib.iterate_all(examples, ref_batch, data_lib.buckets(setup.cfg), pad_id):
@@ -406,24 +410,26 @@ def train(cfg: TrainConfig, *, resume: bool = False, mesh=None, on_step: OnStep 
         latest = ckpt.latest_step() if ckpt is not None else None
         if latest is not None and not resume:
             raise ConfigError(f"{out} already holds checkpoints (step {latest}); pass --resume or another --out")
-        tokenizer = data_lib.resolve_tokenizer(cfg, setup.model_tokenizer, out)
-        if len(tokenizer) > setup.model_config.vocab_size:
-            raise ConfigError(
-                f"the tokenizer has {len(tokenizer)} tokens, more than the model's {setup.model_config.vocab_size}"
-            )
-        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        examples = {k: EXAMPLES[k](cfg, tokenizer) for k in KINDS[cfg.method]}
-        pipeline = data_lib.Pipeline(cfg, examples, pad_id)
-        state = init_state(setup)
-        ckpt = ckpt or checkpointer(cfg)
-        ref = cached_reference(setup, state, examples["clo"], pad_id, out) if cfg.method == "clo" else None
-        start, config_record = 0, {"config": cfg.to_dict(), "config_hash": cfg.config_hash()}
-        if resume and latest is not None:
+        if resume and latest is not None:  # before anything of the run's is read or written (its tokenizer)
             _, _, meta_cfg = ckpt.read_meta(latest)
             if meta_cfg.get("config_hash") != cfg.config_hash():
                 raise ConfigError(
                     f"--resume: the config differs from the one that wrote {out} (hash {meta_cfg.get('config_hash')})"
                 )
+        # what an earlier start of this folder computed (tokenizer, CLO's reference table) is this config's only
+        # if its run.json says so: a run stopped before its first checkpoint may be restarted with other settings
+        same = _recorded_hash(out) == cfg.config_hash()
+        vocab = setup.model_config.vocab_size
+        tokenizer = data_lib.resolve_tokenizer(cfg, setup.model_tokenizer, out, vocab, reuse=same)
+        data_lib.check_tokenizer_fits(tokenizer, vocab)
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        examples = {k: EXAMPLES[k](cfg, tokenizer) for k in KINDS[cfg.method]}
+        pipeline = data_lib.Pipeline(cfg, examples, pad_id)
+        state = init_state(setup)
+        ckpt = ckpt or checkpointer(cfg)
+        ref = cached_reference(setup, state, examples["clo"], pad_id, out, same) if cfg.method == "clo" else None
+        start, config_record = 0, {"config": cfg.to_dict(), "config_hash": cfg.config_hash()}
+        if resume and latest is not None:
             abstract = abstract_like(checkpoint_tree(setup.abstract_state, setup.labels),
                                      checkpoint_tree(setup.state_shardings, setup.labels))  # fmt: skip
             start, tree, data_pos, _ = ckpt.restore(abstract, latest)
@@ -436,6 +442,15 @@ def train(cfg: TrainConfig, *, resume: bool = False, mesh=None, on_step: OnStep 
     finally:
         if ckpt is not None:
             ckpt.close()
+
+
+def _recorded_hash(out: Path) -> str | None:
+    """The config hash in ``OUT/run.json`` (written once a run's inputs are ready), or None."""
+    try:
+        with open(out / "run.json", encoding="utf-8") as f:
+            return json.load(f).get("config_hash")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def checkpointer(cfg: TrainConfig) -> TrainCheckpointer:
