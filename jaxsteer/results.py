@@ -129,13 +129,20 @@ def write_figure(fig, out_base: str | os.PathLike, *, tight: bool = False) -> tu
     A ``.png``/``.svg`` suffix on ``out_base`` is dropped; ``tight`` crops to the drawn extent (labels
     outside the axes included). Returns (png path, svg path).
     """
+    import matplotlib
+    from matplotlib.text import Text
+
     base = os.fspath(out_base)
     for suffix in (".png", ".svg"):
         base = base.removesuffix(suffix)
+    for text in fig.findobj(Text):  # method and language names are text: "$" must not start mathtext
+        text.set_parse_math(False)
     paths = []
     for fmt in ("png", "svg"):
         buf = io.BytesIO()
-        fig.savefig(buf, format=fmt, dpi=150, bbox_inches="tight" if tight else None)
+        # the SVG's date and random clip-path ids would make two identical runs' files differ
+        with matplotlib.rc_context({"svg.hashsalt": "jaxsteer"}):
+            fig.savefig(buf, format=fmt, dpi=150, bbox_inches="tight" if tight else None, metadata={"Date": None})
         paths.append(atomic_write(f"{base}.{fmt}", buf.getvalue()))
     return paths[0], paths[1]
 
@@ -187,10 +194,11 @@ def library_versions() -> dict[str, str]:
     return found
 
 
-def provenance(model=None, seed: int | None = None, command: str | None = None, **extra: Any) -> dict[str, Any]:
-    """Who made a result: model and config hash, code version and commit, libraries, device, seed, date."""
-    import jax
-
+def provenance(
+    model=None, seed: int | None = None, command: str | None = None, device: bool = True, **extra: Any
+) -> dict[str, Any]:
+    """Who made a result: model and config hash, code version and commit, libraries, device, seed, date.
+    ``device=False``: no device fields, and no JAX import (``jaxsteer plane`` computes on the host only)."""
     import jaxsteer
 
     info: dict[str, Any] = {
@@ -198,12 +206,13 @@ def provenance(model=None, seed: int | None = None, command: str | None = None, 
         "git_commit": git_commit(),
         "libraries": library_versions(),
         "python": platform.python_version(),
-        "device": str(getattr(jax.devices()[0], "device_kind", jax.devices()[0].platform)),
-        "backend": jax.default_backend(),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "seed": seed,
-        "command": command,
     }
+    if device:
+        import jax
+
+        info["device"] = str(getattr(jax.devices()[0], "device_kind", jax.devices()[0].platform))
+        info["backend"] = jax.default_backend()
+    info.update({"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seed": seed, "command": command})
     if model is not None:
         info["model"] = {"source": model.source, "name": model.config.name, "config_hash": model.config.config_hash()}
     info.update(extra)

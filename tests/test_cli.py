@@ -278,6 +278,24 @@ def test_plane_delta_table_equals_result_file_differences(evals, work):
     assert nonempty(out / "plane.png") and nonempty(out / "plane.svg")
     point = read_csv(out / "plane.csv")[0]
     assert point["method"] == "steered" and point["quadrant"] in ("desirable", "localization_only")
+    record = read_json(out / "plane.json")  # what was compared, and who compared it
+    assert record["base"] == "base" and record["languages"] == ["zh"]
+    assert record["inputs"]["gmmlu"]["steered"] == [{"file": str(evals / "steered.gmmlu.json"), "seed": 0}]
+    assert record["provenance"]["command"] == "jaxsteer plane" and "device" not in record["provenance"]
+
+
+def test_plane_with_a_method_lacking_a_benchmark_writes_nothing(evals, work, capsys):
+    """An eval cut short between its two result files: the Δ tables were written before the check."""
+    import shutil
+
+    half = work / "half_eval"
+    shutil.copytree(evals, half)
+    for bench_name in ("gmmlu", "blend"):  # a complete second method, so that the plane has a point to draw
+        data = read_json(half / f"steered.{bench_name}.json")
+        (half / f"other.{bench_name}.json").write_text(json.dumps({**data, "method": "other"}))
+    (half / "steered.blend.json").unlink()
+    out = work / "plane_half"
+    assert_user_error(capsys, ["plane", half, "--out", out], out, r"steered lack a GMMLU or a BLEnD result")
 
 
 def test_steer_without_selection_writes_the_plan(tiny_folder, vectors, work):  # noqa: F811

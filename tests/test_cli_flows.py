@@ -32,6 +32,19 @@ def test_eval_takes_the_named_model_of_an_experiment_config(tiny_folder, tmp_pat
     assert set(result["accuracy"]) == {"zh"} and "wrote" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("name", ["base+SUR", "cla/x", " cla"])
+def test_run_refuses_a_model_name_that_cannot_name_result_files(name, tiny_folder, tmp_path, capsys):  # noqa: F811
+    """``base+SUR`` as a model would never be evaluated: its row would show base's SUR."""
+    config = tmp_path / "exp.yaml"
+    models = {"base": os.path.abspath(tiny_folder), name: os.path.abspath(tiny_folder)}
+    config.write_text(yaml.safe_dump({"models": models, "steer": ["base"], "dtype": "float32", "data": FIXTURES}))
+    out = tmp_path / "run"
+    assert main(["run", "--config", str(config), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"models: {name!r} is not a model name" in err, err
+    assert not out.exists()
+
+
 def write_result(folder, method: str, accuracy: dict[str, float]) -> None:
     os.makedirs(folder, exist_ok=True)
     for bench in ("gmmlu", "blend"):

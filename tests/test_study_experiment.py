@@ -47,6 +47,7 @@ def cfg(**kw) -> ExperimentConfig:
         ({"allow_small": "yes"}, "allow_small"),
         ({"en_gamma": "strong"}, "en_gamma"),
         ({"loc_gammas": ["a", 1]}, "loc_gammas"),
+        ({"languages": ["zh", "ko", "zh"]}, "languages: zh is listed twice"),
         ({"pooled": True, "method": "pca_diff"}, "pooled=true needs method=mean_diff (got method='pca_diff')"),
     ],
 )

@@ -1,5 +1,6 @@
 """BLEnD soft match, accuracy, Δ tables and quadrants on hand-computed numbers."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -307,3 +308,65 @@ def test_the_iran_fixture_mixes_persian_and_ascii_digits_as_the_released_file_do
     result = blend_accuracy(responses, [q, qs["Fx-ed-15"]])
     assert result.correct == {"Fx-ed-13": True, "Fx-ed-15": True}
     assert blend_accuracy({"Fx-ed-13": "17 سال"}, [q]).correct == {"Fx-ed-13": False}
+
+
+def _seeded(method, seed, zh, ko=60.0, **fields):
+    return MethodResult(method, {"zh": zh, "ko": ko}, seed=seed, source=f"{method}_s{seed}", **fields)
+
+
+def test_delta_pairs_each_seed_with_the_base_of_the_same_seed():
+    """The seed draws the test split: a method's seed-1 run is compared with the base's seed-1 run, never with
+    the mean of every base seed (base 50 and 30, SUR 52 at seed 0 only: +12 unpaired, +2 paired)."""
+    bases = [_seeded("base", 0, 50.0), _seeded("base", 1, 30.0)]
+    table = delta_table({"SUR": [_seeded("SUR", 0, 52.0)]}, base=bases)
+    assert table.delta["SUR"]["zh"] == 2.0
+    table = delta_table({"SUR": [_seeded("SUR", 0, 52.0), _seeded("SUR", 1, 32.0)]}, base=bases)
+    assert table.delta["SUR"]["zh"] == 2.0 and table.spread["SUR"]["zh"] == 0.0  # unpaired: +2 ± 14.14
+    with pytest.raises(DataError, match=r"SUR_s2 has seed 2, the base results seed\(s\) 0, 1"):
+        delta_table({"SUR": [_seeded("SUR", 2, 52.0)]}, base=bases)
+    # the demo's seeds are the alignment's: every run shares the evaluation seed and its one base
+    shared = delta_table({"MIDALIGN": [_seeded("m0", 0, 40.0), _seeded("m1", 0, 44.0)]}, base=bases[:1])
+    assert shared.delta["MIDALIGN"]["zh"] == -8.0 and shared.n_seeds["MIDALIGN"] == 2
+
+
+def test_a_copy_and_a_base_of_another_model_or_protocol_are_refused():
+    prov = {"date": "2026-12-05T09:00:00", "command": "jaxsteer eval"}
+    one = dataclasses.replace(_seeded("SUR", 0, 52.0), identity=json.dumps([prov, 1]))
+    copy = dataclasses.replace(one, source="copy/SUR_s0")
+    with pytest.raises(DataError, match=r"copy/SUR_s0 is the same result as SUR_s0 \(a copy\?\)"):
+        delta_table({"SUR": [one, copy]}, base=[_seeded("base", 0, 50.0)])
+    mixed = [_seeded("base", 0, 50.0, base_model="M"), _seeded("base", 1, 70.0, base_model="N")]
+    with pytest.raises(DataError, match="base_model 'N' differs from the base's 'M'"):
+        delta_table({"SUR": [_seeded("SUR", 0, 52.0)]}, base=mixed)
+    protocol = {"gmmlu_subset": "CA", "max_new_tokens": 24}
+    base = _seeded("base", 0, 50.0, protocol=protocol)
+    other = _seeded("X", 0, 36.0, protocol={**protocol, "gmmlu_subset": "all"})
+    with pytest.raises(DataError, match=r"gmmlu_subset='all' but the base's base_s0 has gmmlu_subset='CA'"):
+        delta_table({"X": other}, base=[base])
+    assert delta_table({"Y": _seeded("Y", 0, 52.0, protocol=dict(protocol))}, base=[base]).mean["Y"] == 1.0
+
+
+def test_a_language_given_twice_is_refused():
+    with pytest.raises(DataError, match="language ko is given twice"):
+        delta_table({"SUR": {"zh": 50.0, "ko": 62.0}}, base=BASE, langs=["ko", "ko", "zh"])
+
+
+def test_an_exact_zero_delta_is_zero_and_picks_no_quadrant_by_rounding_noise():
+    """21/95/9 correct of 97 against 17/96/12: the mean Δ is 0 exactly, computed as ±2e-15 before."""
+    base = {"a": 100 * 21 / 97, "b": 100 * 95 / 97, "c": 100 * 9 / 97}
+    method = {"a": 100 * 17 / 97, "b": 100 * 96 / 97, "c": 100 * 12 / 97}
+    gm = delta_table({"M": method}, base=base)
+    bl = delta_table({"M": {k: -v for k, v in method.items()}}, base={k: -v for k, v in base.items()})
+    assert gm.mean["M"] == 0.0 and bl.mean["M"] == 0.0
+    (point,) = plane_points(gm, bl)
+    assert point.quadrant == quadrant(0.0, 0.0) == "localization_only"
+    tiny = delta_table({"M": {"zh": 50.001, "ko": 60.0}}, base={"zh": 50.0, "ko": 60.004})
+    assert "-0.00" not in tiny.to_csv() + tiny.to_markdown() and "+0.00" in tiny.to_markdown()
+
+
+def test_a_single_seed_row_in_a_table_of_seeds_has_no_spread_and_names_are_escaped():
+    table = delta_table(
+        {"A|B": {"zh": 55.0, "ko": 58.0}, "SUR": [{"zh": 52.0, "ko": 64.0}, {"zh": 54.0, "ko": 62.0}]}, base=BASE
+    )
+    assert "| A\\|B | +5.00 ± n/a | -2.00 ± n/a | +1.50 ± n/a |" in table.to_markdown()
+    assert "A|B,5.00,-2.00,1.50,,,,1" in table.to_csv()

@@ -20,7 +20,7 @@ def run(args) -> int:
     from jaxsteer.errors import DataError
     from jaxsteer.outputs import check_plain_outputs, move_aside
     from jaxsteer.study import metrics
-    from jaxsteer.study.compare import PLANE_FILES, format_tables, write_comparison
+    from jaxsteer.study.compare import PLANE_FILES, compare, format_tables, write_comparison
 
     earlier = check_plain_outputs(args.out, PLANE_FILES, args.overwrite)
     seen = [os.path.realpath(f) for f in args.results]
@@ -50,12 +50,11 @@ def run(args) -> int:
         raise DataError(f"no language has a result for every method in {', '.join(args.results)}: {left_out}")
     if missing and not args.lang:
         print(f"comparing on {', '.join(langs)}, the languages every method has; left out: {left_out}")
-    for by_method in runs.values():  # the tables' own checks (a language a method lacks) before any write
-        metrics.delta_table(by_method, base=args.base, langs=langs)
+    compare(runs, args.base, langs)  # every check of the comparison (seeds, protocols, both benchmarks) first
     os.makedirs(args.out, exist_ok=True)
     move_aside(args.out, earlier)
-    out = write_comparison(args.out, runs, args.base, langs)
+    out = write_comparison(args.out, runs, args.base, langs, command="jaxsteer plane")
     print(format_tables(out["tables"], args.base))
     png, svg = out["plane"]
-    print(f"wrote {png}, {svg}, delta_gmmlu.md, delta_blend.md, plane.csv in {args.out}")
+    print(f"wrote {png}, {svg}, delta_gmmlu.md, delta_blend.md, plane.csv, plane.json in {args.out}")
     return 0

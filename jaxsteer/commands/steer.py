@@ -94,7 +94,9 @@ def run(args) -> int:
             not args.quiet,
         )
         # the base identity eval and run record, so plane compares steer's results with theirs
-        paths = write_eval(result, cfg.out, model, cfg, (extra.get("models") or {}).get("base"))
+        paths = write_eval(
+            result, cfg.out, model, cfg, (extra.get("models") or {}).get("base"), command="jaxsteer steer"
+        )
         folder.finish(stage, [plan_path, *paths])
         for path in paths:
             print(f"wrote {path}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from jaxsteer.results import atomic_write, write_csv
+from jaxsteer.results import atomic_write, provenance, write_csv, write_json
 from jaxsteer.study import metrics
 from jaxsteer.study.plots import plot_plane
 
@@ -19,20 +19,30 @@ BENCHMARKS = {"gmmlu": "Global-MMLU (transfer)", "blend": "BLEnD (localization)"
 
 PLANE_FILES: tuple[str, ...] = (
     "delta_gmmlu.csv", "delta_gmmlu.md", "delta_blend.csv", "delta_blend.md", "plane.csv", "plane.png", "plane.svg",
+    "plane.json",
 )  # fmt: skip
 """What :func:`write_comparison` writes into its folder."""
 
 
-def write_comparison(out_dir: str, runs: dict[str, dict], base: str, langs=None, title: str = PLANE_TITLE) -> dict:
-    """Δ tables (CSV, Markdown) for both benchmarks, ``plane.csv`` and the plane (PNG, SVG).
-
-    ``runs[bench][method]`` is a result or a list of results over seeds (mean ± s.d. then).
-    """
+def compare(runs: dict[str, dict], base: str, langs=None) -> tuple[dict[str, metrics.DeltaTable], list]:
+    """The Δ tables of both benchmarks and the plane's points, every check made (nothing written)."""
     tables = {bench: metrics.delta_table(runs[bench], base=base, langs=langs) for bench in BENCHMARKS}
+    return tables, metrics.plane_points(tables["gmmlu"], tables["blend"])
+
+
+def write_comparison(
+    out_dir: str, runs: dict[str, dict], base: str, langs=None, title: str = PLANE_TITLE, command: str | None = None
+) -> dict:
+    """Δ tables (CSV, Markdown) for both benchmarks, ``plane.csv``, the plane (PNG, SVG) and ``plane.json`` (what
+    was compared: the result files by method with their seeds, the base, the languages, and who wrote it).
+
+    ``runs[bench][method]`` is a result or a list of results over seeds (mean ± s.d. then). Every check is made
+    before the first file is written: a method that lacks a benchmark leaves no half-written comparison.
+    """
+    tables, points = compare(runs, base, langs)
     for bench, table in tables.items():
         atomic_write(os.path.join(out_dir, f"delta_{bench}.csv"), table.to_csv())
         atomic_write(os.path.join(out_dir, f"delta_{bench}.md"), table.to_markdown())
-    points = metrics.plane_points(tables["gmmlu"], tables["blend"])
     png, svg = plot_plane(points, os.path.join(out_dir, "plane"), title=title)
     rows = [
         {
@@ -46,7 +56,21 @@ def write_comparison(out_dir: str, runs: dict[str, dict], base: str, langs=None,
         for p in points
     ]
     write_csv(os.path.join(out_dir, "plane.csv"), rows)
-    return {"tables": tables, "points": points, "plane": [png, svg]}
+    inputs = {
+        bench: {
+            method: [{"file": r.source, "seed": r.seed} for r in metrics.results_of(method, value)]
+            for method, value in runs[bench].items()
+        }
+        for bench in BENCHMARKS
+    }
+    record = {
+        "base": base,
+        "languages": list(tables["gmmlu"].langs),
+        "inputs": inputs,
+        "provenance": provenance(command=command, device=False),
+    }
+    record_path = write_json(os.path.join(out_dir, "plane.json"), record)
+    return {"tables": tables, "points": points, "plane": [png, svg], "record": record_path}
 
 
 def format_tables(tables: Mapping[str, metrics.DeltaTable], base: str = "base") -> str:

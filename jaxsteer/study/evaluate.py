@@ -309,6 +309,24 @@ def compile_evaluation_ahead(model: Model, bench: Benchmarks, steerings: Sequenc
     compile_blend_ahead(model, bench, lang, part, plans=deltas)
 
 
+PROTOCOL_KEYS = (
+    "data", "blend_source", "dev1", "dev2", "allow_small", "gmmlu_subset", "gmmlu_split", "chat", "max_new_tokens",
+    "blend_eval", "blend_local_instruction", "blend_match",
+)  # fmt: skip
+"""The settings that decide a result's test items and how they are scored (the seed, which draws the split,
+is paired by ``jaxsteer plane`` on its own): two results are comparable only if these agree."""
+
+
+def protocol_of(cfg: ExperimentConfig) -> dict:
+    """:data:`PROTOCOL_KEYS` of ``cfg``; local data paths by their real path, however they are spelled."""
+    out = {key: getattr(cfg, key) for key in PROTOCOL_KEYS}
+    for key in ("data", "blend_source"):
+        if out[key] and os.path.exists(out[key]):
+            out[key] = os.path.realpath(out[key])
+    out["blend_source"] = out["blend_source"] or out["data"]  # "" means the data root
+    return out
+
+
 def write_eval(
     result: EvalResult,
     out_dir: str,
@@ -316,17 +334,17 @@ def write_eval(
     cfg: ExperimentConfig,
     base_model: str | None = None,
     extra: dict | None = None,
+    command: str = "jaxsteer eval",
 ) -> list[str]:
     """``{method}.gmmlu.json`` / ``{method}.blend.json`` (the format ``jaxsteer plane`` reads), a CSV and the responses."""
-    prov = provenance(
-        model, seed=cfg.seed, command="jaxsteer eval", experiment=dataclasses.asdict(cfg), **(extra or {})
-    )
+    prov = provenance(model, seed=cfg.seed, command=command, experiment=dataclasses.asdict(cfg), **(extra or {}))
     common = {
         "method": result.method,
         "config_hash": model.config.config_hash(),
         # a folder however it is spelled (eval's config-relative models.base, steer's, run's): one identity
-        "base_model": model_identity(base_model) if base_model else model.config.name,
+        "base_model": model_identity(base_model or model.source) or model.config.name,
         "seed": cfg.seed,
+        "protocol": protocol_of(cfg),
         "provenance": prov,
     }
     gm_name, bl_name, csv_name, responses_name = eval_file_names(result.method)

@@ -83,6 +83,9 @@ class ExperimentConfig:
             raise ConfigError(
                 f"layer_window={self.layer_window} must be ≥ 0, dev1={self.dev1} and dev2={self.dev2} ≥ 1"
             )
+        twice = sorted({lang for lang in self.languages if self.languages.count(lang) > 1})
+        if twice:  # evaluated twice and weighed double in every mean over languages
+            raise ConfigError(f"config key languages: {twice[0]} is listed twice")
         for lang in self.languages:
             try:
                 language(lang)

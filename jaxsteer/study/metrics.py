@@ -251,6 +251,8 @@ class MethodResult:
     base_model: str | None = None  # the unaligned model the method starts from
     seed: int | None = None
     source: str = ""
+    protocol: Mapping[str, Any] | None = None  # what decides the items and their scoring (seed aside)
+    identity: str | None = None  # provenance and scores: equal for a file and its copy, never for two runs
 
 
 def load_result(path: str | os.PathLike) -> MethodResult:
@@ -276,6 +278,10 @@ def load_result(path: str | os.PathLike) -> MethodResult:
         values = {str(k): float(v) for k, v in scores.items()}
     except (TypeError, ValueError):
         raise DataError(f"{path}: 'accuracy' values must be numbers (percent)") from None
+    protocol = data.get("protocol")
+    if protocol is not None and not isinstance(protocol, dict):
+        raise DataError(f"{path}: 'protocol' must be an object of settings")
+    identity = json.dumps([prov, values], sort_keys=True, default=str) if prov else None
     return MethodResult(
         method=str(method),
         scores=values,
@@ -283,11 +289,14 @@ def load_result(path: str | os.PathLike) -> MethodResult:
         base_model=data.get("base_model", prov.get("base_model")),
         seed=int(seed) if seed is not None else None,
         source=str(path),
+        protocol=protocol,
+        identity=identity,
     )
 
 
 def check_comparable(result: MethodResult, base: MethodResult) -> None:
-    """Raise ``DataError`` when ``result`` was not produced from the same model/config as ``base``."""
+    """Raise ``DataError`` when ``result`` was not produced from the same model/config as ``base``, or on other
+    items or scoring (its ``protocol``: data, splits, subset, generation and matching settings)."""
     name = result.source or result.method
     for field in ("config_hash", "base_model"):
         mine, theirs = getattr(result, field), getattr(base, field)
@@ -296,6 +305,52 @@ def check_comparable(result: MethodResult, base: MethodResult) -> None:
                 f"{name}: {field} {mine!r} differs from the base's {theirs!r} ({base.source or base.method}); "
                 "Δ is only defined against the same model"
             )
+    if result.protocol is not None and base.protocol is not None:
+        keys = sorted(set(result.protocol) | set(base.protocol))
+        differ = [k for k in keys if result.protocol.get(k) != base.protocol.get(k)]
+        if differ:
+            k = differ[0]
+            raise DataError(
+                f"{name}: {k}={result.protocol.get(k)!r} but the base's {base.source or base.method} has "
+                f"{k}={base.protocol.get(k)!r}; Δ is only defined on the same items, scored the same way"
+            )
+
+
+def _refuse_copies(name: str, runs: Sequence[MethodResult]) -> None:
+    """The same result twice (a folder and its copy given together) would count as two seeds agreeing."""
+    seen: dict[str, MethodResult] = {}
+    for r in runs:
+        if r.identity is not None and r.identity in seen:
+            raise DataError(
+                f"{r.source or name} is the same result as {seen[r.identity].source} (a copy?): "
+                "it would count twice, as two seeds that agree"
+            )
+        if r.identity is not None:
+            seen[r.identity] = r
+
+
+def _paired_base(result: MethodResult, base_runs: Sequence[MethodResult], langs) -> dict[str, float]:
+    """The base accuracy ``result`` is compared with: the base of its own seed (the seed draws the test split),
+    averaged when the base has several results of that seed; all base results when no seed is recorded."""
+    seeds = sorted({b.seed for b in base_runs if b.seed is not None})
+    if result.seed is not None and result.seed in seeds:
+        paired = [b for b in base_runs if b.seed == result.seed]
+    elif not seeds:
+        paired = list(base_runs)
+    elif result.seed is None and len(seeds) == 1:
+        paired = [b for b in base_runs if b.seed == seeds[0]]
+    else:
+        has = f"seed {result.seed}" if result.seed is not None else "no seed"
+        raise DataError(
+            f"{result.source or result.method} has {has}, the base results seed(s) {', '.join(map(str, seeds))}: "
+            "Δ pairs each seed with the base of the same seed (evaluate the base with it)"
+        )
+    return {lang: float(np.mean([_score(b, lang) for b in paired])) for lang in langs}
+
+
+def _settled(value: float) -> float:
+    """Δ rounded far below any reported digit: an exact zero computed as 2e-15 must not pick a quadrant."""
+    return round(float(value), 9) + 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -326,12 +381,13 @@ class DeltaTable:
         for m in self.methods:
             row = [
                 m,
-                *(f"{self.delta[m][lang]:.{precision}f}" for lang in self.langs),
-                f"{self.mean[m]:.{precision}f}",
+                *(_fixed(self.delta[m][lang], precision) for lang in self.langs),
+                _fixed(self.mean[m], precision),
             ]
             if sd:
-                row += [f"{self.spread[m][lang]:.{precision}f}" for lang in self.langs]
-                row += [f"{self.mean_spread[m]:.{precision}f}", str(self.n_seeds[m])]
+                one = self.n_seeds[m] < 2  # no spread to report: not a spread of zero
+                row += ["" if one else _fixed(self.spread[m][lang], precision) for lang in self.langs]
+                row += ["" if one else _fixed(self.mean_spread[m], precision), str(self.n_seeds[m])]
             writer.writerow(row)
         return out.getvalue()
 
@@ -339,18 +395,31 @@ class DeltaTable:
         """Markdown table with signed cells (``+1.23``, or ``+1.23 ± 0.40`` with several seeds)."""
         sd = self._with_sd()
 
-        def cell(value: float, spread: float) -> str:
-            return f"{value:+.{precision}f}" + (f" ± {spread:.{precision}f}" if sd else "")
+        def cell(value: float, spread: float, seeds: int) -> str:
+            signed = _fixed(value, precision, "+")
+            if not sd:
+                return signed
+            return signed + (" ± n/a" if seeds < 2 else f" ± {_fixed(spread, precision)}")
 
         lines = [
             "| method | " + " | ".join((*self.langs, "mean")) + " |",
             "|---|" + "---:|" * (len(self.langs) + 1),
         ]
         for m in self.methods:
-            cells = [cell(self.delta[m][lang], self.spread[m][lang]) for lang in self.langs]
-            cells.append(cell(self.mean[m], self.mean_spread[m]))
-            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+            cells = [cell(self.delta[m][lang], self.spread[m][lang], self.n_seeds[m]) for lang in self.langs]
+            cells.append(cell(self.mean[m], self.mean_spread[m], self.n_seeds[m]))
+            lines.append(f"| {_md(m)} | " + " | ".join(cells) + " |")
         return "\n".join(lines) + "\n"
+
+
+def _fixed(value: float, precision: int, sign: str = "") -> str:
+    """``value`` with ``precision`` decimals, never ``-0.00`` (a Δ that rounds to zero is zero)."""
+    return f"{round(float(value), precision) + 0.0:{sign}.{precision}f}"
+
+
+def _md(text: str) -> str:
+    """A Markdown table cell: ``|`` would end it."""
+    return str(text).replace("|", "\\|")
 
 
 ResultLike = MethodResult | Mapping[str, float]
@@ -376,17 +445,28 @@ def delta_table(
         base_runs = _runs("base", base)
         methods = dict(results_by_method)
     langs = tuple(langs) if langs is not None else tuple(base_runs[0].scores)
-    base_acc = {lang: mean_spread([_score(r, lang) for r in base_runs])[0] for lang in langs}
+    twice = sorted({lang for lang in langs if langs.count(lang) > 1})
+    if twice:  # it would weigh double in the mean over languages
+        raise DataError(f"language {twice[0]} is given twice")
+    _refuse_copies("base", base_runs)
+    for r in base_runs[1:]:  # the bases of several seeds: one model, one protocol
+        check_comparable(r, base_runs[0])
     delta, mean, spread, mean_sd, n_seeds = {}, {}, {}, {}, {}
     for name, value in methods.items():
         runs = _runs(name, value)
+        _refuse_copies(name, runs)
+        per_seed = []
         for r in runs:
-            check_comparable(r, base_runs[0])
-        per_seed = [{lang: _score(r, lang) - base_acc[lang] for lang in langs} for r in runs]
+            paired = [b for b in base_runs if b.seed == r.seed] or base_runs
+            check_comparable(r, paired[0])
+            base_acc = _paired_base(r, base_runs, langs)
+            per_seed.append({lang: _score(r, lang) - base_acc[lang] for lang in langs})
         delta[name], spread[name] = {}, {}
         for lang in langs:
-            delta[name][lang], spread[name][lang] = mean_spread([d[lang] for d in per_seed])
-        mean[name], mean_sd[name] = mean_spread([float(np.mean([d[lang] for lang in langs])) for d in per_seed])
+            d, sd = mean_spread([d[lang] for d in per_seed])
+            delta[name][lang], spread[name][lang] = _settled(d), sd
+        d, sd = mean_spread([float(np.mean([d[lang] for lang in langs])) for d in per_seed])
+        mean[name], mean_sd[name] = _settled(d), sd
         n_seeds[name] = len(runs)
     return DeltaTable(langs, delta, mean, spread, mean_sd, n_seeds)
 
@@ -408,6 +488,11 @@ def common_languages(
                 if any(lang not in r.scores for r in results) and method not in missing.get(lang, []):
                     missing.setdefault(lang, []).append(method)
     return tuple(lang for lang in order if lang not in missing), missing
+
+
+def results_of(name: str, value: Any) -> list[MethodResult]:
+    """A method's results (one, or a list over seeds) as :class:`MethodResult` objects."""
+    return _runs(name, value)
 
 
 def _runs(name: str, value: Any) -> list[MethodResult]:

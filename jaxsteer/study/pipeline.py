@@ -192,7 +192,7 @@ def steer_model(
             if which is None:
                 write_plain(result)
                 continue
-            paths = write_eval(result, out_dir, model, cfg, base_model, extra={"steering": which})
+            paths = write_eval(result, out_dir, model, cfg, base_model, {"steering": which}, "jaxsteer run")
             _finish(folder, f"eval:{result.method}", paths)
     results = {m: results[m] for m in ([name] if write_plain is not None else []) + [f"{name}+{w}" for w in STEERED]}
     sper = {lang: analysis.sper_degrees(v_en[lang].vectors, v_loc[lang].vectors) for lang in langs}
@@ -231,7 +231,7 @@ def write_plane(out_dir: str, results: dict[str, EvalResult], base: str, langs) 
         bench: {m: metrics.load_result(os.path.join(out_dir, f"{m}.{bench}.json")) for m in results}
         for bench in ("gmmlu", "blend")
     }
-    return write_comparison(out_dir, runs, base, langs)
+    return write_comparison(out_dir, runs, base, langs, command="jaxsteer run")
 
 
 def sper_outputs(out_dir: str, reports: list[ModelReport]) -> list[str]:
@@ -324,7 +324,7 @@ def _run(cfg, models, steer, out_dir, progress, measures: Measures, folder: Resu
                 model = dataclasses.replace(model, decode_layout=cfg.decode_layout)
 
         def write_plain(result: EvalResult, model=model, name=name) -> None:
-            paths = write_eval(result, out_dir, model, cfg, base_id)
+            paths = write_eval(result, out_dir, model, cfg, base_id, command="jaxsteer run")
             # the first model's plain evaluation comes after every split was made (the seed's Dev1/Dev2/test):
             # saved with it, so a resumed run has them whether or not it evaluates anything itself
             paths += save_all_splits(bench, out_dir) if name == first else []
@@ -348,7 +348,7 @@ def _run(cfg, models, steer, out_dir, progress, measures: Measures, folder: Resu
         return {"results": results, "reports": reports, "plane": None, "sper_files": []}
     plane = write_plane(out_dir, results, "base", cfg.languages)
     files = [os.path.join(out_dir, f"delta_{b}.{ext}") for b in ("gmmlu", "blend") for ext in ("csv", "md")]
-    files += [os.path.join(out_dir, "plane.csv"), *plane["plane"]]
+    files += [os.path.join(out_dir, "plane.csv"), *plane["plane"], plane["record"]]
     sper_files = sper_outputs(out_dir, reports) if reports else []
     files += [os.path.join(out_dir, "sper_by_layer.csv"), *sper_files] if reports else []
     folder.finish("comparison", files)
