@@ -614,7 +614,7 @@ def test_bad_settings_are_one_line_before_any_work(tiny_folder, work, capsys, ex
 def test_more_user_errors_found_by_review(tiny_folder, vectors, evals, work, capsys, monkeypatch):  # noqa: F811
     out = work / "bad_more"
     monkeypatch.chdir(work)
-    assert_user_error(capsys, ["eval", *common(tiny_folder, ""), "--lang", "zh"], out, r"--out is empty")
+    assert_user_error(capsys, ["eval", *common(tiny_folder, "")], out, r"--out is empty")
     assert not (work / "manifest.json").exists()  # an unset shell variable must not write into the current folder
     argv = ["sweep", *common(tiny_folder, out), "--vectors", vectors["en"], "--gammas", ","]
     assert_user_error(capsys, argv, out, r"',' names no value")

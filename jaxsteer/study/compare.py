@@ -58,7 +58,7 @@ def write_comparison(
     write_csv(os.path.join(out_dir, "plane.csv"), rows)
     inputs = {
         bench: {
-            method: [{"file": r.source, "seed": r.seed} for r in metrics.results_of(method, value)]
+            method: [{"file": _shown(r.source, out_dir), "seed": r.seed} for r in metrics.results_of(method, value)]
             for method, value in runs[bench].items()
         }
         for bench in BENCHMARKS
@@ -71,6 +71,15 @@ def write_comparison(
     }
     record_path = write_json(os.path.join(out_dir, "plane.json"), record)
     return {"tables": tables, "points": points, "plane": [png, svg], "record": record_path}
+
+
+def _shown(source: str, out_dir: str) -> str:
+    """A result file as ``plane.json`` names it: relative inside the comparison's folder (a run's own results,
+    which move with it), else its absolute path."""
+    if not source:
+        return source
+    path, root = os.path.abspath(source), os.path.abspath(out_dir)
+    return os.path.relpath(path, root) if path.startswith(root + os.sep) else path
 
 
 def format_tables(tables: Mapping[str, metrics.DeltaTable], base: str = "base") -> str:
