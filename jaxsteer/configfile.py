@@ -41,10 +41,17 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
+# ",mesh.model=2" inside one --set: a comma that starts another dotted key=value (a value's own commas, as in
+# "languages=[zh, ko]" or "loc_gammas=0,1", are never followed by a key and "=")
+_NEXT_KEY = re.compile(r",(?=\s*[A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*=)")
+
+
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:
-    """``["a=1", "b.c=[1, 2]"]`` → ``{"a": 1, "b": {"c": [1, 2]}}``; values are parsed as YAML."""
+    """``["a=1", "b.c=[1, 2]"]`` → ``{"a": 1, "b": {"c": [1, 2]}}``; values are parsed as YAML. One item may set
+    several keys, comma-separated: ``mesh.data=4,mesh.model=2``."""
     out: dict[str, Any] = {}
-    for item in items or []:
+    split = [part.strip() for item in items or [] for part in _NEXT_KEY.split(item)]
+    for item in split:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not key=value")
         key, raw = item.split("=", 1)

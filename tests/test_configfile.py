@@ -26,3 +26,14 @@ def test_exponent_numbers_from_the_command_line_are_numbers():
 def test_other_strings_in_number_fields_stay_errors(item, needle):
     with pytest.raises(ConfigError, match=needle):
         build(ExperimentConfig, parse_overrides([item]))
+
+
+def test_one_override_may_set_several_keys_separated_by_commas():
+    """The README's and issue's ``--set mesh.data=4,mesh.model=2`` (was: "mesh.data='4,mesh.model=2' must be a
+    number"); a value's own commas stay in the value."""
+    assert parse_overrides(["mesh.data=4,mesh.model=2", "mesh.fsdp=1"]) == {"mesh": {"data": 4, "model": 2, "fsdp": 1}}
+    assert parse_overrides(["languages=[zh, ko]", "loc_gammas=0,1", "data=/x,y"]) == {
+        "languages": ["zh", "ko"],
+        "loc_gammas": "0,1",
+        "data": "/x,y",
+    }

@@ -140,7 +140,22 @@ SCRIPT = textwrap.dedent(
     assert "does not divide the model's 2 key/value heads" in refused("mesh.data=2", "mesh.model=4")
     assert "batch_size=6 is not divisible by the mesh's 4 batch shards" in refused(
         "mesh.data=4", "mesh.model=2", "batch_size=6")
+    assert "does not divide the model's 2 key/value heads" in refused("mesh.data=2,mesh.model=4")  # one --set
     print("refusals ok", flush=True)
+
+    # jaxsteer generate on a mesh (any prompt count: rows that do not divide the shards run replicated)
+    def generated(*sets):
+        import contextlib, io
+        out = io.StringIO()
+        args = ["generate", "--model", folder, "--dtype", "float32", "--max-new-tokens", "4"]
+        args += [a for t in texts[:3] for a in ("--prompt", t)] + [a for s in sets for a in ("--set", s)]
+        with contextlib.redirect_stdout(out):
+            assert main(args) == 0
+        return out.getvalue()
+
+    plain = generated()
+    assert generated("mesh.data=2,mesh.fsdp=2,mesh.model=2") == plain == generated("mesh.model=2"), plain
+    print("generate ok", flush=True)
     """
 )
 
@@ -152,7 +167,7 @@ def test_sharded_inference_equals_one_device(tmp_path):
         [sys.executable, "-c", SCRIPT, str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    assert "refusals ok" in proc.stdout
+    assert "refusals ok" in proc.stdout and "generate ok" in proc.stdout
 
 
 def test_inference_rules_split_heads_and_columns():

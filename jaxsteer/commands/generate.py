@@ -20,6 +20,12 @@ def register(sub) -> None:
         help="auto (a per-layer weight copy where it fits: faster steps), scan (compiles faster), unrolled, sliced",
     )
     add_steer_args(p, scope=True)
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="mesh.KEY=VALUE",
+        help="a device mesh for the model, as the other commands take it (mesh.data=4,mesh.model=2)",
+    )
     p.set_defaults(func=run)
 
 
@@ -37,6 +43,8 @@ def run(args) -> int:
     from jaxsteer.tokens import check_texts, decode_new, encode_batch
 
     prompts = check_texts(args.prompt, "--prompt")
+    # any number of prompts: rows that do not divide the batch shards run replicated on each (model.batch_shards)
+    args.mesh, args.batch_size = generation_mesh(args.set), None
     model = load_model(args)
     if model.tokenizer is None:
         raise InputError(f"{args.model} has no tokenizer files (tokenizer.json); cannot encode prompts")
@@ -62,3 +70,21 @@ def run(args) -> int:
     for prompt, text in zip(prompts, texts):
         print(f"{prompt!r} -> {text!r}")
     return 0
+
+
+def generation_mesh(items):
+    """The ``MeshSpec`` that ``--set mesh.…`` describes (None without one); any other key is refused."""
+    from jaxsteer.configfile import build, parse_overrides
+    from jaxsteer.errors import ConfigError
+    from jaxsteer.sharding import MeshSpec
+
+    data = parse_overrides(items)
+    other = sorted(set(data) - {"mesh"})
+    if other:
+        raise ConfigError(f"--set {other[0]}: generate takes only mesh.data, mesh.fsdp, mesh.model, mesh.distributed")
+    mesh = data.get("mesh")
+    if mesh is None:
+        return None
+    if not isinstance(mesh, dict):
+        raise ConfigError("--set mesh: give its axes, e.g. mesh.data=4,mesh.model=2")
+    return build(MeshSpec, mesh, prefix="mesh.")
