@@ -130,9 +130,16 @@ def decode_new(tokenizer, tokens, config) -> list[str]:
     return out
 
 
-def train_bpe_tokenizer(
-    texts, folder: str, vocab_size: int = 2000, must_have: tuple[str, ...] = (" A", " B", " C", " D")
-):
+LETTER_CONTINUATIONS = (" A", " B", " C", " D")  # Global-MMLU's continuations: scored as one token each
+
+
+def with_single_tokens(texts, must_have: tuple[str, ...] = LETTER_CONTINUATIONS) -> list[str]:
+    """``texts`` and ``must_have`` repeated often enough that a small BPE trained on them merges each into one
+    token (a trained tokenizer that splits " B" cannot score Global-MMLU)."""
+    return [*texts, *([" ".join(must_have) * 50] * 20)]
+
+
+def train_bpe_tokenizer(texts, folder: str, vocab_size: int = 2000, must_have: tuple[str, ...] = LETTER_CONTINUATIONS):
     """A small byte-level BPE tokenizer trained locally (tests, fixtures, offline experiments).
 
     Special tokens follow Gemma's ids where they matter: ``<pad>`` 0, ``<eos>`` 1, ``<bos>`` 2,
@@ -152,8 +159,7 @@ def train_bpe_tokenizer(
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    boost = [" ".join(must_have) * 50] * 20
-    tok.train_from_iterator([*texts, *boost], trainer)
+    tok.train_from_iterator(with_single_tokens(texts, must_have), trainer)
     tok.post_processor = bos_post_processor(tok.token_to_id(BOS))
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,

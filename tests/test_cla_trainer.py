@@ -383,3 +383,13 @@ def test_train_stays_out_of_other_commands_results_and_resume_needs_a_run(tmp_pa
     empty.mkdir()
     assert train(empty, "--resume") == 2 and "holds no training run" in capsys.readouterr().err
     assert not any(empty.iterdir())
+
+
+def test_a_trained_tokenizer_scores_global_mmlu_letters_as_single_tokens():
+    """An export trained with ``model.tokenizer: train`` was refused by ``jaxsteer eval``: " B" was 2 tokens."""
+    from jaxsteer.cla.data import train_tokenizer
+    from jaxsteer.scoring import single_token_ids
+
+    tok = train_tokenizer(["a short text with A and B in it"] * 3, 300)
+    ids = single_token_ids(tok, [" A", " B", " C", " D"])
+    assert len(set(ids)) == 4

@@ -34,7 +34,8 @@ STREAMS = {"task": 0, "align": 1, "clo": 2}
 
 # --- tokenizer for tests and tiny runs --------------------------------------------------------------
 def train_tokenizer(texts: Sequence[str], vocab_size: int = 512):
-    """A small BPE ``PreTrainedTokenizerFast`` with Gemma's special ids and chat template.
+    """A small BPE ``PreTrainedTokenizerFast`` with Gemma's special ids and chat template, and the Global-MMLU
+    letters " A" … " D" as single tokens.
 
     ``<pad>`` 0, ``<eos>`` 1, ``<bos>`` 2, ``<unk>`` 3, ``<start_of_turn>`` 4, ``<end_of_turn>`` 5; the
     pre-tokenizer and template are those of :mod:`jaxsteer.tokens`, the model is BPE over
@@ -44,21 +45,22 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int = 512):
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from jaxsteer.tokens import BOS, CHAT_TEMPLATE, EOS, PAD, SPECIAL_TOKENS, SPLIT_PATTERN, UNK, bos_post_processor
+    from jaxsteer import tokens as T
 
-    tok = Tokenizer(models.BPE(unk_token=UNK))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex(SPLIT_PATTERN), behavior="isolated")
+    tok = Tokenizer(models.BPE(unk_token=T.UNK))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(T.SPLIT_PATTERN), behavior="isolated")
     tok.decoder = decoders.Fuse()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, min_frequency=2, special_tokens=list(SPECIAL_TOKENS), show_progress=False
+        vocab_size=vocab_size, min_frequency=2, special_tokens=list(T.SPECIAL_TOKENS), show_progress=False
     )
-    tok.train_from_iterator(list(dict.fromkeys(texts)), trainer)
-    tok.post_processor = bos_post_processor(tok.token_to_id(BOS))  # tokenizer(text) adds <bos>, as Gemma's
+    # " A" … " D" one token each: a model trained with this tokenizer is scored on Global-MMLU by those letters
+    tok.train_from_iterator(T.with_single_tokens(list(dict.fromkeys(texts))), trainer)
+    tok.post_processor = T.bos_post_processor(tok.token_to_id(T.BOS))  # tokenizer(text) adds <bos>, as Gemma's
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD, unk_token=UNK,
-        additional_special_tokens=list(SPECIAL_TOKENS[4:]), clean_up_tokenization_spaces=False,
+        tokenizer_object=tok, bos_token=T.BOS, eos_token=T.EOS, pad_token=T.PAD, unk_token=T.UNK,
+        additional_special_tokens=list(T.SPECIAL_TOKENS[4:]), clean_up_tokenization_spaces=False,
     )  # fmt: skip
-    fast.chat_template = CHAT_TEMPLATE
+    fast.chat_template = T.CHAT_TEMPLATE
     return fast
 
 
