@@ -44,6 +44,13 @@ def test_zero_vectors_give_nan_or_strict_error():
     assert str(e.value) == "b has a zero vector at layer 2: its angle is undefined"
     with pytest.raises(InputError, match="shapes"):
         cosine_by_layer(a, b[:3])
+    # rounding noise is no direction either: a LOC vector of norm ~1e-6 beside others of ~1 (its angle moved
+    # from 67° to 77° with the device mesh); a short but real vector (1e-3 of the longest) keeps its angle
+    noisy = b.copy()
+    noisy[2] = 1e-6 * b[1]
+    assert np.isnan(sper_degrees(a, noisy)[2])
+    noisy[2] = 1e-3 * a[2]
+    assert sper_degrees(a, noisy)[2] == pytest.approx(0.0, abs=1e-3)
     a[1, 0] = np.nan
     with pytest.raises(InputError, match="NaN or inf at layer 1"):
         sper_degrees(a, b)

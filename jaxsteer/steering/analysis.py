@@ -41,20 +41,26 @@ def norms_by_layer(v: Any) -> np.ndarray:
     return np.linalg.norm(_as_layers(v, "v"), axis=1)
 
 
+NOISE_FLOOR = 1e-5  # relative to the longest vector of a set: shorter is rounding noise, without a direction
+
+
 def cosine_by_layer(a: Any, b: Any, strict: bool = False) -> np.ndarray:
     """Cosine similarity per layer, ``[L]``.
 
     A layer where either vector is zero has no direction: its cosine is NaN (so plots show a gap and
-    means must use ``nanmean``), or, with ``strict=True``, an ``InputError`` naming the layer.
+    means must use ``nanmean``), or, with ``strict=True``, an ``InputError`` naming the layer. "Zero" includes
+    rounding noise: a vector shorter than :data:`NOISE_FLOOR` × its set's longest (a mean difference of pairs
+    that look the same to that layer, e.g. beyond a short sliding window, is ~1e-6 of the others, and its
+    angle would change with the device mesh's summation order).
     """
     a, b = _as_layers(a, "a"), _as_layers(b, "b")
     if a.shape != b.shape:
         raise InputError(f"vector sets have shapes {a.shape} and {b.shape}; they must match")
     na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
-    zero = (na == 0) | (nb == 0)
+    zero = (na <= NOISE_FLOOR * na.max(initial=0.0)) | (nb <= NOISE_FLOOR * nb.max(initial=0.0))
     if strict and zero.any():
         layer = int(np.flatnonzero(zero)[0])
-        which = "a" if na[layer] == 0 else "b"
+        which = "a" if na[layer] <= NOISE_FLOOR * na.max() else "b"
         raise InputError(f"{which} has a zero vector at layer {layer}: its angle is undefined")
     with np.errstate(invalid="ignore", divide="ignore"):
         cos = np.einsum("ld,ld->l", a, b) / (na * nb)
