@@ -23,7 +23,7 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
 from jaxsteer.model.transformer import make_context, plan_row_deltas, run_layers, tile_rows
-from jaxsteer.sharding import pin_rows
+from jaxsteer.sharding import pin_rows, replicated
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,6 +159,8 @@ def run_plan_tree(
     """
     rows = h.shape[0]
     kept = []
+    if mesh is not None:  # [G, L, D] is small: one full copy a device, never resharded from D to rows per segment
+        plans = jax.lax.with_sharding_constraint(plans, replicated(mesh))
     for seg in tree.segments:
         h = pin_rows(_rows_of(h, seg.parents, rows), mesh)
         final = seg is tree.segments[-1] and queries is not None
