@@ -78,10 +78,10 @@ def run(args) -> int:
         figures.plot_sper({f"{a.meta.kind or 'a'} vs {b.meta.kind or 'b'}": sper}, os.path.join(cfg.out, "sper"))
         figures.plot_norms({a.meta.kind or "a": na, b.meta.kind or "b": nb}, os.path.join(cfg.out, "norms"))
         print(f"S_PER by layer (degrees): {np.round(sper, 1).tolist()}")
-        print(f"wrote {cfg.out}/sper.csv, sper.png, norms.png")
+        print(f"wrote {os.path.join(cfg.out, 'sper.csv')}, sper.png, norms.png")
     if pca is not None:
         from jaxsteer.study.pca import write_language_pca
 
         write_csv(os.path.join(cfg.out, "pca_convergence.csv"), write_language_pca(pca, cfg.out))
-        print(f"wrote {cfg.out}/pca_convergence.csv, pca_gmmlu.png, pca_blend.png")
+        print(f"wrote {os.path.join(cfg.out, 'pca_convergence.csv')}, pca_gmmlu.png, pca_blend.png")
     return 0

@@ -54,5 +54,5 @@ def run(args) -> int:
     )
     if out["plane"] is not None:  # None on the processes but 0 of a multi-host run
         print(format_tables(out["plane"]["tables"]))
-    print(f"results in {cfg.out}/ (delta_*.md, plane.png, sper_by_layer.png)")
+    print(f"results in {os.path.join(cfg.out, '')} (delta_*.md, plane.png, sper_by_layer.png)")
     return 0

@@ -100,5 +100,5 @@ def run(args) -> int:
         folder.finish(stage, [plan_path, *paths])
         for path in paths:
             print(f"wrote {path}")
-    print(f"wrote {cfg.out}/plan.json")
+    print(f"wrote {os.path.join(cfg.out, 'plan.json')}")
     return 0

@@ -107,5 +107,5 @@ def run(args) -> int:
     )
     folder.finish("sweep", paths)
     print(f"best (mean over {', '.join(cfg.languages)}): {best.describe()}")
-    print(f"wrote {cfg.out}/sweep.csv, sweep.json, sweep_heatmap.png")
+    print(f"wrote {os.path.join(cfg.out, 'sweep.csv')}, sweep.json, sweep_heatmap.png")
     return 0
