@@ -41,16 +41,23 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
-# ",mesh.model=2" inside one --set: a comma that starts another dotted key=value (a value's own commas, as in
-# "languages=[zh, ko]" or "loc_gammas=0,1", are never followed by a key and "=")
-_NEXT_KEY = re.compile(r",(?=\s*[A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*=)")
+# "mesh.data=4,mesh.model=2": one --set may set several keys of one section — split only at a comma that starts
+# another key of the same section ("mesh."), so a value's own commas ("data=/runs/a,seed=3", free text) stay
+_SECTION = re.compile(r"^\s*([A-Za-z_][\w-]*)\.[\w.-]+=")
+
+
+def _split_keys(item: str) -> list[str]:
+    m = _SECTION.match(item)
+    if not m:
+        return [item]
+    return [part.strip() for part in re.split(rf",(?=\s*{re.escape(m.group(1))}\.[\w.-]+=)", item)]
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:
     """``["a=1", "b.c=[1, 2]"]`` → ``{"a": 1, "b": {"c": [1, 2]}}``; values are parsed as YAML. One item may set
-    several keys, comma-separated: ``mesh.data=4,mesh.model=2``."""
+    several keys of one section, comma-separated: ``mesh.data=4,mesh.model=2``."""
     out: dict[str, Any] = {}
-    split = [part.strip() for item in items or [] for part in _NEXT_KEY.split(item)]
+    split = [part for item in items or [] for part in _split_keys(item)]
     for item in split:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not key=value")

@@ -135,8 +135,10 @@ def write_figure(fig, out_base: str | os.PathLike, *, tight: bool = False) -> tu
     base = os.fspath(out_base)
     for suffix in (".png", ".svg"):
         base = base.removesuffix(suffix)
+    ticks = {id(t) for ax in fig.axes for t in (*ax.get_xticklabels(which="both"), *ax.get_yticklabels(which="both"))}
     for text in fig.findobj(Text):  # method and language names are text: "$" must not start mathtext
-        text.set_parse_math(False)
+        if id(text) not in ticks:  # (a log axis labels its ticks 10^k in mathtext)
+            text.set_parse_math(False)
     paths = []
     for fmt in ("png", "svg"):
         buf = io.BytesIO()

@@ -224,6 +224,20 @@ def test_a_restarted_run_never_takes_an_earlier_configs_tokenizer_or_reference_t
     vocab = json.loads((out / "tokenizer" / "tokenizer.json").read_text())["model"]["vocab"]
     assert vocab == json.loads((tmp_path / "fresh" / "tokenizer" / "tokenizer.json").read_text())["model"]["vocab"]
     assert vocab != first_vocab
+    # a start of another config cut short after its tokenizer was saved, before its run.json: the restart of
+    # the first config must not take that tokenizer on the first config's run.json
+    out2 = tmp_path / "run2"
+    b = config(out2, CLO, {"data": {"langs": ["es", "el"]}, "checkpoint": {"every": 50}})
+    with pytest.raises(KeyboardInterrupt):
+        T.train(b, on_step=stop)
+    monkey = pytest.MonkeyPatch()
+    monkey.setattr(T, "cached_reference", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        T.train(config(out2, CLO, {"data": {"langs": ["ko"]}}))
+    monkey.undo()
+    assert not (out2 / "run.json").exists()
+    T.train(b)
+    assert json.loads((out2 / "tokenizer" / "tokenizer.json").read_text())["model"]["vocab"] == vocab
     assert losses_of(T.read_metrics(out / "metrics.jsonl")) == losses_of(
         T.read_metrics(tmp_path / "fresh" / "metrics.jsonl")
     )
@@ -393,3 +407,18 @@ def test_a_trained_tokenizer_scores_global_mmlu_letters_as_single_tokens():
     tok = train_tokenizer(["a short text with A and B in it"] * 3, 300)
     ids = single_token_ids(tok, [" A", " B", " C", " D"])
     assert len(set(ids)) == 4
+
+
+def test_alignment_pairs_of_one_english_sentence_share_their_source_id(tmp_path):
+    """FLORES is parallel: the same English sentence in two languages' pairs gets one id, which InfoNCE uses to
+    keep them out of each other's negatives (jaxsteer.cla.losses.false_negatives)."""
+    from jaxsteer.cla.data import align_examples, train_tokenizer
+
+    cfg = config(tmp_path / "x", MIDALIGN, {"data": {"langs": ["ko", "zh"]}})
+    ex = align_examples(cfg, train_tokenizer(["a b c"] * 3, 300))
+    source = ex.extra["source"]
+    english = [tuple(r[0].ids) for r in ex.rows]
+    n = len(english) // 2
+    assert len(source) == len(ex) and n > 1
+    assert list(source[:n]) == list(source[n:]) and len(set(source[:n])) == n  # ko's pairs, then zh's: same ids
+    assert all((english[i] == english[j]) == (source[i] == source[j]) for i in range(len(ex)) for j in range(len(ex)))

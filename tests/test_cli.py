@@ -786,3 +786,5 @@ def test_a_vector_file_applied_to_other_languages_says_so(tiny_folder, vectors, 
     assert f"note: {vectors['en']} holds vectors extracted from zh pairs; applying them to ko too" in err
     rc, _, err = call("sweep", *common(tiny_folder, work / "sweep_zh"), "--vectors", vectors["en"], "--layers", "2")
     assert rc == 0 and "note:" not in err
+    rc, _, err = call("eval", *args[:-2], "--out", work / "eval_ko_with_zh", "--steer", f"{vectors['en']}:2:1")
+    assert rc == 0 and "applying them to ko too" in err, err

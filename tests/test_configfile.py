@@ -28,12 +28,15 @@ def test_other_strings_in_number_fields_stay_errors(item, needle):
         build(ExperimentConfig, parse_overrides([item]))
 
 
-def test_one_override_may_set_several_keys_separated_by_commas():
+def test_one_override_may_set_several_keys_of_a_section_separated_by_commas():
     """The README's and issue's ``--set mesh.data=4,mesh.model=2`` (was: "mesh.data='4,mesh.model=2' must be a
-    number"); a value's own commas stay in the value."""
+    number"); a value's own commas stay in the value, even before something that looks like a key."""
     assert parse_overrides(["mesh.data=4,mesh.model=2", "mesh.fsdp=1"]) == {"mesh": {"data": 4, "model": 2, "fsdp": 1}}
-    assert parse_overrides(["languages=[zh, ko]", "loc_gammas=0,1", "data=/x,y"]) == {
+    assert parse_overrides(["models.base=/ckpt/a,models.midalign-s0=/ckpt/b"]) == {
+        "models": {"base": "/ckpt/a", "midalign-s0": "/ckpt/b"}
+    }
+    assert parse_overrides(["languages=[zh, ko]", "data=/runs/dev1=20,seed=3", "mesh.data=/x,y=1"]) == {
         "languages": ["zh", "ko"],
-        "loc_gammas": "0,1",
-        "data": "/x,y",
+        "data": "/runs/dev1=20,seed=3",
+        "mesh": {"data": "/x,y=1"},
     }

@@ -338,6 +338,11 @@ def test_pca_diff_without_variance_is_refused_not_an_arbitrary_axis(model, pairs
     with pytest.raises(InputError, match=r"do not vary at layer 0,"):
         ex._pca_vectors(pos, neg, "pca_diff")
     np.testing.assert_allclose(np.abs(ex._pca_vectors(pos[1:], neg[1:], "pca_diff")[0]), [0, 0, 0, 0], atol=1e-12)
+    same = pos.copy()
+    same[0] = neg[0]  # no difference at all at layer 0: a zero vector there, as mean_diff gives, not a refusal
+    for method in ("pca_diff", "pca_center"):
+        v = ex._pca_vectors(same, neg, method)
+        assert not v[0].any() and np.isfinite(v).all()
 
 
 @pytest.mark.parametrize("side", ["positive", "negative"])

@@ -335,8 +335,8 @@ def test_a_copy_and_a_base_of_another_model_or_protocol_are_refused():
     copy = dataclasses.replace(one, source="copy/SUR_s0")
     with pytest.raises(DataError, match=r"copy/SUR_s0 is the same result as SUR_s0 \(a copy\?\)"):
         delta_table({"SUR": [one, copy]}, base=[_seeded("base", 0, 50.0)])
-    mixed = [_seeded("base", 0, 50.0, base_model="M"), _seeded("base", 1, 70.0, base_model="N")]
-    with pytest.raises(DataError, match="base_model 'N' differs from the base's 'M'"):
+    mixed = [_seeded("base", 0, 50.0, base_model="/ckpt/m"), _seeded("base", 1, 70.0, base_model="/ckpt/n")]
+    with pytest.raises(DataError, match="base_model ./ckpt/n. differs from the base.s ./ckpt/m."):
         delta_table({"SUR": [_seeded("SUR", 0, 52.0)]}, base=mixed)
     protocol = {"gmmlu_subset": "CA", "max_new_tokens": 24}
     base = _seeded("base", 0, 50.0, protocol=protocol)
@@ -370,3 +370,14 @@ def test_a_single_seed_row_in_a_table_of_seeds_has_no_spread_and_names_are_escap
     )
     assert "| A\\|B | +5.00 ± n/a | -2.00 ± n/a | +1.50 ± n/a |" in table.to_markdown()
     assert "A|B,5.00,-2.00,1.50,,,,1" in table.to_csv()
+
+
+def test_a_base_model_recorded_as_a_bare_name_by_older_files_is_not_compared():
+    """Files written before the model's real path was recorded name it by its config name ("gemma3"): it is
+    checked by config hash alone, while two paths (or hub ids) must agree."""
+    old = MethodResult("base", BASE, config_hash="h", base_model="gemma3", seed=0)
+    new = MethodResult("EN", {"zh": 52.0, "ko": 60.0}, config_hash="h", base_model="/ckpt/gemma-3-12b-it", seed=0)
+    assert delta_table({"EN": new}, base=[old]).mean["EN"] == 1.0
+    other = dataclasses.replace(new, base_model="google/gemma-3-4b-it")
+    with pytest.raises(DataError, match="base_model 'google/gemma-3-4b-it' differs"):
+        delta_table({"EN": other}, base=[dataclasses.replace(old, base_model="/ckpt/gemma-3-12b-it")])

@@ -1,5 +1,8 @@
 """The transfer–localization plane figure."""
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 
 from jaxsteer.errors import DataError
@@ -46,3 +49,30 @@ def test_labels_of_crowded_points_do_not_overlap():
     # a lone point keeps the default place: just right of and above it
     ((x0, y0),) = label_positions([("base", 1.0, 2.0)], xlim, ylim)
     assert x0 > 1.0 and y0 == 2.0 + 0.03 * ylim
+
+
+def test_names_are_literal_text_svgs_repeat_and_log_ticks_keep_their_mathtext(tmp_path, monkeypatch):
+    """A method named ``EN$\\alpha$x$\\q$`` crashed the plane after the Δ tables were written; two identical
+    runs wrote different SVGs (date, random clip ids); log axes still label ticks 10^k in mathtext."""
+    from jaxsteer import results
+    from jaxsteer.steering.figures import plot_norms
+
+    points = [PlanePoint("EN$\\alpha$x$\\q$", 1.0, -2.0), PlanePoint("a|b", -1.0, 1.0)]
+    first = plot_plane(points, tmp_path / "one" / "plane")
+    second = plot_plane(points, tmp_path / "two" / "plane")
+    assert [Path(p).read_bytes() for p in first] == [Path(p).read_bytes() for p in second]
+    seen = []
+    real = results.write_figure
+
+    def spy(fig, out_base, **kw):
+        paths = real(fig, out_base, **kw)
+        ticks = [t for ax in fig.axes for t in ax.get_yticklabels()]
+        ax = fig.axes[0]
+        named = [ax.title, ax.xaxis.label, ax.yaxis.label, *ax.get_legend().get_texts()]
+        seen.append((ticks, named))
+        return paths
+
+    monkeypatch.setattr("jaxsteer.steering.figures.write_figure", spy)
+    plot_norms({"EN": np.array([1.0, 10.0, 100.0])}, tmp_path / "norms", log=True)
+    ((ticks, texts),) = seen
+    assert ticks and all(t.get_parse_math() for t in ticks) and not any(t.get_parse_math() for t in texts)

@@ -418,7 +418,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, mesh=None, on_step: OnStep 
                 )
         # what an earlier start of this folder computed (tokenizer, CLO's reference table) is this config's only
         # if its run.json says so: a run stopped before its first checkpoint may be restarted with other settings
-        same = _recorded_hash(out) == cfg.config_hash()
+        same = (resume and latest is not None) or _recorded_hash(out) == cfg.config_hash()
+        if not same and jax.process_index() == 0 and (out / "run.json").is_file():
+            # this start's tokenizer and table replace the earlier config's: its run.json must not vouch for them
+            # if the start is cut short before its own run.json is written
+            (out / "run.json").unlink()
         vocab = setup.model_config.vocab_size
         tokenizer = data_lib.resolve_tokenizer(cfg, setup.model_tokenizer, out, vocab, reuse=same)
         data_lib.check_tokenizer_fits(tokenizer, vocab)

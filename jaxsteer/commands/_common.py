@@ -170,8 +170,9 @@ def add_steer_args(p, scope: bool = False) -> None:
         )
 
 
-def parse_steer(items, config, force: bool, scope: str = "all"):
-    """The ``--steer`` items as one plan (None without any): each file checked against the model first."""
+def parse_steer(items, config, force: bool, scope: str = "all", languages=()):
+    """The ``--steer`` items as one plan (None without any): each file checked against the model first (and a
+    note when it was extracted from other ``languages`` than those it will steer)."""
     from jaxsteer.errors import ConfigError
     from jaxsteer.steering.vectors_io import check_compatible, check_nonzero_at, load_vectors
     from jaxsteer.study.experiment import check_gamma
@@ -191,6 +192,7 @@ def parse_steer(items, config, force: bool, scope: str = "all"):
 
         check_layer(layer, config.num_layers)
         check_nonzero_at(vset, [layer], path)
+        note_other_languages(vset, path, languages)
         parts.append((vset.vectors, layer, gamma))
     return combined_steering(config, parts, scope) if parts else None
 

@@ -39,7 +39,7 @@ def run(args) -> int:
     check_output_folder(cfg.out)
     model = load_model(cfg)
     check_new_tokens(model.config, 1, cfg.max_new_tokens)
-    steering = parse_steer(args.steer, model.config, args.force)
+    steering = parse_steer(args.steer, model.config, args.force, languages=cfg.languages)
     method = args.method or (args.model_name or "base") + ("+steered" if steering else "")
     check_method_name(method)
     # the same base identity `jaxsteer run` records, so eval's files compare with run's and with each other

@@ -18,6 +18,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    import os
+
     from jaxsteer.errors import ConfigError
     from jaxsteer.outputs import check_output_folder
     from jaxsteer.study.compare import format_tables

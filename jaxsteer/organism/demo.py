@@ -275,6 +275,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         "base",
         cfg.languages,
         title="Organism: transfer–localization plane (Δ vs base, mean ± s.d. over seeds)",
+        command="jaxsteer demo",
     )
     tables, plane = comparison["tables"], comparison["plane"]
     points = {p.method: p for p in comparison["points"]}
@@ -343,7 +344,7 @@ def caveats(base_acc: dict, info: dict) -> list[str]:
     if gm < 40.0:
         out.append(f"- Base Global-MMLU accuracy is {gm:.1f} % (chance 25 %): little transfer headroom to measure.")
     out.append(
-        "- Rows of the base model come from one deterministic run (± 0.00 is not a spread; conclusions about "
+        "- Rows of the base model come from one deterministic run (± n/a: no spread over seeds; conclusions about "
         "them use the binomial s.e. over the test items); aligned-model rows are mean ± s.d. over the alignment seeds."
     )
     return out

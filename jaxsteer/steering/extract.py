@@ -242,7 +242,9 @@ def _pca_vectors(pos: np.ndarray, neg: np.ndarray, method: str) -> np.ndarray:
         data = np.concatenate([pos - center, neg - center], axis=1)
     _, sv, vt = np.linalg.svd(data.astype(np.float64), full_matrices=False)
     spread = np.linalg.norm(diffs.astype(np.float64), axis=-1).max(axis=1)  # [L]
-    flat = np.flatnonzero(sv[:, 0] <= 1e-9 * np.maximum(spread, 1e-30))
+    # a layer whose differences are all exactly zero gives a zero vector, as mean_diff does (check_nonzero_at
+    # refuses it where it would be used); one whose differences are equal but not zero has no component
+    flat = np.flatnonzero((spread > 0) & (sv[:, 0] <= 1e-9 * spread))
     if flat.size:  # no variance to take a component of: SVD would hand back an arbitrary basis vector
         raise InputError(
             f"{method}: the pairs' differences do not vary at layer {int(flat[0])}"

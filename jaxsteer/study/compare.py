@@ -48,9 +48,10 @@ def write_comparison(
         {
             "method": p.method,
             "delta_gmmlu": p.dx,
-            "sd_gmmlu": p.dx_err,
+            # one result: no spread to report (empty), not a spread of zero — as the Δ tables say "n/a"
+            "sd_gmmlu": p.dx_err if tables["gmmlu"].n_seeds[p.method] > 1 else "",
             "delta_blend": p.dy,
-            "sd_blend": p.dy_err,
+            "sd_blend": p.dy_err if tables["blend"].n_seeds[p.method] > 1 else "",
             "quadrant": p.quadrant,
         }
         for p in points
