@@ -263,6 +263,15 @@ def test_eval_result_files_match_the_python_api(evals, tiny_model, vectors, lett
     # the " C" vector answers C everywhere: the steered accuracy is the share of C answers
     answers = [q.answer for q in b.gmmlu("zh", "test")]
     assert accuracy(evals, "steered", "gmmlu")["zh"] == pytest.approx(100 * np.mean(np.array(answers) == 2))
+    # the items behind each accuracy (a binomial s.e. needs them): every question, and BLEnD's scored ones
+    from jaxsteer.study import metrics
+
+    assert read_json(evals / "steered.gmmlu.json")["n"] == {"zh": len(answers)}
+    responses = read_json(evals / "steered.responses.json")["zh"]
+    scored = metrics.blend_accuracy(responses, [it.question for it in b.blend("zh", "test")], "jaxsteer")
+    assert read_json(evals / "steered.blend.json")["n"] == {"zh": scored.n_scored}
+    assert scored.n_scored + scored.n_skipped == len(b.blend("zh", "test"))
+    assert accuracy(evals, "steered", "blend")["zh"] == pytest.approx(scored.accuracy)  # recomputed by hand
 
 
 def test_plane_delta_table_equals_result_file_differences(evals, work):

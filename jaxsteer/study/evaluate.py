@@ -216,6 +216,16 @@ class EvalResult:
     gmmlu: dict[str, float]
     blend: dict[str, float]
     responses: dict[str, dict[str, str]]
+    # items behind each accuracy: {"gmmlu": {lang: n}, "blend": {lang: n scored}} (a binomial s.e. needs them)
+    n: dict[str, dict[str, int]] = dataclasses.field(default_factory=lambda: {"gmmlu": {}, "blend": {}})
+
+
+def item_counts(bench: Benchmarks, lang: str, part: str) -> dict[str, int]:
+    """How many items a language's accuracies are over: Global-MMLU questions, and BLEnD questions scored
+    (BLEnD's skip rules depend on the annotations only, so no response is needed to count them)."""
+    questions = [it.question for it in bench.blend(lang, part)]
+    scored = metrics.blend_accuracy({}, questions, bench.cfg.blend_match).n_scored if questions else 0
+    return {"gmmlu": len(bench.gmmlu(lang, part)), "blend": scored}
 
 
 def evaluate(
@@ -236,7 +246,11 @@ def evaluate(
         bl[lang] = blend_accuracy(model, bench, lang, part, steer, progress, resp[lang])
         if progress:
             print(f"  {method:>18} {lang}: Global-MMLU {gm[lang]:5.1f}  BLEnD {bl[lang]:5.1f}", flush=True)
-    return EvalResult(method, gm, bl, resp)
+    result = EvalResult(method, gm, bl, resp)
+    for lang in bench.cfg.languages:
+        for name, count in item_counts(bench, lang, part).items():
+            result.n[name][lang] = count
+    return result
 
 
 def compile_single_evaluation_ahead(model: Model, bench: Benchmarks, part: str, steering_for=None) -> None:
@@ -278,8 +292,10 @@ def evaluate_many(
         gm = gmmlu_accuracies(model, bench, lang, part, deltas, progress)
         responses = [{} for _ in methods]
         bl = blend_accuracies(model, bench, lang, part, plans=deltas, progress=progress, responses_out=responses)
+        counts = item_counts(bench, lang, part)
         for r, g, b, resp in zip(results, gm, bl, responses):
             r.gmmlu[lang], r.blend[lang], r.responses[lang] = g, b, resp
+            r.n["gmmlu"][lang], r.n["blend"][lang] = counts["gmmlu"], counts["blend"]
             if progress:
                 print(f"  {r.method:>18} {lang}: Global-MMLU {g:5.1f}  BLEnD {b:5.1f}", flush=True)
     return results
@@ -350,7 +366,10 @@ def write_eval(
     gm_name, bl_name, csv_name, responses_name = eval_file_names(result.method)
     paths = []
     for bench, scores, name in (("gmmlu", result.gmmlu, gm_name), ("blend", result.blend, bl_name)):
-        paths.append(write_json(os.path.join(out_dir, name), {**common, "benchmark": bench, "accuracy": scores}))
+        counts = {"n": result.n[bench]} if result.n.get(bench) else {}
+        paths.append(
+            write_json(os.path.join(out_dir, name), {**common, "benchmark": bench, "accuracy": scores, **counts})
+        )
     rows = [
         {"method": result.method, "lang": lang, "gmmlu": result.gmmlu[lang], "blend": result.blend[lang]}
         for lang in result.gmmlu
@@ -371,7 +390,10 @@ def read_eval(out_dir: str, method: str) -> EvalResult:
 
     gm_name, bl_name, _, responses_name = eval_file_names(method)
     gm, bl = (metrics.load_result(os.path.join(out_dir, n)).scores for n in (gm_name, bl_name))
-    return EvalResult(method, dict(gm), dict(bl), read_json(os.path.join(out_dir, responses_name)))
+    counts = {
+        b: dict(read_json(os.path.join(out_dir, n)).get("n") or {}) for b, n in (("gmmlu", gm_name), ("blend", bl_name))
+    }
+    return EvalResult(method, dict(gm), dict(bl), read_json(os.path.join(out_dir, responses_name)), counts)
 
 
 BLEND_MC_LL_LABEL = "blend_mc_ll (jaxsteer variant: summed log-likelihood of each choice; not BLEnD's protocol)"
