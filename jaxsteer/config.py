@@ -155,6 +155,7 @@ class GemmaConfig:
         """Parse a Gemma-3 ``config.json`` (a folder, the file, or the dict); multimodal ones use ``text_config``."""
         raw = _read_config_json(source) if not isinstance(source, dict) else dict(source)
         name = raw.get("_name_or_path") or (str(source) if not isinstance(source, dict) else "gemma3")
+        quantized = raw.get("quantization_config")  # top level, also in multimodal configs
         if "text_config" in raw:
             raw = dict(raw["text_config"] or {})
         model_type = raw.get("model_type", "gemma3_text")
@@ -177,6 +178,18 @@ class GemmaConfig:
             raise ConfigError(f"unsupported global rope_type {full.get('rope_type')!r} (expected default or linear)")
         if hf.final_logit_softcapping or hf.attn_logit_softcapping:
             raise ConfigError("logit soft-capping is set; Gemma-3 checkpoints have none (is this Gemma-2?)")
+        # what jaxsteer's forward computes for every released Gemma-3: anything else would load and run silently
+        # wrong (an untied head read as the embedding: logits 100 % off)
+        unlike = {
+            "tie_word_embeddings": (getattr(hf, "tie_word_embeddings", True), True),
+            "attention_bias": (getattr(hf, "attention_bias", False), False),
+            "hidden_activation": (getattr(hf, "hidden_activation", "gelu_pytorch_tanh"), "gelu_pytorch_tanh"),
+            "use_bidirectional_attention": (bool(getattr(hf, "use_bidirectional_attention", False)), False),
+            "quantization_config": (quantized or raw.get("quantization_config"), None),
+        }
+        for key, (value, supported) in unlike.items():
+            if value != supported:
+                raise ConfigError(f"config {key}={value!r} is not supported (jaxsteer runs Gemma-3 with {supported!r})")
         return cls(
             vocab_size=int(hf.vocab_size),
             hidden_size=int(hf.hidden_size),

@@ -189,3 +189,22 @@ def test_the_context_length_is_read_kept_and_not_hashed(tmp_path):
     assert one_b.replace(max_position_embeddings=4096).config_hash() == one_b.config_hash()
     with pytest.raises(ConfigError, match="max_position_embeddings=0 must be positive"):
         tiny(max_position_embeddings=0)
+
+
+@pytest.mark.parametrize(
+    "change, needle",
+    [
+        ({"tie_word_embeddings": False}, "tie_word_embeddings=False"),
+        ({"attention_bias": True}, "attention_bias=True"),
+        ({"hidden_activation": "gelu"}, "hidden_activation='gelu'"),
+        ({"use_bidirectional_attention": True}, "use_bidirectional_attention=True"),
+        ({"quantization_config": {"quant_method": "bitsandbytes", "load_in_8bit": True}}, "quantization_config="),
+    ],
+)
+def test_a_config_jaxsteer_would_compute_wrongly_is_refused(change, needle):
+    """Loaded before as if tied, unbiased, tanh-GELU, causal and unquantized: an untied head gave logits ~100 % off."""
+    with pytest.raises(ConfigError, match=rf"config {needle}.* is not supported"):
+        GemmaConfig.from_hf({**LEGACY, **change})
+    if "quantization_config" in change:  # a multimodal config carries it at the top level
+        with pytest.raises(ConfigError, match="quantization_config"):
+            GemmaConfig.from_hf({"model_type": "gemma3", "text_config": dict(LEGACY), **change})

@@ -66,6 +66,14 @@ def test_save_load_roundtrip(tmp_path):
     path.write_text("{}")
     with pytest.raises(DataError, match="not a jaxsteer split file"):
         load_splits(path)
+    good = json.loads(json.dumps(json.loads(save_splits(splits, tmp_path / "ok.json").read_text())))
+    for key, value, needle in (("dev1", "q12", "dev1 must be a list of ids"), ("seed", "x", "seed 'x' must be"),
+                               ("dev2", None, "dev2 must be a list")):  # fmt: skip
+        broken = json.loads(json.dumps(good))
+        broken["splits"]["zh"][key] = value  # "q12" read as the ids q, 1, 2 before
+        path.write_text(json.dumps(broken))
+        with pytest.raises(DataError, match=needle):
+            load_splits(path)
 
 
 def test_select_in_split_order():

@@ -358,3 +358,49 @@ def test_max_new_tokens_follows_the_checkpoints_context(js_random, batch):
     one_line_error(lambda: jaxsteer.generate(short, *batch[:1], 6, batch[1]), InputError, "at most 5 new tokens fit")
     for bad in (0, -3):
         one_line_error(lambda b=bad: jaxsteer.generate(short, batch[0], b, batch[1]), InputError, "max_new_tokens")
+
+
+def test_an_int8_quantized_weight_is_refused_not_loaded_as_numbers(good, tmp_path):
+    tensors = dict(good[1])
+    name = "model.layers.3.self_attn.q_proj.weight"
+    tensors[name] = np.clip(np.asarray(tensors[name], np.float32) * 100, -127, 127).astype(np.int8)
+    _load_fails(_variant(good, tmp_path, tensors), tmp_path, CheckpointError, rf"{re.escape(name)} is I8, not floating")
+
+
+def _raw_safetensors(path, header: bytes, data: bytes = b"") -> str:
+    with open(path, "wb") as f:
+        f.write(len(header).to_bytes(8, "little") + header + data)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "header, needle",
+    [
+        (b'{"a":{"dtype":"F32","shape":[2],"data_offsets":[-8,0]}}', "malformed header entry"),
+        (
+            b'{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}',
+            "starts at byte 0 of the data, expected 4",
+        ),
+        (b'{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}', "starts at byte 4 of the data, expected 0"),
+        (b'{"__metadata__":{"n":3},"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}', "strings to strings"),
+        (b"[1,2]", "not an object of tensors"),
+        (b'{"a":"x"}', "malformed header entry"),
+        (b'{"a":{"dtype":"F32","shape":[1]}}', "malformed header entry"),
+        (b'{"a":{"dtype":"F32","shape":"ab","data_offsets":[0,4]}}', "malformed header entry"),
+        (b"[" * 100000 + b"]" * 100000, "unreadable safetensors header|not an object"),
+    ],
+)
+def test_a_malformed_safetensors_header_is_one_checkpoint_error(header, needle, tmp_path):
+    """Negative or overlapping offsets read the header's or another tensor's bytes as weights; other shapes of
+    header escaped as TypeError/KeyError/RecursionError tracebacks (the safetensors library refuses them all)."""
+    path = _raw_safetensors(tmp_path / "bad.safetensors", header, b"\0" * 8)
+    with pytest.raises(CheckpointError, match=needle) as e:
+        SafetensorsFile(path)
+    assert len(str(e.value).splitlines()) == 1
+
+
+def test_a_scalar_keeps_its_shape(tmp_path):
+    path = tmp_path / "s.safetensors"
+    write_safetensors(path, {"scalar": np.array(3.5, np.float32)})
+    with SafetensorsFile(path) as f:
+        assert f.shape("scalar") == () and float(f.get("scalar")) == 3.5

@@ -30,6 +30,7 @@ from jaxsteer.results import commit, temp_dir
 
 PREFIXES = ("model.language_model.", "language_model.model.", "model.")
 DROPPED = ("vision_tower.", "multi_modal_projector.", "model.vision_tower.", "model.multi_modal_projector.")
+FLOAT_DTYPES = ("BF16", "F16", "F32", "F64")
 _LAYER = re.compile(r"layers\.(\d+)\.(.+)\.weight$")
 _HF_LAYER_NAMES = GEMMA3.hf_layer_names  # the one family with an HF loader today (jaxsteer.model.family)
 _JS_LAYER_NAMES = {v: k for k, v in _HF_LAYER_NAMES.items()}
@@ -153,6 +154,11 @@ def load_params(
                 want = expected[key] if layer is None else shapes[key]
                 if f.shape(name) != want:
                     raise CheckpointError(f"tensor {name} has shape {f.shape(name)}, expected {want} from config.json")
+                if f.dtype_name(name) not in FLOAT_DTYPES:  # int8/int4 quantized weights would load as numbers
+                    raise CheckpointError(
+                        f"tensor {name} is {f.dtype_name(name)}, not floating point (a quantized checkpoint?); "
+                        f"jaxsteer loads {', '.join(FLOAT_DTYPES)} weights"
+                    )
                 where[target] = (f, name)
         needed = {("embed", None), ("final_norm", None)}
         needed |= {(k, i) for k in shapes for i in range(config.num_layers)}

@@ -140,10 +140,14 @@ def load_splits(path: str | os.PathLike) -> dict[str, Split]:
         raise DataError(f"{path}: not a jaxsteer split file (expected format {FORMAT!r})")
     out = {}
     for lang, entry in data["splits"].items():
-        missing = [k for k in ("seed", *PARTS) if k not in entry]
+        missing = [k for k in ("seed", *PARTS) if not isinstance(entry, dict) or k not in entry]
         if missing:
             raise DataError(f"{path}: split {lang!r} lacks {', '.join(missing)}")
-        split = Split(lang, int(entry["seed"]), *(tuple(str(i) for i in entry[p]) for p in PARTS))
+        bad = [p for p in PARTS if not isinstance(entry[p], list)]  # a string would split into its characters
+        if bad or type(entry["seed"]) is not int:
+            what = f"{bad[0]} must be a list of ids" if bad else f"seed {entry['seed']!r} must be an integer"
+            raise DataError(f"{path}: split {lang!r}: {what}")
+        split = Split(lang, entry["seed"], *(tuple(str(i) for i in entry[p]) for p in PARTS))
         check_disjoint(split, str(path))
         out[lang] = split
     return out
