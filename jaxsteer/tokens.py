@@ -69,6 +69,8 @@ def check_texts(texts, what: str = "text") -> list[str]:
     """
     from jaxsteer.errors import InputError
 
+    if isinstance(texts, (str, bytes, bytearray)):  # iterated, one string would be one text per character
+        raise InputError(f"{what}: expected a list of texts, got one {type(texts).__name__} (wrap it in a list)")
     out = []
     for i, text in enumerate(texts, 1):
         if isinstance(text, (bytes, bytearray)):
@@ -87,6 +89,8 @@ def check_texts(texts, what: str = "text") -> list[str]:
                 raise InputError(f"{what} {i} is not UTF-8: byte 0x{char - 0xDC00:02x} at offset {offset}") from None
             raise InputError(f"{what} {i} holds a lone surrogate U+{char:04X} at offset {offset}") from None
         out.append(text)
+    if not out:
+        raise InputError(f"no {what} given: expected at least one")
     return out
 
 

@@ -67,3 +67,10 @@ def test_save_and_restore_params(tmp_path):
     assert restore_params(path, params)["embed"].dtype == jnp.bfloat16
     with pytest.raises(CheckpointError, match="no params checkpoint"):
         restore_params(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match=r"cannot restore params from .*empty") as e:
+        restore_params(tmp_path / "empty", params)
+    assert len(str(e.value).splitlines()) == 1
+    wrong = {**params, "embed": jnp.zeros((5, 4), jnp.bfloat16)}
+    with pytest.raises(CheckpointError, match="cannot restore params from"):
+        restore_params(path, wrong)

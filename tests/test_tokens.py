@@ -90,3 +90,8 @@ def test_texts_that_are_not_utf8_are_one_line_naming_the_text_and_byte():
     with pytest.raises(InputError, match=r"^text 1 is not text but int$"):
         check_texts([3])
     assert check_texts([b"caf\xc3\xa9", "x"]) == ["café", "x"]
+    # one string is not a list of texts (each character would be one row), and none is an error, not max([])
+    with pytest.raises(InputError, match=r"^--prompt: expected a list of texts, got one str"):
+        check_texts("hello", "--prompt")
+    with pytest.raises(InputError, match=r"^no text given: expected at least one$"):
+        check_texts([])

@@ -62,10 +62,14 @@ class TrainCheckpointer:
     def read_meta(self, step: int | None = None) -> tuple[int, dict, dict]:
         """(step, data position, config) of a checkpoint without reading its arrays."""
         step = self._step(step)
-        out = self.manager.restore(
-            step, args=ocp.args.Composite(data=ocp.args.JsonRestore(), config=ocp.args.JsonRestore())
-        )
-        return step, dict(out["data"]), dict(out["config"])
+        try:
+            out = self.manager.restore(
+                step, args=ocp.args.Composite(data=ocp.args.JsonRestore(), config=ocp.args.JsonRestore())
+            )
+            return step, dict(out["data"]), dict(out["config"])
+        except (OSError, ValueError, KeyError, TypeError) as e:  # a cut-short save, edited or foreign files
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise CheckpointError(f"cannot read checkpoint step {step} in {self.directory}: {first}") from None
 
     def restore(self, abstract_state: Any, step: int | None = None) -> tuple[int, Any, dict, dict]:
         """(step, state, data position, config), arrays placed by the shardings of ``abstract_state``."""
@@ -127,9 +131,13 @@ def restore_params(path: str | os.PathLike, target: Any = None) -> Any:
     if not path.is_dir():
         raise CheckpointError(f"no params checkpoint at {path}")
     with ocp.StandardCheckpointer() as ckpt:
-        if target is None:
-            return ckpt.restore(path)
-        return ckpt.restore(path, abstract_like(target) if not _is_abstract(target) else target)
+        try:
+            if target is None:
+                return ckpt.restore(path)
+            return ckpt.restore(path, abstract_like(target) if not _is_abstract(target) else target)
+        except (OSError, ValueError, KeyError, TypeError) as e:  # empty, truncated, or another tree's shapes
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise CheckpointError(f"cannot restore params from {path}: {first}") from None
 
 
 def _is_abstract(tree: Any) -> bool:
