@@ -107,6 +107,26 @@ def test_single_runs_are_judged_by_the_binomial_error_over_items(tmp_path):
     assert "LOC-steering on base, BLEnD: raised by 35.0 points" in " ".join(conclusions({"base+LOC": loc}, runs))
 
 
+def test_a_steered_aligned_model_is_judged_by_the_spread_of_its_per_seed_differences(tmp_path):
+    """MIDALIGN+LOC − MIDALIGN per seed: (+10, +6, +2) on one language → +6 ± 4 (the paired s.d.), not the
+    steered row's own s.d. alone; with one seed nothing is judged (a spread of 0.0 counted every difference)."""
+    from jaxsteer.organism.demo import conclusions, paired_spread
+
+    runs = str(tmp_path)
+    for seed, (plain, loc) in enumerate([(50.0, 60.0), (40.0, 46.0), (30.0, 32.0)]):
+        _result(runs, f"MIDALIGN_s{seed}", "blend", {"zh": plain})
+        _result(runs, f"MIDALIGN_s{seed}+LOC", "blend", {"zh": loc})
+    assert paired_spread(runs, "MIDALIGN+LOC", "MIDALIGN", "blend", (0, 1, 2)) == pytest.approx(4.0)
+    assert paired_spread(runs, "MIDALIGN+LOC", "MIDALIGN", "blend", (0,)) is None
+    points = {"MIDALIGN": metrics.PlanePoint("MIDALIGN", 0.0, -5.0, 0.0, 10.0),
+              "MIDALIGN+LOC": metrics.PlanePoint("MIDALIGN+LOC", 0.0, 1.0, 0.0, 14.0)}  # fmt: skip
+    text = " ".join(conclusions(points, runs, (0, 1, 2)))
+    assert "LOC-steering on MIDALIGN, BLEnD: raised by 6.0 points (± 4.0 s.d. over seeds)" in text
+    one = " ".join(conclusions(points, runs, (0,)))
+    assert "LOC-steering on MIDALIGN, BLEnD: +6.0 points (one seed: no spread over seeds to judge it by)" in one
+    assert "MIDALIGN vs base, BLEnD (localization): -5.0 points (one seed" in one
+
+
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
@@ -114,6 +134,10 @@ def test_single_runs_are_judged_by_the_binomial_error_over_items(tmp_path):
         (["--retrain", "--world", "shared_fraction=half"], "must be a number"),
         (["--retrain", "--world", "shared_fraction=1.5"], "fractions in"),
         (["--world", "shared_fraction=0.1"], "pass it with --retrain"),
+        # seeds: checked before the world is written and training starts; "0,0" would report one run as two
+        (["--seeds=-1"], "-1 is not in 0"),
+        (["--seeds", "0,0"], "a seed is given twice"),
+        (["--seeds", ","], "give at least one seed"),
     ],
 )
 def test_bad_world_knobs_are_one_line_errors(tmp_path, capsys, argv, needle):
@@ -122,3 +146,21 @@ def test_bad_world_knobs_are_one_line_errors(tmp_path, capsys, argv, needle):
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert rc == 2 and len(err) == 1 and needle in err[0], err
     assert not out.exists()
+
+
+def test_the_demo_keeps_out_of_other_folders_and_never_deletes_a_folder_it_did_not_write(tmp_path, capsys):
+    """``--out`` another command's results folder was rewritten; ``--retrain --model DIR`` deleted DIR's files."""
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "manifest.json").write_text("{}")
+    assert main(["demo", "--fast", "--out", str(results)]) == 2
+    assert "holds manifest.json of another jaxsteer command" in capsys.readouterr().err
+    assert sorted(p.name for p in results.iterdir()) == ["manifest.json"]
+    victim = tmp_path / "mine"
+    victim.mkdir()
+    (victim / "important.txt").write_text("keep")
+    out = tmp_path / "demo_out"
+    argv = ["demo", "--retrain", "--steps", "1", "--batch", "2", "--retrain-only", "--model", str(victim)]
+    assert main([*argv, "--out", str(out)]) == 2
+    assert "holds files that are not an organism" in capsys.readouterr().err
+    assert (victim / "important.txt").read_text() == "keep" and not out.exists()

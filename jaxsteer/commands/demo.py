@@ -50,9 +50,16 @@ def run(args) -> int:
     from jaxsteer.errors import ConfigError
     from jaxsteer.organism.demo import DemoConfig, run_demo
     from jaxsteer.organism.model import ASSETS, load_organism, pretrain
-    from jaxsteer.outputs import check_output_folder
+    from jaxsteer.outputs import MANIFEST, TRAINING_RUN, check_output_folder
 
+    # "--out=~/x" reaches us unexpanded (the shell expands ~ only at a word's start): one folder for every stage
+    args.out = os.path.expanduser(args.out) if args.out else args.out
+    args.model = os.path.expanduser(args.model) if args.model else args.model
     check_output_folder(args.out)
+    taken = [n for n in (MANIFEST, *TRAINING_RUN) if os.path.exists(os.path.join(args.out, n))]
+    if taken:  # the demo rewrites its folder's top level: never another command's results or a training run
+        raise ConfigError(f"--out {args.out} holds {taken[0]} of another jaxsteer command; choose another --out")
+    seeds = demo_seeds(args.seeds)
     from jaxsteer.commands._common import use_compilation_cache
 
     use_compilation_cache()
@@ -60,6 +67,7 @@ def run(args) -> int:
     if args.retrain:
         if min(args.steps, args.batch) < 1 or not args.lr > 0:
             raise ConfigError("--steps, --batch and --lr must be positive")
+        check_retrain_destination(model)
         work = os.path.join(args.out, "retrain")
         print(f"rebuilding the organism: {args.steps} pretraining steps, batch {args.batch} (work folder {work})")
         world = world_config(args.world)
@@ -73,18 +81,54 @@ def run(args) -> int:
             raise ConfigError("--world changes the world that --retrain builds; pass it with --retrain")
         load_organism(model)  # a one-line error for a folder without weights, before any work
     cfg = DemoConfig.fast(args.out, model) if args.fast else DemoConfig(out=args.out, model=model)
-    changes = {}
-    if args.seeds:
-        try:
-            changes["seeds"] = tuple(int(s) for s in args.seeds.split(",") if s.strip())
-        except ValueError:
-            raise ConfigError(f"--seeds {args.seeds!r}: expected comma-separated integers") from None
+    changes = {"seeds": seeds} if seeds else {}
     if args.align_steps is not None:
         if args.align_steps < 1:
             raise ConfigError(f"--align-steps {args.align_steps} must be positive")
         changes["align_steps"] = args.align_steps
     run_demo(dataclasses.replace(cfg, **changes))
     return 0
+
+
+def demo_seeds(text: str | None) -> tuple[int, ...] | None:
+    """``--seeds 0,1,2`` → ``(0, 1, 2)``: distinct integers in the seed range, at least one — checked before any
+    work (a bad seed failed after the world was written and training had begun; ``0,0`` reported one run as two)."""
+    from jaxsteer.errors import ConfigError
+
+    if text is None:
+        return None
+    try:
+        seeds = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise ConfigError(f"--seeds {text!r}: expected comma-separated integers") from None
+    if not seeds:
+        raise ConfigError(f"--seeds {text!r}: give at least one seed")
+    bad = [s for s in seeds if not 0 <= s < 2**32]
+    if bad:
+        raise ConfigError(f"--seeds: {bad[0]} is not in 0 … 2**32 − 1")
+    if len(set(seeds)) < len(seeds):
+        raise ConfigError(f"--seeds {text!r}: a seed is given twice (it would count as two runs that agree)")
+    return seeds
+
+
+def check_retrain_destination(model: str) -> None:
+    """``--retrain`` replaces the folder it writes the organism to: refuse one that holds anything but an
+    organism (its files would be deleted), before hours of pretraining."""
+    from pathlib import Path
+
+    from jaxsteer.errors import ConfigError
+
+    dest = Path(model).resolve()
+    if not dest.exists():
+        return
+    if not dest.is_dir():
+        raise ConfigError(f"--model {model} is a file; --retrain writes the organism into a folder")
+    is_organism = (dest / "world.json").is_file() and (dest / "config.json").is_file()
+    if any(dest.iterdir()) and not is_organism:
+        raise ConfigError(
+            f"--model {model} holds files that are not an organism, and --retrain replaces the whole folder; "
+            "choose an empty or new folder"
+        )
 
 
 def world_config(items: list[str]):

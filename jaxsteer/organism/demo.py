@@ -185,36 +185,61 @@ def single_run_se(runs_dir: str, a: str, b: str, bench: str) -> float:
     return 100.0 * float(np.sqrt(var)) / max(len(acc_a), 1)
 
 
-def conclusions(points: dict[str, metrics.PlanePoint], runs_dir: str | None = None) -> list[str]:
-    """Sentences that follow from the numbers. Over seeds, a difference within one s.d. is reported as none;
-    for single runs (steering the base model), within two binomial standard errors over the test items."""
+def paired_spread(runs_dir: str, a: str, b: str, bench: str, seeds) -> float | None:
+    """S.d. over seeds of the per-seed difference ``a − b`` of one aligned model's runs (``MIDALIGN+LOC`` minus
+    ``MIDALIGN``: the files ``MIDALIGN_s{seed}+LOC`` and ``MIDALIGN_s{seed}``), language-averaged: the spread of
+    a difference between two runs of the same seed, which the two rows' own spreads overstate or understate.
+    None with fewer than two seeds (no spread to judge by)."""
+
+    def name(group: str, seed: int) -> str:
+        model, _, suffix = group.partition("+")
+        return f"{model}_s{seed}" + (f"+{suffix}" if suffix else "")
+
+    diffs = []
+    for seed in seeds:
+        acc = [metrics.load_result(os.path.join(runs_dir, f"{name(g, seed)}.{bench}.json")).scores for g in (a, b)]
+        diffs.append(float(np.mean([acc[0][lang] - acc[1][lang] for lang in acc[1]])))
+    return metrics.mean_spread(diffs)[1] if len(diffs) > 1 else None
+
+
+def conclusions(points: dict[str, metrics.PlanePoint], runs_dir: str | None = None, seeds=None) -> list[str]:
+    """Sentences that follow from the numbers. Over seeds, a difference within one s.d. is reported as none (the
+    s.d. of the per-seed difference where both sides are runs of the same seeds); for single runs (steering the
+    base model), within two binomial standard errors over the test items. With one seed nothing is judged."""
 
     def moved(value, err, what, single=False):
         if value is None:
             return f"{what}: not measured"
-        err = err or 0.0
+        if err is None:  # one seed: a spread of 0.0 would count every difference as real
+            return f"{what}: {value:+.1f} points (one seed: no spread over seeds to judge it by)"
         spread = f"± {err:.1f} {'s.e. over items' if single else 's.d. over seeds'}"
         if abs(value) <= max(2 * err if single else err, 1e-9):
             return f"{what}: no change beyond the {'item noise' if single else 'seed spread'} ({value:+.1f} {spread})"
         return f"{what}: {'raised' if value > 0 else 'lowered'} by {abs(value):.1f} points ({spread})"
 
+    one_seed = seeds is not None and len(seeds) < 2
+
     def noise(a, b, bench, err_a, err_b):
         # rows of the base model are single deterministic runs (aligned models have per-seed files)
         if runs_dir is not None and a.split("+")[0] == b.split("+")[0] == "base":
             return single_run_se(runs_dir, a, b, bench), True
+        if one_seed:
+            return None, False
+        if runs_dir is not None and seeds is not None and a.split("+")[0] == b.split("+")[0]:
+            return paired_spread(runs_dir, a, b, bench, seeds), False
         return float(np.hypot(err_a or 0, err_b or 0)), False
 
     out = []
     cla, ctrl = points.get("MIDALIGN"), points.get("LM-only")
     if cla:
-        out.append(moved(cla.dx, cla.dx_err, "MIDALIGN vs base, Global-MMLU (transfer)"))
-        out.append(moved(cla.dy, cla.dy_err, "MIDALIGN vs base, BLEnD (localization)"))
+        out.append(moved(cla.dx, None if one_seed else cla.dx_err, "MIDALIGN vs base, Global-MMLU (transfer)"))
+        out.append(moved(cla.dy, None if one_seed else cla.dy_err, "MIDALIGN vs base, BLEnD (localization)"))
     if cla and ctrl:
         gap = cla.dx - ctrl.dx
-        err = float(np.hypot(cla.dx_err or 0, ctrl.dx_err or 0))
+        err = None if one_seed else float(np.hypot(cla.dx_err or 0, ctrl.dx_err or 0))
         out.append(moved(gap, err, "MIDALIGN vs its LM-only control, Global-MMLU (what alignment adds)"))
         gap = cla.dy - ctrl.dy
-        err = float(np.hypot(cla.dy_err or 0, ctrl.dy_err or 0))
+        err = None if one_seed else float(np.hypot(cla.dy_err or 0, ctrl.dy_err or 0))
         out.append(moved(gap, err, "MIDALIGN vs its LM-only control, BLEnD (erasure due to alignment)"))
     for model in ("base", "MIDALIGN"):
         plain = points.get(model) if model != "base" else metrics.PlanePoint("base", 0.0, 0.0, 0.0, 0.0)
@@ -241,9 +266,10 @@ def conclusions(points: dict[str, metrics.PlanePoint], runs_dir: str | None = No
         if sur:
             ex, _ = noise(f"{model}+SUR", "base", "gmmlu", sur.dx_err, 0.0)
             ey, _ = noise(f"{model}+SUR", "base", "blend", sur.dy_err, 0.0)
+            shown = lambda v, e: f"{v:+.1f}" + ("" if e is None else f" ± {e:.1f}")  # noqa: E731
             out.append(
-                f"SUR on {model}: Δ vs base = ({sur.dx:+.1f} ± {ex:.1f}, {sur.dy:+.1f} ± {ey:.1f}) "
-                f"→ quadrant '{sur.quadrant}'"
+                f"SUR on {model}: Δ vs base = ({shown(sur.dx, ex)}, {shown(sur.dy, ey)}) "
+                f"→ quadrant '{sur.quadrant}' (by sign)"
             )
     return out
 
@@ -265,7 +291,8 @@ def run_demo(cfg: DemoConfig) -> dict:
     steer = ("base", *[m for m in trained if m.startswith("MIDALIGN")])
     print("[3/5] evaluating, extracting, selecting and steering (the real pipeline)", flush=True)
     # the demo owns its folder: results of other demo settings there are moved aside (runs/replaced-DATE/)
-    out = run_experiment(exp, models, steer, exp.out, progress=cfg.progress, overwrite=True)
+    out = run_experiment(exp, models, steer, exp.out, progress=cfg.progress, overwrite=True,
+                         redo="running `jaxsteer demo` again (it starts the experiment over)")  # fmt: skip
     print("[4/5] aggregating over seeds", flush=True)
     names = list(out["results"])
     runs = {bench: grouped(names, exp.out, bench) for bench in ("gmmlu", "blend")}
@@ -322,7 +349,7 @@ def write_report(cfg: DemoConfig, tables, points, base_acc, seconds: float) -> s
         "## What the organism shows (computed from the numbers above)",
         "",
         *caveats(base_acc, assets_info(cfg.model)),
-        *[f"- {c}" for c in conclusions(points, os.path.join(cfg.out, "runs"))],
+        *[f"- {c}" for c in conclusions(points, os.path.join(cfg.out, "runs"), cfg.seeds)],
         "",
         "Files: `plane.png` (the transfer–localization plane), `sper_by_layer.png` (S_PER(EN, LOC) by layer), "
         "`runs/` (every per-language result file, vectors, plans, splits), `cla/` (training logs and loss plots).",

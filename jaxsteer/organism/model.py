@@ -113,7 +113,7 @@ def pretrain(
     from jaxsteer.cla.config import load as load_train_config
     from jaxsteer.organism import World, WorldConfig, write_world
 
-    dest = Path(dest)
+    dest = Path(dest).resolve()  # "." has no name to stage a sibling by
     world_root = os.path.join(work, "world")
     world = World(world_config or WorldConfig(seed=WORLD_SEED))
     counts = write_world(world, world_root)

@@ -256,8 +256,11 @@ def run_experiment(
     measures: Measures = Measures(),
     resume: bool | None = None,
     overwrite: bool = False,
+    redo: str = "the same command with --resume",
 ) -> dict:
     """Evaluate every model, steer the chosen ones, and draw the comparison (``models`` must hold ``"base"``).
+
+    ``redo``: what the interrupt message tells the user to run (the demo starts over: it has no ``--resume``).
 
     The folder's ``manifest.json`` (:class:`~jaxsteer.outputs.ResultsFolder`) lists every stage (a model's
     plain evaluation, its vectors, its plans, each steered evaluation, the comparison) once its files are in
@@ -293,7 +296,7 @@ def run_experiment(
     except KeyboardInterrupt:
         raise Interrupted(
             f"{os.path.join(out_dir, MANIFEST)} lists {folder.summary()}; files of the stage that was cut short "
-            "are listed nowhere and are redone by the same command with --resume"
+            f"are listed nowhere and are redone by {redo}"
         ) from None
     except JaxsteerError:
         folder.abandon()  # refused before any stage finished: leave no manifest (nor an empty folder)
