@@ -9,7 +9,8 @@ taken with respect to the trainable leaves only, so a LoRA run never holds full-
 
 The loop (:func:`train`): MIST steps are all ``task``; MIDALIGN alternates ``task`` and ``align`` steps
 (one optimizer update each, one shared AdamW state); CLO steps are ``clo``. Every step's loss is checked
-on the host; NaN/inf stops the run with one line and leaves the last good checkpoint in place.
+on the host; NaN/inf stops the run with one line and leaves the last good checkpoint in place. The schedule
+and optimizer are :mod:`jaxsteer.cla.optim`; the run's log and loss plot :mod:`jaxsteer.cla.run_log`.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import optax
 import jaxsteer.sharding as mesh_lib
 from jaxsteer.checkpoint.orbax import TrainCheckpointer, abstract_like
 from jaxsteer.cla import data as data_lib
-from jaxsteer.cla.config import StepSpec, TrainConfig, warmup_steps
+from jaxsteer.cla.config import StepSpec, TrainConfig
 from jaxsteer.cla.lora import (
     DTYPES,
     combine,
@@ -45,6 +46,8 @@ from jaxsteer.cla.lora import (
     trainable_labels,
 )
 from jaxsteer.cla.losses import OBJECTIVES, denominators, reference_fn
+from jaxsteer.cla.optim import make_optimizer, make_schedule  # noqa: F401 (make_schedule: public here too)
+from jaxsteer.cla.run_log import MetricsLog, plot_losses, read_metrics
 from jaxsteer.errors import ConfigError, JaxsteerError
 from jaxsteer.outputs import MANIFEST, TRAINING_RUN
 from jaxsteer.progress import bar as progress_bar
@@ -65,34 +68,6 @@ class TrainState(flax.struct.PyTreeNode):
     step: Any
     params: dict  # {"base": ..., "lora": ...}
     opt_state: Any
-
-
-# --- optimizer ---------------------------------------------------------------------------------------
-def make_schedule(cfg: TrainConfig) -> optax.Schedule:
-    """Linear warmup to ``lr``, then ``lr·√(W/step)`` (inverse-sqrt), cosine to ``min_lr_ratio·lr``, or constant."""
-    o, w = cfg.optim, warmup_steps(cfg)
-    if o.schedule == "cosine":  # shifted by one like the others: optax's is 0 at count 0, a wasted first update
-        cosine = optax.warmup_cosine_decay_schedule(0.0, o.lr, w, max(cfg.steps, w + 1), o.lr * o.min_lr_ratio)
-        return lambda step: cosine(jnp.asarray(step) + 1)
-
-    def schedule(step):
-        s = jnp.asarray(step, jnp.float32) + 1.0  # the first update already uses a non-zero rate
-        warm = o.lr * jnp.minimum(1.0, s / max(w, 1))
-        if o.schedule == "constant":
-            return warm
-        return jnp.where(s <= w, warm, o.lr * jnp.sqrt(max(w, 1) / s))
-
-    return schedule
-
-
-def make_optimizer(cfg: TrainConfig, labels: dict, decay_mask) -> optax.GradientTransformation:
-    """Clip + AdamW on the ``train`` leaves, nothing (no state) on the ``frozen`` ones; ``decay_mask(params)``."""
-    o = cfg.optim
-    inner = optax.chain(
-        optax.clip_by_global_norm(o.clip_norm) if o.clip_norm > 0 else optax.identity(),
-        optax.adamw(make_schedule(cfg), o.b1, o.b2, o.eps, weight_decay=o.weight_decay, mask=decay_mask),
-    )
-    return optax.multi_transform({"train": inner, "frozen": optax.set_to_zero()}, labels)
 
 
 # --- the step ----------------------------------------------------------------------------------------
@@ -336,50 +311,6 @@ def cached_reference(
             np.save(buf, table)
             atomic_write(path, buf.getvalue())
     return jax.device_put(jnp.asarray(table), mesh_lib.replicated(setup.mesh))
-
-
-# --- logs --------------------------------------------------------------------------------------------
-class MetricsLog:
-    """``metrics.jsonl``: one JSON row per logged step (process 0 only); a resumed run first drops the rows
-    after its checkpoint, so the file always reads as one uninterrupted run."""
-
-    def __init__(self, path: Path, resume_step: int):
-        self.file = None
-        if jax.process_index() == 0:
-            kept = [r for r in (read_metrics(path) if path.exists() else []) if r["step"] <= resume_step]
-            atomic_write(path, "".join(json.dumps(r) + "\n" for r in kept))
-            self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the whole run
-
-    def write(self, row: dict) -> None:
-        if self.file is not None:
-            self.file.write(json.dumps(row) + "\n")
-            self.file.flush()
-
-    def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
-
-
-def read_metrics(path: str | os.PathLike) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def plot_losses(rows: list[dict], base: Path) -> tuple[str, str]:
-    """``loss.png``/``loss.svg``: every loss component against the step, one line per kind."""
-    from jaxsteer.results import new_figure, write_figure
-
-    fig = new_figure((7, 4), layout="tight")
-    ax = fig.subplots()
-    for kind in dict.fromkeys(r["kind"] for r in rows):
-        sub = [r for r in rows if r["kind"] == kind]
-        for name in ("loss", "nll", "info_nce", "dpo"):
-            if name in sub[0] and (name == "loss" or kind == "clo"):
-                ax.plot([r["step"] for r in sub], [r[name] for r in sub], label=f"{kind} {name}")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.legend()
-    return write_figure(fig, base)
 
 
 # --- the loop ----------------------------------------------------------------------------------------
