@@ -168,8 +168,7 @@ class ResultsFolder:
         shown = os.fspath(path)
         folder = check_output_folder(shown, flag)
         _finish_interrupted_move(folder)
-        if any(os.path.exists(os.path.join(folder, n)) for n in TRAINING_RUN):
-            raise ConfigError(f"{flag} {shown} is a training run's folder (jaxsteer train); choose another {flag}")
+        refuse_training_run(folder, shown, flag)
         record = read_manifest(folder)
         aside = None
         writer = _jsonable(writer)
@@ -330,15 +329,23 @@ def _jsonable(writer: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(writer, default=str))
 
 
+def refuse_training_run(folder: str, shown: str, flag: str = "--out") -> None:
+    """Results never go into a training run's folder (:data:`TRAINING_RUN` marks it)."""
+    if any(os.path.exists(os.path.join(folder, n)) for n in TRAINING_RUN):
+        raise ConfigError(f"{flag} {shown} is a training run's folder (jaxsteer train); choose another {flag}")
+
+
 def check_plain_outputs(out: str, names: Iterable[str], overwrite: bool, flag: str = "--out") -> list[str]:
-    """For commands that write a fixed set of files with no manifest (``plane``, ``analyze``), before any work:
-    ``out`` must not be another command's results folder (its manifest would not list them), and files there from
+    """For commands that write a fixed set of files with no manifest (``plane``, ``analyze``, ``demo``), before any
+    work: ``out`` must not be another command's results folder (its manifest would not list them) nor a training
+    run's, and files there from
     an earlier call are kept unless ``overwrite``. Returns those files: the caller moves them to ``replaced-DATE/``
     (:func:`move_aside`) just before it writes, so a command refused later moves nothing."""
     folder = check_output_folder(out, flag)
     there: list[str] = []
     if os.path.isdir(folder):
         _finish_interrupted_move(folder)  # an earlier call's move cut short: finished before anything is judged
+        refuse_training_run(folder, out, flag)
         if os.path.isfile(os.path.join(folder, MANIFEST)):
             raise ConfigError(f"{flag} {out} is the results folder of another jaxsteer command ({MANIFEST}); "
                               f"choose another {flag}")  # fmt: skip

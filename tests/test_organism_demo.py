@@ -154,7 +154,7 @@ def test_the_demo_keeps_out_of_other_folders_and_never_deletes_a_folder_it_did_n
     results.mkdir()
     (results / "manifest.json").write_text("{}")
     assert main(["demo", "--fast", "--out", str(results)]) == 2
-    assert "holds manifest.json of another jaxsteer command" in capsys.readouterr().err
+    assert "is the results folder of another jaxsteer command (manifest.json)" in capsys.readouterr().err
     assert sorted(p.name for p in results.iterdir()) == ["manifest.json"]
     victim = tmp_path / "mine"
     victim.mkdir()

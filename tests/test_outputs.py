@@ -227,3 +227,13 @@ def test_files_a_cut_short_set_aside_left_unlisted_go_aside_under_another_writer
     ResultsFolder.claim(out, {"model": "b", "seed": 0}, overwrite=True, planned_files=["r.json"])
     (aside,) = [p for p in out.iterdir() if p.name.startswith("replaced-")]
     assert (aside / "r.json").read_text() == "old" and not (out / "r.json").exists()
+
+
+def test_plain_outputs_stay_out_of_a_training_run_folder(tmp_path):
+    """plane/analyze/demo wrote into a training run's folder: only claim refused it before."""
+    from jaxsteer.outputs import check_plain_outputs
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.jsonl").write_text("")
+    with pytest.raises(ConfigError, match=r"is a training run's folder \(jaxsteer train\)"):
+        check_plain_outputs(str(tmp_path / "run"), ["plane.png"], overwrite=True)

@@ -77,12 +77,19 @@ def experiment_config(args: argparse.Namespace, extra_keys: tuple[str, ...] = ()
     return build(ExperimentConfig, data), extra
 
 
-def check_method_name(method: str) -> str:
-    """A method name becomes file names (``METHOD.gmmlu.json``) in ``--out``: no path in it."""
+def check_method_name(method: str, where: str = "--method", plain: bool = False) -> str:
+    """A method name becomes file names (``METHOD.gmmlu.json``) in ``--out``: no path in it. ``plain`` (a model
+    of ``run``'s ``models:``): no ``+`` either, which joins a model and its steering (``base+SUR``)."""
     from jaxsteer.errors import ConfigError
 
-    if not method or method.strip() != method or any(c in method for c in "/\\\0") or method in (".", ".."):
-        raise ConfigError(f"--method {method!r}: a name for result files, without / \\ or surrounding spaces")
+    bad = not isinstance(method, str) or not method or method.strip() != method or method in (".", "..")
+    if bad or any(c in method for c in "/\\\0") or (plain and "+" in method):
+        if plain:  # run's models: a model name, which its steered results extend with +EN, +SUR, …
+            raise ConfigError(
+                f"{where} {method!r} is not a model name for result files (no '+', which joins a model and its "
+                "steering as in base+SUR; no / \\ or surrounding spaces)"
+            )
+        raise ConfigError(f"{where} {method!r}: a name for result files, without / \\ or surrounding spaces")
     return method
 
 

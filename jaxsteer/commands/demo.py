@@ -50,15 +50,13 @@ def run(args) -> int:
     from jaxsteer.errors import ConfigError
     from jaxsteer.organism.demo import DemoConfig, run_demo
     from jaxsteer.organism.model import ASSETS, load_organism, pretrain
-    from jaxsteer.outputs import MANIFEST, TRAINING_RUN, check_output_folder
+    from jaxsteer.outputs import check_plain_outputs
 
     # "--out=~/x" reaches us unexpanded (the shell expands ~ only at a word's start): one folder for every stage
     args.out = os.path.expanduser(args.out) if args.out else args.out
     args.model = os.path.expanduser(args.model) if args.model else args.model
-    check_output_folder(args.out)
-    taken = [n for n in (MANIFEST, *TRAINING_RUN) if os.path.exists(os.path.join(args.out, n))]
-    if taken:  # the demo rewrites its folder's top level: never another command's results or a training run
-        raise ConfigError(f"--out {args.out} holds {taken[0]} of another jaxsteer command; choose another --out")
+    # the demo owns and rewrites its folder's top level (overwrite): never another command's results or a run's
+    check_plain_outputs(args.out, (), overwrite=True)
     seeds = demo_seeds(args.seeds)
     from jaxsteer.commands._common import use_compilation_cache
 

@@ -20,6 +20,7 @@ def register(sub) -> None:
 def run(args) -> int:
     import os
 
+    from jaxsteer.commands._common import check_method_name
     from jaxsteer.errors import ConfigError
     from jaxsteer.outputs import check_output_folder
     from jaxsteer.study.compare import format_tables
@@ -35,17 +36,7 @@ def run(args) -> int:
     if "base" not in models:
         raise ConfigError("config needs `models:` with a 'base' entry (or `model:` for the base alone)")
     for name in models:  # a model's name starts its result files: NAME.gmmlu.json, NAME+SUR.gmmlu.json
-        if (
-            not isinstance(name, str)
-            or "+" in name
-            or not name
-            or name != name.strip()
-            or any(c in name for c in "/\\\0")
-        ):
-            raise ConfigError(
-                f"models: {name!r} is not a model name for result files (no '+', which joins a model and its "
-                "steering as in base+SUR; no / \\ or surrounding spaces)"
-            )
+        check_method_name(name, "models:", plain=True)
     steer = tuple(extra.get("steer") or ("base",))
     unknown = [s for s in steer if s not in models]
     if unknown:

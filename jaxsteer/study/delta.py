@@ -128,9 +128,9 @@ def _refuse_copies(name: str, runs: Sequence[MethodResult]) -> None:
             seen[r.identity] = r
 
 
-def _paired_base(result: MethodResult, base_runs: Sequence[MethodResult], langs) -> dict[str, float]:
-    """The base accuracy ``result`` is compared with: the base of its own seed (the seed draws the test split),
-    averaged when the base has several results of that seed; all base results when no seed is recorded."""
+def _paired_base(result: MethodResult, base_runs: Sequence[MethodResult]) -> list[MethodResult]:
+    """The base results ``result`` is compared with (their accuracies averaged): the base of its own seed (the
+    seed draws the test split); all base results when no seed is recorded."""
     seeds = sorted({b.seed for b in base_runs if b.seed is not None})
     if result.seed is not None and result.seed in seeds:
         paired = [b for b in base_runs if b.seed == result.seed]
@@ -144,7 +144,7 @@ def _paired_base(result: MethodResult, base_runs: Sequence[MethodResult], langs)
             f"{result.source or result.method} has {has}, the base results seed(s) {', '.join(map(str, seeds))}: "
             "Δ pairs each seed with the base of the same seed (evaluate the base with it)"
         )
-    return {lang: float(np.mean([_score(b, lang) for b in paired])) for lang in langs}
+    return paired
 
 
 def _settled(value: float) -> float:
@@ -256,10 +256,11 @@ def delta_table(
         _refuse_copies(name, runs)
         per_seed = []
         for r in runs:
-            paired = [b for b in base_runs if b.seed == r.seed] or base_runs
+            paired = _paired_base(r, base_runs)
             check_comparable(r, paired[0])
-            base_acc = _paired_base(r, base_runs, langs)
-            per_seed.append({lang: _score(r, lang) - base_acc[lang] for lang in langs})
+            per_seed.append(
+                {lang: _score(r, lang) - float(np.mean([_score(b, lang) for b in paired])) for lang in langs}
+            )
         delta[name], spread[name] = {}, {}
         for lang in langs:
             d, sd = mean_spread([d[lang] for d in per_seed])

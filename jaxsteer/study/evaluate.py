@@ -34,7 +34,7 @@ from jaxsteer.shapes import Widths, balanced_rows, longest_first, plan_for
 from jaxsteer.steering.plan import Steering
 from jaxsteer.steering.sweep import Grid, run_grid
 from jaxsteer.study import metrics
-from jaxsteer.study.experiment import Benchmarks, ExperimentConfig
+from jaxsteer.study.experiment import Benchmarks, ExperimentConfig, real_data_paths
 from jaxsteer.tokens import encode_batch
 
 SteeringFor = Callable[[str], Steering | None]
@@ -238,19 +238,17 @@ def evaluate(
 ) -> EvalResult:
     """Accuracies (percent) per language on both benchmarks; ``steering_for(lang)`` steers each language."""
     ahead.plan(compile_single_evaluation_ahead, model, bench, part, steering_for)
-    gm, bl, resp = {}, {}, {}
+    gm, bl, resp, n = {}, {}, {}, {"gmmlu": {}, "blend": {}}
     for lang in bench.cfg.languages:
         steer = steering_for(lang) if steering_for else None
         gm[lang] = gmmlu_accuracy(model, bench, lang, part, steer, progress)
         resp[lang] = {}
         bl[lang] = blend_accuracy(model, bench, lang, part, steer, progress, resp[lang])
+        for name, count in item_counts(bench, lang, part).items():
+            n[name][lang] = count
         if progress:
             print(f"  {method:>18} {lang}: Global-MMLU {gm[lang]:5.1f}  BLEnD {bl[lang]:5.1f}", flush=True)
-    result = EvalResult(method, gm, bl, resp)
-    for lang in bench.cfg.languages:
-        for name, count in item_counts(bench, lang, part).items():
-            result.n[name][lang] = count
-    return result
+    return EvalResult(method, gm, bl, resp, n)
 
 
 def compile_single_evaluation_ahead(model: Model, bench: Benchmarks, part: str, steering_for=None) -> None:
@@ -335,10 +333,7 @@ is paired by ``jaxsteer plane`` on its own): two results are comparable only if 
 
 def protocol_of(cfg: ExperimentConfig) -> dict:
     """:data:`PROTOCOL_KEYS` of ``cfg``; local data paths by their real path, however they are spelled."""
-    out = {key: getattr(cfg, key) for key in PROTOCOL_KEYS}
-    for key in ("data", "blend_source"):
-        if out[key] and os.path.exists(out[key]):
-            out[key] = os.path.realpath(out[key])
+    out = real_data_paths({key: getattr(cfg, key) for key in PROTOCOL_KEYS})
     out["blend_source"] = out["blend_source"] or out["data"]  # "" means the data root
     return out
 

@@ -122,6 +122,16 @@ class ExperimentConfig:
         return en, loc
 
 
+def real_data_paths(settings: dict) -> dict:
+    """``settings`` (a dict of ExperimentConfig fields) with local ``data``/``blend_source`` by their real path: the
+    same files however the path is spelled (a run's hash, a result's protocol)."""
+    out = dict(settings)
+    for key in ("data", "blend_source"):
+        if out.get(key) and os.path.exists(out[key]):
+            out[key] = os.path.realpath(out[key])
+    return out
+
+
 def check_gamma(value, where: str) -> float:
     """A steering strength γ as a finite float, else a one-line ``ConfigError`` about γ itself (not about the
     vectors it would multiply)."""

@@ -35,7 +35,7 @@ from jaxsteer.study.evaluate import (
     read_eval,
     write_eval,
 )
-from jaxsteer.study.experiment import Benchmarks, ExperimentConfig
+from jaxsteer.study.experiment import Benchmarks, ExperimentConfig, real_data_paths
 from jaxsteer.study.surgical import (
     Scorer,
     SurgicalPlan,
@@ -406,9 +406,7 @@ def run_writer(cfg: ExperimentConfig, models: dict[str, str | Model], steer) -> 
     # fused projections round differently in the last bits (as another GPU would), so a resume may switch it
     for key in ("out", "model", "decode_layout"):
         settings.pop(key)
-    for key in ("data", "blend_source"):  # the same files however the path is spelled
-        if settings[key] and os.path.exists(settings[key]):
-            settings[key] = os.path.realpath(settings[key])
+    settings = real_data_paths(settings)
     blob = json.dumps(settings, sort_keys=True, default=str).encode()
     return {
         "models": {n: model_identity(m.source if isinstance(m, Model) else m) for n, m in models.items()},
