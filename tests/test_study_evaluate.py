@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from tiny_checkpoint import FIXTURES, tiny_model  # noqa: F401
 
 from jaxsteer.study import evaluate
@@ -36,6 +37,7 @@ def test_methods_evaluated_together_equal_each_evaluated_alone(tiny_model, monke
     alone = [evaluate.evaluate(tiny_model, bench, m, f, "test", progress=False) for m, f in zip(methods, fors)]
     for t, a in zip(together, alone):
         assert (t.method, t.gmmlu, t.blend, t.responses) == (a.method, a.gmmlu, a.blend, a.responses)
+        assert t.choices == a.choices and set(t.choices) == set(cfg.languages)
     # the plans really differ (a mix-up of plans would show), and each language's plans shared their calls
     assert together[0].responses != together[1].responses != together[2].responses
     n_gmmlu = sum(-(-len(bench.gmmlu(lang, "test")) // cfg.batch_size) for lang in cfg.languages)
@@ -129,3 +131,30 @@ def test_the_base_model_is_recorded_as_one_identity_however_its_folder_is_spelle
         write_eval(result, str(out), model, ExperimentConfig(out=str(out)), spelling)
         recorded.add(json.loads((out / "base.gmmlu.json").read_text())["base_model"])
     assert recorded == {os.path.realpath(tmp_path / "runs" / "tiny")}
+
+
+def test_each_questions_choice_is_recorded_and_agrees_with_the_accuracy(tiny_model, tmp_path):  # noqa: F811
+    """``{method}.gmmlu_items.json``: the chosen and correct letter of every Global-MMLU question, whose share of
+    agreements is the recorded accuracy — what a paired test across methods needs; a resume reads it back."""
+    import json
+
+    cfg = ExperimentConfig(data=FIXTURES, languages=("zh", "ko"), allow_small=True, max_new_tokens=2, batch_size=4)
+    bench = Benchmarks(cfg)
+    vec = 6.0 * np.random.RandomState(2).randn(tiny_model.config.num_layers, tiny_model.config.hidden_size)
+    steered = lambda lang: combined_steering(tiny_model.config, [(vec.astype(np.float32), 1, 3.0)])  # noqa: E731
+    plain, moved = evaluate.evaluate_many(tiny_model, bench, ["plain", "moved"], [None, steered], progress=False)
+    for result in (plain, moved):
+        for lang in cfg.languages:
+            items = result.choices[lang]
+            questions = bench.gmmlu(lang, "test")
+            assert list(items) == [q.id for q in questions]
+            assert [v["answer"] for v in items.values()] == ["ABCD"[q.answer] for q in questions]
+            hits = sum(v["chosen"] == v["answer"] for v in items.values())
+            assert 100.0 * hits / len(items) == pytest.approx(result.gmmlu[lang], abs=1e-12)
+    assert plain.choices != moved.choices  # a steering that moves answers shows in the items
+    evaluate.write_eval(moved, str(tmp_path), tiny_model, cfg)
+    written = json.loads((tmp_path / "moved.gmmlu_items.json").read_text())
+    assert written["items"] == moved.choices and written["method"] == "moved" and "provenance" in written
+    assert evaluate.read_eval(str(tmp_path), "moved").choices == moved.choices
+    (tmp_path / "moved.gmmlu_items.json").unlink()  # a result folder written before the file existed
+    assert evaluate.read_eval(str(tmp_path), "moved").choices == {}

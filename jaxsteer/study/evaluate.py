@@ -46,13 +46,31 @@ def _tokenizer(model: Model):
     return model.tokenizer
 
 
-def gmmlu_accuracy(model: Model, bench: Benchmarks, lang: str, part: str, steering=None, progress=True) -> float:
+def gmmlu_accuracy(
+    model: Model, bench: Benchmarks, lang: str, part: str, steering=None, progress=True, choices_out=None
+) -> float:
+    """Global-MMLU accuracy (percent) under ``steering``; ``choices_out``: a dict that gets each question's
+    :func:`item_choices`."""
     ids, mask, option_ids, answers = gmmlu_inputs(model, bench, lang, part)
     widths = scoring_widths(model, bench, part)
     result = score_multiple_choice(
         model, ids, mask, option_ids, answers, steering, bench.cfg.batch_size, progress, widths=widths
     )
+    if choices_out is not None:
+        choices_out.update(item_choices(bench.gmmlu(lang, part), result.predictions))
     return 100.0 * result.accuracy
+
+
+LETTERS = "ABCD"
+
+
+def item_choices(questions, predictions) -> dict[str, dict[str, str]]:
+    """Each question's chosen and correct letter, by question id — a paired test across methods (McNemar, a
+    bootstrap over items) needs the items, not only the accuracy."""
+    return {
+        q.id: {"chosen": LETTERS[int(p)], "answer": LETTERS[q.answer]}
+        for q, p in zip(questions, np.asarray(predictions), strict=True)
+    }
 
 
 def gmmlu_inputs(model: Model, bench: Benchmarks, lang: str, part: str):
@@ -178,12 +196,22 @@ def _plan_grid(plans) -> Grid:
 
 
 def gmmlu_accuracies(
-    model: Model, bench: Benchmarks, lang: str, part: str, plans: Float[np.ndarray, "G L D"], progress=True
+    model: Model,
+    bench: Benchmarks,
+    lang: str,
+    part: str,
+    plans: Float[np.ndarray, "G L D"],
+    progress=True,
+    choices_out=None,
 ) -> list[float]:
     """Global-MMLU accuracy (percent) under each plan of ``[G, L, D]`` dense deltas (see
-    :func:`gmmlu_grid_logprobs`)."""
+    :func:`gmmlu_grid_logprobs`); ``choices_out``: one dict per plan that gets its :func:`item_choices`."""
     logp = gmmlu_grid_logprobs(model, bench, lang, part, _plan_grid(plans), progress)
-    correct = logp.argmax(-1) == gmmlu_inputs(model, bench, lang, part)[3][None]
+    predictions = logp.argmax(-1)
+    correct = predictions == gmmlu_inputs(model, bench, lang, part)[3][None]
+    if choices_out is not None:
+        for sink, plan_predictions in zip(choices_out, predictions, strict=True):
+            sink.update(item_choices(bench.gmmlu(lang, part), plan_predictions))
     return [100.0 * float(np.mean(c)) for c in correct]  # as score_multiple_choice's accuracy, to the last bit
 
 
@@ -218,6 +246,8 @@ class EvalResult:
     responses: dict[str, dict[str, str]]
     # items behind each accuracy: {"gmmlu": {lang: n}, "blend": {lang: n scored}} (a binomial s.e. needs them)
     n: dict[str, dict[str, int]] = dataclasses.field(default_factory=lambda: {"gmmlu": {}, "blend": {}})
+    # Global-MMLU per question: {lang: {id: {"chosen": letter, "answer": letter}}} (empty: not recorded)
+    choices: dict[str, dict[str, dict[str, str]]] = dataclasses.field(default_factory=dict)
 
 
 def item_counts(bench: Benchmarks, lang: str, part: str) -> dict[str, int]:
@@ -238,17 +268,18 @@ def evaluate(
 ) -> EvalResult:
     """Accuracies (percent) per language on both benchmarks; ``steering_for(lang)`` steers each language."""
     ahead.plan(compile_single_evaluation_ahead, model, bench, part, steering_for)
-    gm, bl, resp, n = {}, {}, {}, {"gmmlu": {}, "blend": {}}
+    gm, bl, resp, n, choices = {}, {}, {}, {"gmmlu": {}, "blend": {}}, {}
     for lang in bench.cfg.languages:
         steer = steering_for(lang) if steering_for else None
-        gm[lang] = gmmlu_accuracy(model, bench, lang, part, steer, progress)
+        choices[lang] = {}
+        gm[lang] = gmmlu_accuracy(model, bench, lang, part, steer, progress, choices[lang])
         resp[lang] = {}
         bl[lang] = blend_accuracy(model, bench, lang, part, steer, progress, resp[lang])
         for name, count in item_counts(bench, lang, part).items():
             n[name][lang] = count
         if progress:
             print(f"  {method:>18} {lang}: Global-MMLU {gm[lang]:5.1f}  BLEnD {bl[lang]:5.1f}", flush=True)
-    return EvalResult(method, gm, bl, resp, n)
+    return EvalResult(method, gm, bl, resp, n, choices)
 
 
 def compile_single_evaluation_ahead(model: Model, bench: Benchmarks, part: str, steering_for=None) -> None:
@@ -287,12 +318,13 @@ def evaluate_many(
     results = [EvalResult(m, {}, {}, {}) for m in methods]
     for lang in langs:
         deltas = plan_deltas(model.config, plans[lang])
-        gm = gmmlu_accuracies(model, bench, lang, part, deltas, progress)
+        chosen = [{} for _ in methods]
+        gm = gmmlu_accuracies(model, bench, lang, part, deltas, progress, chosen)
         responses = [{} for _ in methods]
         bl = blend_accuracies(model, bench, lang, part, plans=deltas, progress=progress, responses_out=responses)
         counts = item_counts(bench, lang, part)
-        for r, g, b, resp in zip(results, gm, bl, responses):
-            r.gmmlu[lang], r.blend[lang], r.responses[lang] = g, b, resp
+        for r, g, b, resp, ch in zip(results, gm, bl, responses, chosen):
+            r.gmmlu[lang], r.blend[lang], r.responses[lang], r.choices[lang] = g, b, resp, ch
             r.n["gmmlu"][lang], r.n["blend"][lang] = counts["gmmlu"], counts["blend"]
             if progress:
                 print(f"  {r.method:>18} {lang}: Global-MMLU {g:5.1f}  BLEnD {b:5.1f}", flush=True)
@@ -347,7 +379,8 @@ def write_eval(
     extra: dict | None = None,
     command: str = "jaxsteer eval",
 ) -> list[str]:
-    """``{method}.gmmlu.json`` / ``{method}.blend.json`` (the format ``jaxsteer plane`` reads), a CSV and the responses."""
+    """``{method}.gmmlu.json`` / ``{method}.blend.json`` (the format ``jaxsteer plane`` reads), a CSV, the BLEnD
+    responses and the Global-MMLU choices per question (``{method}.gmmlu_items.json``)."""
     prov = provenance(model, seed=cfg.seed, command=command, experiment=dataclasses.asdict(cfg), **(extra or {}))
     common = {
         "method": result.method,
@@ -358,7 +391,7 @@ def write_eval(
         "protocol": protocol_of(cfg),
         "provenance": prov,
     }
-    gm_name, bl_name, csv_name, responses_name = eval_file_names(result.method)
+    gm_name, bl_name, csv_name, responses_name, items_name = eval_file_names(result.method)
     paths = []
     for bench, scores, name in (("gmmlu", result.gmmlu, gm_name), ("blend", result.blend, bl_name)):
         counts = {"n": result.n[bench]} if result.n.get(bench) else {}
@@ -371,24 +404,32 @@ def write_eval(
     ]
     paths.append(write_csv(os.path.join(out_dir, csv_name), rows))
     paths.append(write_json(os.path.join(out_dir, responses_name), result.responses))
+    paths.append(
+        write_json(os.path.join(out_dir, items_name), {**common, "benchmark": "gmmlu", "items": result.choices})
+    )
     return paths
 
 
 def eval_file_names(method: str) -> list[str]:
-    """The files :func:`write_eval` writes for ``method`` (Global-MMLU, BLEnD, CSV, responses)."""
-    return [f"{method}.gmmlu.json", f"{method}.blend.json", f"{method}.csv", f"{method}.responses.json"]
+    """The files :func:`write_eval` writes for ``method`` (Global-MMLU, BLEnD, CSV, responses, Global-MMLU items)."""
+    return [
+        f"{method}.gmmlu.json", f"{method}.blend.json", f"{method}.csv", f"{method}.responses.json",
+        f"{method}.gmmlu_items.json",
+    ]  # fmt: skip
 
 
 def read_eval(out_dir: str, method: str) -> EvalResult:
     """The :class:`EvalResult` that :func:`write_eval` wrote (a resumed run reads its finished evaluations)."""
     from jaxsteer.data.files import read_json
 
-    gm_name, bl_name, _, responses_name = eval_file_names(method)
+    gm_name, bl_name, _, responses_name, items_name = eval_file_names(method)
     gm, bl = (metrics.load_result(os.path.join(out_dir, n)).scores for n in (gm_name, bl_name))
     counts = {
         b: dict(read_json(os.path.join(out_dir, n)).get("n") or {}) for b, n in (("gmmlu", gm_name), ("blend", bl_name))
     }
-    return EvalResult(method, dict(gm), dict(bl), read_json(os.path.join(out_dir, responses_name)), counts)
+    items = os.path.join(out_dir, items_name)  # absent from runs made before it was written: not recorded
+    choices = read_json(items)["items"] if os.path.exists(items) else {}
+    return EvalResult(method, dict(gm), dict(bl), read_json(os.path.join(out_dir, responses_name)), counts, choices)
 
 
 BLEND_MC_LL_LABEL = "blend_mc_ll (jaxsteer variant: summed log-likelihood of each choice; not BLEnD's protocol)"
