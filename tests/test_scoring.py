@@ -223,29 +223,6 @@ def test_decode_new_stops_where_generate_stops(tiny_model):  # noqa: F811
     assert decode_new(tok, [row], cfg) == [tok.decode(row, skip_special_tokens=True)]
 
 
-def test_blend_mc_loglik_variant_is_labelled_and_matches_brute_force(tiny_model):  # noqa: F811
-    """Our BLEnD-MCQ log-likelihood variant: argmax of per-choice continuation scores, labelled as ours."""
-    import os
-
-    from jaxsteer.data.blend import load_blend_mc
-    from jaxsteer.scoring import continuation_logprobs
-    from jaxsteer.study.evaluate import BLEND_MC_LL_LABEL, blend_mc_loglik_accuracy
-
-    fixtures = os.path.join(os.path.dirname(__file__), "fixtures", "data")
-    out = blend_mc_loglik_accuracy(tiny_model, fixtures, "South_Korea", batch_size=4)
-    assert out["metric"] == BLEND_MC_LL_LABEL and "jaxsteer variant" in out["metric"]
-    tok = tiny_model.tokenizer
-    qs = load_blend_mc(fixtures, "South_Korea")
-    hits = 0
-    for q in qs:
-        ctx = [tok.bos_token_id, *tok(q.prompt, add_special_tokens=False)["input_ids"]]
-        conts = [tok(" " + c, add_special_tokens=False)["input_ids"] for c in q.choices]
-        s = continuation_logprobs(tiny_model, [ctx] * len(conts), conts, batch_size=4)
-        hits += int(np.argmax(s)) == q.answer
-    assert out["n"] == len(qs)
-    assert abs(out["accuracy"] - 100.0 * hits / len(qs)) < 1e-9
-
-
 def test_scoring_a_new_width_compiles_the_forward_and_one_fused_option_program(model_factory):
     """Two programs a new batch shape (the forward, and log-softmax + take jitted together); none again. A
     config of its own (a static argument of every program) keeps other tests' compiles out of the count."""

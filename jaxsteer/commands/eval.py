@@ -56,7 +56,7 @@ def run(args) -> int:
         print(f"wrote {path}")
     if mc_scores is not None:
         from jaxsteer.results import provenance, write_json
-        from jaxsteer.study.evaluate import BLEND_MC_LL_LABEL
+        from jaxsteer.study.blend_mc import BLEND_MC_LL_LABEL
 
         path = write_json(
             os.path.join(cfg.out, f"{method}.blend_mc_ll.json"),
@@ -75,7 +75,7 @@ def run(args) -> int:
 
 
 def blend_mc_scores(model, cfg, steering) -> dict[str, float]:
-    from jaxsteer.study.evaluate import blend_mc_loglik_accuracy
+    from jaxsteer.study.blend_mc import blend_mc_loglik_accuracy
 
     source = cfg.blend_source or cfg.data
     return {
