@@ -274,10 +274,10 @@ def inference_mesh(spec: MeshSpec | Mesh | None) -> Mesh | None:
 
 def pin_rows(x: jax.Array, mesh: Mesh | None, axis: int = 0) -> jax.Array:
     """Inside a jitted grid program: ``x``'s rows (axis ``axis``) split over the mesh's batch shards, every
-    other axis left to the partitioner (a model axis keeps splitting heads). Plan-major rows (row ``g·B + b``,
-    :func:`~jaxsteer.model.transformer.tile_rows`) merge a replicated plan axis outside the sharded prompt axis,
-    which the partitioner answers by replicating them: without the pin, every data shard computed every
-    plan's rows. Rows that do not divide stay as they are (correct, unsplit)."""
+    other axis left to the partitioner (a model axis keeps splitting heads). Grid rows (row ``b·G + g``,
+    :func:`~jaxsteer.model.transformer.tile_rows`) merge a plan axis into the sharded prompt axis, which the
+    partitioner may answer by replicating them: without the pin, every data shard computed every plan's rows.
+    Rows that do not divide stay as they are (correct, unsplit)."""
     if mesh is None or x.shape[axis] % batch_devices(mesh) or batch_devices(mesh) == 1:
         return x
     parts = [PartitionSpec.UNCONSTRAINED] * x.ndim

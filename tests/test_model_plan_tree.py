@@ -108,10 +108,10 @@ def test_running_the_tree_equals_every_plan_alone(model, prompts):
         alone, own = run_layers(
             model.params["layers"], h, ctx, config=CFG, deltas=jnp.asarray(deltas)[:, None], collect=lambda h, kv: kv
         )
-        rows = slice(g * b, (g + 1) * b)
+        rows = np.arange(b) * len(plans) + g  # prompt-major: row b·G + g is prompt b under plan g
         np.testing.assert_allclose(out[rows], alone, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(keys[:, rows], own[0][EN:], rtol=1e-5, atol=1e-5)
-    assert not np.allclose(out[:b], out[3 * b : 4 * b])  # EN does change the residual stream
+    assert not np.allclose(out[:: len(plans)], out[3 :: len(plans)])  # EN does change the residual stream
 
 
 def test_each_segment_scans_its_blocks_on_one_row_block_per_group(model, prompts):

@@ -84,7 +84,7 @@ SCRIPT = textwrap.dedent(
             assert err <= 1e-5, (shape, key, err)
         for key in ("tokens", "grid_tokens"):
             assert np.array_equal(got[key], ref[key]), (shape, key)
-        # a grid's plan-major rows are split over the batch shards, not replicated on each (pin_rows)
+        # a grid's prompt-major rows are split over the batch shards, not replicated on each (pin_rows)
         import jax.numpy as jnp
         from jaxsteer.model.model import on_mesh
         from jaxsteer.model.plan_tree import plan_tree, run_plan_tree
@@ -168,6 +168,9 @@ def test_sharded_inference_equals_one_device(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     assert "refusals ok" in proc.stdout and "generate ok" in proc.stdout
+    # prompt-major grid rows: a plan-tree branch takes its group's rows inside each batch shard; with plan-major
+    # rows the 2×2×2 mesh's branches crossed shards and XLA replicated those blocks (it says so on stderr)
+    assert "Involuntary full rematerialization" not in proc.stderr, proc.stderr[-3000:]
 
 
 def test_inference_rules_split_heads_and_columns():

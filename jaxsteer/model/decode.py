@@ -26,6 +26,7 @@ from jaxsteer.model.model import Model, check_new_tokens, check_tokens, on_mesh,
 from jaxsteer.model.plan_tree import PlanTree, chunked_plans, run_plan_tree
 from jaxsteer.model.transformer import (
     default_positions,
+    plan_major,
     plan_row_deltas,
     prepare,
     run_layers,
@@ -84,7 +85,7 @@ def prefill(
 
     With a grid of ``plans`` (``tree`` = their :func:`~jaxsteer.model.plan_tree.plan_tree`), blocks below
     ``tree.start`` — which no plan steers — run once on the ``B`` prompts, and above it every group of plans
-    that agree so far runs once; outputs and cache entries come back on the ``G·B`` plan rows.
+    that agree so far runs once; outputs and cache entries come back on the ``B·G`` plan rows (prompt-major).
     """
     t = input_ids.shape[1]
     positions = default_positions(attention_mask, input_ids.shape)
@@ -169,7 +170,7 @@ def generate_core(
     :func:`generate` is there to measure).
 
     ``plans`` (dense deltas ``[G, L, D]``) decodes every prompt under every plan in one loop: the batch
-    is ``G·B`` rows, plan-major; ``steering`` then only says *where* to add (its scope). ``mesh`` (the
+    is ``B·G`` rows, prompt-major; ``steering`` then only says *where* to add (its scope). ``mesh`` (the
     model's) splits those rows over its batch shards (:func:`~jaxsteer.sharding.pin_rows`).
     """
     if slice_weights:
@@ -274,7 +275,7 @@ def generate_core(
     eos_at = jnp.where(is_eos(tokens), jnp.arange(max_new_tokens), max_new_tokens)
     lengths = jnp.minimum(jnp.min(eos_at, axis=1) + 1, max_new_tokens).astype(jnp.int32)
     if plans is not None:
-        tokens, lengths = tokens.reshape(copies, prompts, -1), lengths.reshape(copies, prompts)
+        tokens, lengths = plan_major(tokens, copies), plan_major(lengths, copies)
     return GenerateOutput(tokens=tokens, lengths=lengths)
 
 
@@ -315,7 +316,7 @@ def generate(
 
     Many plans in one call: ``plans`` — dense deltas ``[G, L, D]`` or a ``jaxsteer.steering.sweep.Grid`` —
     or a ``Steering`` whose γ has one sweep axis ``[G, L]`` decodes every prompt under every plan in one
-    compiled loop (``G·B`` rows) and returns ``[G, B, N]``; ``steering`` then gives the scope (default
+    compiled loop (``B·G`` rows) and returns ``[G, B, N]``; ``steering`` then gives the scope (default
     ``"all"``). Blocks below the lowest steered layer run once per prompt for all plans, and above it plans
     that still agree share their prefill rows (:mod:`jaxsteer.model.plan_tree`).
     """

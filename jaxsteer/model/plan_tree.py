@@ -1,6 +1,6 @@
 """Plans that agree below a layer share that layer's work: the prefix tree of a grid of steering plans.
 
-A grid of ``G`` plans over ``B`` prompts is ``G·B`` rows. Two plans whose deltas are equal on blocks
+A grid of ``G`` plans over ``B`` prompts is ``B·G`` rows (prompt-major: a prompt's plans side by side). Two plans whose deltas are equal on blocks
 ``0 … l`` have the same residual stream after block ``l``, so rows are only needed for the *distinct*
 prefixes. :func:`plan_tree` cuts the layers into segments over which the plans' grouping stays fixed (going
 up it only ever refines); :func:`run_plan_tree` runs each segment on one block of ``B`` rows per group and,
@@ -150,12 +150,12 @@ def run_plan_tree(
     """Blocks ``tree.start … L−1`` of every plan on the prompts' residual stream ``h`` (the shared prefix's output).
 
     ``positions``, ``attention_mask`` and ``steer_mask`` describe the ``B`` prompts; a group's rows get them
-    tiled (plan-major, as :func:`~jaxsteer.model.transformer.tile_rows`). Returns the last block's output on
-    ``G·B`` rows, plan-major, and per segment what ``collect`` kept, also expanded to ``G·B`` rows (axis 1: a
+    tiled (prompt-major, as :func:`~jaxsteer.model.transformer.tile_rows`). Returns the last block's output on
+    ``B·G`` rows, prompt-major, and per segment what ``collect`` kept, also expanded to ``B·G`` rows (axis 1: a
     layer axis leads). ``run_kw`` goes to :func:`~jaxsteer.model.transformer.run_layers`. On a ``mesh``, every
     segment's rows and what it keeps are split over the batch shards (:func:`~jaxsteer.sharding.pin_rows`).
     ``queries`` (``[B, J]`` per prompt): the final block computes only those positions (``run_layers``'s
-    ``queries``); the output is then ``[G·B, J, D]``.
+    ``queries``); the output is then ``[B·G, J, D]``.
     """
     rows = h.shape[0]
     kept = []
@@ -176,8 +176,12 @@ def run_plan_tree(
 
 
 def _rows_of(x: Array, groups: tuple[int, ...], rows: int, axis: int = 0) -> Array:
-    """For each entry of ``groups``, that group's block of ``rows`` rows of ``x`` (stacked in order)."""
-    if groups == tuple(range(x.shape[axis] // rows)):
+    """For each of ``rows`` prompts, its rows of the groups ``groups`` names, in that order (prompt-major, as
+    :func:`~jaxsteer.model.transformer.tile_rows`). A take within each prompt's block of rows: on a mesh whose
+    batch shards split the prompts, no shard reads another's rows."""
+    size = x.shape[axis] // rows
+    if groups == tuple(range(size)):
         return x
-    index = (np.asarray(groups)[:, None] * rows + np.arange(rows)).reshape(-1)
-    return jnp.take(x, jnp.asarray(index, jnp.int32), axis=axis)
+    blocks = x.reshape(*x.shape[:axis], rows, size, *x.shape[axis + 1 :])
+    picked = jnp.take(blocks, jnp.asarray(groups, jnp.int32), axis=axis + 1)
+    return picked.reshape(*x.shape[:axis], rows * len(groups), *x.shape[axis + 1 :])

@@ -355,18 +355,21 @@ def make_context(
 
 
 def tile_rows(x: Array, copies: int, axis: int = 0) -> Array:
-    """``copies`` copies of ``x`` stacked plan-major along ``axis`` (row ``g·B + b`` is row ``b`` of copy ``g``):
-    the batch layout of a grid of steering plans (sweeps, ``generate`` with ``plans``)."""
-    x = jnp.expand_dims(x, axis)
-    shape = list(x.shape)
-    shape[axis] = copies
-    x = jnp.broadcast_to(x, shape)
-    return x.reshape(*shape[:axis], copies * shape[axis + 1], *shape[axis + 2 :])
+    """``copies`` copies of each row of ``x`` along ``axis``, prompt-major (row ``b·G + g`` is row ``b`` under
+    plan ``g``): the batch layout of a grid of steering plans (sweeps, ``generate`` with ``plans``). Split over
+    a mesh's batch shards, each shard holds whole prompts with all their plans, so copying a prompt's rows to
+    its plans — and a plan tree taking one group's rows — never leaves the shard."""
+    return jnp.repeat(x, copies, axis=axis)
 
 
 def plan_row_deltas(plans: Float[Array, "G L D"], rows: int) -> Float[Array, "L Bd D"]:
-    """Per-row deltas ``[L, G·B, D]`` of a grid of plans over ``B = rows`` prompts, in :func:`tile_rows`' order."""
-    return jnp.repeat(jnp.swapaxes(plans.astype(jnp.float32), 0, 1), rows, axis=1)
+    """Per-row deltas ``[L, B·G, D]`` of a grid of plans over ``B = rows`` prompts, in :func:`tile_rows`' order."""
+    return jnp.tile(jnp.swapaxes(plans.astype(jnp.float32), 0, 1), (1, rows, 1))
+
+
+def plan_major(x: Array, copies: int) -> Array:
+    """Rows in :func:`tile_rows`' order ``[B·G, ...]`` as ``[G, B, ...]``."""
+    return jnp.swapaxes(x.reshape(-1, copies, *x.shape[1:]), 0, 1)
 
 
 def steering_inputs(steering, positions, attention_mask, shape):

@@ -34,6 +34,7 @@ from jaxsteer.model.plan_tree import chunked_plans, run_plan_tree
 from jaxsteer.model.transformer import (
     default_positions,
     last_valid_index,
+    plan_major,
     prepare,
     run_layers,
     unembed,
@@ -123,7 +124,7 @@ def _prefix(params, input_ids, attention_mask, *, config, stop, impl):
 def _tail(
     params, h, attention_mask, deltas, logits_index, *, config, tree, impl, score_fn, logits_mode, scope, mesh=None
 ):
-    """Blocks ``tree.start … L−1`` on ``C·B`` rows (grid-major; plans that agree so far share rows, see
+    """Blocks ``tree.start … L−1`` on ``B·C`` rows (prompt-major; plans that agree so far share rows, see
     :mod:`jaxsteer.model.plan_tree`), then the head and ``score_fn`` → ``[C, ...]``."""
     chunk = deltas.shape[0]
     b, t = attention_mask.shape
@@ -136,7 +137,7 @@ def _tail(
         params["layers"], h, tree, deltas, positions=positions, attention_mask=attention_mask,
         steer_mask=steer_mask, config=config, impl=impl, mesh=mesh, queries=wrap_positions(index.reshape(b, -1), t),
     )  # fmt: skip
-    logits = unembed(params, out.reshape(chunk, *index.shape, -1), config)
+    logits = unembed(params, plan_major(out, chunk).reshape(chunk, *index.shape, -1), config)
     return score_fn(logits)
 
 
