@@ -2,7 +2,7 @@
 
 usage: python bench/forward.py [--no-hf] [--out DIR] [SPEC ...]
   SPEC = fwd:MODEL:B:S (scoring prefill, last-position logits, plain and with two steering layers)
-       | gen:MODEL:B:PROMPT:NEW[:LAYOUT] (steered greedy decode; LAYOUT 0 auto, 1 scan, 2 unrolled, 3 sliced) with its
+       | gen:MODEL:B:PROMPT:NEW[:LAYOUT] (steered greedy decode; LAYOUT 0 auto, 1 scan, 2 unrolled, 3 sliced, 4 moved) with its
          step time ((t(NEW) − t(1)) / (NEW − 1)) against the HBM floor: weights + mean KV cache bytes a step
          ÷ the bandwidth measured on this card in the same run
 default: fwd:1b:32:512 fwd:4b:32:512 fwd:12b:32:512 fwd:12b:8:2048 gen:12b:32:256:64 gen:1b:32:256:64
@@ -80,7 +80,7 @@ def bench_forward(model, name, b, s):
     }
 
 
-LAYOUTS = ("auto", "scan", "unrolled", "sliced")
+LAYOUTS = ("auto", "scan", "unrolled", "sliced", "moved")
 
 
 def bench_generate(model, name, b, p, n, layout=0):

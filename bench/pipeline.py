@@ -60,7 +60,7 @@ def parse_args(argv=None):
     ap.add_argument("--parts", default="full,subset,hf", help="any of full, subset, hf")
     ap.add_argument("--skip-hf", action="store_true", help="same as leaving hf (and subset) out of --parts")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--decode-layout", default="auto", choices=("auto", "scan", "unrolled", "sliced"),
+    ap.add_argument("--decode-layout", default="auto", choices=("auto", "scan", "unrolled", "sliced", "moved"),
                     help="the experiment's decode_layout (scan: the fast-compiling layout for a one-off run)")  # fmt: skip
     ap.add_argument("--work", default="", help="scratch folder (default: a temporary one, removed)")
     ap.add_argument("--out", help="folder for pipeline.json and the experiment's tables (required)")

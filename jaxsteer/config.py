@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from jaxsteer.errors import ConfigError
 
-DECODE_LAYOUTS: tuple[str, ...] = ("auto", "scan", "unrolled", "sliced")
+DECODE_LAYOUTS: tuple[str, ...] = ("auto", "scan", "unrolled", "sliced", "moved")
 """How a generation decodes (``jaxsteer.model.decode.generate``; a model's default in ``Model.decode_layout``)."""
 
 

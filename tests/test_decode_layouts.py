@@ -167,5 +167,55 @@ def test_a_models_decode_layout_is_its_generations_default(monkeypatch):
     np.testing.assert_array_equal(scanned, unrolled)
     jaxsteer.generate(scanning, ids, 6, eos_token_id=-1, decode_layout="unrolled")
     assert copies == [1, 1]
-    with pytest.raises(InputError, match="decode_layout='fast': expected one of auto, scan, unrolled, sliced"):
+    with pytest.raises(InputError, match="decode_layout=.fast.: expected one of auto, scan, unrolled, sliced, moved"):
         dataclasses.replace(model, decode_layout="fast")
+
+
+def test_moved_weights_decode_as_the_scan_does_and_are_stacked_again():
+    """``"moved"``: the unrolled step on the model's own weights cut into per-layer arrays for the call (no
+    copy: each stacked leaf is freed once cut) — the same tokens as the scan, for one plan and for a grid of
+    plans with a shared prefix; afterwards the weights are stacked again with the same values, and a call
+    that fails inside the move leaves them stacked too."""
+    import jax
+
+    from jaxsteer.model import decode
+
+    cfg = tiny(sliding_window=3)
+    model = jaxsteer.Model.random(cfg, seed=7, norm_std=0.3)
+    before = jax.tree.map(np.asarray, model.params["layers"])
+    old_leaf = jax.tree.leaves(model.params["layers"])[0]
+    rng = np.random.RandomState(3)
+    ids = rng.randint(3, cfg.vocab_size, size=(2, 6))
+    mask = np.ones_like(ids)
+    mask[1, :2] = 0
+    steer = jaxsteer.Steering.from_layers(cfg, {1: rng.randn(cfg.hidden_size)}, gamma=2.0)
+    kw = dict(max_new_tokens=7, attention_mask=mask, eos_token_id=-1)
+    plans = np.zeros((3, cfg.num_layers, cfg.hidden_size), np.float32)
+    plans[1:, 2] = 3.0 * rng.randn(2, cfg.hidden_size)  # plans agree below block 2: a shared prefix, then a tree
+    for extra in (dict(steering=steer), dict(plans=plans)):
+        scanned = np.asarray(jaxsteer.generate(model, ids, decode_layout="scan", **kw, **extra))
+        moved = np.asarray(jaxsteer.generate(model, ids, decode_layout="moved", **kw, **extra))
+        np.testing.assert_array_equal(moved, scanned)
+    assert len({tuple(r) for r in moved.reshape(-1, moved.shape[-1]).tolist()}) > 1
+    assert old_leaf.is_deleted()  # really moved, not copied
+    layers = model.params["layers"]
+    assert isinstance(layers, dict)
+    jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, layers), before)
+
+    def broken(*a, **k):
+        raise RuntimeError("device lost")
+
+    real = decode.generate_core
+    decode.generate_core = broken
+    try:
+        with np.testing.assert_raises(RuntimeError):
+            jaxsteer.generate(model, ids, decode_layout="moved", **kw)
+    finally:
+        decode.generate_core = real
+    jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, model.params["layers"]), before)
+    from jaxsteer.errors import InputError
+
+    leaf = jax.tree.leaves(model.params["layers"])[0]
+    with np.testing.assert_raises(InputError):
+        jaxsteer.generate(model, ids, decode_layout="moved", **{**kw, "max_new_tokens": 0})
+    assert not leaf.is_deleted()  # refused before anything moved

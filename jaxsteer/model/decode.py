@@ -20,7 +20,7 @@ from jaxsteer import ahead
 from jaxsteer.config import GemmaConfig, check_decode_layout
 from jaxsteer.errors import InputError
 from jaxsteer.model.attention import cache_attention, cached_attention, resolve_impl
-from jaxsteer.model.decode_memory import decided_layout, fusable, split_layers, split_shapes
+from jaxsteer.model.decode_memory import decided_layout, fusable, moved_layers, split_layers, split_shapes
 from jaxsteer.model.family import family_of
 from jaxsteer.model.model import Model, check_new_tokens, check_tokens, on_mesh, ones_mask
 from jaxsteer.model.plan_tree import PlanTree, chunked_plans, run_plan_tree
@@ -30,6 +30,7 @@ from jaxsteer.model.transformer import (
     plan_row_deltas,
     prepare,
     run_layers,
+    stacked,
     tile_rows,
     unembed,
 )
@@ -107,11 +108,12 @@ def prefill(
             h, kept = run_layers(
                 params["layers"], h, ctx, config=config, start=lo, stop=hi, deltas=deltas, collect=kv, impl=impl
             )
-            parts.append(kept)
+            parts.append(stacked(kept))
     else:
         parts = []
         if tree.start:
             h, shared = run_layers(params["layers"], h, ctx, config=config, stop=tree.start, collect=kv, impl=impl)
+            shared = stacked(shared)
             parts.append(jax.tree.map(lambda x: pin_rows(tile_rows(x, tree.num_plans, axis=1), mesh, 1), shared))
         h, kept = run_plan_tree(
             params["layers"], h, tree, plans, positions=positions, attention_mask=attention_mask,
@@ -320,19 +322,30 @@ def generate(
     ``"all"``). Blocks below the lowest steered layer run once per prompt for all plans, and above it plans
     that still agree share their prefill rows (:mod:`jaxsteer.model.plan_tree`).
     """
-    calls = _generate_calls(
-        model, input_ids, attention_mask, max_new_tokens, steering, temperature, top_k, seed, eos_token_id, impl,
-        decode_layout, plans, abstract_copy=False,
-    )  # fmt: skip
+    layout = model.decode_layout if decode_layout is None else check_decode_layout(decode_layout, InputError)
+    args = (model, input_ids, attention_mask, max_new_tokens, steering, temperature, top_k, seed, eos_token_id, impl)
+    if layout != "moved":
+        tokens, lengths = _run_calls(_generate_calls(*args, layout, plans, abstract_copy=False))
+    else:
+        _generate_calls(*args, "scan", plans, abstract_copy=True)  # bad input refused before any weight moves
+        with moved_layers(model):
+            tokens, lengths = jax.block_until_ready(  # done before the per-layer arrays are stacked and freed
+                _run_calls(_generate_calls(*args, layout, plans, abstract_copy=False))
+            )
+    return (tokens, lengths) if return_lengths else tokens
+
+
+def _run_calls(calls) -> tuple[Array, Array]:
+    """Tokens and lengths of :func:`generate`'s calls (a grid's chunks concatenated)."""
     if calls[0][1] is None:  # no plans: one call
         out = ahead.call(calls[0][0])
-        return (out.tokens, out.lengths) if return_lengths else out.tokens
+        return out.tokens, out.lengths
     outs = []
     for run, keep in calls:
         out = ahead.call(run)
         outs.append((out.tokens[:keep], out.lengths[:keep]))
     tokens, lengths = (jnp.concatenate(x) for x in zip(*outs))
-    return (tokens, lengths) if return_lengths else tokens
+    return tokens, lengths
 
 
 def compile_generate_ahead(
@@ -387,16 +400,20 @@ def _generate_calls(
     decode_layout = model.decode_layout if decode_layout is None else check_decode_layout(decode_layout, InputError)
     total = input_ids.shape[1] + max_new_tokens  # sized before the copy exists: the budget subtracts it itself
     unroll, chunk = decided_layout(model, len(input_ids), total, None if plans is None else len(plans), decode_layout)
-    split = None
-    if unroll:
+    params, split = model.params, None
+    if decode_layout == "moved":  # the per-layer weights are the model's own for the call (moved_layers)
+        layers = params["layers"]
+        split = layers if isinstance(layers, tuple) else split_shapes(layers, config, fuse=False)
+        params = {**params, "layers": split}
+    elif unroll:
         copy = split_shapes if abstract_copy else split_layers
-        split = copy(model.params["layers"], config, fuse=fusable(model))
+        split = copy(params["layers"], config, fuse=fusable(model))
     input_ids, attention_mask = on_mesh(model, input_ids, attention_mask)
     if steering is not None and steering.mask is not None:
         steering = steering.replace(mask=on_mesh(model, steering.mask)[0])
     run = functools.partial(
         generate_core,
-        model.params,
+        params,
         input_ids,
         attention_mask,
         steering,

@@ -1,8 +1,10 @@
 """What a decode call holds in device memory: the unrolled layout's per-layer weight copy (made, or as shapes
-for a compile ahead), whether the device has room for it, and how many plans of a grid one decode loop takes."""
+for a compile ahead), whether the device has room for it, how many plans of a grid one decode loop takes, and
+the ``"moved"`` layout's weights split into per-layer arrays for the call instead of copied."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import jax
@@ -25,8 +27,11 @@ def decided_layout(
     background compile's autotuning may hold scratch memory), and calls of one experiment stay one shape."""
     key = (id(model.params), model.config.config_hash(), str(model.dtype), rows, total, count, decode_layout)
     if key not in _decided:
-        unroll = decode_layout == "unrolled" or (decode_layout == "auto" and room_for_layer_copy(model.params))
-        chunk = None if count is None else plans_per_call(model, rows, total, count, unroll)
+        unroll = decode_layout in ("unrolled", "moved") or (
+            decode_layout == "auto" and room_for_layer_copy(model.params)
+        )
+        copy = unroll and decode_layout != "moved"  # moved weights take no room beside the stack
+        chunk = None if count is None else plans_per_call(model, rows, total, count, copy)
         _decided[key] = (unroll, chunk)
     return _decided[key]
 
@@ -84,6 +89,57 @@ def split_shapes(layers, config, fuse: bool) -> tuple:
     shapes = ahead.output_shapes(layer_copy, layers, np.int32(0), config=config, fuse=fuse)  # a mesh: compiles it
     ahead.in_background(layer_copy, layers, np.int32(0), config=config, fuse=fuse)
     return (shapes,) * config.num_layers
+
+
+@contextlib.contextmanager
+def moved_layers(model: Model):
+    """For the ``with`` block, ``model.params["layers"]`` as a tuple of per-layer pytrees — the unrolled decode
+    step's weights without a copy: each stacked leaf is cut into its ``L`` layers and then freed, so the device
+    holds the weights plus one leaf's worth at most (27B: 54.9 + 14.3 GB; the copy needs 2 × 54.9). Stacked again
+    the same way afterwards, also when the block raises (same values, same sharding).
+
+    Other references to the stacked leaves (a ``params`` variable taken before the call) are freed arrays
+    while the block runs, and stay so: read ``model.params`` again after it."""
+    params = model.params
+    stacked = params["layers"]
+    if isinstance(stacked, (tuple, list)):  # already moved (a nested call)
+        yield stacked
+        return
+    leaves, treedef = jax.tree.flatten(stacked)
+    shardings = [leaf.sharding for leaf in leaves]
+    count = model.config.num_layers
+    cut = []
+    try:
+        for leaf in leaves:
+            cut.append(tuple(_layer_of(leaf, np.int32(i)) for i in range(count)))
+            leaf.delete()
+    except BaseException:  # the leaves cut so far go back; the others were never touched
+        back = [_restacked(parts, sharding) for parts, sharding in zip(cut, shardings)]
+        params["layers"] = treedef.unflatten(back + leaves[len(cut) :])
+        raise
+    params["layers"] = tuple(treedef.unflatten([parts[i] for parts in cut]) for i in range(count))
+    try:
+        yield params["layers"]
+    finally:
+        params["layers"] = treedef.unflatten([_restacked(parts, s) for parts, s in zip(cut, shardings)])
+
+
+@jax.jit
+def _layer_of(leaf, index):
+    return jax.lax.dynamic_index_in_dim(leaf, index, keepdims=False)
+
+
+def _restacked(parts: tuple, sharding) -> jax.Array:
+    """``parts`` stacked into one array with ``sharding``, each part freed once stacked."""
+    out = _stacker(sharding)(*parts)
+    for part in parts:
+        part.delete()
+    return out
+
+
+@functools.cache
+def _stacker(sharding):
+    return jax.jit(lambda *parts: jnp.stack(parts), out_shardings=sharding)
 
 
 def fusable(model: Model) -> bool:

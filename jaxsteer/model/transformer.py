@@ -354,6 +354,14 @@ def make_context(
     return Context(cos=cos, sin=sin, key_valid=key_valid, steer_mask=steer_mask)
 
 
+def stacked(collected):
+    """What :func:`run_layers` collected, stacked on a leading layer axis as the scan stacks it (the unrolled
+    runner, over per-layer weights, returns one entry a layer)."""
+    if type(collected) is tuple:  # a plain tuple: one entry a layer (a NamedTuple entry is a scan's stack)
+        return jax.tree.map(lambda *xs: jnp.stack(xs), *collected)
+    return collected
+
+
 def tile_rows(x: Array, copies: int, axis: int = 0) -> Array:
     """``copies`` copies of each row of ``x`` along ``axis``, prompt-major (row ``b·G + g`` is row ``b`` under
     plan ``g``): the batch layout of a grid of steering plans (sweeps, ``generate`` with ``plans``). Split over
