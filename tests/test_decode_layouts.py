@@ -219,3 +219,18 @@ def test_moved_weights_decode_as_the_scan_does_and_are_stacked_again():
     with np.testing.assert_raises(InputError):
         jaxsteer.generate(model, ids, decode_layout="moved", **{**kw, "max_new_tokens": 0})
     assert not leaf.is_deleted()  # refused before anything moved
+
+
+def test_auto_falling_back_to_the_scan_for_lack_of_room_hints_at_moved_once(monkeypatch, capsys):
+    from jaxsteer.model import decode_memory
+
+    cfg = tiny()
+    model = jaxsteer.Model.random(cfg, seed=1)
+    monkeypatch.setattr(decode_memory, "room_for_layer_copy", lambda params: False)
+    monkeypatch.setattr(decode_memory, "_hinted", [])
+    ids = np.random.RandomState(0).randint(3, cfg.vocab_size, size=(2, 4))
+    for _ in range(2):
+        jaxsteer.generate(model, ids, 2, eos_token_id=-1)
+    assert capsys.readouterr().err.count("decode_layout='moved'") == 1
+    jaxsteer.generate(model, ids, 2, eos_token_id=-1, decode_layout="scan")
+    assert "moved" not in capsys.readouterr().err

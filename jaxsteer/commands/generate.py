@@ -17,7 +17,8 @@ def register(sub) -> None:
     p.add_argument(
         "--decode-layout",
         default="auto",
-        help="auto (a per-layer weight copy where it fits: faster steps), scan (compiles faster), unrolled, sliced",
+        help="auto (a per-layer weight copy where it fits: faster steps), scan (compiles faster), unrolled, sliced, "
+        "moved (the weights themselves cut per layer for the call: fast steps without a copy)",
     )
     add_steer_args(p, scope=True)
     p.add_argument(

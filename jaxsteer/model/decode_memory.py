@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -30,10 +31,27 @@ def decided_layout(
         unroll = decode_layout in ("unrolled", "moved") or (
             decode_layout == "auto" and room_for_layer_copy(model.params)
         )
+        if decode_layout == "auto" and not unroll:
+            _hint_moved()
         copy = unroll and decode_layout != "moved"  # moved weights take no room beside the stack
         chunk = None if count is None else plans_per_call(model, rows, total, count, copy)
         _decided[key] = (unroll, chunk)
     return _decided[key]
+
+
+_hinted: list[bool] = []
+
+
+def _hint_moved() -> None:
+    """Once a process: ``"auto"`` fell back to the scan for lack of room for the copy — say what is faster."""
+    if not _hinted:
+        _hinted.append(True)
+        print(
+            "jaxsteer: no room on the device for the per-layer weight copy, so generation decodes with the scan "
+            "layout (≈ 2.7× slower a step, bench/RESULTS.md); decode_layout='moved' (config key decode_layout, "
+            "--decode-layout moved) decodes at the copy's speed without a copy",
+            file=sys.stderr,
+        )
 
 
 def plans_per_call(model: Model, rows: int, total: int, count: int, unrolled: bool, share: float = 0.5) -> int:
