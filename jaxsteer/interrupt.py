@@ -100,3 +100,23 @@ def exit_now(code: int) -> None:
         with contextlib.suppress(OSError, ValueError):
             stream.flush()
     os._exit(code)
+
+
+@contextlib.contextmanager
+def deferred():
+    """Hold a Ctrl-C until the block ends, then deliver it: for work that must not stop half done (the weights
+    of a ``"moved"`` decode being cut or stacked again). Main thread only; elsewhere the block just runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if held:
+            if callable(previous):
+                previous(signal.SIGINT, held[0])
+            elif previous == signal.default_int_handler or previous == signal.SIG_DFL:
+                raise KeyboardInterrupt

@@ -72,7 +72,7 @@ def test_steered_cases_without_annotation_checks():
 
 
 @pytest.mark.parametrize("steered", [False, pytest.param(True, marks=untyped)])
-@pytest.mark.parametrize("layout", ["unrolled", "scan"])
+@pytest.mark.parametrize("layout", ["unrolled", "scan", "moved"])
 def test_generate_runs_the_program_compiled_ahead(model, layout, steered):
     ids, mask = left_padded_prompts(3, (3, 6), high=128, padded_row=1, pad=2)
     vector = {1: np.ones(model.config.hidden_size)}

@@ -234,3 +234,46 @@ def test_auto_falling_back_to_the_scan_for_lack_of_room_hints_at_moved_once(monk
     assert capsys.readouterr().err.count("decode_layout='moved'") == 1
     jaxsteer.generate(model, ids, 2, eos_token_id=-1, decode_layout="scan")
     assert "moved" not in capsys.readouterr().err
+
+
+def test_moving_the_weights_survives_an_interrupt_a_shared_leaf_and_keeps_their_placement(monkeypatch):
+    """A Ctrl-C (here: raised by the cut's third slice) puts back what was cut; a leaf that two names share is
+    cut once; weights that were not committed to a device stay uncommitted (a committed restack changed every
+    later program's cache key); host arrays are refused before anything moves."""
+    import jax
+
+    from jaxsteer.errors import InputError
+    from jaxsteer.model import decode_memory
+
+    cfg = tiny()
+    model = jaxsteer.Model.random(cfg, seed=4, norm_std=0.3)
+    layers = model.params["layers"]
+    layers["post_attention_layernorm"] = layers["input_layernorm"]  # one array under two names
+    before = {k: np.asarray(v) for k, v in layers.items()}
+    ids = np.random.RandomState(2).randint(3, cfg.vocab_size, size=(2, 5))
+    kw = dict(max_new_tokens=4, eos_token_id=-1)
+    scanned = np.asarray(jaxsteer.generate(model, ids, decode_layout="scan", **kw))
+    np.testing.assert_array_equal(np.asarray(jaxsteer.generate(model, ids, decode_layout="moved", **kw)), scanned)
+    after = model.params["layers"]
+    assert all(not v.committed for v in after.values())
+    assert after["post_attention_layernorm"] is after["input_layernorm"]
+    real, calls = decode_memory._layer_of, []
+
+    def interrupted(leaf, index):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(leaf, index)
+
+    monkeypatch.setattr(decode_memory, "_layer_of", interrupted)
+    with np.testing.assert_raises(KeyboardInterrupt):
+        jaxsteer.generate(model, ids, decode_layout="moved", **kw)
+    monkeypatch.setattr(decode_memory, "_layer_of", real)
+    restored = model.params["layers"]
+    assert isinstance(restored, dict) and not any(v.is_deleted() for v in restored.values())
+    for name, value in before.items():
+        np.testing.assert_array_equal(np.asarray(restored[name]), value)
+    np.testing.assert_array_equal(np.asarray(jaxsteer.generate(model, ids, decode_layout="moved", **kw)), scanned)
+    host = jaxsteer.Model(cfg, jax.tree.map(np.asarray, model.params))
+    with np.testing.assert_raises(InputError):
+        jaxsteer.generate(host, ids, decode_layout="moved", **kw)

@@ -20,7 +20,14 @@ from jaxsteer import ahead
 from jaxsteer.config import GemmaConfig, check_decode_layout
 from jaxsteer.errors import InputError
 from jaxsteer.model.attention import cache_attention, cached_attention, resolve_impl
-from jaxsteer.model.decode_memory import decided_layout, fusable, moved_layers, split_layers, split_shapes
+from jaxsteer.model.decode_memory import (
+    decided_layout,
+    fusable,
+    moved_layers,
+    moved_shapes,
+    split_layers,
+    split_shapes,
+)
 from jaxsteer.model.family import family_of
 from jaxsteer.model.model import Model, check_new_tokens, check_tokens, on_mesh, ones_mask
 from jaxsteer.model.plan_tree import PlanTree, chunked_plans, run_plan_tree
@@ -108,12 +115,12 @@ def prefill(
             h, kept = run_layers(
                 params["layers"], h, ctx, config=config, start=lo, stop=hi, deltas=deltas, collect=kv, impl=impl
             )
-            parts.append(stacked(kept))
+            parts.append(stacked(kept, params["layers"]))
     else:
         parts = []
         if tree.start:
             h, shared = run_layers(params["layers"], h, ctx, config=config, stop=tree.start, collect=kv, impl=impl)
-            shared = stacked(shared)
+            shared = stacked(shared, params["layers"])
             parts.append(jax.tree.map(lambda x: pin_rows(tile_rows(x, tree.num_plans, axis=1), mesh, 1), shared))
         h, kept = run_plan_tree(
             params["layers"], h, tree, plans, positions=positions, attention_mask=attention_mask,
@@ -328,9 +335,9 @@ def generate(
         tokens, lengths = _run_calls(_generate_calls(*args, layout, plans, abstract_copy=False))
     else:
         _generate_calls(*args, "scan", plans, abstract_copy=True)  # bad input refused before any weight moves
-        with moved_layers(model):
+        with moved_layers(model) as layers:
             tokens, lengths = jax.block_until_ready(  # done before the per-layer arrays are stacked and freed
-                _run_calls(_generate_calls(*args, layout, plans, abstract_copy=False))
+                _run_calls(_generate_calls(*args, layout, plans, abstract_copy=False, moved=layers))
             )
     return (tokens, lengths) if return_lengths else tokens
 
@@ -372,7 +379,7 @@ def compile_generate_ahead(
 
 def _generate_calls(
     model, input_ids, attention_mask, max_new_tokens, steering, temperature, top_k, seed, eos_token_id, impl,
-    decode_layout, plans, abstract_copy: bool,
+    decode_layout, plans, abstract_copy: bool, moved: tuple | None = None,
 ) -> list[tuple[functools.partial, int | None]]:  # fmt: skip
     """The checked :func:`generate_core` calls of one :func:`generate` — each a partial with every argument, and
     how many of its plans are real (None without plans) — made by the one code that also plans compiles ahead
@@ -401,9 +408,8 @@ def _generate_calls(
     total = input_ids.shape[1] + max_new_tokens  # sized before the copy exists: the budget subtracts it itself
     unroll, chunk = decided_layout(model, len(input_ids), total, None if plans is None else len(plans), decode_layout)
     params, split = model.params, None
-    if decode_layout == "moved":  # the per-layer weights are the model's own for the call (moved_layers)
-        layers = params["layers"]
-        split = layers if isinstance(layers, tuple) else split_shapes(layers, config, fuse=False)
+    if decode_layout == "moved":  # the model's own weights cut per layer for the call (moved_layers)
+        split = moved if moved is not None else moved_shapes(params["layers"], config)
         params = {**params, "layers": split}
     elif unroll:
         copy = split_shapes if abstract_copy else split_layers

@@ -111,35 +111,51 @@ def split_shapes(layers, config, fuse: bool) -> tuple:
 
 @contextlib.contextmanager
 def moved_layers(model: Model):
-    """For the ``with`` block, ``model.params["layers"]`` as a tuple of per-layer pytrees — the unrolled decode
+    """For the ``with`` block, the model's layer weights as a tuple of per-layer pytrees — the unrolled decode
     step's weights without a copy: each stacked leaf is cut into its ``L`` layers and then freed, so the device
     holds the weights plus one leaf's worth at most (27B: 54.9 + 14.3 GB; the copy needs 2 × 54.9). Stacked again
-    the same way afterwards, also when the block raises (same values, same sharding).
+    the same way when the block ends, also when it raises (same values, same placement), into
+    ``model.params["layers"]`` (the same dict).
 
-    Other references to the stacked leaves (a ``params`` variable taken before the call) are freed arrays
-    while the block runs, and stay so: read ``model.params`` again after it."""
+    While the block runs, ``model.params["layers"]`` holds the freed stacked arrays: they still have shapes, so
+    a compile started ahead in another thread builds the right program, but nothing can read them. Arrays taken
+    from ``model.params["layers"]`` before the block stay freed after it: read ``model.params`` again. A Ctrl-C
+    during the cut or the restack is held until it is done (:func:`jaxsteer.interrupt.deferred`)."""
+    from jaxsteer.errors import InputError
+    from jaxsteer.interrupt import deferred
+
     params = model.params
-    stacked = params["layers"]
-    if isinstance(stacked, (tuple, list)):  # already moved (a nested call)
-        yield stacked
-        return
-    leaves, treedef = jax.tree.flatten(stacked)
-    shardings = [leaf.sharding for leaf in leaves]
+    leaves, treedef = jax.tree.flatten(params["layers"])
+    if not all(isinstance(leaf, jax.Array) for leaf in leaves):
+        raise InputError("decode_layout='moved' moves the weights on the device; these layer weights are host arrays")
+    if any(leaf.is_deleted() for leaf in leaves):
+        raise InputError("decode_layout='moved': the layer weights are moved by another generate call")
+    distinct = list({id(leaf): leaf for leaf in leaves}.values())  # a leaf shared by two names is cut once
+    where = {id(leaf): i for i, leaf in enumerate(distinct)}
+    placements = [leaf.sharding if leaf.committed else None for leaf in distinct]
     count = model.config.num_layers
-    cut = []
-    try:
-        for leaf in leaves:
-            cut.append(tuple(_layer_of(leaf, np.int32(i)) for i in range(count)))
-            leaf.delete()
-    except BaseException:  # the leaves cut so far go back; the others were never touched
-        back = [_restacked(parts, sharding) for parts, sharding in zip(cut, shardings)]
-        params["layers"] = treedef.unflatten(back + leaves[len(cut) :])
-        raise
-    params["layers"] = tuple(treedef.unflatten([parts[i] for parts in cut]) for i in range(count))
-    try:
-        yield params["layers"]
+    cut: list[tuple] = []
+    try:  # one finally for all: a failure (or a held Ctrl-C delivered) mid-cut puts back what was cut
+        with deferred():
+            for leaf in distinct:
+                cut.append(tuple(_layer_of(leaf, np.int32(i)) for i in range(count)))
+                leaf.delete()
+        yield tuple(treedef.unflatten([cut[where[id(leaf)]][i] for leaf in leaves]) for i in range(count))
     finally:
-        params["layers"] = treedef.unflatten([_restacked(parts, s) for parts, s in zip(cut, shardings)])
+        with deferred():
+            back = [_restacked(parts, p) for parts, p in zip(cut, placements)] + distinct[len(cut) :]
+            params["layers"] = treedef.unflatten([back[where[id(leaf)]] for leaf in leaves])
+
+
+def moved_shapes(layers, config) -> tuple:
+    """What :func:`moved_layers` yields, as shapes (nothing moved): for compiles ahead. Starts compiling the
+    cut's program for each leaf shape too."""
+    leaf_shapes = []
+    for leaf in jax.tree.leaves(layers):
+        leaf_shapes.append(ahead.output_shapes(_layer_of, leaf, np.int32(0)))
+        ahead.in_background(_layer_of, leaf, np.int32(0))
+    layer = jax.tree.unflatten(jax.tree.structure(layers), leaf_shapes)
+    return (layer,) * config.num_layers
 
 
 @jax.jit
@@ -147,17 +163,19 @@ def _layer_of(leaf, index):
     return jax.lax.dynamic_index_in_dim(leaf, index, keepdims=False)
 
 
-def _restacked(parts: tuple, sharding) -> jax.Array:
-    """``parts`` stacked into one array with ``sharding``, each part freed once stacked."""
-    out = _stacker(sharding)(*parts)
+def _restacked(parts: tuple, placement) -> jax.Array:
+    """``parts`` stacked into one array placed as ``placement`` (None: uncommitted, as the leaf was), each part
+    freed once stacked."""
+    out = _stacker(placement)(*parts)
     for part in parts:
         part.delete()
     return out
 
 
 @functools.cache
-def _stacker(sharding):
-    return jax.jit(lambda *parts: jnp.stack(parts), out_shardings=sharding)
+def _stacker(placement):
+    stack = lambda *parts: jnp.stack(parts)  # noqa: E731
+    return jax.jit(stack) if placement is None else jax.jit(stack, out_shardings=placement)
 
 
 def fusable(model: Model) -> bool:

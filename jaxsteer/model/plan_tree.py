@@ -171,7 +171,7 @@ def run_plan_tree(
             deltas=deltas, collect=collect, queries=tile_rows(queries, seg.size) if final else None, **run_kw,
         )  # fmt: skip
         if collect is not None:
-            out = stacked(out)
+            out = stacked(out, layers)
             kept.append(jax.tree.map(lambda x, seg=seg: pin_rows(_rows_of(x, seg.groups, rows, axis=1), mesh, 1), out))
     return pin_rows(_rows_of(h, tree.segments[-1].groups, rows), mesh), kept
 

@@ -354,10 +354,10 @@ def make_context(
     return Context(cos=cos, sin=sin, key_valid=key_valid, steer_mask=steer_mask)
 
 
-def stacked(collected):
-    """What :func:`run_layers` collected, stacked on a leading layer axis as the scan stacks it (the unrolled
-    runner, over per-layer weights, returns one entry a layer)."""
-    if type(collected) is tuple:  # a plain tuple: one entry a layer (a NamedTuple entry is a scan's stack)
+def stacked(collected, layers):
+    """What :func:`run_layers` collected over ``layers``, stacked on a leading layer axis as the scan stacks it:
+    over per-layer weights (a sequence) the unrolled runner returns one entry a layer."""
+    if isinstance(layers, (tuple, list)):
         return jax.tree.map(lambda *xs: jnp.stack(xs), *collected)
     return collected
 
