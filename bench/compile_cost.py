@@ -11,7 +11,7 @@ SPEC (``B`` rows, ``P`` prompt tokens, ``N`` new tokens, ``G`` plans):
 * ``sweep:MODEL:B:T:K`` — a γ sweep of K points at the EN layer, scored on four option letters: the shared
   prefix (blocks below the layer) and the tail (the rest, ``K·B`` rows) as :func:`~jaxsteer.steering.sweep.run_grid`
   compiles them;
-* ``gen:MODEL:B:P:N:LAYOUT`` — a steered generate call, LAYOUT ``scan``, ``unrolled`` or ``sliced``;
+* ``gen:MODEL:B:P:N:LAYOUT`` — a steered generate call, LAYOUT ``scan``, ``unrolled``, ``sliced`` or ``moved``;
 * ``grid:MODEL:B:P:N:G:LAYOUT`` — one generate call of G plans as the Dev2 selection makes them (G/2
   LOC-only plans, G/2 SUR plans with EN applied; the plan tree shares what they agree on).
 
@@ -112,10 +112,12 @@ def lowered_programs(spec: str, dtype, mesh=None):
     if kind not in ("gen", "grid"):
         raise SystemExit(f"{spec}: unknown kind {kind!r} (fwd, copy, extract, sweep, gen, grid)")
     *nums, layout = rest
-    if layout not in ("scan", "unrolled", "sliced"):
-        raise SystemExit(f"{spec}: LAYOUT {layout!r}; expected scan, unrolled or sliced")
+    if layout not in ("scan", "unrolled", "sliced", "moved"):
+        raise SystemExit(f"{spec}: LAYOUT {layout!r}; expected scan, unrolled, sliced or moved")
     b, p, n, *g = map(int, nums)
     split = None
+    if layout == "moved":  # the weights themselves per layer (decode_memory.moved_layers): no stacked copy
+        params = {**params, "layers": decode_memory.moved_shapes(params["layers"], cfg)}
     if layout == "unrolled":
         copy = decode_memory.layer_copy.lower(params["layers"], np.int32(0), config=cfg, fuse=fuse)
         placed = copy.compile().output_shardings  # on a mesh each copy keeps its layer's placement

@@ -184,6 +184,8 @@ def generate_core(
     """
     if slice_weights:
         split_layers = tuple(jax.tree.map(lambda a, i=i: a[i], params["layers"]) for i in range(config.num_layers))
+    if isinstance(params["layers"], tuple):  # moved weights (decode_memory.moved_layers): the step's own
+        split_layers = params["layers"]
     copies = 1 if plans is None else plans.shape[0]
     prompts = input_ids.shape[0]
     b, t = copies * prompts, input_ids.shape[1]
@@ -408,9 +410,9 @@ def _generate_calls(
     total = input_ids.shape[1] + max_new_tokens  # sized before the copy exists: the budget subtracts it itself
     unroll, chunk = decided_layout(model, len(input_ids), total, None if plans is None else len(plans), decode_layout)
     params, split = model.params, None
-    if decode_layout == "moved":  # the model's own weights cut per layer for the call (moved_layers)
-        split = moved if moved is not None else moved_shapes(params["layers"], config)
-        params = {**params, "layers": split}
+    if decode_layout == "moved":  # the model's own weights cut per layer for the call (moved_layers); passed
+        # once, as params["layers"] (generate_core reads them from there)
+        params = {**params, "layers": moved if moved is not None else moved_shapes(params["layers"], config)}
     elif unroll:
         copy = split_shapes if abstract_copy else split_layers
         split = copy(params["layers"], config, fuse=fusable(model))
