@@ -58,6 +58,11 @@ SCRIPT = textwrap.dedent(
         out["sweep"] = run_grid(m, ids, mask, grid, score, chunk_size=2, progress=False)
         out["tokens"] = np.asarray(jaxsteer.generate(m, ids, 5, mask, steering=steer, eos_token_id=-1))
         out["grid_tokens"] = np.asarray(jaxsteer.generate(m, ids, 5, mask, plans=grid, eos_token_id=-1))
+        # the weights cut per layer for the call and stacked again: same tokens, same placement after
+        placed = {k: v.sharding for k, v in m.params["layers"].items()}
+        out["moved_grid_tokens"] = np.asarray(
+            jaxsteer.generate(m, ids, 5, mask, plans=grid, eos_token_id=-1, decode_layout="moved"))
+        assert {k: v.sharding for k, v in m.params["layers"].items()} == placed
         return out
 
     ref = measure(one)
@@ -82,8 +87,9 @@ SCRIPT = textwrap.dedent(
             scale = np.abs(ref[key]).max()
             err = np.abs(got[key] - ref[key]).max() / scale
             assert err <= 1e-5, (shape, key, err)
-        for key in ("tokens", "grid_tokens"):
+        for key in ("tokens", "grid_tokens", "moved_grid_tokens"):
             assert np.array_equal(got[key], ref[key]), (shape, key)
+        assert np.array_equal(got["moved_grid_tokens"], got["grid_tokens"])
         # a grid's prompt-major rows are split over the batch shards, not replicated on each (pin_rows)
         import jax.numpy as jnp
         from jaxsteer.model.model import on_mesh
