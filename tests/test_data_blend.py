@@ -220,3 +220,42 @@ def test_the_hub_copy_is_read_by_its_country_code_splits(monkeypatch):
     monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
     assert load_blend("nayeon212/BLEnD", "ko") == load_blend(DATA, "ko")
     assert [c[2] for c in calls] == ["KR", "KR"]
+
+
+def test_the_hub_copys_annotation_list_reads_as_the_github_files_dict(tmp_path):
+    """nayeon212/BLEnD on the hub ships ``annotations_hf/{Country}_data.json`` as a list of ``{ID, …}``
+    entries (with an extra ``idks.other``); the GitHub files are keyed by ID: both give the same questions."""
+    root = _edited_copy(tmp_path, "Spain", lambda data: None)
+    path = root / "blend" / "annotations" / "Spain_data.json"
+    keyed = json.loads(path.read_text(encoding="utf-8"))
+    listed = [{"ID": qid, **entry, "idks": {**entry.get("idks", {}), "other": []}} for qid, entry in keyed.items()]
+    path.write_text(json.dumps(listed, ensure_ascii=False), encoding="utf-8")
+    assert load_blend(root, "Spain") == load_blend(DATA, "Spain")
+    path.write_text(json.dumps(listed + listed[:1], ensure_ascii=False), encoding="utf-8")
+    with pytest.raises(DataError, match="duplicate ID"):
+        load_blend(root, "Spain")
+    path.write_text(json.dumps([1, 2]), encoding="utf-8")
+    with pytest.raises(DataError, match="or a list of objects with an ID"):
+        load_blend(root, "Spain")
+
+
+def test_annotated_ids_without_a_question_are_reported(tmp_path, caplog):
+    """BLEnD's scorer loops over the annotation file, so its denominator counts IDs the questions file lacks;
+    ours cannot score them: the loader warns and ``data check`` names them."""
+    from jaxsteer.data.check import check_country, format_report
+
+    root = _edited_copy(tmp_path, "Spain", lambda data: data.update({"Zz-en-99": data["Fx-en-01"]}))
+    with caplog.at_level("WARNING"):
+        load_blend(root, "Spain")
+    assert "1 annotated ID(s) have no question" in caplog.text and "Zz-en-99" in caplog.text
+    report = check_country(root, "Spain")
+    assert report["annotation_only_ids"] == ["Zz-en-99"]
+    text = format_report({"data": str(root), "countries": [report], "totals": _totals(report)})
+    assert "Spain: 1 annotated ID(s) not in the questions file" in text
+    assert check_country(DATA, "Spain")["annotation_only_ids"] == []
+
+
+def _totals(report):
+    d = report["decontext"] or {}
+    return {"questions": report["questions"], "scored": report["scored"], "clean": d.get("clean", 0),
+            "kept_questions": d.get("kept_questions", 0), "coverage_pct": d.get("coverage_pct", 0.0)}  # fmt: skip

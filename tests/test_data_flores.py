@@ -84,3 +84,24 @@ def test_flores_plus_file_names_are_read_for_their_language(tmp_path):
     shutil.copy(DATA / "flores" / "dev" / "zho_Hans.jsonl", folder / "cmn_Hans.jsonl")
     assert load_flores_pairs(tmp_path, "en", "zh") == load_flores_pairs(DATA, "en", "zh")
     assert load_flores(folder / "cmn_Hans.jsonl", "zh") == load_flores(DATA, "zh")
+
+
+def test_a_hub_snapshot_and_flores_plus_text_columns_are_read(tmp_path):
+    """facebook/flores as downloaded (``{code}/dev-00000-of-00001.parquet``, column ``sentence``) and FLORES+
+    (openlanguagedata/flores_plus: ``dev/{code}.jsonl``, column ``text``): the same pairs, no renaming."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ref = load_flores_pairs(DATA, "en", "ko")
+    for code in ("eng_Latn", "kor_Hang"):
+        rows = [json.loads(line) for line in (DATA / "flores" / "dev" / f"{code}.jsonl").read_text().splitlines()]
+        (tmp_path / "hub" / code).mkdir(parents=True)
+        pq.write_table(pa.Table.from_pylist(rows), tmp_path / "hub" / code / "dev-00000-of-00001.parquet")
+        plus = [{"id": r["id"], "iso_639_3": code[:3], "text": r["sentence"]} for r in rows]
+        (tmp_path / "plus" / "dev").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "plus" / "dev" / f"{code}.jsonl").write_text("\n".join(json.dumps(r) for r in plus))
+    assert load_flores_pairs(tmp_path / "hub", "en", "ko") == ref
+    assert load_flores_pairs(tmp_path / "plus", "en", "ko") == ref
+    (tmp_path / "plus" / "dev" / "kor_Hang.jsonl").write_text(json.dumps({"id": 1, "words": "x"}))
+    with pytest.raises(DataError, match=r"no sentence column \(FLORES-200 names it sentence, FLORES\+ text\); columns: id, words"):
+        load_flores(tmp_path / "plus", "ko")

@@ -108,3 +108,38 @@ def test_a_null_question_or_option_in_parquet_is_an_error_not_the_word_none(tmp_
     pq.write_table(pa.Table.from_pylist(rows), folder / "test.parquet")
     questions = load_gmmlu(tmp_path, "es", subset="all")
     assert questions[2].subject_category == "" and questions[3].options[3] == ""
+
+
+def test_a_hub_snapshot_is_read_as_downloaded(tmp_path):
+    """``huggingface-cli download CohereForAI/Global-MMLU --local-dir D``: ``D/ko/test-00000-of-00001.parquet``
+    (the released file names; ``is_annotated`` a boolean there), read without renaming; two shards of one
+    split are one line asking to join them, not half the questions."""
+    import csv
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = list(csv.DictReader((DATA / "global_mmlu" / "ko" / "test.csv").open(encoding="utf-8")))
+    for r in rows:
+        r["is_annotated"] = r["is_annotated"] == "True"
+    (tmp_path / "ko").mkdir()
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "ko" / "test-00000-of-00001.parquet")
+    got = load_gmmlu(tmp_path, "ko", subset="all")
+    assert [q.id for q in got] == [q.id for q in load_gmmlu(DATA, "ko", subset="all")]
+    pq.write_table(pa.Table.from_pylist(rows[:2]), tmp_path / "ko" / "test-00001-of-00002.parquet")
+    with pytest.raises(DataError, match=r"2 files match ko/test-\*\.parquet .*join the shards"):
+        load_gmmlu(tmp_path, "ko")
+
+
+def test_json_lines_saved_under_a_json_name_is_read(tmp_path):
+    """``datasets.Dataset.to_json("test.json")`` writes JSON Lines: read as such, not "invalid JSON"."""
+    import csv
+    import json
+
+    rows = list(csv.DictReader((DATA / "global_mmlu" / "ko" / "test.csv").open(encoding="utf-8")))
+    (tmp_path / "ko").mkdir()
+    (tmp_path / "ko" / "test.json").write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n")
+    assert len(load_gmmlu(tmp_path, "ko", subset="all")) == len(rows)
+    (tmp_path / "ko" / "test.json").write_text('{"sample_id": 1,\n')
+    with pytest.raises(DataError, match="invalid JSON at line 2"):
+        load_gmmlu(tmp_path, "ko")

@@ -82,3 +82,15 @@ def test_a_null_oasst1_text_gives_no_pair():
         {"message_id": "d", "parent_id": "c", "text": "Hi", "role": "assistant", "lang": "en", "rank": 0},
     ]
     assert [p.id for p in top_ranked_pairs(messages)] == ["c"]
+
+
+def test_the_released_gzipped_messages_file_is_read(tmp_path):
+    """OpenAssistant/oasst1 as downloaded: ``2023-04-12_oasst_ready.messages.jsonl.gz`` under the snapshot root."""
+    import gzip
+
+    raw = (DATA / "oasst1" / "oasst1.jsonl").read_bytes()
+    (tmp_path / "2023-04-12_oasst_ready.messages.jsonl.gz").write_bytes(gzip.compress(raw))
+    assert load_oasst1_pairs(tmp_path) == load_oasst1_pairs(DATA)
+    (tmp_path / "2023-04-12_oasst_ready.messages.jsonl.gz").write_bytes(raw)  # named .gz, not compressed
+    with pytest.raises(DataError, match="not a readable gzip file"):
+        load_oasst1_pairs(tmp_path)

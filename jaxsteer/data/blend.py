@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ from jaxsteer.data.files import (
 )
 from jaxsteer.data.languages import LANGUAGES, blend_country, normalize_country
 from jaxsteer.errors import DataError
+
+log = logging.getLogger(__name__)
 
 HUB_ID = "nayeon212/BLEnD"
 QUESTION_COLUMNS: tuple[str, ...] = ("ID", "Topic", "Source", "Question", "Translation")
@@ -249,9 +252,7 @@ def load_blend(
         apath = Path(annotations) if annotations is not None else _annotation_path(source, qpath, country)
         if apath is None and require_annotations:
             raise DataError(f"BLEnD annotations for {country}: {country}_data.json not found next to {qpath}")
-        raw_ann = read_json(apath) if apath is not None else None
-        if raw_ann is not None and not isinstance(raw_ann, dict):
-            raise DataError(f"{apath}: expected a JSON object keyed by question ID")
+        raw_ann = _keyed_annotations(read_json(apath), apath) if apath is not None else None
     require_rows(rows, where)
     out: list[BlendQuestion] = []
     seen: set[str] = set()
@@ -281,7 +282,47 @@ def load_blend(
         )
         if include_skipped or not q.skipped:
             out.append(q)
+    extra = [qid for qid in raw_ann or {} if qid not in seen]
+    if extra:  # BLEnD's scorer loops over the annotations: its denominator counts these, ours cannot
+        log.warning(
+            "BLEnD %s: %d annotated ID(s) have no question in %s (e.g. %s); BLEnD's own scorer would count them",
+            country, len(extra), where, ", ".join(extra[:3]),
+        )  # fmt: skip
     return out
+
+
+def annotation_only_ids(source: PathLike, country: str) -> list[str]:
+    """IDs of a country's local annotation file that its questions file lacks (none without either file)."""
+    country = blend_country(country)
+    if is_hub_id(source):
+        return []
+    try:
+        qpath = locate(
+            source, [f"blend/questions/{country}_questions", f"questions/{country}_questions"], f"BLEnD {country}"
+        )
+    except DataError:
+        return []
+    apath = _annotation_path(source, qpath, country)
+    if apath is None:
+        return []
+    ids = {text_cell(r["ID"], "").strip() for r in read_table(qpath, required=QUESTION_COLUMNS)}
+    return [qid for qid in _keyed_annotations(read_json(apath), apath) if qid not in ids]
+
+
+def _keyed_annotations(raw: Any, path) -> dict[str, Any]:
+    """An annotation file as ``{ID: entry}``: BLEnD's GitHub files are keyed by ID; the hub's copy
+    (``annotations_hf/{Country}_data.json``) is a list of entries that carry their ``ID``."""
+    if isinstance(raw, dict):
+        return raw
+    if isinstance(raw, list) and all(isinstance(e, Mapping) and "ID" in e for e in raw):
+        keyed: dict[str, Any] = {}
+        for j, entry in enumerate(raw):
+            qid = text_cell(entry["ID"], f"{path} entry {j} ID", required=True).strip()
+            if qid in keyed:
+                raise DataError(f"{path} entry {j}: duplicate ID {qid!r}")
+            keyed[qid] = entry
+        return keyed
+    raise DataError(f"{path}: expected a JSON object keyed by question ID, or a list of objects with an ID")
 
 
 def load_blend_mc(source: PathLike, country: str | None = None) -> list[BlendMCQuestion]:

@@ -70,6 +70,8 @@ def check_country(source: PathLike, country: str) -> dict[str, Any]:
         "skipped_ids": skipped,
         "annotated": annotated,
         "scored": sum(1 for q in questions if not q.skipped) if annotated else None,
+        # in the annotations but not the questions: BLEnD's scorer (which loops over annotations) counts them
+        "annotation_only_ids": blend_data.annotation_only_ids(source, country),
     }
     if lang not in decontext.SUPPORTED:
         report["decontext"] = None  # no rules for this language: nothing to audit
@@ -169,6 +171,11 @@ def format_report(report: dict[str, Any], examples: int = 3) -> str:
             )
         for reason, ids in r["skipped_ids"].items():
             lines.append(f"{c}: skipped {len(ids)} ({reason}): {_ids(ids, examples)}")
+        if extra := r.get("annotation_only_ids"):
+            lines.append(
+                f"{c}: {len(extra)} annotated ID(s) not in the questions file (BLEnD's scorer counts them, jaxsteer "
+                f"cannot): {_ids(extra, examples)}"
+            )
         if d is None:
             lines.append(f"{c}: no decontextualisation rules for language {r['lang']!r}")
             continue

@@ -34,6 +34,12 @@ Data-root layout (tables may be ``.csv``, ``.parquet``, ``.jsonl`` or ``.json`` 
                                                     topic, has_image, has_hyperlink, sentence
     {root}/flores200_dataset/{split}/{code}.{split} raw FLORES-200 release: one sentence per line
 
+A hub snapshot as downloaded (``huggingface-cli download … --local-dir``) is a data root too, for the files
+that are one shard a split: Global-MMLU ``{lang}/{split}-00000-of-00001.parquet``, FLORES ``{code}/{split}-*.parquet``
+(``text`` for ``sentence``: FLORES+), OASST1 ``*_oasst_ready.messages.jsonl.gz`` or ``data/train-*.parquet``,
+BLEnD annotations as the hub's list of ``{ID, …}`` objects. ``.csv``/``.jsonl``/``.json`` may be gzipped;
+JSON Lines saved under a ``.json`` name is read as JSON Lines.
+
 ``{Country}`` is BLEnD's file spelling (``South_Korea``, ``Northern_Nigeria``); ``{lang}`` is the ISO code
 (``zh``, ``ko``, ...); ``{flores_code}`` is e.g. ``kor_Hang`` (see :mod:`jaxsteer.data.languages`).
 """
@@ -42,6 +48,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import gzip
 import io
 import json
 import math
@@ -87,6 +94,16 @@ def locate(source: PathLike, candidates: Sequence[str], what: str) -> Path:
         raise DataError(f"{what}: no such file or folder {str(path)!r}")
     tried = []
     for rel in candidates:
+        if "*" in rel:  # a hub snapshot's shard name (``ko/test-00000-of-00001.parquet``)
+            found = sorted(p for p in path.glob(rel) if p.is_file())
+            if len(found) > 1:
+                names = ", ".join(str(p.relative_to(path)) for p in found[:4])
+                raise DataError(f"{what}: {len(found)} files match {rel} under {str(path)!r} ({names}): "
+                                "join the shards into one file, or pass the one to read")  # fmt: skip
+            if found:
+                return found[0]
+            tried.append(rel)
+            continue
         stems = [path / rel] if Path(rel).suffix else [path / (rel + s) for s in TABLE_SUFFIXES]
         for p in stems:
             if p.is_file():
@@ -107,6 +124,10 @@ def read_table(path: PathLike, *, required: Iterable[str] = (), what: str | None
     if not path.is_file():
         raise DataError(f"{label}: no such file {str(path)!r}")
     suffix = path.suffix.lower()
+    if suffix == ".gz":  # a compressed text table (the hub's ``….messages.jsonl.gz``): read_text unpacks it
+        suffix = Path(path.stem).suffix.lower()
+        if suffix not in (".csv", ".jsonl", ".json"):
+            raise DataError(f"{path}: unsupported compressed table {suffix + '.gz'!r} (expected .csv/.jsonl/.json.gz)")
     if suffix == ".csv":
         rows = _read_csv(path)
     elif suffix == ".parquet":
@@ -119,7 +140,7 @@ def read_table(path: PathLike, *, required: Iterable[str] = (), what: str | None
     elif suffix == ".jsonl":
         rows = _read_jsonl(path)
     elif suffix == ".json":
-        rows = _json_rows(read_json(path), path)
+        rows = _json_rows(_json_or_lines(path), path)
     else:
         raise DataError(f"{path}: unsupported table format {suffix!r} (expected {', '.join(TABLE_SUFFIXES)})")
     check_columns(rows, required, str(path))
@@ -137,6 +158,18 @@ def read_json(path: PathLike) -> Any:
         raise DataError(f"{path}: invalid JSON at line {e.lineno} ({e.msg})") from None
 
 
+def _json_or_lines(path: Path) -> Any:
+    """A ``.json`` table's content: one JSON value, or JSON Lines under a ``.json`` name (what
+    ``datasets.Dataset.to_json`` writes by default) as a list of its objects."""
+    text = read_text(path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        if e.msg != "Extra data":
+            raise DataError(f"{path}: invalid JSON at line {e.lineno} ({e.msg})") from None
+    return [row for _, row in jsonl_objects(path)]
+
+
 def read_text(path: PathLike) -> str:
     """The UTF-8 text of ``path``, without a leading byte-order mark (Excel and Windows editors write one into
     CSV and JSON files; it is never content).
@@ -152,6 +185,11 @@ def read_text(path: PathLike) -> str:
         raise DataError(f"no such file {str(path)!r}") from None
     except IsADirectoryError:
         raise DataError(f"{path} is a folder; expected a file") from None
+    if path.suffix.lower() == ".gz":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as e:
+            raise DataError(f"{path}: not a readable gzip file ({_first_line(e)})") from None
     skip = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
     try:
         return raw[skip:].decode("utf-8")

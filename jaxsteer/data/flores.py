@@ -17,6 +17,7 @@ from pathlib import Path
 
 from jaxsteer.data.files import (
     PathLike,
+    check_columns,
     is_hub_id,
     load_hub,
     locate,
@@ -59,12 +60,12 @@ def load_flores(source: PathLike, code: str, split: str = "dev") -> list[FloresS
     if split not in SPLITS:
         raise DataError(f"unknown FLORES split {split!r}; expected one of {', '.join(SPLITS)}")
     if is_hub_id(source):
-        rows = load_hub(str(source), code, split, required=COLUMNS)
         where = f"hub dataset {source} ({code}, {split})"
+        rows = _with_sentence(load_hub(str(source), code, split), where)
     else:
         path = _find(Path(source), code, split)
         where = str(path)
-        rows = _read_plain(path) if path.suffix == f".{split}" else read_table(path, required=COLUMNS)
+        rows = _read_plain(path) if path.suffix == f".{split}" else _with_sentence(read_table(path), path)
     require_rows(rows, where)
     out, seen = [], set()
     for i, row in enumerate(rows):
@@ -132,6 +133,7 @@ def _find(root: Path, code: str, split: str) -> Path:
         return root
     try:
         candidates = [f"{folder}/{name}" for name in names for folder in (f"flores/{split}", split)]
+        candidates += [f"{folder}{name}/{split}-*.parquet" for name in names for folder in ("flores/", "")]
         return locate(root, candidates, f"FLORES {code} {split}")
     except DataError:
         for name in names:
@@ -139,6 +141,19 @@ def _find(root: Path, code: str, split: str) -> Path:
                 if raw.is_file():
                     return raw
         raise
+
+
+def _with_sentence(rows: list[dict], where) -> list[dict]:
+    """Rows with ``id`` and ``sentence``; FLORES+ files call the sentence ``text``."""
+    if rows and "sentence" not in rows[0]:
+        if "text" not in rows[0]:
+            raise DataError(
+                f"{where}: no sentence column (FLORES-200 names it sentence, FLORES+ text); columns: "
+                + ", ".join(map(str, rows[0]))
+            )
+        rows = [{**row, "sentence": row["text"]} for row in rows]
+    check_columns(rows, COLUMNS, str(where))
+    return rows
 
 
 def _read_plain(path: Path) -> list[dict]:

@@ -87,7 +87,9 @@ def load_gmmlu(
         where = f"hub dataset {source} ({lang}, {split})"
         rows = load_hub(str(source), lang, split, required=COLUMNS)
     else:
-        path = locate(source, [f"global_mmlu/{lang}/{split}", f"{lang}/{split}"], f"Global-MMLU {lang} {split}")
+        candidates = [f"global_mmlu/{lang}/{split}", f"{lang}/{split}"]
+        candidates += [f"{c}-*.parquet" for c in candidates]  # a hub snapshot's one shard
+        path = locate(source, candidates, f"Global-MMLU {lang} {split}")
         where = str(path)
         rows = read_table(path, required=COLUMNS)
     require_rows(rows, where)

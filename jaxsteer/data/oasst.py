@@ -89,7 +89,8 @@ def load_oasst1_pairs(source: PathLike, lang: str | None = "en", *, require_rank
         rows = load_hub(str(source), None, "train", required=OASST1_COLUMNS)
         where = f"hub dataset {source}"
     else:
-        path = locate(source, ["oasst1/oasst1", "oasst1"], "OASST1 messages")
+        hub = ["*_oasst_ready.messages.jsonl.gz", "data/train-*.parquet"]  # a hub snapshot: the reviewed tree
+        path = locate(source, ["oasst1/oasst1", "oasst1", *(f"oasst1/{h}" for h in hub), *hub], "OASST1 messages")
         rows = read_table(path, required=OASST1_COLUMNS)
         where = str(path)
     require_rows(rows, where)
