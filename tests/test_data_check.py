@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import json
 import shutil
@@ -122,3 +123,30 @@ def test_questions_alone_are_audited_without_annotations(tmp_path):
     assert "China: no annotation file (China_data.json): only blank questions counted as skipped" in text
     assert "China: kept on purpose in 1, Chinese language or script (中文/汉语): Fx-hd-29" in text
     assert text.splitlines()[2].split() == ["China", "zh", "30", "1", "-", "29", "29", "1", "100.0%"]
+
+
+def test_the_other_datasets_are_found_and_parsed_or_named(tmp_path):
+    """Before a 12B run: Global-MMLU, FLORES and OASST are checked too — found and parsed (rows), missing, or
+    the loader's one line (here: an answer outside A–D) — without failing the BLEnD audit."""
+    for part in ("blend", "global_mmlu", "oasst1"):
+        shutil.copytree(DATA / part, tmp_path / part)
+    test = tmp_path / "global_mmlu" / "ko" / "test.csv"
+    lines = test.read_text(encoding="utf-8").splitlines()
+    header = lines[0].split(",")
+    row = next(csv.reader([lines[1]]))
+    row[header.index("answer")] = "E"
+    lines[1] = ",".join(f'"{c}"' for c in row)
+    test.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    report = check_blend(tmp_path, ["South_Korea", "Spain"])
+    files = {(f["dataset"], f["lang"]): f for f in report["files"]}
+    assert files[("Global-MMLU test", "es")]["status"] == "ok" and files[("Global-MMLU test", "es")]["rows"] == 24
+    assert (
+        files[("Global-MMLU test", "ko")]["status"] == "error"
+        and "answer" in files[("Global-MMLU test", "ko")]["detail"]
+    )
+    assert files[("FLORES dev en→ko", "ko")]["status"] == "missing"
+    assert (
+        files[("OASST1 (en pairs)", None)]["status"] == "ok" and files[("OpenAssistantXX", None)]["status"] == "missing"
+    )
+    text = format_report(report)
+    assert "Global-MMLU test [ko]: error:" in text and "FLORES dev en→ko: missing:" in text

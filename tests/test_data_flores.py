@@ -103,5 +103,7 @@ def test_a_hub_snapshot_and_flores_plus_text_columns_are_read(tmp_path):
     assert load_flores_pairs(tmp_path / "hub", "en", "ko") == ref
     assert load_flores_pairs(tmp_path / "plus", "en", "ko") == ref
     (tmp_path / "plus" / "dev" / "kor_Hang.jsonl").write_text(json.dumps({"id": 1, "words": "x"}))
-    with pytest.raises(DataError, match=r"no sentence column \(FLORES-200 names it sentence, FLORES\+ text\); columns: id, words"):
+    with pytest.raises(
+        DataError, match=r"no sentence column \(FLORES-200 names it sentence, FLORES\+ text\); columns: id, words"
+    ):
         load_flores(tmp_path / "plus", "ko")

@@ -22,7 +22,7 @@ from typing import Any
 
 from jaxsteer.data import blend as blend_data
 from jaxsteer.data import decontext
-from jaxsteer.data.files import TABLE_SUFFIXES, PathLike, is_hub_id
+from jaxsteer.data.files import TABLE_SUFFIXES, MissingFileError, PathLike, is_hub_id
 from jaxsteer.data.languages import LANGUAGES, blend_country
 from jaxsteer.errors import DataError
 
@@ -125,12 +125,14 @@ def check_blend(source: PathLike, countries: Sequence[str] | None = None) -> dic
             f"no BLEnD question files under {os.fspath(source)!r} (expected blend/questions/{{Country}}_questions.csv)"
         )
     reports = [check_country(source, c) for c in chosen]
+    langs = sorted({r["lang"] for r in reports if r["lang"]})
     audited = [r["decontext"] for r in reports if r["decontext"] is not None]
     checked = sum(d["checked"] for d in audited)
     clean = sum(d["clean"] for d in audited)
     return {
         "data": os.fspath(source),
         "countries": reports,
+        "files": check_files(source, langs),
         "totals": {
             "questions": sum(r["questions"] for r in reports),
             "scored": sum(r["scored"] for r in reports) if all(r["annotated"] for r in reports) else None,
@@ -141,6 +143,43 @@ def check_blend(source: PathLike, countries: Sequence[str] | None = None) -> dic
             "min_coverage_pct": min((d["coverage_pct"] for d in audited), default=0.0),
         },
     }
+
+
+def check_files(source: PathLike, langs: Sequence[str]) -> list[dict[str, Any]]:
+    """Whether the other datasets an experiment reads are found and parse under ``source``: Global-MMLU test
+    and dev of each language (rows, and the culturally agnostic subset the paper scores), FLORES dev pairs
+    English → each language (EN extraction), OASST1 and OpenAssistantXX (the alignment baselines). One entry
+    each: ``status`` ``ok`` (with ``rows``), ``missing`` or ``error`` (with the loader's one line)."""
+    from jaxsteer.data.flores import load_flores_pairs
+    from jaxsteer.data.gmmlu import load_gmmlu, select_subset
+    from jaxsteer.data.oasst import load_oasst1_pairs, load_oasst_xx
+
+    def entry(dataset: str, lang: str | None, load) -> dict[str, Any]:
+        out: dict[str, Any] = {"dataset": dataset, "lang": lang}
+        try:
+            out.update(status="ok", **load())
+        except MissingFileError as e:
+            out.update(status="missing", detail=str(e))
+        except DataError as e:
+            out.update(status="error", detail=str(e))
+        return out
+
+    def gmmlu(lang: str, split: str):
+        def load():
+            rows = load_gmmlu(source, lang, split, subset="all")
+            return {"rows": len(rows), "culturally_agnostic": len(select_subset(rows, "CA"))}
+
+        return load
+
+    entries = []
+    for lang in langs:
+        for split in ("test", "dev"):
+            entries.append(entry(f"Global-MMLU {split}", lang, gmmlu(lang, split)))
+        if lang != "en":
+            entries.append(entry("FLORES dev en→" + lang, lang, lambda lang=lang: {"rows": len(load_flores_pairs(source, "en", lang))}))  # fmt: skip
+    entries.append(entry("OASST1 (en pairs)", None, lambda: {"rows": len(load_oasst1_pairs(source))}))
+    entries.append(entry("OpenAssistantXX", None, lambda: {"rows": len(load_oasst_xx(source))}))
+    return entries
 
 
 def format_report(report: dict[str, Any], examples: int = 3) -> str:
@@ -194,6 +233,17 @@ def format_report(report: dict[str, Any], examples: int = 3) -> str:
                 )
             if len(d[kind]) > examples:
                 lines.append(f"{c}: … {len(d[kind]) - examples} more {kind} (see --json)")
+    if report.get("files"):
+        lines.append("other datasets of the experiment (languages of the countries above):")
+        for f in report["files"]:
+            where = f"{f['dataset']}" + (
+                f" [{f['lang']}]" if f["lang"] and not f["dataset"].endswith(f["lang"]) else ""
+            )
+            if f["status"] == "ok":
+                extra = f", {f['culturally_agnostic']} culturally agnostic" if "culturally_agnostic" in f else ""
+                lines.append(f"  {where}: ok, {f['rows']} rows{extra}")
+            else:
+                lines.append(f"  {where}: {f['status']}: {f['detail']}")
     return "\n".join(lines) + "\n"
 
 

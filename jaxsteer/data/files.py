@@ -67,6 +67,10 @@ TABLE_SUFFIXES: tuple[str, ...] = (".csv", ".parquet", ".jsonl", ".json")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
+class MissingFileError(DataError):
+    """None of the places a dataset's file may be under a data root holds it."""
+
+
 class HubUnavailableError(DataError, OfflineError):
     """A hub id was given but the hub cannot be reached (offline or no network)."""
 
@@ -109,7 +113,7 @@ def locate(source: PathLike, candidates: Sequence[str], what: str) -> Path:
             if p.is_file():
                 return p
             tried.append(str(p.relative_to(path)))
-    raise DataError(f"{what}: none of {', '.join(tried)} exists under {str(path)!r}")
+    raise MissingFileError(f"{what}: none of {', '.join(tried)} exists under {str(path)!r}")
 
 
 # --- tables ----------------------------------------------------------------------------------------
