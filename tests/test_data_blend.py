@@ -259,3 +259,18 @@ def _totals(report):
     d = report["decontext"] or {}
     return {"questions": report["questions"], "scored": report["scored"], "clean": d.get("clean", 0),
             "kept_questions": d.get("kept_questions", 0), "coverage_pct": d.get("coverage_pct", 0.0)}  # fmt: skip
+
+
+def test_a_blend_hub_snapshot_is_read_from_its_hf_folders(tmp_path):
+    """nayeon212/BLEnD as downloaded: ``data/questions_hf/{Country}_questions.*`` and
+    ``data/annotations_hf/{Country}_data.json`` (a list of ``{ID, …}``), no renaming."""
+    from jaxsteer.data.check import default_countries
+
+    (tmp_path / "data" / "questions_hf").mkdir(parents=True)
+    (tmp_path / "data" / "annotations_hf").mkdir(parents=True)
+    shutil.copy(DATA / "blend" / "questions" / "Spain_questions.csv", tmp_path / "data" / "questions_hf")
+    keyed = json.loads((DATA / "blend" / "annotations" / "Spain_data.json").read_text(encoding="utf-8"))
+    listed = [{"ID": qid, **entry} for qid, entry in keyed.items()]
+    (tmp_path / "data" / "annotations_hf" / "Spain_data.json").write_text(json.dumps(listed, ensure_ascii=False))
+    assert load_blend(tmp_path, "Spain") == load_blend(DATA, "Spain")
+    assert "Spain" in default_countries(tmp_path)

@@ -191,3 +191,22 @@ def test_a_wrong_split_on_the_hub_is_a_data_error_not_an_offline_one(monkeypatch
     _stub_datasets(monkeypatch, unreachable)
     with pytest.raises(OfflineError, match="unreachable"):
         files.load_hub("org/data", "questions", "KR")
+
+
+def test_gzipped_tables_are_found_under_a_root_and_are_no_hub_ids(tmp_path):
+    import gzip
+
+    from jaxsteer.data.files import is_hub_id, locate, read_table
+
+    (tmp_path / "flores" / "dev").mkdir(parents=True)
+    (tmp_path / "flores" / "dev" / "kor_Hang.jsonl.gz").write_bytes(gzip.compress(b'{"id": 1, "sentence": "a"}\n'))
+    found = locate(tmp_path, ["flores/dev/kor_Hang"], "FLORES")
+    assert found.name == "kor_Hang.jsonl.gz" and read_table(found) == [{"id": 1, "sentence": "a"}]
+    assert not is_hub_id("gmmlu/ko_test.csv.gz") and is_hub_id("CohereForAI/Global-MMLU")
+
+
+def test_a_one_line_json_lines_file_under_a_json_name_is_one_row(tmp_path):
+    from jaxsteer.data.files import read_table
+
+    (tmp_path / "t.json").write_text('{"id": 1, "sentence": "hello"}\n')
+    assert read_table(tmp_path / "t.json") == [{"id": 1, "sentence": "hello"}]

@@ -107,3 +107,11 @@ def test_a_hub_snapshot_and_flores_plus_text_columns_are_read(tmp_path):
         DataError, match=r"no sentence column \(FLORES-200 names it sentence, FLORES\+ text\); columns: id, words"
     ):
         load_flores(tmp_path / "plus", "ko")
+
+
+def test_a_flores_plus_row_without_text_is_a_missing_column_not_a_crash(tmp_path):
+    (tmp_path / "dev").mkdir()
+    rows = [{"id": 1, "text": "a"}, {"id": 2, "other": "b"}]
+    (tmp_path / "dev" / "kor_Hang.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    with pytest.raises(DataError, match="missing column.*sentence"):
+        load_flores(tmp_path, "ko")

@@ -91,6 +91,28 @@ def test_the_released_gzipped_messages_file_is_read(tmp_path):
     raw = (DATA / "oasst1" / "oasst1.jsonl").read_bytes()
     (tmp_path / "2023-04-12_oasst_ready.messages.jsonl.gz").write_bytes(gzip.compress(raw))
     assert load_oasst1_pairs(tmp_path) == load_oasst1_pairs(DATA)
-    (tmp_path / "2023-04-12_oasst_ready.messages.jsonl.gz").write_bytes(raw)  # named .gz, not compressed
+    (tmp_path / "2023-04-12_oasst_ready.messages.jsonl.gz").write_bytes(raw)  # named .gz, not compressed: as it is
+    assert load_oasst1_pairs(tmp_path) == load_oasst1_pairs(DATA)
+    packed = bytearray(gzip.compress(raw))
+    packed[20:30] = b"\xff" * 10  # a damaged stream (zlib.error, not OSError)
+    (tmp_path / "2023-04-12_oasst_ready.messages.jsonl.gz").write_bytes(bytes(packed))
     with pytest.raises(DataError, match="not a readable gzip file"):
         load_oasst1_pairs(tmp_path)
+
+
+@pytest.mark.parametrize("rank", ["nan", "", "inf", "1.5", "x"])
+def test_a_csv_rank_cell_is_a_number_a_null_or_one_line(tmp_path, rank):
+    import csv
+
+    rows = [json.loads(line) for line in (DATA / "oasst1" / "oasst1.jsonl").read_text().splitlines() if line.strip()]
+    target = next(r for r in rows if r.get("rank") is not None)
+    target["rank"] = rank
+    with (tmp_path / "oasst1.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows([{k: ("" if v is None else v) for k, v in r.items()} for r in rows])
+    if rank in ("nan", ""):
+        load_oasst1_pairs(tmp_path / "oasst1.csv", require_rank0=False)  # a null rank: unranked
+    else:
+        with pytest.raises(DataError, match="rank .* (is not a number|whole number)"):
+            load_oasst1_pairs(tmp_path / "oasst1.csv")

@@ -57,6 +57,19 @@ SKIP_NO_ANSWER = 3  # skip when no-answer + not-applicable >= 3 (BLEnD paper)
 SKIP_IDK = 5  # skip when idk >= 5
 
 SKIP_BLANK = "blank question"
+# where a data root keeps BLEnD's files: ours (blend/…), the GitHub repo's data/ (questions/, annotations/) and
+# the hub copy's (data/questions_hf/, data/annotations_hf/)
+QUESTION_FOLDERS: tuple[str, ...] = (
+    "blend/questions",
+    "questions",
+    "data/questions",
+    "questions_hf",
+    "data/questions_hf",
+)
+ANNOTATION_FOLDERS: tuple[str, ...] = (
+    "blend/annotations", "annotations", "data/annotations", "annotations_hf", "data/annotations_hf",
+)  # fmt: skip
+
 SKIP_NOT_IN_ANNOTATIONS = "ID not in the annotation file"
 SKIP_REASONS: tuple[str, ...] = (
     SKIP_BLANK,
@@ -244,7 +257,7 @@ def load_blend(
     else:
         qpath = locate(
             source,
-            [f"blend/questions/{country}_questions", f"questions/{country}_questions"],
+            [f"{folder}/{country}_questions" for folder in QUESTION_FOLDERS],
             f"BLEnD questions for {country}",
         )
         where = str(qpath)
@@ -297,9 +310,7 @@ def annotation_only_ids(source: PathLike, country: str) -> list[str]:
     if is_hub_id(source):
         return []
     try:
-        qpath = locate(
-            source, [f"blend/questions/{country}_questions", f"questions/{country}_questions"], f"BLEnD {country}"
-        )
+        qpath = locate(source, [f"{folder}/{country}_questions" for folder in QUESTION_FOLDERS], f"BLEnD {country}")
     except DataError:
         return []
     apath = _annotation_path(source, qpath, country)
@@ -379,9 +390,8 @@ def scorable(questions: Sequence[BlendQuestion]) -> list[BlendQuestion]:
 def _annotation_path(source: PathLike, qpath: Path, country: str) -> Path | None:
     root = Path(source)
     candidates = [
-        root / "blend" / "annotations",
-        root / "annotations",
-        qpath.parent.parent / "annotations",
+        *(root / folder for folder in ANNOTATION_FOLDERS),
+        *(qpath.parent.parent / Path(folder).name for folder in ANNOTATION_FOLDERS),
         qpath.parent,
     ]
     for folder in candidates:

@@ -22,7 +22,7 @@ from typing import Any
 
 from jaxsteer.data import blend as blend_data
 from jaxsteer.data import decontext
-from jaxsteer.data.files import TABLE_SUFFIXES, MissingFileError, PathLike, is_hub_id
+from jaxsteer.data.files import GZIPPED_SUFFIXES, TABLE_SUFFIXES, MissingFileError, PathLike, is_hub_id
 from jaxsteer.data.languages import LANGUAGES, blend_country
 from jaxsteer.errors import DataError
 
@@ -34,9 +34,9 @@ def default_countries(source: PathLike) -> list[str]:
         country = LANGUAGES[code].blend_country
         if country is None:
             continue
-        for folder in ("blend/questions", "questions"):
+        for folder in blend_data.QUESTION_FOLDERS:
             stem = os.path.join(os.fspath(source), folder, f"{country}_questions")
-            if any(os.path.isfile(stem + suffix) for suffix in TABLE_SUFFIXES):
+            if any(os.path.isfile(stem + suffix) for suffix in TABLE_SUFFIXES + GZIPPED_SUFFIXES):
                 found.append(country)
                 break
     return found
@@ -162,6 +162,8 @@ def check_files(source: PathLike, langs: Sequence[str]) -> list[dict[str, Any]]:
             out.update(status="missing", detail=str(e))
         except DataError as e:
             out.update(status="error", detail=str(e))
+        except (ValueError, TypeError, KeyError, OverflowError, OSError) as e:  # a loader's unforeseen case:
+            out.update(status="error", detail=f"{type(e).__name__}: {e}")  # reported, the audit goes on
         return out
 
     def gmmlu(lang: str, split: str):

@@ -37,8 +37,9 @@ Data-root layout (tables may be ``.csv``, ``.parquet``, ``.jsonl`` or ``.json`` 
 A hub snapshot as downloaded (``huggingface-cli download … --local-dir``) is a data root too, for the files
 that are one shard a split: Global-MMLU ``{lang}/{split}-00000-of-00001.parquet``, FLORES ``{code}/{split}-*.parquet``
 (``text`` for ``sentence``: FLORES+), OASST1 ``*_oasst_ready.messages.jsonl.gz`` or ``data/train-*.parquet``,
-BLEnD annotations as the hub's list of ``{ID, …}`` objects. ``.csv``/``.jsonl``/``.json`` may be gzipped;
-JSON Lines saved under a ``.json`` name is read as JSON Lines.
+BLEnD's ``data/questions_hf/`` and ``data/annotations_hf/`` (annotations as a list of ``{ID, …}`` objects).
+``.csv``/``.jsonl``/``.json`` may be gzipped (found as ``name.jsonl.gz`` too); JSON Lines saved under a
+``.json`` name is read as JSON Lines.
 
 ``{Country}`` is BLEnD's file spelling (``South_Korea``, ``Northern_Nigeria``); ``{lang}`` is the ISO code
 (``zh``, ``ko``, ...); ``{flores_code}`` is e.g. ``kor_Hang`` (see :mod:`jaxsteer.data.languages`).
@@ -54,6 +55,7 @@ import json
 import math
 import os
 import re
+import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -63,6 +65,8 @@ from jaxsteer.errors import DataError, OfflineError
 PathLike = str | os.PathLike
 
 TABLE_SUFFIXES: tuple[str, ...] = (".csv", ".parquet", ".jsonl", ".json")
+GZIPPED_SUFFIXES: tuple[str, ...] = (".csv.gz", ".jsonl.gz", ".json.gz")  # text tables may be gzipped
+GZIP_MAGIC = b"\x1f\x8b"
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -80,7 +84,7 @@ def is_hub_id(source: Any) -> bool:
     """True for an ``org/name`` string that is not an existing local path."""
     if not isinstance(source, str) or os.path.exists(source):
         return False
-    if source.startswith((".", "/", "~")) or source.endswith(TABLE_SUFFIXES):
+    if source.startswith((".", "/", "~")) or source.endswith(TABLE_SUFFIXES + GZIPPED_SUFFIXES):
         return False
     return bool(_HUB_ID.match(source))
 
@@ -108,7 +112,7 @@ def locate(source: PathLike, candidates: Sequence[str], what: str) -> Path:
                 return found[0]
             tried.append(rel)
             continue
-        stems = [path / rel] if Path(rel).suffix else [path / (rel + s) for s in TABLE_SUFFIXES]
+        stems = [path / rel] if Path(rel).suffix else [path / (rel + s) for s in TABLE_SUFFIXES + GZIPPED_SUFFIXES]
         for p in stems:
             if p.is_file():
                 return p
@@ -189,10 +193,10 @@ def read_text(path: PathLike) -> str:
         raise DataError(f"no such file {str(path)!r}") from None
     except IsADirectoryError:
         raise DataError(f"{path} is a folder; expected a file") from None
-    if path.suffix.lower() == ".gz":
+    if raw[:2] == GZIP_MAGIC:  # by content, not name: a plain file named .gz (ours, say) reads as it is
         try:
             raw = gzip.decompress(raw)
-        except (OSError, EOFError) as e:
+        except (OSError, EOFError, zlib.error) as e:
             raise DataError(f"{path}: not a readable gzip file ({_first_line(e)})") from None
     skip = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
     try:
@@ -284,6 +288,8 @@ def _json_rows(data: Any, path: Path) -> list[dict]:
                     raise DataError(f"{path}: columns have different lengths {sorted(lengths)}")
                 keys = list(data)
                 return [dict(zip(keys, values)) for values in zip(*data.values())]
+            if data:  # one object of scalars: one row (a one-line JSON Lines file under a .json name)
+                return [data]
     if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
         raise DataError(f"{path}: expected a list of objects (or columns of equal length) in the JSON file")
     return data

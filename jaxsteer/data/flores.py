@@ -151,7 +151,7 @@ def _with_sentence(rows: list[dict], where) -> list[dict]:
                 f"{where}: no sentence column (FLORES-200 names it sentence, FLORES+ text); columns: "
                 + ", ".join(map(str, rows[0]))
             )
-        rows = [{**row, "sentence": row["text"]} for row in rows]
+        rows = [{**row, "sentence": row["text"]} if "text" in row else row for row in rows]
     check_columns(rows, COLUMNS, str(where))
     return rows
 

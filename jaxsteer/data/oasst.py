@@ -10,6 +10,7 @@ translated file ``{id, lang, prompt, response, prompt_en, response_en}``.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -134,9 +135,17 @@ def by_language(pairs: Iterable[OasstPair]) -> dict[str, list[OasstPair]]:
 
 def _rank(message: Mapping[str, Any]) -> int | None:
     value = message.get("rank")
-    if value is None or value == "" or (isinstance(value, float) and value != value):
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "nan", "none", "null")):
         return None
-    return int(float(value))
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise DataError(f"OASST1 message {message.get('message_id')!r}: rank {value!r} is not a number") from None
+    if number != number:  # NaN: a Parquet/pandas null
+        return None
+    if not math.isfinite(number) or number != int(number) or number < 0:
+        raise DataError(f"OASST1 message {message.get('message_id')!r}: rank {value!r} is not a whole number ≥ 0")
+    return int(number)
 
 
 def _flag(value: Any, default: bool) -> bool:
