@@ -68,7 +68,8 @@ class ExperimentConfig:
     # devices the models are sharded over (data × fsdp × model; jaxsteer/sharding.py); default: one device
     mesh: MeshSpec | None = None
     # generation's decode layout (jaxsteer.model.Model): auto (a per-layer weight copy where it fits), or scan
-    # for a one-off small run whose compiles are on its critical path (compiles ~2× faster, decodes slower)
+    # for a one-off small run whose compiles are on its critical path (compiles ~2× faster, decodes slower), or
+    # moved where the copy does not fit (27B on an 80 GB card: the weights themselves cut per layer for each call)
     decode_layout: str = "auto"
 
     def __post_init__(self):
