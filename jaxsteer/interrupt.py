@@ -113,10 +113,10 @@ def deferred():
     previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(frame))
     try:
         yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    finally:  # a handler set outside Python reads as None: Python's own then
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
         if held:
             if callable(previous):
                 previous(signal.SIGINT, held[0])
-            elif previous == signal.default_int_handler or previous == signal.SIG_DFL:
+            elif previous is None or previous == signal.SIG_DFL:
                 raise KeyboardInterrupt

@@ -277,3 +277,39 @@ def test_moving_the_weights_survives_an_interrupt_a_shared_leaf_and_keeps_their_
     host = jaxsteer.Model(cfg, jax.tree.map(np.asarray, model.params))
     with np.testing.assert_raises(InputError):
         jaxsteer.generate(host, ids, decode_layout="moved", **kw)
+
+
+def test_a_restack_the_device_cannot_do_goes_through_the_host_and_nnx_models_are_refused(monkeypatch):
+    """Stacking again may fail on the device (out of memory): every leaf still goes back (through the host for
+    the failed ones) before the error is raised — never a model whose weights are all freed. A model made by
+    the nnx module shares its arrays with the module: moving them would free the module's, so it is refused."""
+    from jaxsteer.errors import InputError
+    from jaxsteer.model import decode_memory
+    from jaxsteer.model.nnx_module import Gemma3
+
+    cfg = tiny()
+    model = jaxsteer.Model.random(cfg, seed=6, norm_std=0.3)
+    before = {k: np.asarray(v) for k, v in model.params["layers"].items()}
+    ids = np.random.RandomState(4).randint(3, cfg.vocab_size, size=(2, 5))
+    kw = dict(max_new_tokens=3, eos_token_id=-1)
+    real, calls = decode_memory._stacker, []
+
+    def failing(placement):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("RESOURCE_EXHAUSTED: out of memory while stacking")
+        return real(placement)
+
+    monkeypatch.setattr(decode_memory, "_stacker", failing)
+    with np.testing.assert_raises(RuntimeError):
+        jaxsteer.generate(model, ids, decode_layout="moved", **kw)
+    layers = model.params["layers"]
+    assert not any(v.is_deleted() for v in layers.values())
+    for name, value in before.items():
+        np.testing.assert_array_equal(np.asarray(layers[name]), value)
+    monkeypatch.setattr(decode_memory, "_stacker", real)
+    jaxsteer.generate(model, ids, decode_layout="moved", **kw)  # and the model still decodes
+    nnx_model = Gemma3.from_model(model).to_model()
+    with np.testing.assert_raises(InputError):
+        jaxsteer.generate(nnx_model, ids, decode_layout="moved", **kw)
+    assert not any(v.is_deleted() for v in model.params["layers"].values())

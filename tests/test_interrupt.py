@@ -118,3 +118,20 @@ def test_an_interrupt_wrapped_by_an_extension_is_still_an_interrupt():
     except RuntimeError as e:
         assert isinstance(interrupt.cause(e), KeyboardInterrupt)
     assert interrupt.cause(ValueError("plain")) is None
+
+
+def test_deferred_holds_a_ctrl_c_until_the_block_ends():
+    import signal
+
+    from jaxsteer.interrupt import deferred
+
+    done, handler = [], signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt), deferred():
+            signal.raise_signal(signal.SIGINT)
+            done.append("after the signal")
+        assert done == ["after the signal"]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, handler)

@@ -124,6 +124,9 @@ def moved_layers(model: Model):
     from jaxsteer.errors import InputError
     from jaxsteer.interrupt import deferred
 
+    if model.source == "nnx":  # the nnx module (jaxsteer.model.nnx_module) holds these arrays too
+        raise InputError("decode_layout='moved' frees the stacked weights, which the nnx module holds as well; "
+                         "use 'unrolled' or 'scan' for a model made by Gemma3.to_model")  # fmt: skip
     params = model.params
     leaves, treedef = jax.tree.flatten(params["layers"])
     if not all(isinstance(leaf, jax.Array) for leaf in leaves):
@@ -142,9 +145,25 @@ def moved_layers(model: Model):
                 leaf.delete()
         yield tuple(treedef.unflatten([cut[where[id(leaf)]][i] for leaf in leaves]) for i in range(count))
     finally:
-        with deferred():
-            back = [_restacked(parts, p) for parts, p in zip(cut, placements)] + distinct[len(cut) :]
-            params["layers"] = treedef.unflatten([back[where[id(leaf)]] for leaf in leaves])
+        restored, failed, interrupt = False, None, None
+        while not restored:  # a Ctrl-C before the handler below is in place must not skip the restack
+            try:
+                with deferred():
+                    back = list(distinct)
+                    for j, (parts, placement) in enumerate(zip(cut, placements)):
+                        try:
+                            back[j] = _restacked(parts, placement)
+                        except Exception as err:  # noqa: BLE001 - a device that cannot stack: the host does
+                            failed = failed or err
+                            back[j] = _restacked_via_host(parts, placement)
+                    params["layers"] = treedef.unflatten([back[where[id(leaf)]] for leaf in leaves])
+                    restored = True
+            except KeyboardInterrupt as err:
+                interrupt = err
+        if failed is not None:
+            raise failed
+        if interrupt is not None:
+            raise interrupt
 
 
 def moved_shapes(layers, config) -> tuple:
@@ -170,6 +189,17 @@ def _restacked(parts: tuple, placement) -> jax.Array:
     for part in parts:
         part.delete()
     return out
+
+
+def _restacked_via_host(parts: tuple, placement) -> jax.Array:
+    """The fallback when the device cannot stack (out of memory, say): each part to the host and freed, then
+    one array put back — no more device memory than the leaf itself."""
+    host = []
+    for part in parts:
+        host.append(np.asarray(part))
+        part.delete()
+    stacked = np.stack(host)
+    return jax.device_put(stacked, placement) if placement is not None else jnp.asarray(stacked)
 
 
 @functools.cache
