@@ -143,3 +143,25 @@ def test_json_lines_saved_under_a_json_name_is_read(tmp_path):
     (tmp_path / "ko" / "test.json").write_text('{"sample_id": 1,\n')
     with pytest.raises(DataError, match="invalid JSON at line 2"):
         load_gmmlu(tmp_path, "ko")
+
+
+def test_an_export_without_the_unused_columns_loads_and_a_used_one_is_named(tmp_path):
+    """Only the columns the loader reads are required: an export that dropped culture, region, reference, … loads
+    the same questions; one without ``cultural_sensitivity_label`` (which the subsets need) is one line."""
+    import csv
+
+    from jaxsteer.data.gmmlu import COLUMNS, REQUIRED
+
+    rows = list(csv.DictReader((DATA / "global_mmlu" / "ko" / "test.csv").open(encoding="utf-8")))
+    (tmp_path / "ko").mkdir()
+    for keep, ok in ((REQUIRED, True), ([c for c in REQUIRED if c != "cultural_sensitivity_label"], False)):
+        assert set(keep) < set(COLUMNS)
+        with (tmp_path / "ko" / "test.csv").open("w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=list(keep))
+            w.writeheader()
+            w.writerows([{c: r[c] for c in keep} for r in rows])
+        if ok:
+            assert load_gmmlu(tmp_path, "ko", subset="all") == load_gmmlu(DATA, "ko", subset="all")
+        else:
+            with pytest.raises(DataError, match="missing column.*cultural_sensitivity_label"):
+                load_gmmlu(tmp_path, "ko")

@@ -19,6 +19,7 @@ Data-root layout (tables may be ``.csv``, ``.parquet``, ``.jsonl`` or ``.json`` 
                                                     required_knowledge, time_sensitive, reference,
                                                     culture, region, country,
                                                     cultural_sensitivity_label (CA/CS), is_annotated
+                                                    (required: those the loader reads, gmmlu.REQUIRED)
     {root}/blend/questions/{Country}_questions.csv  BLEnD short answer: unnamed index, ID, Topic,
                                                     Source, Question (local), Translation (English)
     {root}/blend/annotations/{Country}_data.json    {id: {question, en_question, annotations:

@@ -46,7 +46,12 @@ COLUMNS: tuple[str, ...] = (
     "cultural_sensitivity_label",
     "is_annotated",
 )
-"""The columns of a Global-MMLU file, exactly as released (all are required)."""
+"""The columns of a Global-MMLU file, exactly as released."""
+REQUIRED: tuple[str, ...] = (
+    "sample_id", "subject", "subject_category", "question", "option_a", "option_b", "option_c", "option_d",
+    "answer", "cultural_sensitivity_label", "is_annotated",
+)  # fmt: skip
+"""The columns the loader reads: an export that dropped the others (culture, region, reference, …) loads."""
 
 Subset = Literal["CA", "CS", "annotated", "all"]
 SUBSETS: tuple[str, ...] = ("CA", "CS", "annotated", "all")
@@ -85,13 +90,13 @@ def load_gmmlu(
         raise DataError(f"unknown Global-MMLU subset {subset!r}; expected one of {', '.join(SUBSETS)}")
     if is_hub_id(source):
         where = f"hub dataset {source} ({lang}, {split})"
-        rows = load_hub(str(source), lang, split, required=COLUMNS)
+        rows = load_hub(str(source), lang, split, required=REQUIRED)
     else:
         candidates = [f"global_mmlu/{lang}/{split}", f"{lang}/{split}"]
         candidates += [f"{c}-*.parquet" for c in candidates]  # a hub snapshot's one shard
         path = locate(source, candidates, f"Global-MMLU {lang} {split}")
         where = str(path)
-        rows = read_table(path, required=COLUMNS)
+        rows = read_table(path, required=REQUIRED)
     require_rows(rows, where)
     questions = parse_rows(rows, lang, where)
     selected = select_subset(questions, subset)
