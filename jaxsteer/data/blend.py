@@ -255,11 +255,7 @@ def load_blend(
             text_cell(r["ID"], "").strip(): r for r in load_hub(str(source), "annotations", split, required=("ID",))
         }
     else:
-        qpath = locate(
-            source,
-            [f"{folder}/{country}_questions" for folder in QUESTION_FOLDERS],
-            f"BLEnD questions for {country}",
-        )
+        qpath = _questions_path(source, country)
         where = str(qpath)
         rows = read_table(qpath, required=QUESTION_COLUMNS)
         apath = Path(annotations) if annotations is not None else _annotation_path(source, qpath, country)
@@ -310,7 +306,7 @@ def annotation_only_ids(source: PathLike, country: str) -> list[str]:
     if is_hub_id(source):
         return []
     try:
-        qpath = locate(source, [f"{folder}/{country}_questions" for folder in QUESTION_FOLDERS], f"BLEnD {country}")
+        qpath = _questions_path(source, country)
     except DataError:
         return []
     apath = _annotation_path(source, qpath, country)
@@ -385,6 +381,12 @@ def load_blend_mc(source: PathLike, country: str | None = None) -> list[BlendMCQ
 def scorable(questions: Sequence[BlendQuestion]) -> list[BlendQuestion]:
     """The questions that are scored (not skipped by BLEnD's rule, not blank)."""
     return [q for q in questions if not q.skipped]
+
+
+def _questions_path(source: PathLike, country: str) -> Path:
+    return locate(
+        source, [f"{folder}/{country}_questions" for folder in QUESTION_FOLDERS], f"BLEnD questions for {country}"
+    )
 
 
 def _annotation_path(source: PathLike, qpath: Path, country: str) -> Path | None:

@@ -37,7 +37,6 @@ from jaxsteer.model.transformer import (
     plan_row_deltas,
     prepare,
     run_layers,
-    stacked,
     tile_rows,
     unembed,
 )
@@ -115,12 +114,11 @@ def prefill(
             h, kept = run_layers(
                 params["layers"], h, ctx, config=config, start=lo, stop=hi, deltas=deltas, collect=kv, impl=impl
             )
-            parts.append(stacked(kept, params["layers"]))
+            parts.append(kept)
     else:
         parts = []
         if tree.start:
             h, shared = run_layers(params["layers"], h, ctx, config=config, stop=tree.start, collect=kv, impl=impl)
-            shared = stacked(shared, params["layers"])
             parts.append(jax.tree.map(lambda x: pin_rows(tile_rows(x, tree.num_plans, axis=1), mesh, 1), shared))
         h, kept = run_plan_tree(
             params["layers"], h, tree, plans, positions=positions, attention_mask=attention_mask,
@@ -335,13 +333,20 @@ def generate(
     args = (model, input_ids, attention_mask, max_new_tokens, steering, temperature, top_k, seed, eos_token_id, impl)
     if layout != "moved":
         tokens, lengths = _run_calls(_generate_calls(*args, layout, plans, abstract_copy=False))
-    else:
-        _generate_calls(*args, "scan", plans, abstract_copy=True)  # bad input refused before any weight moves
+    else:  # the calls are made (and bad input refused) with the per-layer weights as shapes, before any moves
+        calls = _generate_calls(*args, layout, plans, abstract_copy=True)
         with moved_layers(model) as layers:
+            calls = [(_with_layers(run, layers), keep) for run, keep in calls]
             tokens, lengths = jax.block_until_ready(  # done before the per-layer arrays are stacked and freed
-                _run_calls(_generate_calls(*args, layout, plans, abstract_copy=False, moved=layers))
+                _run_calls(calls)
             )
     return (tokens, lengths) if return_lengths else tokens
+
+
+def _with_layers(run: functools.partial, layers: tuple) -> functools.partial:
+    """A :func:`generate_core` call on these per-layer weights (the ``"moved"`` layout's, in place of shapes)."""
+    params, *rest = run.args
+    return functools.partial(run.func, {**params, "layers": layers}, *rest, **run.keywords)
 
 
 def _run_calls(calls) -> tuple[Array, Array]:
@@ -381,7 +386,7 @@ def compile_generate_ahead(
 
 def _generate_calls(
     model, input_ids, attention_mask, max_new_tokens, steering, temperature, top_k, seed, eos_token_id, impl,
-    decode_layout, plans, abstract_copy: bool, moved: tuple | None = None,
+    decode_layout, plans, abstract_copy: bool,
 ) -> list[tuple[functools.partial, int | None]]:  # fmt: skip
     """The checked :func:`generate_core` calls of one :func:`generate` — each a partial with every argument, and
     how many of its plans are real (None without plans) — made by the one code that also plans compiles ahead
@@ -410,9 +415,9 @@ def _generate_calls(
     total = input_ids.shape[1] + max_new_tokens  # sized before the copy exists: the budget subtracts it itself
     unroll, chunk = decided_layout(model, len(input_ids), total, None if plans is None else len(plans), decode_layout)
     params, split = model.params, None
-    if decode_layout == "moved":  # the model's own weights cut per layer for the call (moved_layers); passed
-        # once, as params["layers"] (generate_core reads them from there)
-        params = {**params, "layers": moved if moved is not None else moved_shapes(params["layers"], config)}
+    if decode_layout == "moved":  # the model's own weights cut per layer for the call (moved_layers), as shapes
+        # here (generate swaps the arrays in); passed once, as params["layers"], which generate_core reads
+        params = {**params, "layers": moved_shapes(params["layers"], config)}
     elif unroll:
         copy = split_shapes if abstract_copy else split_layers
         split = copy(params["layers"], config, fuse=fusable(model))

@@ -167,12 +167,13 @@ def moved_layers(model: Model):
 
 
 def moved_shapes(layers, config) -> tuple:
-    """What :func:`moved_layers` yields, as shapes (nothing moved): for compiles ahead. Starts compiling the
-    cut's program for each leaf shape too."""
+    """What :func:`moved_layers` yields, as shapes (nothing moved): the calls are built from them, and so are
+    compiles ahead (which also start compiling the cut's program for each leaf shape)."""
     leaf_shapes = []
     for leaf in jax.tree.leaves(layers):
         leaf_shapes.append(ahead.output_shapes(_layer_of, leaf, np.int32(0)))
-        ahead.in_background(_layer_of, leaf, np.int32(0))
+        if ahead.enabled():
+            ahead.in_background(_layer_of, leaf, np.int32(0))
     layer = jax.tree.unflatten(jax.tree.structure(layers), leaf_shapes)
     return (layer,) * config.num_layers
 

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
-from jaxsteer.model.transformer import make_context, plan_row_deltas, run_layers, stacked, tile_rows
+from jaxsteer.model.transformer import make_context, plan_row_deltas, run_layers, tile_rows
 from jaxsteer.sharding import pin_rows, replicated
 
 
@@ -171,7 +171,6 @@ def run_plan_tree(
             deltas=deltas, collect=collect, queries=tile_rows(queries, seg.size) if final else None, **run_kw,
         )  # fmt: skip
         if collect is not None:
-            out = stacked(out, layers)
             kept.append(jax.tree.map(lambda x, seg=seg: pin_rows(_rows_of(x, seg.groups, rows, axis=1), mesh, 1), out))
     return pin_rows(_rows_of(h, tree.segments[-1].groups, rows), mesh), kept
 

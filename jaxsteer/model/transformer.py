@@ -220,8 +220,8 @@ def run_layers(
         LoRA factors, dropout keys) handed to the hooks.
     Hooks (all optional): ``weights_fn(p, extra) → p`` prepares a layer's weights (dtype casts, LoRA
     factors); ``proj(x, p, name)`` computes a projection; ``attend(q, k, v, flag, extra)`` replaces
-    causal self-attention; ``collect(h, kv)`` picks what to keep per layer (stacked by the scan, a tuple
-    when unrolled); ``constrain(h)`` pins the activations' sharding. ``remat`` names a
+    causal self-attention; ``collect(h, kv)`` picks what to keep per layer (stacked on a leading layer axis,
+    scanned or unrolled); ``constrain(h)`` pins the activations' sharding. ``remat`` names a
     ``jax.checkpoint_policies`` policy (``"nothing_saveable"``, ...) for training.
 
     A scan over part of the stack (``start > 0`` or ``stop < L``) reads each layer by index from the whole
@@ -286,7 +286,9 @@ def run_layers(
                 h, layers[i], None if deltas is None else deltas[i], None if per_layer is None else per_layer[i]
             )
             collected.append(out)
-        return h, tuple(collected)
+        if collect is None:
+            return h, None
+        return h, jax.tree.map(lambda *xs: jnp.stack(xs), *collected)  # stacked, as the scan stacks it
     if remat is not None:
         body = checkpointed(body)
     flags = jnp.asarray(config.is_global[start:stop])
@@ -352,14 +354,6 @@ def make_context(
     cos, sin = rope_tables(positions, config)
     key_valid = None if attention_mask is None else attention_mask.astype(bool)
     return Context(cos=cos, sin=sin, key_valid=key_valid, steer_mask=steer_mask)
-
-
-def stacked(collected, layers):
-    """What :func:`run_layers` collected over ``layers``, stacked on a leading layer axis as the scan stacks it:
-    over per-layer weights (a sequence) the unrolled runner returns one entry a layer."""
-    if isinstance(layers, (tuple, list)):
-        return jax.tree.map(lambda *xs: jnp.stack(xs), *collected)
-    return collected
 
 
 def tile_rows(x: Array, copies: int, axis: int = 0) -> Array:
